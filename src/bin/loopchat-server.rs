@@ -1,0 +1,2 @@
+//! The chat server (placeholder until the event loop lands).
+fn main() {}
