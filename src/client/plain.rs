@@ -1,0 +1,335 @@
+//! The line tool: stdin lines go to the server, server lines go to stdout.
+//!
+//! Used when stdin or stdout is not a terminal, or with `--plain`. It is
+//! meant for scripts and bots, so it is careful about order and endings:
+//! lines typed (or piped) before the nickname is accepted are held back,
+//! stdin is read only when its lines can be used (the pipe itself is the
+//! buffer, so a fast producer cannot fill the client's memory), and at end
+//! of input it sends `/quit`, waits a bounded time for the server to close,
+//! and exits 0.
+//!
+//! Stdin may be a pipe, a terminal, `/dev/null` or a regular file. Regular
+//! files (and `/dev/null`) cannot be registered with epoll (EPERM); they
+//! never block, so they are simply read whenever their lines are wanted.
+//! For the others a zero-timeout `poll(2)` before each `read` keeps the
+//! descriptor's blocking mode untouched (it is shared with the parent
+//! shell) while never blocking the loop.
+
+use std::io::{self, Write};
+use std::os::fd::RawFd;
+use std::time::{Duration, Instant};
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+
+use super::connection::{ConnEvent, Connection, SOCKET};
+use super::framing::LineReader;
+use super::session::{Phase, Session, SessionEvent};
+use super::text::display_line;
+use super::{ClientCommand, Options, classify_input, client_help};
+use crate::protocol::ServerLine;
+
+const STDIN: Token = Token(1);
+/// How long to wait for the server to close after `/quit`.
+const QUIT_WAIT: Duration = Duration::from_secs(5);
+/// Stop taking stdin lines while this much is still unsent.
+const MAX_QUEUED: usize = 64 * 1024;
+
+/// Standard input, read without blocking the loop.
+pub struct Stdin {
+    fd: RawFd,
+    /// A read may return data without blocking (readiness seen, or a file).
+    ready: bool,
+    /// Registered with epoll (false for regular files and /dev/null).
+    registered: bool,
+    eof: bool,
+    lines: LineReader,
+}
+
+impl Stdin {
+    pub fn new(poll: &Poll, fd: RawFd) -> Stdin {
+        let mut s = Stdin {
+            fd,
+            ready: true,
+            registered: false,
+            eof: false,
+            lines: LineReader::default(),
+        };
+        match poll
+            .registry()
+            .register(&mut SourceFd(&fd), STDIN, Interest::READABLE)
+        {
+            Ok(()) => s.registered = true,
+            // Regular files and /dev/null: always "ready".
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => {}
+            Err(_) => s.eof = true,
+        }
+        s
+    }
+
+    /// Without blocking, whether a read would return at once.
+    fn readable_now(&self) -> bool {
+        if !self.registered {
+            return true;
+        }
+        let mut p = libc::pollfd {
+            fd: self.fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd, zero timeout.
+        let n = unsafe { libc::poll(&mut p, 1, 0) };
+        n > 0 && p.revents != 0
+    }
+
+    /// Reads one chunk if possible. Returns false when nothing could be read
+    /// now (wait for readiness).
+    fn fill(&mut self) -> bool {
+        if self.eof || !self.ready {
+            return false;
+        }
+        if !self.readable_now() {
+            self.ready = false;
+            return false;
+        }
+        let mut buf = [0u8; 16 * 1024];
+        // SAFETY: reading into a buffer we own, of the length given.
+        let n = unsafe { libc::read(self.fd, buf.as_mut_ptr().cast(), buf.len()) };
+        if n > 0 {
+            self.lines.push(&buf[..n as usize]);
+            return true;
+        }
+        let err = io::Error::last_os_error();
+        if n < 0 && err.kind() == io::ErrorKind::Interrupted {
+            return true;
+        }
+        if n < 0 && err.kind() == io::ErrorKind::WouldBlock {
+            self.ready = false;
+            return false;
+        }
+        // End of input, or an error that ends it.
+        self.eof = true;
+        if let Some(last) = self.lines.finish() {
+            self.lines.push(&last.bytes);
+            self.lines.push(b"\n");
+        }
+        true
+    }
+}
+
+/// Runs the line tool until it ends; returns the exit status.
+pub fn run(opts: &Options) -> i32 {
+    match run_inner(opts) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("loopchat: {e}");
+            1
+        }
+    }
+}
+
+struct Plain {
+    conn: Connection,
+    session: Session,
+    stdin: Stdin,
+    stdin_is_tty: bool,
+    out: io::BufWriter<io::Stdout>,
+    /// Set once `/quit` is sent: exit 0 when the server closes or then.
+    quit_deadline: Option<Instant>,
+    exit: Option<i32>,
+}
+
+fn run_inner(opts: &Options) -> io::Result<i32> {
+    let mut poll = Poll::new()?;
+    let mut events = Events::with_capacity(64);
+    let mut p = Plain {
+        conn: Connection::new(&opts.addr, opts.reconnect.unwrap_or(false)),
+        session: Session::new(opts.nick.clone()),
+        stdin: Stdin::new(&poll, libc::STDIN_FILENO),
+        // SAFETY: isatty only inspects the descriptor.
+        stdin_is_tty: unsafe { libc::isatty(libc::STDIN_FILENO) } == 1,
+        out: io::BufWriter::new(io::stdout()),
+        quit_deadline: None,
+        exit: None,
+    };
+    let mut conn_events = Vec::new();
+    loop {
+        p.pump_stdin(&poll, &mut conn_events);
+        p.handle(&poll, &mut conn_events);
+        if p.out.flush().is_err() {
+            // Nobody reads our output any more: leave as at end of input.
+            p.stdin.eof = true;
+            p.stdin.lines.clear();
+        }
+        if let Some(code) = p.exit {
+            return Ok(code);
+        }
+        let now = Instant::now();
+        let mut timeout = p.conn.timeout(now);
+        if let Some(d) = p.quit_deadline {
+            let left = d.saturating_duration_since(now);
+            timeout = Some(timeout.map_or(left, |t| t.min(left)));
+        }
+        if p.wants_stdin() && p.stdin.ready && !p.stdin.eof {
+            timeout = Some(Duration::ZERO);
+        }
+        if let Err(e) = poll.poll(&mut events, timeout) {
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        for event in events.iter() {
+            match event.token() {
+                SOCKET => p.conn.on_event(poll.registry(), event, &mut conn_events),
+                STDIN => p.stdin.ready = true,
+                _ => {}
+            }
+        }
+        let now = Instant::now();
+        p.conn.on_timer(poll.registry(), now, &mut conn_events);
+        if p.quit_deadline.is_some_and(|d| d <= now) {
+            p.exit = Some(0);
+        }
+    }
+}
+
+impl Plain {
+    /// Whether a stdin line could be used now.
+    fn wants_stdin(&self) -> bool {
+        if self.quit_deadline.is_some() {
+            return false;
+        }
+        match self.session.phase() {
+            Phase::NeedNick => true,
+            Phase::Joined => self.conn.queued() < MAX_QUEUED,
+            _ => false,
+        }
+    }
+
+    fn pump_stdin(&mut self, poll: &Poll, conn_events: &mut Vec<ConnEvent>) {
+        while self.wants_stdin() && self.exit.is_none() {
+            if let Some(line) = self.stdin.lines.next_line() {
+                let text = String::from_utf8_lossy(&line.bytes).into_owned();
+                self.input_line(poll, &text, conn_events);
+                continue;
+            }
+            if self.stdin.eof {
+                self.end_of_input(poll, conn_events);
+                break;
+            }
+            if !self.stdin.fill() {
+                break;
+            }
+        }
+    }
+
+    fn end_of_input(&mut self, poll: &Poll, conn_events: &mut Vec<ConnEvent>) {
+        match self.session.phase() {
+            Phase::Joined => self.quit(poll, "/quit", conn_events),
+            Phase::NeedNick => {
+                eprintln!("loopchat: end of input before a nickname was accepted");
+                self.conn.close(poll.registry());
+                self.exit = Some(1);
+            }
+            _ => {}
+        }
+    }
+
+    fn quit(&mut self, poll: &Poll, line: &str, conn_events: &mut Vec<ConnEvent>) {
+        self.conn.set_reconnect(false);
+        self.conn.send_line(poll.registry(), line, conn_events);
+        self.quit_deadline = Some(Instant::now() + QUIT_WAIT);
+    }
+
+    fn input_line(&mut self, poll: &Poll, text: &str, conn_events: &mut Vec<ConnEvent>) {
+        let reg = poll.registry();
+        if *self.session.phase() == Phase::NeedNick {
+            let nick = text.trim();
+            if nick.is_empty() {
+                return;
+            }
+            if matches!(classify_input(nick), ClientCommand::Quit) {
+                return self.quit(poll, nick, conn_events);
+            }
+            self.session.nick_chosen(nick);
+            self.conn.send_line(reg, nick, conn_events);
+            return;
+        }
+        match classify_input(text) {
+            ClientCommand::Empty | ClientCommand::Clear => {}
+            ClientCommand::Quit => self.quit(poll, text, conn_events),
+            ClientCommand::Help => {
+                for l in client_help() {
+                    eprintln!("{l}");
+                }
+                self.conn.send_line(reg, text, conn_events);
+            }
+            ClientCommand::Send => {
+                self.conn.send_line(reg, text, conn_events);
+            }
+        }
+    }
+
+    fn prompt_nick(&mut self) {
+        if self.stdin_is_tty {
+            eprint!("Nickname: ");
+        }
+    }
+
+    fn handle(&mut self, poll: &Poll, conn_events: &mut Vec<ConnEvent>) {
+        // Sending may produce events (a write error), hence the loop.
+        while !conn_events.is_empty() {
+            let batch = std::mem::take(conn_events);
+            for ev in batch {
+                match ev {
+                    ConnEvent::Connected(_) => match self.session.on_connected() {
+                        Some(nick) => {
+                            self.conn.send_line(poll.registry(), &nick, conn_events);
+                        }
+                        None => self.prompt_nick(),
+                    },
+                    ConnEvent::Line(line) => {
+                        let shown = display_line(&line.bytes);
+                        let _ = if line.truncated {
+                            writeln!(self.out, "{shown} [line truncated]")
+                        } else {
+                            writeln!(self.out, "{shown}")
+                        };
+                        let text = String::from_utf8_lossy(&line.bytes);
+                        match self.session.on_line(&ServerLine::parse(&text)) {
+                            Some(SessionEvent::Joined) => self.conn.reset_backoff(),
+                            Some(SessionEvent::Refused(reason)) => {
+                                eprintln!(
+                                    "loopchat: nickname refused: {}",
+                                    display_line(reason.as_bytes())
+                                );
+                                self.prompt_nick();
+                            }
+                            _ => {}
+                        }
+                    }
+                    ConnEvent::Lost {
+                        reason, retry_in, ..
+                    } => {
+                        self.session.on_disconnected();
+                        if self.quit_deadline.is_some() {
+                            self.exit = Some(0);
+                            continue;
+                        }
+                        let _ = self.out.flush();
+                        match retry_in {
+                            Some(d) => {
+                                eprintln!("loopchat: {reason}; retrying in {} s", d.as_secs())
+                            }
+                            None => {
+                                eprintln!("loopchat: {reason}");
+                                self.exit = Some(1);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
