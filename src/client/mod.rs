@@ -21,7 +21,10 @@ pub mod plain;
 pub mod scrollback;
 pub mod session;
 pub mod text;
-//TUI_MODS
+#[cfg(feature = "tui")]
+pub mod tui;
+#[cfg(feature = "tui")]
+pub mod ui;
 
 use std::net::{Ipv6Addr, SocketAddr};
 
@@ -190,6 +193,10 @@ pub fn terminal_available() -> bool {
 
 /// Runs the client; returns the process exit status.
 pub fn run(opts: &Options) -> i32 {
+    #[cfg(feature = "tui")]
+    if !opts.plain && terminal_available() {
+        return tui::run(opts);
+    }
     plain::run(opts)
 }
 

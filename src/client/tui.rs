@@ -1,0 +1,356 @@
+//! The full-screen interface's event loop: terminal setup and restore, keys,
+//! signals, and the connection, all in one `mio::Poll` on one thread.
+//!
+//! Keys: fd 0 is registered with the poll; when it is readable, crossterm's
+//! `event::poll(Duration::ZERO)`/`event::read()` parse what is there. Used
+//! this way crossterm never starts a thread (its `event-stream` feature,
+//! which would, stays off). SIGWINCH is a signal source in the same poll, so
+//! a resize redraws at once.
+//!
+//! The terminal is restored on every way out: quit, lost connection without
+//! reconnect, a signal, and a panic (a hook restores it first; with
+//! `panic = "abort"` the hook still runs).
+
+use std::io::{self, Stdout};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use crossterm::terminal::{
+    EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
+};
+use crossterm::{cursor, execute};
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token};
+use ratatui::Terminal;
+use ratatui::backend::CrosstermBackend;
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
+use signal_hook_mio::v1_0::Signals;
+
+use super::connection::{ConnEvent, ConnStatus, Connection, SOCKET};
+use super::session::{Phase, SessionEvent};
+use super::text::{clock_hhmm, display_line};
+use super::ui::{App, draw};
+use super::{ClientCommand, Options, classify_input, client_help};
+
+const STDIN: Token = Token(1);
+const SIGNALS: Token = Token(2);
+/// How long to wait, after sending `/quit`, for the server to close.
+const QUIT_WAIT: Duration = Duration::from_secs(2);
+
+type Term = Terminal<CrosstermBackend<Stdout>>;
+
+fn restore_terminal() {
+    let _ = disable_raw_mode();
+    let _ = execute!(io::stdout(), LeaveAlternateScreen, cursor::Show);
+}
+
+/// Runs the full-screen client; returns the exit status.
+pub fn run(opts: &Options) -> i32 {
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        restore_terminal();
+        previous(info);
+    }));
+    let result = enable_raw_mode()
+        .and_then(|()| execute!(io::stdout(), EnterAlternateScreen))
+        .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())))
+        .and_then(|mut term| Tui::new(opts).and_then(|mut t| t.run(&mut term)));
+    restore_terminal();
+    match result {
+        Ok((code, message)) => {
+            if let Some(m) = message {
+                eprintln!("loopchat: {m}");
+            }
+            code
+        }
+        Err(e) => {
+            eprintln!("loopchat: {e}");
+            1
+        }
+    }
+}
+
+struct Tui {
+    poll: Poll,
+    signals: Signals,
+    conn: Connection,
+    app: App,
+    quit_deadline: Option<Instant>,
+    /// Set to leave the loop: exit status and a message for after restore.
+    exit: Option<(i32, Option<String>)>,
+    clear_screen: bool,
+}
+
+impl Tui {
+    fn new(opts: &Options) -> io::Result<Tui> {
+        let poll = Poll::new()?;
+        poll.registry().register(
+            &mut SourceFd(&libc::STDIN_FILENO),
+            STDIN,
+            Interest::READABLE,
+        )?;
+        let mut signals = Signals::new([SIGWINCH, SIGTERM, SIGHUP, SIGINT])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        Ok(Tui {
+            poll,
+            signals,
+            conn: Connection::new(&opts.addr, opts.reconnect.unwrap_or(true)),
+            app: App::new(&opts.addr, opts.nick.clone()),
+            quit_deadline: None,
+            exit: None,
+            clear_screen: false,
+        })
+    }
+
+    fn run(&mut self, term: &mut Term) -> io::Result<(i32, Option<String>)> {
+        let mut events = Events::with_capacity(64);
+        let mut conn_events = Vec::new();
+        // Drain keys typed before start-up; this also creates crossterm's
+        // reader now rather than in the middle of the session.
+        self.keys()?;
+        loop {
+            self.handle(&mut conn_events);
+            if let Some(exit) = self.exit.take() {
+                return Ok(exit);
+            }
+            self.app.conn_label = self.conn_label(Instant::now());
+            if std::mem::take(&mut self.clear_screen) {
+                term.clear()?;
+            }
+            term.draw(|f| draw(f, &mut self.app))?;
+            let now = Instant::now();
+            let mut timeout = self.conn.timeout(now);
+            if let Some(d) = self.quit_deadline {
+                timeout = Some(min_opt(timeout, d.saturating_duration_since(now)));
+            }
+            if let ConnStatus::Waiting(_) = self.conn.status() {
+                // Refresh the "retrying in N s" countdown.
+                timeout = Some(min_opt(timeout, Duration::from_secs(1)));
+            }
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            for ev in events.iter() {
+                match ev.token() {
+                    SOCKET => self
+                        .conn
+                        .on_event(self.poll.registry(), ev, &mut conn_events),
+                    STDIN => self.keys()?,
+                    SIGNALS => self.signals(&mut conn_events)?,
+                    _ => {}
+                }
+            }
+            let now = Instant::now();
+            self.conn
+                .on_timer(self.poll.registry(), now, &mut conn_events);
+            if self.quit_deadline.is_some_and(|d| d <= now) {
+                self.exit = Some((0, None));
+            }
+        }
+    }
+
+    fn conn_label(&self, now: Instant) -> String {
+        match self.conn.status() {
+            ConnStatus::Waiting(at) => {
+                let secs = at.saturating_duration_since(now).as_secs_f64().ceil();
+                format!("disconnected, retrying in {secs} s")
+            }
+            ConnStatus::Connecting => "connecting".into(),
+            ConnStatus::Connected => match self.app.session.phase() {
+                Phase::Joined => "connected".into(),
+                _ => "connected, joining".into(),
+            },
+            ConnStatus::Closed => "closed".into(),
+        }
+    }
+
+    fn signals(&mut self, conn_events: &mut Vec<ConnEvent>) -> io::Result<()> {
+        let pending: Vec<i32> = self.signals.pending().collect();
+        for sig in pending {
+            if sig == SIGWINCH {
+                // crossterm saw it too and queued a Resize; drain it. The
+                // next draw picks up the new size.
+                self.keys()?;
+            } else {
+                self.quit("/quit", conn_events);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every key event crossterm has (it only reads fd 0, which is
+    /// readable or we would not be here).
+    fn keys(&mut self) -> io::Result<()> {
+        let mut conn_events = Vec::new();
+        while event::poll(Duration::ZERO)? {
+            match event::read()? {
+                Event::Key(k) if k.kind != KeyEventKind::Release => self.key(k, &mut conn_events),
+                _ => {}
+            }
+        }
+        self.handle(&mut conn_events);
+        Ok(())
+    }
+
+    fn key(&mut self, k: KeyEvent, conn_events: &mut Vec<ConnEvent>) {
+        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+        let input = &mut self.app.input;
+        match k.code {
+            KeyCode::Char('c') if ctrl => self.quit("/quit", conn_events),
+            KeyCode::Char('d') if ctrl => {
+                if input.is_empty() {
+                    self.quit("/quit", conn_events);
+                } else {
+                    input.delete();
+                }
+            }
+            KeyCode::Char('w') if ctrl => input.delete_word(),
+            KeyCode::Char('u') if ctrl => input.delete_to_start(),
+            KeyCode::Char('a') if ctrl => input.home(),
+            KeyCode::Char('e') if ctrl => input.end(),
+            KeyCode::Char('h') if ctrl => input.backspace(),
+            KeyCode::Char('l') if ctrl => self.clear_screen = true,
+            KeyCode::Char(c) if !ctrl && !k.modifiers.contains(KeyModifiers::ALT) => {
+                input.insert(c)
+            }
+            KeyCode::Left => input.left(),
+            KeyCode::Right => input.right(),
+            KeyCode::Home => input.home(),
+            KeyCode::End => input.end(),
+            KeyCode::Backspace => input.backspace(),
+            KeyCode::Delete => input.delete(),
+            KeyCode::Up => input.history_prev(),
+            KeyCode::Down => input.history_next(),
+            KeyCode::PageUp => self.app.page_up(),
+            KeyCode::PageDown => self.app.page_down(),
+            KeyCode::Enter => self.enter(conn_events),
+            _ => {}
+        }
+    }
+
+    fn enter(&mut self, conn_events: &mut Vec<ConnEvent>) {
+        let now = clock_hhmm();
+        let text = self.app.input.text();
+        let cmd = classify_input(&text);
+        match (self.app.session.phase().clone(), cmd) {
+            (_, ClientCommand::Empty) => {}
+            (_, ClientCommand::Quit) => {
+                self.app.input.submit();
+                self.quit(&text, conn_events);
+            }
+            (_, ClientCommand::Clear) => {
+                self.app.input.submit();
+                self.app.clear();
+            }
+            (Phase::NeedNick, _) => {
+                let nick = self.app.input.submit().trim().to_string();
+                self.app.session.nick_chosen(&nick);
+                self.conn
+                    .send_line(self.poll.registry(), &nick, conn_events);
+            }
+            (Phase::Joined, cmd) => {
+                self.app.input.submit();
+                if cmd == ClientCommand::Help {
+                    for l in client_help() {
+                        self.app.note(&now, l);
+                    }
+                }
+                if self
+                    .conn
+                    .send_line(self.poll.registry(), &text, conn_events)
+                {
+                    self.app.own_line(&now, &text);
+                }
+            }
+            // Not in the room: keep the line in the editor for later.
+            (Phase::NickSent(_), _) => self
+                .app
+                .note(&now, "waiting for the server to accept the nickname"),
+            (Phase::Offline, _) => self.app.note(
+                &now,
+                "not connected; the line was kept, send it once connected",
+            ),
+        }
+    }
+
+    /// Sends the quit line (if connected) and leaves once the server closes,
+    /// or after [`QUIT_WAIT`].
+    fn quit(&mut self, line: &str, conn_events: &mut Vec<ConnEvent>) {
+        self.conn.set_reconnect(false);
+        if self.quit_deadline.is_some()
+            || !self.conn.send_line(self.poll.registry(), line, conn_events)
+        {
+            self.exit = Some((0, None));
+            return;
+        }
+        self.quit_deadline = Some(Instant::now() + QUIT_WAIT);
+    }
+
+    fn handle(&mut self, conn_events: &mut Vec<ConnEvent>) {
+        while !conn_events.is_empty() {
+            let batch = std::mem::take(conn_events);
+            for ev in batch {
+                let now = clock_hhmm();
+                match ev {
+                    ConnEvent::Connected(addr) => {
+                        self.app.note(&now, &format!("connected to {addr}"));
+                        match self.app.session.on_connected() {
+                            Some(nick) => {
+                                self.conn
+                                    .send_line(self.poll.registry(), &nick, conn_events);
+                            }
+                            None => self.app.note(&now, "type a nickname and press Enter"),
+                        }
+                    }
+                    ConnEvent::Line(line) => {
+                        let mut text = String::from_utf8_lossy(&line.bytes).into_owned();
+                        if line.truncated {
+                            text.push_str(" [line truncated]");
+                        }
+                        match self.app.server_line(&now, &text) {
+                            Some(SessionEvent::Joined) => self.conn.reset_backoff(),
+                            Some(SessionEvent::Refused(_)) => self
+                                .app
+                                .note(&now, "nickname refused; type another and press Enter"),
+                            _ => {}
+                        }
+                    }
+                    ConnEvent::Lost {
+                        reason,
+                        retry_in,
+                        was_connected,
+                    } => {
+                        self.app.session.on_disconnected();
+                        if self.quit_deadline.is_some() {
+                            self.exit = Some((0, None));
+                            continue;
+                        }
+                        let reason = display_line(reason.as_bytes());
+                        match retry_in {
+                            Some(d) => {
+                                let what = if was_connected {
+                                    "connection lost"
+                                } else {
+                                    "cannot connect"
+                                };
+                                self.app.note(
+                                    &now,
+                                    &format!("{what}: {reason}; retrying in {} s", d.as_secs()),
+                                );
+                            }
+                            None => self.exit = Some((1, Some(reason))),
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn min_opt(a: Option<Duration>, b: Duration) -> Duration {
+    a.map_or(b, |a| a.min(b))
+}
