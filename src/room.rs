@@ -595,6 +595,7 @@ pub(crate) mod tests {
         say(&mut room, 0, "/nick A2", &mut out);
         assert_eq!(out.take(0), ["* a is now known as A2"]);
         assert_eq!(out.take(2), ["* a is now known as A2"]);
+        assert_eq!(out.take(1), ["* a is now known as A2"]);
         say(&mut room, 1, "/nick a2", &mut out);
         assert_eq!(out.take(1), ["! Nickname a2 is taken. Choose another."]);
         say(&mut room, 0, "/frob", &mut out);
@@ -603,9 +604,10 @@ pub(crate) mod tests {
         assert_eq!(out.take(0), ["* Goodbye."]);
         assert_eq!(out.closed, [0]);
         assert_eq!(out.take(1), ["* A2 has left the room (quit: bye all)"]);
+        assert_eq!(out.take(2), ["* A2 has left the room (quit: bye all)"]);
         assert_eq!(room.joined_count(), 2);
         say(&mut room, 1, "/nick a2", &mut out);
-        assert_eq!(out.take(1), ["* b is now known as a2"], "old nick freed");
+        assert_eq!(out.take(2), ["* b is now known as a2"], "old nick freed");
     }
 
     #[test]
