@@ -1,0 +1,162 @@
+//! The full-screen client end to end, in a real terminal: two clients run
+//! under tmux (`new-session -x 100 -y 30`), keys go in with `send-keys`, the
+//! screen comes out with `capture-pane`, polled until a deadline.
+//!
+//! Skipped with a note when tmux is not installed (CI installs it).
+
+#[path = "client_support.rs"]
+mod support;
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::{Server, TIMEOUT, threads_of};
+
+/// A private tmux server (its own socket name), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn new() -> Tmux {
+        Tmux {
+            socket: format!("loopchat-test-{}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `loopchat` full-screen in a new 100x30 session.
+    fn client(&self, name: &str, addr: &str, nick: &str) {
+        let cmd = format!(
+            "exec {} {addr} --nick {nick}",
+            env!("CARGO_BIN_EXE_loopchat")
+        );
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &cmd,
+        ]);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", name])
+    }
+
+    /// Polls the screen until `pred` holds; panics with the screen otherwise.
+    fn wait_for(&self, name: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let s = self.screen(name);
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what} in {name}'s screen:\n{s}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, name: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", name];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn pid(&self, name: &str) -> u32 {
+        self.run(&["display-message", "-p", "-t", name, "#{pane_pid}"])
+            .trim()
+            .parse()
+            .expect("pane pid")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+#[test]
+fn message_typed_in_one_client_appears_in_the_other() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
+        return;
+    }
+    let server = Server::start();
+    let tmux = Tmux::new();
+    tmux.client("a", &server.addr, "alice");
+    tmux.wait_for("a", "alice joined", |s| {
+        s.contains("* The room contains:") && s.contains("connected")
+    });
+    tmux.client("b", &server.addr, "bob");
+    tmux.wait_for("a", "bob's arrival", |s| {
+        s.contains("* bob has entered the room")
+    });
+    tmux.wait_for("b", "bob joined", |s| s.contains("Online (2)"));
+
+    // Bob starts a line; a message arriving meanwhile leaves it intact.
+    tmux.keys("b", &["-l", "half typed"]);
+    tmux.wait_for("b", "bob's input", |s| {
+        s.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("> half typed"))
+    });
+    tmux.keys("a", &["-l", "hello from alice"]);
+    tmux.keys("a", &["Enter"]);
+    let s = tmux.wait_for("b", "alice's message", |s| {
+        s.contains("<alice> hello from alice")
+    });
+    assert!(
+        s.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("> half typed")),
+        "{s}"
+    );
+    // Own lines are shown locally.
+    tmux.wait_for("a", "alice's own line", |s| {
+        s.contains("<alice> hello from alice")
+    });
+
+    // One thread, in a real terminal.
+    assert_eq!(threads_of(tmux.pid("a")), 1);
+
+    // Ctrl-C leaves cleanly: the quit line reaches the server.
+    tmux.keys("b", &["C-c"]);
+    let s = tmux.wait_for("a", "bob's departure", |s| {
+        s.contains("* bob has left the room (quit)")
+    });
+    assert!(s.contains("Online (1)"), "{s}");
+}
