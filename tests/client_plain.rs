@@ -167,3 +167,19 @@ fn hostile_server_lines_are_made_safe_and_bounded() {
     drop(sock);
     assert_eq!(c.wait_exit().code(), Some(1));
 }
+
+#[test]
+fn answers_pings_so_an_idle_bot_stays() {
+    let server = Server::start_with("127.0.0.1:0", &["--idle-timeout", "1"]);
+    let mut bot = join(&server, "idlebot");
+    // A second ping proves the first was answered within its grace period.
+    bot.expect_prefix("* PING");
+    bot.expect_prefix("* PING");
+    assert!(
+        !bot.seen.iter().any(|l| l.starts_with("! Idle timeout")),
+        "{:?}",
+        bot.seen
+    );
+    bot.close_stdin();
+    assert_eq!(bot.wait_exit().code(), Some(0));
+}

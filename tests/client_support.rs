@@ -50,8 +50,14 @@ impl Server {
     }
 
     pub fn start_on(listen: &str) -> Server {
+        Server::start_with(listen, &[])
+    }
+
+    /// Starts the server with extra arguments.
+    pub fn start_with(listen: &str, extra: &[&str]) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_loopchat-server"))
             .args(["--listen", listen])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

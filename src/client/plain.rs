@@ -299,6 +299,9 @@ impl Plain {
                         let text = String::from_utf8_lossy(&line.bytes);
                         match self.session.on_line(&ServerLine::parse(&text)) {
                             Some(SessionEvent::Joined) => self.conn.reset_backoff(),
+                            Some(SessionEvent::Ping) => {
+                                self.conn.send_line(poll.registry(), "/pong", conn_events);
+                            }
                             Some(SessionEvent::Refused(reason)) => {
                                 eprintln!(
                                     "loopchat: nickname refused: {}",

@@ -6,7 +6,7 @@
 //! line before `* The room contains:` is a refusal) live in one place and are
 //! tested without sockets.
 
-use crate::protocol::{ServerLine, validate_nick};
+use crate::protocol::{NOTICE, PING, ServerLine, validate_nick};
 
 /// Where the client is in joining the room.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +30,8 @@ pub enum SessionEvent {
     Refused(String),
     /// The user list or own nickname changed.
     Changed,
+    /// `* PING ...`: the server wants a sign of life (answer `/pong`).
+    Ping,
 }
 
 /// The users online, in the order the server reported them.
@@ -226,6 +228,9 @@ impl Session {
                 let ServerLine::Notice(text) = line else {
                     return None;
                 };
+                if text.starts_with(&PING[NOTICE.len()..]) {
+                    return Some(SessionEvent::Ping);
+                }
                 match RoomNotice::parse(text)? {
                     RoomNotice::Entered(n) => self.users.add(n),
                     RoomNotice::Left(n) => self.users.remove(n),
@@ -301,6 +306,10 @@ mod tests {
         feed(&mut s, "* me is now known as mee");
         assert_eq!(s.users().names(), ["mee", "Bob"]);
         assert_eq!(s.nick(), Some("mee"));
+        assert_eq!(
+            feed(&mut s, "* PING - send any line within 5 s"),
+            Some(SessionEvent::Ping)
+        );
         feed(&mut s, "* 3 users online: x, mee, y");
         assert_eq!(s.users().names(), ["x", "mee", "y"]);
         // Chat lines that look like notices change nothing.

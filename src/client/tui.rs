@@ -313,6 +313,12 @@ impl Tui {
                         }
                         match self.app.server_line(&now, &text) {
                             Some(SessionEvent::Joined) => self.conn.reset_backoff(),
+                            // Answered for the user, so an idle session is
+                            // not timed out.
+                            Some(SessionEvent::Ping) => {
+                                self.conn
+                                    .send_line(self.poll.registry(), "/pong", conn_events);
+                            }
                             Some(SessionEvent::Refused(_)) => self
                                 .app
                                 .note(&now, "nickname refused; type another and press Enter"),
