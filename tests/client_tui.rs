@@ -26,9 +26,10 @@ impl Tmux {
             .is_ok_and(|o| o.status.success())
     }
 
-    fn new() -> Tmux {
+    /// `tag` keeps tests running in parallel on separate tmux servers.
+    fn new(tag: &str) -> Tmux {
         Tmux {
-            socket: format!("loopchat-test-{}", std::process::id()),
+            socket: format!("loopchat-test-{}-{tag}", std::process::id()),
         }
     }
 
@@ -48,11 +49,8 @@ impl Tmux {
     }
 
     /// Starts `loopchat` full-screen in a new 100x30 session.
-    fn client(&self, name: &str, addr: &str, nick: &str) {
-        let cmd = format!(
-            "exec {} {addr} --nick {nick}",
-            env!("CARGO_BIN_EXE_loopchat")
-        );
+    fn client(&self, name: &str, addr: &str, args: &str) {
+        let cmd = format!("exec {} {addr} {args}", env!("CARGO_BIN_EXE_loopchat"));
         self.run(&[
             "new-session",
             "-d",
@@ -116,12 +114,12 @@ fn message_typed_in_one_client_appears_in_the_other() {
         return;
     }
     let server = Server::start();
-    let tmux = Tmux::new();
-    tmux.client("a", &server.addr, "alice");
+    let tmux = Tmux::new("message");
+    tmux.client("a", &server.addr, "--nick alice");
     tmux.wait_for("a", "alice joined", |s| {
         s.contains("* The room contains:") && s.contains("connected")
     });
-    tmux.client("b", &server.addr, "bob");
+    tmux.client("b", &server.addr, "--nick bob");
     tmux.wait_for("a", "bob's arrival", |s| {
         s.contains("* bob has entered the room")
     });
@@ -159,4 +157,51 @@ fn message_typed_in_one_client_appears_in_the_other() {
         s.contains("* bob has left the room (quit)")
     });
     assert!(s.contains("Online (1)"), "{s}");
+}
+
+#[test]
+fn asks_for_a_nickname_again_after_a_refusal_and_follows_resizes() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
+        return;
+    }
+    let mut server = Server::start();
+    let tmux = Tmux::new("nick");
+    tmux.client("a", &server.addr, "--nick alice");
+    tmux.wait_for("a", "alice joined", |s| s.contains("* The room contains:"));
+    // No --nick: the client asks; a taken name shows the server's reason.
+    tmux.client("c", &server.addr, "");
+    tmux.wait_for("c", "the nickname prompt", |s| {
+        s.contains("type a nickname")
+            && s.lines().last().is_some_and(|l| l.starts_with("nickname>"))
+    });
+    tmux.keys("c", &["-l", "Alice"]);
+    tmux.keys("c", &["Enter"]);
+    tmux.wait_for("c", "the refusal", |s| {
+        s.contains("! Nickname Alice is taken. Choose another.")
+            && s.lines().last().is_some_and(|l| l.starts_with("nickname>"))
+    });
+    tmux.keys("c", &["-l", "carol"]);
+    tmux.keys("c", &["Enter"]);
+    tmux.wait_for("c", "carol joined", |s| {
+        s.contains("Online (2)") && s.contains("| carol |")
+    });
+    tmux.wait_for("a", "carol's arrival", |s| {
+        s.contains("* carol has entered the room")
+    });
+
+    // A narrow window drops the user list; a wide one brings it back.
+    tmux.run(&["resize-window", "-t", "c", "-x", "50", "-y", "12"]);
+    tmux.wait_for("c", "the narrow layout", |s| {
+        !s.contains("Online (") && s.lines().count() <= 12
+    });
+    tmux.run(&["resize-window", "-t", "c", "-x", "100", "-y", "30"]);
+    tmux.wait_for("c", "the wide layout", |s| s.contains("Online (2)"));
+
+    // The server goes away: the interface says so and keeps retrying.
+    server.kill();
+    tmux.wait_for("c", "the lost connection", |s| {
+        s.contains("connection lost") && s.contains("retrying in")
+    });
+    assert_eq!(threads_of(tmux.pid("c")), 1);
 }
