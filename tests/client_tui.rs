@@ -2,7 +2,9 @@
 //! under tmux (`new-session -x 100 -y 30`), keys go in with `send-keys`, the
 //! screen comes out with `capture-pane`, polled until a deadline.
 //!
-//! Skipped with a note when tmux is not installed (CI installs it).
+//! Skipped with a note when tmux is not installed (CI installs it), and not
+//! built without the `tui` feature (the client is then a line tool only).
+#![cfg(feature = "tui")]
 
 #[path = "client_support.rs"]
 mod support;
