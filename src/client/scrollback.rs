@@ -8,6 +8,25 @@ use crate::protocol::ServerLine;
 
 /// Lines kept in the scrollback (the oldest go first).
 pub const MAX_LINES: usize = 10_000;
+/// Longest text kept per line, in bytes, so that a full scrollback stays in
+/// the tens of megabytes whatever the server sends. (A chat line is at most
+/// 4 KiB; only a huge `/who` answer is cut, and the user list still gets it
+/// whole.)
+pub const MAX_ENTRY_BYTES: usize = 8 * 1024;
+
+/// `text` made safe to show, and cut to [`MAX_ENTRY_BYTES`].
+fn shown(text: &str) -> String {
+    let mut t = display_str(text);
+    if t.len() > MAX_ENTRY_BYTES {
+        let mut end = MAX_ENTRY_BYTES;
+        while !t.is_char_boundary(end) {
+            end -= 1;
+        }
+        t.truncate(end);
+        t.push_str(" [cut]");
+    }
+    t
+}
 
 /// How a line is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,8 +78,8 @@ impl Entry {
         Entry {
             time: time.to_string(),
             kind,
-            nick: nick.map(display_str),
-            text: display_str(text),
+            nick: nick.map(shown),
+            text: shown(text),
         }
     }
 
@@ -68,8 +87,8 @@ impl Entry {
         Entry {
             time: time.to_string(),
             kind,
-            nick: nick.map(display_str),
-            text: display_str(text),
+            nick: nick.map(shown),
+            text: shown(text),
         }
     }
 }
@@ -129,6 +148,12 @@ mod tests {
         assert_eq!(Entry::from_server("t", "! no").kind, Kind::Error);
         assert_eq!(Entry::from_server("t", "* yes").kind, Kind::Notice);
         assert_eq!(Entry::from_server("t", "what").kind, Kind::Other);
+    }
+
+    #[test]
+    fn cuts_huge_lines() {
+        let e = Entry::from_server("t", &format!("* {}", "é".repeat(10_000)));
+        assert!(e.text.len() <= MAX_ENTRY_BYTES + 8 && e.text.ends_with(" [cut]"));
     }
 
     #[test]
