@@ -148,7 +148,10 @@ impl Outbox for Mailer<'_> {
         // Duplicate timers are harmless: the first to fire frees it.
         self.timers.schedule(
             self.now + config::CLOSE_LINGER,
-            Timer::Linger { key: conn, serial: c.serial },
+            Timer::Linger {
+                key: conn,
+                serial: c.serial,
+            },
         );
         if !c.flush_queued {
             c.flush_queued = true;
@@ -337,7 +340,10 @@ impl Server {
             }
         }
         // No spare (another process took the last one): try again later.
-        warn!("out of file descriptors: pausing accept for {:?}", config::ACCEPT_PAUSE);
+        warn!(
+            "out of file descriptors: pausing accept for {:?}",
+            config::ACCEPT_PAUSE
+        );
         self.accept_paused = true;
         self.timers
             .schedule(self.now + config::ACCEPT_PAUSE, Timer::ResumeAccept);
@@ -347,8 +353,16 @@ impl Server {
     /// Sets up a freshly accepted connection, or refuses it.
     fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
         if self.conns.len() >= self.config.max_clients {
-            info!("refused {addr}: server full ({} clients)", self.config.max_clients);
-            return refuse(stream, Refusal::Full { max: self.config.max_clients });
+            info!(
+                "refused {addr}: server full ({} clients)",
+                self.config.max_clients
+            );
+            return refuse(
+                stream,
+                Refusal::Full {
+                    max: self.config.max_clients,
+                },
+            );
         }
         let ip = address_key(addr.ip());
         let limit = self.config.max_per_ip;
@@ -466,8 +480,13 @@ impl Server {
                 // fills and TCP slows the sender down. Resume on the timer.
                 c.throttled = true;
                 let at = c.bucket.ready_at(self.now);
-                self.timers
-                    .schedule(at, Timer::Refill { key: k, serial: c.serial });
+                self.timers.schedule(
+                    at,
+                    Timer::Refill {
+                        key: k,
+                        serial: c.serial,
+                    },
+                );
                 return false;
             }
             let too_long = match c.framer.next_frame() {
@@ -520,7 +539,11 @@ impl Server {
     fn flush_pending(&mut self) {
         loop {
             if let Some(k) = self.overflowed.pop() {
-                self.kick(k, Refusal::SendQueueExceeded, LeaveReason::SendQueueExceeded);
+                self.kick(
+                    k,
+                    Refusal::SendQueueExceeded,
+                    LeaveReason::SendQueueExceeded,
+                );
                 continue;
             }
             let Some(k) = self.flush_list.pop() else {
@@ -635,7 +658,11 @@ impl Server {
                 Timer::RegisterDeadline { key, serial } => {
                     if self.live(key, serial) && !self.room.is_joined(key) {
                         let secs = self.config.register_timeout.as_secs();
-                        self.kick(key, Refusal::RegisterTimeout { secs }, LeaveReason::RegisterTimeout);
+                        self.kick(
+                            key,
+                            Refusal::RegisterTimeout { secs },
+                            LeaveReason::RegisterTimeout,
+                        );
                     }
                 }
                 Timer::IdleCheck { key, serial } => self.idle_check(key, serial),
