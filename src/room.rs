@@ -182,6 +182,30 @@ impl Room {
             .filter_map(|&c| self.nick(c).map(|n| (c, n)))
     }
 
+    /// Checks the room's indexes against each other: every joined user is
+    /// in the nickname index exactly once and vice versa. For tests.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        if self.joined.len() != self.by_nick.len() {
+            return Err(format!(
+                "{} joined but {} nicknames indexed",
+                self.joined.len(),
+                self.by_nick.len()
+            ));
+        }
+        for &conn in &self.joined {
+            let nick = self
+                .nick(conn)
+                .ok_or(format!("#{conn} joined without a nick"))?;
+            if self.by_nick.get(&nick.to_ascii_lowercase()) != Some(&conn) {
+                return Err(format!("{nick} (#{conn}) is not indexed"));
+            }
+            if self.joined.iter().filter(|&&c| c == conn).count() != 1 {
+                return Err(format!("#{conn} joined twice"));
+            }
+        }
+        Ok(())
+    }
+
     /// A new connection: greet it and ask for a nickname.
     pub fn connected(&mut self, conn: ConnId, out: &mut impl Outbox) {
         self.members.insert(conn, Member { nick: None });

@@ -110,11 +110,13 @@ struct Connection {
     pinged: bool,
 }
 
-/// The [`Outbox`] the room writes into: appends to send queues, no syscalls.
+/// The [`Outbox`] the room writes into: appends to send queues. It makes
+/// no syscalls, except when a queue reaches its cap (see `send`).
 struct Mailer<'a> {
     conns: &'a mut Slab<Connection>,
     flush_list: &'a mut Vec<usize>,
     overflowed: &'a mut Vec<usize>,
+    broken: &'a mut Vec<usize>,
     timers: &'a mut Timers,
     now: Instant,
 }
@@ -128,11 +130,21 @@ impl Outbox for Mailer<'_> {
             return;
         }
         if c.sendq.push(line).is_err() {
-            // A slow reader. It is kicked in `flush_pending`, once the room
-            // is done with the current input; until then it receives nothing.
-            c.closing = true;
-            self.overflowed.push(to);
-            return;
+            // The queue is full of bytes from *this* turn, which the kernel
+            // has not been offered yet. Offer them now: only what it will
+            // not take counts against the cap.
+            if c.sendq.write_to(&mut c.stream).is_err() {
+                c.closing = true;
+                self.broken.push(to);
+                return;
+            }
+            if c.sendq.push(line).is_err() {
+                // A slow reader. It is kicked in `flush_pending`, once the
+                // room is done with this input; until then it gets nothing.
+                c.closing = true;
+                self.overflowed.push(to);
+                return;
+            }
         }
         if !c.flush_queued {
             c.flush_queued = true;
@@ -173,6 +185,8 @@ pub struct Server {
     flush_list: Vec<usize>,
     /// Connections whose send queue overflowed this turn.
     overflowed: Vec<usize>,
+    /// Connections whose socket failed in an early write this turn.
+    broken: Vec<usize>,
     /// Connections we stopped reading for fairness; more bytes may wait.
     unread: Vec<(usize, u64)>,
     /// Connections to deregister and drop at the end of the turn.
@@ -221,6 +235,7 @@ impl Server {
             timers: Timers::new(),
             flush_list: Vec::new(),
             overflowed: Vec::new(),
+            broken: Vec::new(),
             unread: Vec::new(),
             to_free: Vec::new(),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -325,18 +340,26 @@ impl Server {
     fn shed_with_spare_fd(&mut self) -> bool {
         if let Some(spare) = self.spare_fd.take() {
             drop(spare);
-            let result = self.listener.accept();
-            self.spare_fd = File::open("/dev/null").ok();
-            match result {
+            // The refused connection is closed *before* the spare is taken
+            // back, or the spare would have no descriptor to reopen with.
+            let accepted = match self.listener.accept() {
                 Ok((stream, addr)) => {
                     warn!("out of file descriptors: refused {addr}");
                     refuse(stream, Refusal::NoDescriptors);
-                    return self.spare_fd.is_some();
+                    true
                 }
                 // Linux reports EMFILE before looking at the backlog, so an
                 // empty backlog shows only once a descriptor is free.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => {}
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        debug!("accept with the spare descriptor: {e}");
+                    }
+                    false
+                }
+            };
+            self.spare_fd = File::open("/dev/null").ok();
+            if self.spare_fd.is_some() {
+                return accepted;
             }
         }
         // No spare (another process took the last one): try again later.
@@ -546,6 +569,10 @@ impl Server {
                 );
                 continue;
             }
+            if let Some(k) = self.broken.pop() {
+                self.peer_gone(k, LeaveReason::WriteError, true);
+                continue;
+            }
             let Some(k) = self.flush_list.pop() else {
                 return;
             };
@@ -600,7 +627,11 @@ impl Server {
             return;
         }
         let nick = self.room.nick(k).unwrap_or("-");
-        warn!("{} ({nick}) disconnected: {reason}", c.addr);
+        warn!(
+            "{} ({nick}) disconnected: {reason} ({} bytes were queued)",
+            c.addr,
+            c.sendq.len()
+        );
         c.sendq.replace_with(refusal.line().as_bytes());
         let (room, mut out) = self.split();
         room.disconnected(k, &reason, &mut out);
@@ -643,7 +674,7 @@ impl Server {
             debug!("closed #{k} ({})", c.addr);
         }
         // The room may have queued more lines (leave notices) for others.
-        if !self.flush_list.is_empty() || !self.overflowed.is_empty() {
+        if !self.flush_list.is_empty() || !self.overflowed.is_empty() || !self.broken.is_empty() {
             self.flush_pending();
             if !self.to_free.is_empty() {
                 self.free_closed();
@@ -681,6 +712,9 @@ impl Server {
                 }
                 Timer::ResumeAccept => {
                     self.accept_paused = false;
+                    if self.spare_fd.is_none() {
+                        self.spare_fd = File::open("/dev/null").ok();
+                    }
                     self.accept();
                 }
                 Timer::ShutdownDeadline => self.shutdown_expired = true,
@@ -765,6 +799,7 @@ impl Server {
                 conns: &mut self.conns,
                 flush_list: &mut self.flush_list,
                 overflowed: &mut self.overflowed,
+                broken: &mut self.broken,
                 timers: &mut self.timers,
                 now: self.now,
             },
