@@ -69,7 +69,9 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Config {
         Config {
-            listen: DEFAULT_LISTEN.parse().expect("the default address is valid"),
+            listen: DEFAULT_LISTEN
+                .parse()
+                .expect("the default address is valid"),
             max_clients: DEFAULT_MAX_CLIENTS,
             max_line: DEFAULT_MAX_LINE,
             max_sendq: DEFAULT_MAX_SENDQ,
@@ -104,18 +106,64 @@ pub enum Command {
 fn options() -> getopts::Options {
     let mut o = getopts::Options::new();
     o.optopt("l", "listen", &format!("address to listen on, IPv4 or IPv6; port 0 picks a free port (default {DEFAULT_LISTEN})"), "ADDR:PORT");
-    o.optopt("m", "max-clients", &format!("open connections before refusing new ones (default {DEFAULT_MAX_CLIENTS})"), "N");
-    o.optopt("", "max-line", &format!("longest line accepted, in bytes (default {DEFAULT_MAX_LINE})"), "BYTES");
+    o.optopt(
+        "m",
+        "max-clients",
+        &format!("open connections before refusing new ones (default {DEFAULT_MAX_CLIENTS})"),
+        "N",
+    );
+    o.optopt(
+        "",
+        "max-line",
+        &format!("longest line accepted, in bytes (default {DEFAULT_MAX_LINE})"),
+        "BYTES",
+    );
     o.optopt("", "max-sendq", &format!("unsent output per connection before it is dropped as a slow reader; k/m suffixes allowed (default {}k)", DEFAULT_MAX_SENDQ / 1024), "BYTES");
-    o.optopt("", "max-rate", &format!("lines per second per connection, 0 = unlimited (default {DEFAULT_MAX_RATE})"), "LINES_PER_S");
+    o.optopt(
+        "",
+        "max-rate",
+        &format!("lines per second per connection, 0 = unlimited (default {DEFAULT_MAX_RATE})"),
+        "LINES_PER_S",
+    );
     o.optopt("", "burst", &format!("lines a connection may send at once before --max-rate applies (default {DEFAULT_BURST})"), "LINES");
-    o.optopt("", "register-timeout", &format!("seconds to choose a nickname (default {})", DEFAULT_REGISTER_TIMEOUT.as_secs()), "SECS");
-    o.optopt("", "idle-timeout", "ping a connection silent this long, close it if the ping gets no answer (default: off)", "SECS");
+    o.optopt(
+        "",
+        "register-timeout",
+        &format!(
+            "seconds to choose a nickname (default {})",
+            DEFAULT_REGISTER_TIMEOUT.as_secs()
+        ),
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "idle-timeout",
+        "ping a connection silent this long, close it if the ping gets no answer (default: off)",
+        "SECS",
+    );
     o.optopt("", "max-per-ip", &format!("connections from one address (IPv6: one /64), 0 = unlimited (default {DEFAULT_MAX_PER_IP})"), "N");
-    o.optflag("", "limit-loopback", "apply --max-per-ip to loopback addresses too");
-    o.optflag("", "timestamps", "prefix chat lines with the server's time (HH:MM:SS)");
-    o.optopt("", "log-file", "append a timestamped log to this file (besides stderr)", "PATH");
-    o.optopt("", "log-level", "off, error, warn, info, debug or trace (default info)", "LEVEL");
+    o.optflag(
+        "",
+        "limit-loopback",
+        "apply --max-per-ip to loopback addresses too",
+    );
+    o.optflag(
+        "",
+        "timestamps",
+        "prefix chat lines with the server's time (HH:MM:SS)",
+    );
+    o.optopt(
+        "",
+        "log-file",
+        "append a timestamped log to this file (besides stderr)",
+        "PATH",
+    );
+    o.optopt(
+        "",
+        "log-level",
+        "off, error, warn, info, debug or trace (default info)",
+        "LEVEL",
+    );
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
     o
@@ -171,17 +219,19 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     c.timestamps = m.opt_present("timestamps");
     c.log_file = m.opt_str("log-file").map(PathBuf::from);
     if let Some(v) = m.opt_str("log-level") {
-        c.log_level = v
-            .parse()
-            .map_err(|_| format!("--log-level: {v:?} is not one of off, error, warn, info, debug, trace"))?;
+        c.log_level = v.parse().map_err(|_| {
+            format!("--log-level: {v:?} is not one of off, error, warn, info, debug, trace")
+        })?;
     }
     Ok(Command::Run(c))
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
-    let mut addrs = s
-        .to_socket_addrs()
-        .map_err(|e| format!("--listen: {s:?} is not an address (ADDR:PORT, e.g. 0.0.0.0:7878 or [::]:7878): {e}"))?;
+    let mut addrs = s.to_socket_addrs().map_err(|e| {
+        format!(
+            "--listen: {s:?} is not an address (ADDR:PORT, e.g. 0.0.0.0:7878 or [::]:7878): {e}"
+        )
+    })?;
     addrs
         .next()
         .ok_or_else(|| format!("--listen: {s:?} resolves to no address"))
@@ -218,14 +268,20 @@ fn parse_size(name: &str, s: &str) -> Result<usize, String> {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
-        _ => return Err(format!("{name}: {s:?} is not a size (e.g. 262144, 256k, 1m)")),
+        _ => {
+            return Err(format!(
+                "{name}: {s:?} is not a size (e.g. 262144, 256k, 1m)"
+            ));
+        }
     };
     let n: usize = digits
         .parse()
         .map_err(|_| format!("{name}: {s:?} is not a size (e.g. 262144, 256k, 1m)"))?;
     match n.checked_mul(mult) {
         Some(v) if v >= 1024 => Ok(v),
-        _ => Err(format!("{name}: {s:?} must be between 1k and the memory you have")),
+        _ => Err(format!(
+            "{name}: {s:?} must be between 1k and the memory you have"
+        )),
     }
 }
 
@@ -245,7 +301,17 @@ mod tests {
         let c = parse(&[]).unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(c.max_clients, DEFAULT_MAX_CLIENTS);
-        let c = parse(&["-l", "[::1]:0", "-m", "5", "--max-sendq", "64k", "--idle-timeout", "1.5"]).unwrap();
+        let c = parse(&[
+            "-l",
+            "[::1]:0",
+            "-m",
+            "5",
+            "--max-sendq",
+            "64k",
+            "--idle-timeout",
+            "1.5",
+        ])
+        .unwrap();
         assert!(c.listen.is_ipv6());
         assert_eq!(c.max_clients, 5);
         assert_eq!(c.max_sendq, 65536);

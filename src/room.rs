@@ -182,6 +182,30 @@ impl Room {
             .filter_map(|&c| self.nick(c).map(|n| (c, n)))
     }
 
+    /// Checks the room's indexes against each other: every joined user is
+    /// in the nickname index exactly once and vice versa. For tests.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        if self.joined.len() != self.by_nick.len() {
+            return Err(format!(
+                "{} joined but {} nicknames indexed",
+                self.joined.len(),
+                self.by_nick.len()
+            ));
+        }
+        for &conn in &self.joined {
+            let nick = self
+                .nick(conn)
+                .ok_or(format!("#{conn} joined without a nick"))?;
+            if self.by_nick.get(&nick.to_ascii_lowercase()) != Some(&conn) {
+                return Err(format!("{nick} (#{conn}) is not indexed"));
+            }
+            if self.joined.iter().filter(|&&c| c == conn).count() != 1 {
+                return Err(format!("#{conn} joined twice"));
+            }
+        }
+        Ok(())
+    }
+
     /// A new connection: greet it and ask for a nickname.
     pub fn connected(&mut self, conn: ConnId, out: &mut impl Outbox) {
         self.members.insert(conn, Member { nick: None });
@@ -195,7 +219,10 @@ impl Room {
         }
         let line = match frame {
             Frame::TooLong => {
-                let msg = format!("! Line too long (max {} bytes); discarded.\n", self.max_line);
+                let msg = format!(
+                    "! Line too long (max {} bytes); discarded.\n",
+                    self.max_line
+                );
                 return out.send(conn, msg.as_bytes());
             }
             Frame::Line(bytes) => match std::str::from_utf8(bytes) {
@@ -526,7 +553,10 @@ pub(crate) mod tests {
         let mut room = Room::new(4096);
         let mut out = Recorder::default();
         room.connected(1, &mut out);
-        assert_eq!(out.take(1), ["* Welcome to loopchat! What shall I call you?"]);
+        assert_eq!(
+            out.take(1),
+            ["* Welcome to loopchat! What shall I call you?"]
+        );
         say(&mut room, 1, "alice", &mut out);
         assert_eq!(
             out.take(1),
@@ -557,7 +587,11 @@ pub(crate) mod tests {
         say(&mut room, 0, "//slash", &mut out);
         assert_eq!(out.take(1), ["[a] hello", "[a] /slash"]);
         assert_eq!(out.take(2), ["[a] hello", "[a] /slash"]);
-        assert!(out.sent.is_empty(), "no echo, nothing for unjoined: {:?}", out.sent);
+        assert!(
+            out.sent.is_empty(),
+            "no echo, nothing for unjoined: {:?}",
+            out.sent
+        );
     }
 
     #[test]
@@ -569,7 +603,10 @@ pub(crate) mod tests {
         assert_eq!(out.take(1), ["! Nickname bob is taken. Choose another."]);
         say(&mut room, 1, "bob smith", &mut out);
         let err = out.take(1);
-        assert!(err[0].starts_with("! Invalid nickname: ' ' is not allowed"), "{err:?}");
+        assert!(
+            err[0].starts_with("! Invalid nickname: ' ' is not allowed"),
+            "{err:?}"
+        );
         say(&mut room, 1, &"x".repeat(33), &mut out);
         assert!(out.take(1)[0].contains("at most 32"));
         say(&mut room, 1, "/who", &mut out);
@@ -599,7 +636,10 @@ pub(crate) mod tests {
         say(&mut room, 1, "/nick a2", &mut out);
         assert_eq!(out.take(1), ["! Nickname a2 is taken. Choose another."]);
         say(&mut room, 0, "/frob", &mut out);
-        assert_eq!(out.take(0), ["! Unknown command /frob. Type /help for the list."]);
+        assert_eq!(
+            out.take(0),
+            ["! Unknown command /frob. Type /help for the list."]
+        );
         say(&mut room, 0, "/quit bye all", &mut out);
         assert_eq!(out.take(0), ["* Goodbye."]);
         assert_eq!(out.closed, [0]);
@@ -636,7 +676,10 @@ pub(crate) mod tests {
         room.disconnected(1, &LeaveReason::Closed, &mut out); // idempotent
         assert_eq!(out.take(0), ["* b has left the room (connection closed)"]);
         say(&mut room, 0, "anyone?", &mut out);
-        assert_eq!(out.take(0), ["* You are alone in the room; nobody received that."]);
+        assert_eq!(
+            out.take(0),
+            ["* You are alone in the room; nobody received that."]
+        );
     }
 
     #[test]

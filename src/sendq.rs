@@ -138,7 +138,11 @@ mod tests {
     #[test]
     fn partial_writes_keep_order_and_bytes() {
         let mut q = SendQueue::new(1 << 20);
-        let mut w = Trickle { out: Vec::new(), per_call: 3, calls_left: 0 };
+        let mut w = Trickle {
+            out: Vec::new(),
+            per_call: 3,
+            calls_left: 0,
+        };
         let mut want = Vec::new();
         for i in 0..100 {
             let line = format!("line {i}\n");
@@ -169,7 +173,11 @@ mod tests {
     fn would_block_is_not_an_error() {
         let mut q = SendQueue::new(100);
         q.push(b"hello").unwrap();
-        let mut w = Trickle { out: Vec::new(), per_call: 100, calls_left: 0 };
+        let mut w = Trickle {
+            out: Vec::new(),
+            per_call: 100,
+            calls_left: 0,
+        };
         assert!(q.write_to(&mut w).is_ok());
         assert_eq!(q.len(), 5);
     }

@@ -110,11 +110,13 @@ struct Connection {
     pinged: bool,
 }
 
-/// The [`Outbox`] the room writes into: appends to send queues, no syscalls.
+/// The [`Outbox`] the room writes into: appends to send queues. It makes
+/// no syscalls, except when a queue reaches its cap (see `send`).
 struct Mailer<'a> {
     conns: &'a mut Slab<Connection>,
     flush_list: &'a mut Vec<usize>,
     overflowed: &'a mut Vec<usize>,
+    broken: &'a mut Vec<usize>,
     timers: &'a mut Timers,
     now: Instant,
 }
@@ -128,11 +130,21 @@ impl Outbox for Mailer<'_> {
             return;
         }
         if c.sendq.push(line).is_err() {
-            // A slow reader. It is kicked in `flush_pending`, once the room
-            // is done with the current input; until then it receives nothing.
-            c.closing = true;
-            self.overflowed.push(to);
-            return;
+            // The queue is full of bytes from *this* turn, which the kernel
+            // has not been offered yet. Offer them now: only what it will
+            // not take counts against the cap.
+            if c.sendq.write_to(&mut c.stream).is_err() {
+                c.closing = true;
+                self.broken.push(to);
+                return;
+            }
+            if c.sendq.push(line).is_err() {
+                // A slow reader. It is kicked in `flush_pending`, once the
+                // room is done with this input; until then it gets nothing.
+                c.closing = true;
+                self.overflowed.push(to);
+                return;
+            }
         }
         if !c.flush_queued {
             c.flush_queued = true;
@@ -148,7 +160,10 @@ impl Outbox for Mailer<'_> {
         // Duplicate timers are harmless: the first to fire frees it.
         self.timers.schedule(
             self.now + config::CLOSE_LINGER,
-            Timer::Linger { key: conn, serial: c.serial },
+            Timer::Linger {
+                key: conn,
+                serial: c.serial,
+            },
         );
         if !c.flush_queued {
             c.flush_queued = true;
@@ -170,6 +185,8 @@ pub struct Server {
     flush_list: Vec<usize>,
     /// Connections whose send queue overflowed this turn.
     overflowed: Vec<usize>,
+    /// Connections whose socket failed in an early write this turn.
+    broken: Vec<usize>,
     /// Connections we stopped reading for fairness; more bytes may wait.
     unread: Vec<(usize, u64)>,
     /// Connections to deregister and drop at the end of the turn.
@@ -218,6 +235,7 @@ impl Server {
             timers: Timers::new(),
             flush_list: Vec::new(),
             overflowed: Vec::new(),
+            broken: Vec::new(),
             unread: Vec::new(),
             to_free: Vec::new(),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -322,22 +340,33 @@ impl Server {
     fn shed_with_spare_fd(&mut self) -> bool {
         if let Some(spare) = self.spare_fd.take() {
             drop(spare);
-            let result = self.listener.accept();
-            self.spare_fd = File::open("/dev/null").ok();
-            match result {
+            // The refused connection is closed *before* the spare is taken
+            // back, or the spare would have no descriptor to reopen with.
+            let accepted = match self.listener.accept() {
                 Ok((stream, addr)) => {
                     warn!("out of file descriptors: refused {addr}");
                     refuse(stream, Refusal::NoDescriptors);
-                    return self.spare_fd.is_some();
+                    true
                 }
                 // Linux reports EMFILE before looking at the backlog, so an
                 // empty backlog shows only once a descriptor is free.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => {}
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        debug!("accept with the spare descriptor: {e}");
+                    }
+                    false
+                }
+            };
+            self.spare_fd = File::open("/dev/null").ok();
+            if self.spare_fd.is_some() {
+                return accepted;
             }
         }
         // No spare (another process took the last one): try again later.
-        warn!("out of file descriptors: pausing accept for {:?}", config::ACCEPT_PAUSE);
+        warn!(
+            "out of file descriptors: pausing accept for {:?}",
+            config::ACCEPT_PAUSE
+        );
         self.accept_paused = true;
         self.timers
             .schedule(self.now + config::ACCEPT_PAUSE, Timer::ResumeAccept);
@@ -347,8 +376,16 @@ impl Server {
     /// Sets up a freshly accepted connection, or refuses it.
     fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
         if self.conns.len() >= self.config.max_clients {
-            info!("refused {addr}: server full ({} clients)", self.config.max_clients);
-            return refuse(stream, Refusal::Full { max: self.config.max_clients });
+            info!(
+                "refused {addr}: server full ({} clients)",
+                self.config.max_clients
+            );
+            return refuse(
+                stream,
+                Refusal::Full {
+                    max: self.config.max_clients,
+                },
+            );
         }
         let ip = address_key(addr.ip());
         let limit = self.config.max_per_ip;
@@ -466,8 +503,13 @@ impl Server {
                 // fills and TCP slows the sender down. Resume on the timer.
                 c.throttled = true;
                 let at = c.bucket.ready_at(self.now);
-                self.timers
-                    .schedule(at, Timer::Refill { key: k, serial: c.serial });
+                self.timers.schedule(
+                    at,
+                    Timer::Refill {
+                        key: k,
+                        serial: c.serial,
+                    },
+                );
                 return false;
             }
             let too_long = match c.framer.next_frame() {
@@ -520,7 +562,15 @@ impl Server {
     fn flush_pending(&mut self) {
         loop {
             if let Some(k) = self.overflowed.pop() {
-                self.kick(k, Refusal::SendQueueExceeded, LeaveReason::SendQueueExceeded);
+                self.kick(
+                    k,
+                    Refusal::SendQueueExceeded,
+                    LeaveReason::SendQueueExceeded,
+                );
+                continue;
+            }
+            if let Some(k) = self.broken.pop() {
+                self.peer_gone(k, LeaveReason::WriteError, true);
                 continue;
             }
             let Some(k) = self.flush_list.pop() else {
@@ -577,7 +627,11 @@ impl Server {
             return;
         }
         let nick = self.room.nick(k).unwrap_or("-");
-        warn!("{} ({nick}) disconnected: {reason}", c.addr);
+        warn!(
+            "{} ({nick}) disconnected: {reason} ({} bytes were queued)",
+            c.addr,
+            c.sendq.len()
+        );
         c.sendq.replace_with(refusal.line().as_bytes());
         let (room, mut out) = self.split();
         room.disconnected(k, &reason, &mut out);
@@ -620,7 +674,7 @@ impl Server {
             debug!("closed #{k} ({})", c.addr);
         }
         // The room may have queued more lines (leave notices) for others.
-        if !self.flush_list.is_empty() || !self.overflowed.is_empty() {
+        if !self.flush_list.is_empty() || !self.overflowed.is_empty() || !self.broken.is_empty() {
             self.flush_pending();
             if !self.to_free.is_empty() {
                 self.free_closed();
@@ -635,7 +689,11 @@ impl Server {
                 Timer::RegisterDeadline { key, serial } => {
                     if self.live(key, serial) && !self.room.is_joined(key) {
                         let secs = self.config.register_timeout.as_secs();
-                        self.kick(key, Refusal::RegisterTimeout { secs }, LeaveReason::RegisterTimeout);
+                        self.kick(
+                            key,
+                            Refusal::RegisterTimeout { secs },
+                            LeaveReason::RegisterTimeout,
+                        );
                     }
                 }
                 Timer::IdleCheck { key, serial } => self.idle_check(key, serial),
@@ -654,6 +712,9 @@ impl Server {
                 }
                 Timer::ResumeAccept => {
                     self.accept_paused = false;
+                    if self.spare_fd.is_none() {
+                        self.spare_fd = File::open("/dev/null").ok();
+                    }
                     self.accept();
                 }
                 Timer::ShutdownDeadline => self.shutdown_expired = true,
@@ -738,6 +799,7 @@ impl Server {
                 conns: &mut self.conns,
                 flush_list: &mut self.flush_list,
                 overflowed: &mut self.overflowed,
+                broken: &mut self.broken,
                 timers: &mut self.timers,
                 now: self.now,
             },
