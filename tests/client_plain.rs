@@ -2,6 +2,7 @@
 //! a refused nickname, end of input, the server going away, and hostile
 //! server lines. Everything synchronises on output lines with deadlines.
 
+mod common;
 #[path = "client_support.rs"]
 mod support;
 
@@ -9,19 +10,20 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::process::Stdio;
 
-use support::{Client, Server};
+use common::TestServer;
+use support::{Client, ServerOn};
 
-fn join(server: &Server, nick: &str) -> Client {
-    let mut c = Client::spawn(&[&server.addr, "--nick", nick]);
+fn join(server: &TestServer, nick: &str) -> Client {
+    let mut c = Client::spawn(&[&server.addr.to_string(), "--nick", nick]);
     c.expect_prefix("* The room contains:");
     c
 }
 
 #[test]
 fn two_piped_clients_exchange_messages() {
-    let server = Server::start();
+    let server = TestServer::start(&[]);
     let mut alice = join(&server, "alice");
-    let mut bob = Client::spawn(&[&server.addr, "--nick", "bob"]);
+    let mut bob = Client::spawn(&[&server.addr.to_string(), "--nick", "bob"]);
     bob.expect_line("* The room contains: alice");
     alice.expect_line("* bob has entered the room");
 
@@ -46,11 +48,11 @@ fn two_piped_clients_exchange_messages() {
 
 #[test]
 fn refused_nickname_is_shown_and_asked_again() {
-    let server = Server::start();
+    let server = TestServer::start(&[]);
     let mut alice = join(&server, "alice");
     // Taken, then invalid, then accepted: each refusal is followed by the
     // next stdin line as the new attempt; chat waits for the join.
-    let mut other = Client::spawn(&[&server.addr, "--nick", "ALICE"]);
+    let mut other = Client::spawn(&[&server.addr.to_string(), "--nick", "ALICE"]);
     other.send("bad nick");
     other.send("alice2");
     other.send("hello from 2");
@@ -68,16 +70,19 @@ fn refused_nickname_is_shown_and_asked_again() {
 
 #[test]
 fn refused_nickname_without_more_input_exits_1() {
-    let server = Server::start();
+    let server = TestServer::start(&[]);
     let _alice = join(&server, "alice");
-    let mut other = Client::spawn_with(&[&server.addr, "--nick", "alice"], Stdio::null());
+    let mut other = Client::spawn_with(
+        &[&server.addr.to_string(), "--nick", "alice"],
+        Stdio::null(),
+    );
     other.expect_line("! Nickname alice is taken. Choose another.");
     assert_eq!(other.wait_exit().code(), Some(1));
 }
 
 #[test]
 fn end_of_input_sends_then_quits_cleanly() {
-    let server = Server::start();
+    let server = TestServer::start(&[]);
     let mut alice = join(&server, "alice");
     // `printf 'hello\n' | loopchat --nick bot`, with stdin a regular file
     // (which epoll refuses) and with a pipe closed at once.
@@ -85,7 +90,10 @@ fn end_of_input_sends_then_quits_cleanly() {
         std::env::temp_dir().join(format!("loopchat-client-test-{}.txt", std::process::id()));
     std::fs::write(&path, "hello\nsecond line without newline").unwrap();
     let file = std::fs::File::open(&path).unwrap();
-    let mut bot = Client::spawn_with(&[&server.addr, "--nick", "bot"], Stdio::from(file));
+    let mut bot = Client::spawn_with(
+        &[&server.addr.to_string(), "--nick", "bot"],
+        Stdio::from(file),
+    );
     alice.expect_line("* bot has entered the room");
     alice.expect_line("[bot] hello");
     alice.expect_line("[bot] second line without newline");
@@ -94,7 +102,7 @@ fn end_of_input_sends_then_quits_cleanly() {
     assert!(bot.seen.iter().any(|l| l == "* Goodbye."), "{:?}", bot.seen);
     let _ = std::fs::remove_file(&path);
 
-    let mut piped = Client::spawn(&[&server.addr, "--nick", "piped"]);
+    let mut piped = Client::spawn(&[&server.addr.to_string(), "--nick", "piped"]);
     piped.send("one");
     piped.send("two");
     piped.close_stdin();
@@ -104,7 +112,10 @@ fn end_of_input_sends_then_quits_cleanly() {
     assert_eq!(piped.wait_exit().code(), Some(0));
 
     // /dev/null: joins, then leaves at once.
-    let mut quiet = Client::spawn_with(&[&server.addr, "--nick", "quiet"], Stdio::null());
+    let mut quiet = Client::spawn_with(
+        &[&server.addr.to_string(), "--nick", "quiet"],
+        Stdio::null(),
+    );
     alice.expect_line("* quiet has entered the room");
     alice.expect_line("* quiet has left the room (quit)");
     assert_eq!(quiet.wait_exit().code(), Some(0));
@@ -112,23 +123,26 @@ fn end_of_input_sends_then_quits_cleanly() {
 
 #[test]
 fn server_going_away_exits_1() {
-    let mut server = Server::start();
+    let mut server = TestServer::start(&[]);
     let mut alice = join(&server, "alice");
-    server.kill();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     assert_eq!(alice.wait_exit().code(), Some(1));
 }
 
 #[test]
 fn reconnects_with_the_same_nickname_when_asked() {
-    let mut server = Server::start();
-    let addr = server.addr.clone();
+    let mut server = TestServer::start(&[]);
+    let addr = server.addr.to_string();
     let mut alice = Client::spawn(&[&addr, "--nick", "alice", "--reconnect"]);
     alice.expect_line("* The room contains: ");
-    server.kill();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     // The client retries after 1 s, then 2 s...; a new server on the same
     // port gets it back under the same name.
-    let _server2 = Server::start_on(&addr);
-    let mut bob = join(&_server2, "bob");
+    let _server2 = ServerOn::start(&addr);
+    let mut bob = Client::spawn(&[&addr, "--nick", "bob"]);
+    bob.expect_prefix("* The room contains:");
     alice.expect_line("* The room contains: bob");
     bob.expect_line("* alice has entered the room");
     alice.send("back");
@@ -170,7 +184,7 @@ fn hostile_server_lines_are_made_safe_and_bounded() {
 
 #[test]
 fn answers_pings_so_an_idle_bot_stays() {
-    let server = Server::start_with("127.0.0.1:0", &["--idle-timeout", "1"]);
+    let server = TestServer::start(&["--idle-timeout", "1"]);
     let mut bot = join(&server, "idlebot");
     // A second ping proves the first was answered within its grace period.
     bot.expect_prefix("* PING");

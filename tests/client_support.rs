@@ -1,6 +1,7 @@
 //! Helpers shared by the client's integration tests (`client_plain.rs`,
-//! `client_tui.rs`): spawn the real server and client binaries, and read
-//! their output with deadlines instead of sleeps.
+//! `client_tui.rs`): spawn the real client binary and read its output with
+//! deadlines instead of sleeps. The server is started with the shared
+//! `TestServer` (tests/common).
 //!
 //! Compiled on its own as a test target too (it has no tests of its own).
 #![allow(dead_code)]
@@ -38,26 +39,17 @@ pub fn line_channel<R: Read + Send + 'static>(r: R) -> Receiver<String> {
     rx
 }
 
-/// A running `loopchat-server` on an ephemeral port, killed on drop.
-pub struct Server {
-    pub child: Child,
-    pub addr: String,
+/// A server on a given address, for the reconnect test: the shared
+/// `TestServer` (tests/common) always takes a fresh port, but a client can
+/// only come back to the address it knows.
+pub struct ServerOn {
+    child: Child,
 }
 
-impl Server {
-    pub fn start() -> Server {
-        Server::start_on("127.0.0.1:0")
-    }
-
-    pub fn start_on(listen: &str) -> Server {
-        Server::start_with(listen, &[])
-    }
-
-    /// Starts the server with extra arguments.
-    pub fn start_with(listen: &str, extra: &[&str]) -> Server {
+impl ServerOn {
+    pub fn start(listen: &str) -> ServerOn {
         let mut child = Command::new(env!("CARGO_BIN_EXE_loopchat-server"))
             .args(["--listen", listen])
-            .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -65,25 +57,15 @@ impl Server {
             .expect("spawn loopchat-server");
         let out = line_channel(child.stdout.take().unwrap());
         let first = out.recv_timeout(TIMEOUT).expect("server's first line");
-        let addr = first
-            .strip_prefix("listening on ")
-            .expect("listening on ADDR")
-            .trim()
-            .to_string();
-        // Keep draining stdout so the server never blocks on it.
-        thread::spawn(move || while out.recv().is_ok() {});
-        Server { child, addr }
-    }
-
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        assert!(first.starts_with("listening on "), "{first:?}");
+        ServerOn { child }
     }
 }
 
-impl Drop for Server {
+impl Drop for ServerOn {
     fn drop(&mut self) {
-        self.kill();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

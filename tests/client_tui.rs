@@ -6,6 +6,7 @@
 //! built without the `tui` feature (the client is then a line tool only).
 #![cfg(feature = "tui")]
 
+mod common;
 #[path = "client_support.rs"]
 mod support;
 
@@ -13,7 +14,8 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use support::{Server, TIMEOUT, threads_of};
+use common::TestServer;
+use support::{TIMEOUT, threads_of};
 
 /// A private tmux server (its own socket name), killed on drop.
 struct Tmux {
@@ -115,13 +117,13 @@ fn message_typed_in_one_client_appears_in_the_other() {
         eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
         return;
     }
-    let server = Server::start();
+    let server = TestServer::start(&[]);
     let tmux = Tmux::new("message");
-    tmux.client("a", &server.addr, "--nick alice");
+    tmux.client("a", &server.addr.to_string(), "--nick alice");
     tmux.wait_for("a", "alice joined", |s| {
         s.contains("* The room contains:") && s.contains("connected")
     });
-    tmux.client("b", &server.addr, "--nick bob");
+    tmux.client("b", &server.addr.to_string(), "--nick bob");
     tmux.wait_for("a", "bob's arrival", |s| {
         s.contains("* bob has entered the room")
     });
@@ -167,12 +169,12 @@ fn asks_for_a_nickname_again_after_a_refusal_and_follows_resizes() {
         eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
         return;
     }
-    let mut server = Server::start();
+    let mut server = TestServer::start(&[]);
     let tmux = Tmux::new("nick");
-    tmux.client("a", &server.addr, "--nick alice");
+    tmux.client("a", &server.addr.to_string(), "--nick alice");
     tmux.wait_for("a", "alice joined", |s| s.contains("* The room contains:"));
     // No --nick: the client asks; a taken name shows the server's reason.
-    tmux.client("c", &server.addr, "");
+    tmux.client("c", &server.addr.to_string(), "");
     tmux.wait_for("c", "the nickname prompt", |s| {
         s.contains("type a nickname")
             && s.lines().last().is_some_and(|l| l.starts_with("nickname>"))
@@ -201,7 +203,8 @@ fn asks_for_a_nickname_again_after_a_refusal_and_follows_resizes() {
     tmux.wait_for("c", "the wide layout", |s| s.contains("Online (2)"));
 
     // The server goes away: the interface says so and keeps retrying.
-    server.kill();
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
     tmux.wait_for("c", "the lost connection", |s| {
         s.contains("connection lost") && s.contains("retrying in")
     });
