@@ -152,6 +152,33 @@ fn message_typed_in_one_client_appears_in_the_other() {
         s.contains("<alice> hello from alice")
     });
 
+    // Editing keys: arrows, Home, word delete. (`-l` makes every argument
+    // literal text, so key names go in separate calls.)
+    tmux.keys("a", &["-l", "helo wrld"]);
+    tmux.keys("a", &["C-w", "BSpace", "Left"]);
+    tmux.keys("a", &["-l", "l"]);
+    tmux.keys("a", &["End"]);
+    tmux.keys("a", &["-l", " world"]);
+    tmux.keys("a", &["Home"]);
+    tmux.keys("a", &["-l", ">"]);
+    tmux.keys("a", &["Enter"]);
+    tmux.wait_for("b", "the edited line", |s| {
+        s.contains("<alice> >hello world")
+    });
+
+    // A paste far longer than one read arrives whole.
+    let paste = format!("{}END", "x".repeat(3000));
+    tmux.keys("a", &["-l", &paste]);
+    tmux.wait_for("a", "the whole paste", |s| {
+        s.lines()
+            .last()
+            .is_some_and(|l| l.trim_end().ends_with("xxEND"))
+    });
+    tmux.keys("a", &["C-u"]);
+    tmux.wait_for("a", "the emptied line", |s| {
+        s.lines().last().is_some_and(|l| l.trim_end() == ">")
+    });
+
     // One thread, in a real terminal.
     assert_eq!(threads_of(tmux.pid("a")), 1);
 

@@ -17,6 +17,7 @@
 pub mod connection;
 pub mod framing;
 pub mod input;
+pub mod keys;
 pub mod plain;
 pub mod scrollback;
 pub mod session;

@@ -1,11 +1,12 @@
 //! The full-screen interface's event loop: terminal setup and restore, keys,
 //! signals, and the connection, all in one `mio::Poll` on one thread.
 //!
-//! Keys: fd 0 is registered with the poll; when it is readable, crossterm's
-//! `event::poll(Duration::ZERO)`/`event::read()` parse what is there. Used
-//! this way crossterm never starts a thread (its `event-stream` feature,
-//! which would, stays off). SIGWINCH is a signal source in the same poll, so
-//! a resize redraws at once.
+//! Keys: fd 0 is registered with the poll; when it is readable the loop
+//! reads it until drained and decodes the bytes itself ([`super::keys`]), so
+//! crossterm is used only for raw mode, the alternate screen and output, and
+//! never reads (its reader keeps its own epoll, and its `event-stream`
+//! feature, which would start a thread, stays off). SIGWINCH is a signal
+//! source in the same poll, so a resize redraws at once.
 //!
 //! The terminal is restored on every way out: quit, lost connection without
 //! reconnect, a signal, and a panic (a hook restores it first; with
@@ -14,7 +15,6 @@
 use std::io::{self, Stdout};
 use std::time::{Duration, Instant};
 
-use crossterm::event::{self, Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
 use crossterm::terminal::{
     EnterAlternateScreen, LeaveAlternateScreen, disable_raw_mode, enable_raw_mode,
 };
@@ -27,6 +27,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM, SIGWINCH};
 use signal_hook_mio::v1_0::Signals;
 
 use super::connection::{ConnEvent, ConnStatus, Connection, SOCKET};
+use super::keys::{Key, KeyDecoder};
 use super::session::{Phase, SessionEvent};
 use super::text::{clock_hhmm, display_line};
 use super::ui::{App, draw};
@@ -79,6 +80,7 @@ struct Tui {
     /// Set to leave the loop: exit status and a message for after restore.
     exit: Option<(i32, Option<String>)>,
     clear_screen: bool,
+    keys: KeyDecoder,
 }
 
 impl Tui {
@@ -100,6 +102,7 @@ impl Tui {
             quit_deadline: None,
             exit: None,
             clear_screen: false,
+            keys: KeyDecoder::new(),
         })
     }
 
@@ -140,7 +143,7 @@ impl Tui {
                         .conn
                         .on_event(self.poll.registry(), ev, &mut conn_events),
                     STDIN => self.keys()?,
-                    SIGNALS => self.signals(&mut conn_events)?,
+                    SIGNALS => self.signals(&mut conn_events),
                     _ => {}
                 }
             }
@@ -168,66 +171,88 @@ impl Tui {
         }
     }
 
-    fn signals(&mut self, conn_events: &mut Vec<ConnEvent>) -> io::Result<()> {
+    /// SIGWINCH needs nothing more than waking up: every turn of the loop
+    /// redraws, and the draw asks the terminal for its size. The others
+    /// leave as /quit does.
+    fn signals(&mut self, conn_events: &mut Vec<ConnEvent>) {
         let pending: Vec<i32> = self.signals.pending().collect();
-        for sig in pending {
-            if sig == SIGWINCH {
-                // crossterm saw it too and queued a Resize; drain it. The
-                // next draw picks up the new size.
-                self.keys()?;
-            } else {
-                self.quit("/quit", conn_events);
-            }
+        if pending.iter().any(|&sig| sig != SIGWINCH) {
+            self.quit("/quit", conn_events);
         }
-        Ok(())
     }
 
-    /// Reads every key event crossterm has (it only reads fd 0, which is
-    /// readable or we would not be here).
+    /// Reads fd 0 until it has nothing more, then acts on the keys.
     fn keys(&mut self) -> io::Result<()> {
-        let mut conn_events = Vec::new();
-        while event::poll(Duration::ZERO)? {
-            match event::read()? {
-                Event::Key(k) if k.kind != KeyEventKind::Release => self.key(k, &mut conn_events),
-                _ => {}
+        let mut keys = Vec::new();
+        let mut buf = [0u8; 4096];
+        let mut gone = false;
+        loop {
+            let mut p = libc::pollfd {
+                fd: libc::STDIN_FILENO,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd, zero timeout.
+            if unsafe { libc::poll(&mut p, 1, 0) } <= 0 || p.revents == 0 {
+                break;
             }
+            // SAFETY: reading into a buffer we own, of the length given.
+            let n = unsafe { libc::read(libc::STDIN_FILENO, buf.as_mut_ptr().cast(), buf.len()) };
+            if n > 0 {
+                let n = n as usize;
+                self.keys.feed(&buf[..n], n == buf.len(), &mut keys);
+                continue;
+            }
+            let err = io::Error::last_os_error();
+            if n < 0 && err.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
+            if n < 0 && err.kind() == io::ErrorKind::WouldBlock {
+                break;
+            }
+            // The terminal is gone (hang-up) or unreadable.
+            gone = true;
+            break;
+        }
+        let mut conn_events = Vec::new();
+        for k in keys {
+            self.key(k, &mut conn_events);
+        }
+        if gone {
+            self.quit("/quit", &mut conn_events);
         }
         self.handle(&mut conn_events);
         Ok(())
     }
 
-    fn key(&mut self, k: KeyEvent, conn_events: &mut Vec<ConnEvent>) {
-        let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    fn key(&mut self, k: Key, conn_events: &mut Vec<ConnEvent>) {
         let input = &mut self.app.input;
-        match k.code {
-            KeyCode::Char('c') if ctrl => self.quit("/quit", conn_events),
-            KeyCode::Char('d') if ctrl => {
+        match k {
+            Key::Ctrl('c') => self.quit("/quit", conn_events),
+            Key::Ctrl('d') => {
                 if input.is_empty() {
                     self.quit("/quit", conn_events);
                 } else {
                     input.delete();
                 }
             }
-            KeyCode::Char('w') if ctrl => input.delete_word(),
-            KeyCode::Char('u') if ctrl => input.delete_to_start(),
-            KeyCode::Char('a') if ctrl => input.home(),
-            KeyCode::Char('e') if ctrl => input.end(),
-            KeyCode::Char('h') if ctrl => input.backspace(),
-            KeyCode::Char('l') if ctrl => self.clear_screen = true,
-            KeyCode::Char(c) if !ctrl && !k.modifiers.contains(KeyModifiers::ALT) => {
-                input.insert(c)
-            }
-            KeyCode::Left => input.left(),
-            KeyCode::Right => input.right(),
-            KeyCode::Home => input.home(),
-            KeyCode::End => input.end(),
-            KeyCode::Backspace => input.backspace(),
-            KeyCode::Delete => input.delete(),
-            KeyCode::Up => input.history_prev(),
-            KeyCode::Down => input.history_next(),
-            KeyCode::PageUp => self.app.page_up(),
-            KeyCode::PageDown => self.app.page_down(),
-            KeyCode::Enter => self.enter(conn_events),
+            Key::Ctrl('w') => input.delete_word(),
+            Key::Ctrl('u') => input.delete_to_start(),
+            Key::Ctrl('a') => input.home(),
+            Key::Ctrl('e') => input.end(),
+            Key::Ctrl('l') => self.clear_screen = true,
+            Key::Char(c) => input.insert(c),
+            Key::Left => input.left(),
+            Key::Right => input.right(),
+            Key::Home => input.home(),
+            Key::End => input.end(),
+            Key::Backspace => input.backspace(),
+            Key::Delete => input.delete(),
+            Key::Up => input.history_prev(),
+            Key::Down => input.history_next(),
+            Key::PageUp => self.app.page_up(),
+            Key::PageDown => self.app.page_down(),
+            Key::Enter => self.enter(conn_events),
             _ => {}
         }
     }
