@@ -188,6 +188,29 @@ fn message_typed_in_one_client_appears_in_the_other() {
         s.contains("* bob has left the room (quit)")
     });
     assert!(s.contains("Online (1)"), "{s}");
+
+    // The terminal going away (hang-up) ends the client too, instead of
+    // leaving it spinning on a dead descriptor.
+    let alice = tmux.pid("a");
+    tmux.run(&["kill-server"]);
+    let deadline = Instant::now() + TIMEOUT;
+    while !exited(alice) {
+        assert!(
+            Instant::now() < deadline,
+            "the client outlived its terminal"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Gone, or a zombie nobody has reaped yet.
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => true,
+    }
 }
 
 #[test]

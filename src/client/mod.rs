@@ -8,8 +8,9 @@
 //! - [`plain`]: a line tool for pipes and scripts (stdin or stdout not a
 //!   terminal, or `--plain`);
 //! - `tui` (cargo feature `tui`, on by default): the full-screen interface,
-//!   drawn with ratatui, keys read with crossterm only when fd 0 is readable
-//!   (so crossterm never needs a reader thread).
+//!   drawn with ratatui through crossterm; keys are read from fd 0 when the
+//!   poll says it is readable and decoded by [`keys`] (crossterm's reader,
+//!   with its own epoll, is never used).
 //!
 //! The state the full-screen interface draws ([`scrollback`], [`input`],
 //! [`session`]) is free of sockets and terminals, so it is unit-tested.
