@@ -197,3 +197,20 @@ fn answers_pings_so_an_idle_bot_stays() {
     bot.close_stdin();
     assert_eq!(bot.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn ipv6_and_host_names() {
+    let v6 = ServerOn::start("[::1]:0");
+    assert!(v6.addr.starts_with("[::1]:"), "{}", v6.addr);
+    let mut a = Client::spawn(&[&v6.addr, "--nick", "six"]);
+    a.expect_prefix("* The room contains:");
+    a.close_stdin();
+    assert_eq!(a.wait_exit().code(), Some(0));
+
+    let v4 = TestServer::start(&[]);
+    let by_name = format!("localhost:{}", v4.addr.port());
+    let mut b = Client::spawn(&[&by_name, "--nick", "named"]);
+    b.expect_prefix("* The room contains:");
+    b.close_stdin();
+    assert_eq!(b.wait_exit().code(), Some(0));
+}

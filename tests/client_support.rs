@@ -44,6 +44,8 @@ pub fn line_channel<R: Read + Send + 'static>(r: R) -> Receiver<String> {
 /// only come back to the address it knows.
 pub struct ServerOn {
     child: Child,
+    /// The address it listens on, as it printed it.
+    pub addr: String,
 }
 
 impl ServerOn {
@@ -57,8 +59,12 @@ impl ServerOn {
             .expect("spawn loopchat-server");
         let out = line_channel(child.stdout.take().unwrap());
         let first = out.recv_timeout(TIMEOUT).expect("server's first line");
-        assert!(first.starts_with("listening on "), "{first:?}");
-        ServerOn { child }
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("{first:?}"))
+            .trim()
+            .to_string();
+        ServerOn { child, addr }
     }
 }
 
