@@ -370,3 +370,61 @@ impl Connection {
         });
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mio::{Events, Poll};
+
+    /// Runs attempts against a closed port, skipping the waits by passing a
+    /// far-off `now`, and collects the announced retry delays.
+    #[test]
+    fn backoff_doubles_to_thirty_seconds() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .unwrap()
+            .port();
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        let mut conn = Connection::new(&format!("127.0.0.1:{port}"), true);
+        let mut delays = Vec::new();
+        let far = Instant::now() + Duration::from_secs(3600);
+        while delays.len() < 7 {
+            let mut out = Vec::new();
+            conn.on_timer(poll.registry(), far, &mut out);
+            while out.is_empty() {
+                poll.poll(&mut events, Some(Duration::from_secs(10)))
+                    .unwrap();
+                for ev in events.iter() {
+                    conn.on_event(poll.registry(), ev, &mut out);
+                }
+            }
+            for ev in out {
+                match ev {
+                    ConnEvent::Lost {
+                        retry_in: Some(d),
+                        was_connected: false,
+                        ..
+                    } => delays.push(d.as_secs()),
+                    other => panic!("unexpected {other:?}"),
+                }
+            }
+            assert!(matches!(conn.status(), ConnStatus::Waiting(_)));
+        }
+        assert_eq!(delays, [1, 2, 4, 8, 16, 30, 30]);
+        conn.reset_backoff();
+        conn.set_reconnect(false);
+        let mut out = Vec::new();
+        conn.on_timer(poll.registry(), far, &mut out);
+        while out.is_empty() {
+            poll.poll(&mut events, Some(Duration::from_secs(10)))
+                .unwrap();
+            for ev in events.iter() {
+                conn.on_event(poll.registry(), ev, &mut out);
+            }
+        }
+        assert!(matches!(out[0], ConnEvent::Lost { retry_in: None, .. }));
+        assert_eq!(conn.status(), ConnStatus::Closed);
+        assert_eq!(conn.timeout(Instant::now()), None);
+    }
+}
