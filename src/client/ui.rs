@@ -228,33 +228,54 @@ fn char_width(c: char) -> usize {
     Span::raw(&*c.encode_utf8(&mut buf)).width()
 }
 
-/// Cuts styled text into rows of at most `width` columns.
+/// Cuts styled text into rows of at most `width` columns, breaking after a
+/// space when the row has one (a word longer than a row is cut where it
+/// must be). Continuation rows are indented under the text.
 fn wrap_spans(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
     let width = width.max(1);
     let indent = if width > INDENT * 2 { INDENT } else { 0 };
+    // One cell per character: (char, style index, display width).
+    let styles: Vec<Style> = spans.iter().map(|s| s.style).collect();
+    let cells: Vec<(char, usize, usize)> = spans
+        .iter()
+        .enumerate()
+        .flat_map(|(i, s)| s.content.chars().map(move |c| (c, i, char_width(c))))
+        .collect();
     let mut rows = Vec::new();
-    let mut row: Vec<Span<'static>> = Vec::new();
-    let mut used = 0;
-    for span in spans {
-        let mut piece = String::new();
-        for c in span.content.chars() {
-            let w = char_width(c);
-            if used + w > width && used > 0 {
-                if !piece.is_empty() {
-                    row.push(Span::styled(std::mem::take(&mut piece), span.style));
-                }
-                rows.push(Line::from(std::mem::take(&mut row)));
-                row.push(Span::raw(" ".repeat(indent)));
-                used = indent;
+    let mut start = 0;
+    let mut first = true;
+    while start < cells.len() || first {
+        let room = if first { width } else { width - indent };
+        let mut used = 0;
+        let mut end = start;
+        while end < cells.len() && (used + cells[end].2 <= room || end == start) {
+            used += cells[end].2;
+            end += 1;
+        }
+        if end < cells.len() {
+            // Prefer breaking after the last space of the row.
+            if let Some(sp) = (start + 1..=end).rev().find(|&i| cells[i - 1].0 == ' ') {
+                end = sp;
             }
-            piece.push(c);
-            used += w;
         }
-        if !piece.is_empty() {
-            row.push(Span::styled(piece, span.style));
+        let mut line: Vec<Span<'static>> = Vec::new();
+        if !first {
+            line.push(Span::raw(" ".repeat(indent)));
         }
+        let mut i = start;
+        while i < end {
+            let style = cells[i].1;
+            let mut text = String::new();
+            while i < end && cells[i].1 == style {
+                text.push(cells[i].0);
+                i += 1;
+            }
+            line.push(Span::styled(text, styles[style]));
+        }
+        rows.push(Line::from(line));
+        start = end;
+        first = false;
     }
-    rows.push(Line::from(row));
     rows
 }
 
@@ -547,6 +568,10 @@ mod tests {
         assert!(narrow[first + 1].starts_with("      "), "{narrow:?}");
         assert!(narrow[first + 2].starts_with("      "), "{narrow:?}");
         assert!(narrow.iter().all(|l| l.chars().count() == 30));
+        // Words are not split: every row ends at a word's end.
+        for row in &narrow[first..first + 3] {
+            assert!(row.trim_end().ends_with("word"), "{narrow:?}");
+        }
     }
 
     #[test]
@@ -562,6 +587,24 @@ mod tests {
         app.input.home();
         let s = render(&mut t, &mut app);
         assert!(s[4].starts_with("> abc"), "{s:?}");
+    }
+
+    #[test]
+    fn wrapping_breaks_at_spaces_and_cuts_long_words() {
+        let rows = |spans: Vec<Span<'static>>, w| -> Vec<String> {
+            wrap_spans(spans, w).iter().map(|l| l.to_string()).collect()
+        };
+        assert_eq!(
+            rows(vec![Span::raw("12:00 "), Span::raw("aaa bbb ccc")], 14),
+            ["12:00 aaa bbb ", "      ccc"]
+        );
+        assert_eq!(
+            rows(vec![Span::raw("x".repeat(20))], 13),
+            ["xxxxxxxxxxxxx", "      xxxxxxx"]
+        );
+        assert_eq!(rows(vec![Span::raw("")], 10), [""]);
+        // Wide characters are counted as two columns.
+        assert_eq!(rows(vec![Span::raw("日本語")], 5), ["日本", "語"]);
     }
 
     #[test]
