@@ -214,3 +214,27 @@ fn ipv6_and_host_names() {
     b.close_stdin();
     assert_eq!(b.wait_exit().code(), Some(0));
 }
+
+#[test]
+fn end_of_input_waits_for_a_rate_limited_server() {
+    // 70 lines at 10 lines/s take the server 7 s, longer than the client's
+    // base wait: the client must still wait for the server's goodbye.
+    let server = TestServer::start(&["--max-rate", "10", "--burst", "1"]);
+    let mut alice = join(&server, "alice");
+    let path =
+        std::env::temp_dir().join(format!("loopchat-client-rate-{}.txt", std::process::id()));
+    let text: String = (1..=70).map(|i| format!("line {i}\n")).collect();
+    std::fs::write(&path, text).unwrap();
+    let file = std::fs::File::open(&path).unwrap();
+    let mut bot = Client::spawn_with(
+        &[&server.addr.to_string(), "--nick", "bot"],
+        Stdio::from(file),
+    );
+    for i in 1..=70 {
+        alice.expect_line(&format!("[bot] line {i}"));
+    }
+    alice.expect_line("* bot has left the room (quit)");
+    assert_eq!(bot.wait_exit().code(), Some(0));
+    assert_eq!(bot.seen.last().map(String::as_str), Some("* Goodbye."));
+    let _ = std::fs::remove_file(&path);
+}

@@ -30,8 +30,14 @@ use super::{ClientCommand, Options, classify_input, client_help};
 use crate::protocol::ServerLine;
 
 const STDIN: Token = Token(1);
-/// How long to wait for the server to close after `/quit`.
+/// How long to wait, after `/quit`, for the server to close: this, plus
+/// [`PER_LINE_WAIT`] for each line sent on this connection (up to
+/// [`MAX_QUIT_WAIT`]), because a rate-limited server may still be working
+/// through them, and extended whenever the server sends something.
 const QUIT_WAIT: Duration = Duration::from_secs(5);
+/// The server's default rate is 10 lines/s.
+const PER_LINE_WAIT: Duration = Duration::from_millis(100);
+const MAX_QUIT_WAIT: Duration = Duration::from_secs(120);
 /// Stop taking stdin lines while this much is still unsent.
 const MAX_QUEUED: usize = 64 * 1024;
 
@@ -136,6 +142,8 @@ struct Plain {
     out: io::BufWriter<io::Stdout>,
     /// Set once `/quit` is sent: exit 0 when the server closes or then.
     quit_deadline: Option<Instant>,
+    /// Lines sent on the current connection.
+    sent: u32,
     exit: Option<i32>,
 }
 
@@ -150,6 +158,7 @@ fn run_inner(opts: &Options) -> io::Result<i32> {
         stdin_is_tty: unsafe { libc::isatty(libc::STDIN_FILENO) } == 1,
         out: io::BufWriter::new(io::stdout()),
         quit_deadline: None,
+        sent: 0,
         exit: None,
     };
     let mut conn_events = Vec::new();
@@ -239,7 +248,8 @@ impl Plain {
     fn quit(&mut self, poll: &Poll, line: &str, conn_events: &mut Vec<ConnEvent>) {
         self.conn.set_reconnect(false);
         self.conn.send_line(poll.registry(), line, conn_events);
-        self.quit_deadline = Some(Instant::now() + QUIT_WAIT);
+        let wait = QUIT_WAIT + (PER_LINE_WAIT * self.sent).min(MAX_QUIT_WAIT);
+        self.quit_deadline = Some(Instant::now() + wait);
     }
 
     fn input_line(&mut self, poll: &Poll, text: &str, conn_events: &mut Vec<ConnEvent>) {
@@ -267,6 +277,7 @@ impl Plain {
             }
             ClientCommand::Send => {
                 self.conn.send_line(reg, text, conn_events);
+                self.sent = self.sent.saturating_add(1);
             }
         }
     }
@@ -283,13 +294,20 @@ impl Plain {
             let batch = std::mem::take(conn_events);
             for ev in batch {
                 match ev {
-                    ConnEvent::Connected(_) => match self.session.on_connected() {
-                        Some(nick) => {
-                            self.conn.send_line(poll.registry(), &nick, conn_events);
+                    ConnEvent::Connected(_) => {
+                        self.sent = 0;
+                        match self.session.on_connected() {
+                            Some(nick) => {
+                                self.conn.send_line(poll.registry(), &nick, conn_events);
+                            }
+                            None => self.prompt_nick(),
                         }
-                        None => self.prompt_nick(),
-                    },
+                    }
                     ConnEvent::Line(line) => {
+                        if let Some(d) = &mut self.quit_deadline {
+                            // The server is alive and working: wait on.
+                            *d = (*d).max(Instant::now() + QUIT_WAIT);
+                        }
                         let shown = display_line(&line.bytes);
                         let _ = if line.truncated {
                             writeln!(self.out, "{shown} [line truncated]")
