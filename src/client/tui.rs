@@ -109,8 +109,7 @@ impl Tui {
     fn run(&mut self, term: &mut Term) -> io::Result<(i32, Option<String>)> {
         let mut events = Events::with_capacity(64);
         let mut conn_events = Vec::new();
-        // Drain keys typed before start-up; this also creates crossterm's
-        // reader now rather than in the middle of the session.
+        // Keys typed before the registration raised no edge: read them now.
         self.keys()?;
         loop {
             self.handle(&mut conn_events);
@@ -279,6 +278,7 @@ impl Tui {
             }
             (Phase::Joined, cmd) => {
                 self.app.input.submit();
+                self.app.follow();
                 if cmd == ClientCommand::Help {
                     for l in client_help() {
                         self.app.note(&now, l);

@@ -110,6 +110,12 @@ impl App {
         }
     }
 
+    /// Back to the newest lines (after sending: you see what you wrote).
+    pub fn follow(&mut self) {
+        self.scroll = 0;
+        self.unseen = 0;
+    }
+
     /// Rows scrolled up from the bottom.
     pub fn scroll(&self) -> usize {
         self.scroll
