@@ -148,8 +148,7 @@ proptest! {
                     let conns: Vec<usize> = framers.keys().copied().collect();
                     let Some(framer) = framers.get_mut(&c) else { continue };
                     framer.push(&bytes);
-                    loop {
-                        let Some(framer) = framers.get_mut(&c) else { break };
+                    while let Some(framer) = framers.get_mut(&c) {
                         let line = match framer.next_frame() {
                             None => break,
                             Some(Frame::TooLong) => None,
