@@ -429,7 +429,7 @@ impl Server {
             pinged: false,
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
-        debug!("accepted {addr} as #{key}");
+        info!("accepted {addr} as #{key}");
         self.timers.schedule(
             self.now + self.config.register_timeout,
             Timer::RegisterDeadline { key, serial },
@@ -752,11 +752,16 @@ impl Server {
     }
 
     /// SIGINT/SIGTERM: tell everyone, stop accepting, let output drain for
-    /// at most [`config::SHUTDOWN_GRACE`].
+    /// at most [`config::SHUTDOWN_GRACE`]. A second signal ends the wait.
     fn on_signal(&mut self) {
         // Read every pending signal: the pipe behind them is edge-triggered.
         let received = self.signals.pending().count();
-        if received == 0 || self.shutting_down {
+        if received == 0 {
+            return;
+        }
+        if self.shutting_down {
+            // A second signal: stop waiting for output to drain.
+            self.shutdown_expired = true;
             return;
         }
         info!("shutting down");
