@@ -24,6 +24,8 @@ pub const DEFAULT_MAX_SENDQ: usize = 256 * 1024;
 pub const DEFAULT_MAX_RATE: u32 = 10;
 /// Lines a connection may send at once before the rate applies.
 pub const DEFAULT_BURST: u32 = 20;
+/// A flooder is told (and the log says) at most this often.
+pub const FLOOD_NOTICE_INTERVAL: Duration = Duration::from_secs(60);
 /// Time to choose a nickname before the connection is closed.
 pub const DEFAULT_REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections from one address (IPv6: one /64). IRC servers use 3 to 16.

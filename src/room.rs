@@ -103,6 +103,14 @@ impl Refusal {
     }
 }
 
+/// The notice a flooder gets when the server starts reading it more slowly.
+pub fn flood_notice(rate: u32, burst: u32) -> String {
+    format!(
+        "* Slow down: at most {rate} lines per second (bursts of {burst}). \
+         Your lines are delayed, not lost.\n"
+    )
+}
+
 const GREETING: &str = "* Welcome to loopchat! What shall I call you?\n";
 const HELP: &str = "\
 * Commands:

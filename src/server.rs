@@ -98,6 +98,8 @@ struct Connection {
     bucket: TokenBucket,
     /// The rate limit stopped reading; a `Refill` timer will resume it.
     throttled: bool,
+    /// When the flooder was last told it is being slowed down.
+    flood_noticed: Option<Instant>,
     /// Already on `flush_list` this turn.
     flush_queued: bool,
     /// Leaving: read nothing more, accept no more output, free once the
@@ -422,6 +424,7 @@ impl Server {
             interest: Interest::READABLE,
             bucket: TokenBucket::new(self.config.max_rate, self.config.burst, self.now),
             throttled: false,
+            flood_noticed: None,
             flush_queued: false,
             closing: false,
             freeing: false,
@@ -429,7 +432,7 @@ impl Server {
             pinged: false,
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
-        debug!("accepted {addr} as #{key}");
+        info!("accepted {addr} as #{key}");
         self.timers.schedule(
             self.now + self.config.register_timeout,
             Timer::RegisterDeadline { key, serial },
@@ -510,6 +513,20 @@ impl Server {
                         serial: c.serial,
                     },
                 );
+                let due = c
+                    .flood_noticed
+                    .is_none_or(|t| self.now.duration_since(t) >= config::FLOOD_NOTICE_INTERVAL);
+                if due {
+                    c.flood_noticed = Some(self.now);
+                    let nick = self.room.nick(k).unwrap_or("-");
+                    info!(
+                        "{} ({nick}) throttled: over {} lines/s",
+                        c.addr, self.config.max_rate
+                    );
+                    let notice = crate::room::flood_notice(self.config.max_rate, self.config.burst);
+                    let (_, mut out) = self.split();
+                    out.send(k, notice.as_bytes());
+                }
                 return false;
             }
             let too_long = match c.framer.next_frame() {
@@ -752,11 +769,16 @@ impl Server {
     }
 
     /// SIGINT/SIGTERM: tell everyone, stop accepting, let output drain for
-    /// at most [`config::SHUTDOWN_GRACE`].
+    /// at most [`config::SHUTDOWN_GRACE`]. A second signal ends the wait.
     fn on_signal(&mut self) {
         // Read every pending signal: the pipe behind them is edge-triggered.
         let received = self.signals.pending().count();
-        if received == 0 || self.shutting_down {
+        if received == 0 {
+            return;
+        }
+        if self.shutting_down {
+            // A second signal: stop waiting for output to drain.
+            self.shutdown_expired = true;
             return;
         }
         info!("shutting down");

@@ -223,8 +223,12 @@ fn flooder_is_slowed_not_dropped() {
         s.rss_kib() < base_kib + 2048,
         "memory grew during the flood"
     );
-    // The flooder was never disconnected.
+    // The flooder was told why, and never disconnected.
+    flooder.line_where(|l| {
+        l.starts_with("* Slow down: at most 1000 lines per second (bursts of 20).")
+    });
     still_chatting(&mut flooder, "flood", &mut watcher, "still here");
+    assert!(s.log().contains("(flood) throttled: over 1000 lines/s"));
 }
 
 /// Protection 3: A connection that chooses no nickname in time is told and closed;
