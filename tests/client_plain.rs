@@ -238,3 +238,17 @@ fn end_of_input_waits_for_a_rate_limited_server() {
     assert_eq!(bot.seen.last().map(String::as_str), Some("* Goodbye."));
     let _ = std::fs::remove_file(&path);
 }
+
+#[test]
+fn a_signal_leaves_like_quit() {
+    let server = TestServer::start(&[]);
+    let mut alice = join(&server, "alice");
+    let mut bot = join(&server, "bot");
+    alice.expect_line("* bot has entered the room");
+    // SAFETY: kill(2) on our own child.
+    unsafe {
+        libc::kill(bot.child.id() as i32, libc::SIGTERM);
+    }
+    alice.expect_line("* bot has left the room (quit)");
+    assert_eq!(bot.wait_exit().code(), Some(0));
+}

@@ -21,6 +21,8 @@ use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
 
 use super::connection::{ConnEvent, Connection, SOCKET};
 use super::framing::LineReader;
@@ -30,6 +32,7 @@ use super::{ClientCommand, Options, classify_input, client_help};
 use crate::protocol::ServerLine;
 
 const STDIN: Token = Token(1);
+const SIGNALS: Token = Token(2);
 /// How long to wait, after `/quit`, for the server to close: this, plus
 /// [`PER_LINE_WAIT`] for each line sent on this connection (up to
 /// [`MAX_QUIT_WAIT`]), because a rate-limited server may still be working
@@ -150,6 +153,11 @@ struct Plain {
 fn run_inner(opts: &Options) -> io::Result<i32> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(64);
+    // Interrupted or terminated: leave as /quit does, so the others see a
+    // proper goodbye. A second signal while leaving exits at once.
+    let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    poll.registry()
+        .register(&mut signals, SIGNALS, Interest::READABLE)?;
     let mut p = Plain {
         conn: Connection::new(&opts.addr, opts.reconnect.unwrap_or(false)),
         session: Session::new(opts.nick.clone()),
@@ -192,6 +200,13 @@ fn run_inner(opts: &Options) -> io::Result<i32> {
             match event.token() {
                 SOCKET => p.conn.on_event(poll.registry(), event, &mut conn_events),
                 STDIN => p.stdin.ready = true,
+                SIGNALS if signals.pending().count() > 0 => {
+                    if p.quit_deadline.is_some() {
+                        p.exit = Some(0);
+                    } else {
+                        p.quit(&poll, "/quit", &mut conn_events);
+                    }
+                }
                 _ => {}
             }
         }
@@ -247,7 +262,11 @@ impl Plain {
 
     fn quit(&mut self, poll: &Poll, line: &str, conn_events: &mut Vec<ConnEvent>) {
         self.conn.set_reconnect(false);
-        self.conn.send_line(poll.registry(), line, conn_events);
+        if !self.conn.send_line(poll.registry(), line, conn_events) {
+            // Not connected: nobody to say goodbye to.
+            self.exit = Some(0);
+            return;
+        }
         let wait = QUIT_WAIT + (PER_LINE_WAIT * self.sent).min(MAX_QUIT_WAIT);
         self.quit_deadline = Some(Instant::now() + wait);
     }
