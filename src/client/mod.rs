@@ -179,6 +179,16 @@ pub fn classify_input(text: &str) -> ClientCommand {
     }
 }
 
+/// The nickname in a line typed while one is asked for: the line itself,
+/// or the argument of `/nick NAME` (which the server accepts there too).
+pub fn nick_from_input(text: &str) -> &str {
+    let t = text.trim();
+    match t.get(..6) {
+        Some(head) if head.eq_ignore_ascii_case("/nick ") => t[6..].trim(),
+        _ => t,
+    }
+}
+
 /// The client's own commands and keys, shown with the server's `/help`.
 pub fn client_help() -> &'static [&'static str] {
     &[
@@ -236,6 +246,13 @@ mod tests {
         assert_eq!(normalize_addr("localhost").unwrap(), "localhost:7878");
         assert_eq!(normalize_addr("127.0.0.1:1").unwrap(), "127.0.0.1:1");
         assert!(normalize_addr("host:notaport").is_err());
+    }
+
+    #[test]
+    fn nick_lines() {
+        assert_eq!(nick_from_input("  bob "), "bob");
+        assert_eq!(nick_from_input("/NICK  bob"), "bob");
+        assert_eq!(nick_from_input("/nickel"), "/nickel");
     }
 
     #[test]

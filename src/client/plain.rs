@@ -28,7 +28,7 @@ use super::connection::{ConnEvent, Connection, SOCKET};
 use super::framing::LineReader;
 use super::session::{Phase, Session, SessionEvent};
 use super::text::display_line;
-use super::{ClientCommand, Options, classify_input, client_help};
+use super::{ClientCommand, Options, classify_input, client_help, nick_from_input};
 use crate::protocol::ServerLine;
 
 const STDIN: Token = Token(1);
@@ -281,7 +281,7 @@ impl Plain {
             if matches!(classify_input(nick), ClientCommand::Quit) {
                 return self.quit(poll, nick, conn_events);
             }
-            self.session.nick_chosen(nick);
+            self.session.nick_chosen(nick_from_input(nick));
             self.conn.send_line(reg, nick, conn_events);
             return;
         }

@@ -31,7 +31,7 @@ use super::keys::{Key, KeyDecoder};
 use super::session::{Phase, SessionEvent};
 use super::text::{clock_hhmm, display_line};
 use super::ui::{App, draw};
-use super::{ClientCommand, Options, classify_input, client_help};
+use super::{ClientCommand, Options, classify_input, client_help, nick_from_input};
 
 const STDIN: Token = Token(1);
 const SIGNALS: Token = Token(2);
@@ -271,7 +271,8 @@ impl Tui {
                 self.app.clear();
             }
             (Phase::NeedNick, _) => {
-                let nick = self.app.input.submit().trim().to_string();
+                let line = self.app.input.submit();
+                let nick = nick_from_input(&line).to_string();
                 self.app.session.nick_chosen(&nick);
                 self.conn
                     .send_line(self.poll.registry(), &nick, conn_events);
