@@ -34,6 +34,10 @@ pub enum SessionEvent {
     Ping,
 }
 
+/// Most names the user list keeps: a server's notices cannot make it grow
+/// without limit.
+pub const MAX_USERS: usize = 100_000;
+
 /// The users online, in the order the server reported them.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct UserList {
@@ -62,7 +66,7 @@ impl UserList {
     }
 
     pub fn add(&mut self, nick: &str) {
-        if !self.contains(nick) {
+        if self.names.len() < MAX_USERS && !self.contains(nick) {
             self.names.push(nick.to_string());
         }
     }
