@@ -197,6 +197,13 @@ pub fn client_help() -> &'static [&'static str] {
     ]
 }
 
+/// Writes a message of the client's own to stderr. Unlike `eprintln!`, a
+/// closed stderr (say, a pipe whose reader has gone) is not a panic.
+pub(crate) fn note(msg: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr().lock(), "{msg}");
+}
+
 /// Whether the full-screen interface can be used (both ends are terminals).
 pub fn terminal_available() -> bool {
     // SAFETY: isatty only inspects the descriptors.

@@ -131,7 +131,7 @@ pub fn run(opts: &Options) -> i32 {
     match run_inner(opts) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("loopchat: {e}");
+            super::note(format_args!("loopchat: {e}"));
             1
         }
     }
@@ -252,7 +252,9 @@ impl Plain {
         match self.session.phase() {
             Phase::Joined => self.quit(poll, "/quit", conn_events),
             Phase::NeedNick => {
-                eprintln!("loopchat: end of input before a nickname was accepted");
+                super::note(format_args!(
+                    "loopchat: end of input before a nickname was accepted"
+                ));
                 self.conn.close(poll.registry());
                 self.exit = Some(1);
             }
@@ -290,7 +292,7 @@ impl Plain {
             ClientCommand::Quit => self.quit(poll, text, conn_events),
             ClientCommand::Help => {
                 for l in client_help() {
-                    eprintln!("{l}");
+                    super::note(format_args!("{l}"));
                 }
                 self.conn.send_line(reg, text, conn_events);
             }
@@ -303,7 +305,9 @@ impl Plain {
 
     fn prompt_nick(&mut self) {
         if self.stdin_is_tty {
-            eprint!("Nickname: ");
+            let mut err = io::stderr().lock();
+            let _ = write!(err, "Nickname: ");
+            let _ = err.flush();
         }
     }
 
@@ -340,10 +344,10 @@ impl Plain {
                                 self.conn.send_line(poll.registry(), "/pong", conn_events);
                             }
                             Some(SessionEvent::Refused(reason)) => {
-                                eprintln!(
+                                super::note(format_args!(
                                     "loopchat: nickname refused: {}",
                                     display_line(reason.as_bytes())
-                                );
+                                ));
                                 self.prompt_nick();
                             }
                             _ => {}
@@ -359,11 +363,12 @@ impl Plain {
                         }
                         let _ = self.out.flush();
                         match retry_in {
-                            Some(d) => {
-                                eprintln!("loopchat: {reason}; retrying in {} s", d.as_secs())
-                            }
+                            Some(d) => super::note(format_args!(
+                                "loopchat: {reason}; retrying in {} s",
+                                d.as_secs()
+                            )),
                             None => {
-                                eprintln!("loopchat: {reason}");
+                                super::note(format_args!("loopchat: {reason}"));
                                 self.exit = Some(1);
                             }
                         }

@@ -60,12 +60,12 @@ pub fn run(opts: &Options) -> i32 {
     match result {
         Ok((code, message)) => {
             if let Some(m) = message {
-                eprintln!("loopchat: {m}");
+                super::note(format_args!("loopchat: {m}"));
             }
             code
         }
         Err(e) => {
-            eprintln!("loopchat: {e}");
+            super::note(format_args!("loopchat: {e}"));
             1
         }
     }
