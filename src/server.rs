@@ -80,6 +80,9 @@ const FAIR_READ: usize = 64 * 1024;
 const MAX_ACCEPTS_PER_TURN: usize = 128;
 /// Events taken from the kernel per `poll()`.
 const EVENTS_CAPACITY: usize = 1024;
+/// Buffer memory released since the last heap trim that makes the next
+/// idle moment trim (see [`Server::trim_heap_if_idle`]).
+const TRIM_AFTER_RELEASED: usize = 1 << 20;
 /// Bytes read and thrown away before closing, so the close sends FIN and
 /// not RST (a RST can destroy the last line we sent before the peer reads it).
 const DRAIN_BEFORE_CLOSE: usize = 64 * 1024;
@@ -210,6 +213,8 @@ pub struct Server {
     now: Instant,
     /// For `--timestamps`: the Unix second last formatted.
     clock_second: i64,
+    /// Bytes of buffer memory freed since the heap was last trimmed.
+    released: usize,
 }
 
 /// Binds nothing, spawns nothing: serves `listener` until SIGINT/SIGTERM.
@@ -251,6 +256,7 @@ impl Server {
             shutdown_expired: false,
             now: Instant::now(),
             clock_second: -1,
+            released: 0,
         })
     }
 
@@ -265,6 +271,7 @@ impl Server {
             } else {
                 self.timers.poll_timeout(Instant::now())
             };
+            self.trim_heap_if_idle(timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue; // a signal arrived; it is also in the pipe
@@ -607,7 +614,10 @@ impl Server {
         if c.freeing {
             return;
         }
-        if let Err(e) = c.sendq.write_to(&mut c.stream) {
+        let held = c.sendq.capacity();
+        let written = c.sendq.write_to(&mut c.stream);
+        self.released += held - c.sendq.capacity().min(held);
+        if let Err(e) = written {
             debug!("#{k}: write error: {e}");
             return self.peer_gone(k, LeaveReason::WriteError, true);
         }
@@ -810,6 +820,24 @@ impl Server {
         if secs != self.clock_second {
             self.clock_second = secs;
             self.room.set_clock(Some(&local_hhmmss(secs)));
+        }
+    }
+
+    /// Gives freed heap memory back to the kernel when the loop is about to
+    /// sleep for a while after a burst (a join storm queues a line for every
+    /// user, then frees it all). glibc keeps such memory for reuse; on a
+    /// small host we would rather it showed up as free. Cheap, and rare:
+    /// only when going idle after at least [`TRIM_AFTER_RELEASED`] bytes
+    /// of buffers were freed.
+    fn trim_heap_if_idle(&mut self, timeout: Option<Duration>) {
+        let idle = timeout.is_none_or(|t| t >= Duration::from_secs(1));
+        if idle && self.released >= TRIM_AFTER_RELEASED {
+            self.released = 0;
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only returns free heap pages to the kernel.
+            unsafe {
+                libc::malloc_trim(0);
+            }
         }
     }
 
