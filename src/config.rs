@@ -28,6 +28,8 @@ pub const DEFAULT_BURST: u32 = 20;
 pub const DEFAULT_REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections from one address (IPv6: one /64). IRC servers use 3 to 16.
 pub const DEFAULT_MAX_PER_IP: usize = 10;
+/// How long a `/pm` invitation waits for `/accept` or `/decline`.
+pub const DEFAULT_INVITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// The idle ping's grace period is the idle timeout, capped at this.
 pub const MAX_PING_GRACE: Duration = Duration::from_secs(60);
 /// TCP keepalive: first probe after this much silence...
@@ -64,6 +66,7 @@ pub struct Config {
     pub timestamps: bool,
     pub log_file: Option<PathBuf>,
     pub log_level: log::LevelFilter,
+    pub invite_timeout: Duration,
 }
 
 impl Default for Config {
@@ -84,6 +87,7 @@ impl Default for Config {
             timestamps: false,
             log_file: None,
             log_level: log::LevelFilter::Info,
+            invite_timeout: DEFAULT_INVITE_TIMEOUT,
         }
     }
 }
@@ -142,6 +146,15 @@ fn options() -> getopts::Options {
         "SECS",
     );
     o.optopt("", "max-per-ip", &format!("connections from one address (IPv6: one /64), 0 = unlimited (default {DEFAULT_MAX_PER_IP})"), "N");
+    o.optopt(
+        "",
+        "invite-timeout",
+        &format!(
+            "seconds a /pm invitation stays valid (default {})",
+            DEFAULT_INVITE_TIMEOUT.as_secs()
+        ),
+        "SECS",
+    );
     o.optflag(
         "",
         "limit-loopback",
@@ -214,6 +227,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     }
     if let Some(v) = m.opt_str("max-per-ip") {
         c.max_per_ip = parse_num("--max-per-ip", &v, 0)?;
+    }
+    if let Some(v) = m.opt_str("invite-timeout") {
+        c.invite_timeout = parse_secs("--invite-timeout", &v)?;
     }
     c.limit_loopback = m.opt_present("limit-loopback");
     c.timestamps = m.opt_present("timestamps");

@@ -16,6 +16,7 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
+use std::time::{Duration, Instant};
 
 use crate::framing::Frame;
 use crate::protocol::{self, NickError};
@@ -111,7 +112,10 @@ const HELP: &str = "\
 *   /nick NEW         change your nickname
 *   /msg NICK TEXT    send TEXT to NICK only
 *   /me TEXT          an action: '~ YOU TEXT'
-*   /quit [REASON]    leave (also /exit)
+*   /pm NICK          invite NICK to a private conversation
+*   /accept NICK      accept NICK's invitation (/decline NICK refuses it)
+*   /endpm            end your private conversation, back to the room
+*   /quit [REASON]    leave (also /exit, /logout)
 *   /pong             nothing; any line answers a PING
 *   /help             this list
 ";
@@ -121,6 +125,16 @@ const HELP: &str = "\
 struct Member {
     /// `None` until a nickname has been accepted.
     nick: Option<String>,
+    /// The partner of a private conversation: plain lines go to them only.
+    pm_with: Option<ConnId>,
+}
+
+/// A pending `/pm` invitation.
+#[derive(Debug, Clone, Copy)]
+struct Invite {
+    from: ConnId,
+    to: ConnId,
+    expires: Instant,
 }
 
 /// The chat room: every connection the loop has told us about.
@@ -136,6 +150,12 @@ pub struct Room {
     /// `Some("HH:MM:SS")` when `--timestamps` is on; set by the loop.
     clock: Option<String>,
     max_line: usize,
+    /// Pending private-conversation invitations (few: a linear scan is fine).
+    invites: Vec<Invite>,
+    /// How long an invitation stays valid.
+    invite_timeout: Duration,
+    /// The loop's time for this turn (`set_now`); `None`: read the clock.
+    now: Option<Instant>,
 }
 
 impl Room {
@@ -143,8 +163,29 @@ impl Room {
     pub fn new(max_line: usize) -> Room {
         Room {
             max_line,
+            invite_timeout: crate::config::DEFAULT_INVITE_TIMEOUT,
             ..Room::default()
         }
+    }
+
+    /// Sets how long a `/pm` invitation stays valid.
+    pub fn set_invite_timeout(&mut self, timeout: Duration) {
+        self.invite_timeout = timeout;
+    }
+
+    /// Gives the room the loop's current time (once per turn), so that
+    /// invitations expire without the room reading the clock itself.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    fn now(&self) -> Instant {
+        self.now.unwrap_or_else(Instant::now)
+    }
+
+    /// `conn`'s private-conversation partner, if it is in one.
+    pub fn pm_partner(&self, conn: ConnId) -> Option<ConnId> {
+        self.members.get(&conn)?.pm_with
     }
 
     /// Turns the `HH:MM:SS ` prefix of chat lines on, with the time to show.
@@ -208,7 +249,13 @@ impl Room {
 
     /// A new connection: greet it and ask for a nickname.
     pub fn connected(&mut self, conn: ConnId, out: &mut impl Outbox) {
-        self.members.insert(conn, Member { nick: None });
+        self.members.insert(
+            conn,
+            Member {
+                nick: None,
+                pm_with: None,
+            },
+        );
         out.send(conn, GREETING.as_bytes());
     }
 
@@ -257,6 +304,15 @@ impl Room {
             return; // never joined: nobody knew it was here
         };
         log::info!("{nick} (#{conn}) left: {reason}");
+        self.invites.retain(|i| i.from != conn && i.to != conn);
+        if let Some(partner) = member.pm_with {
+            self.end_pm_of(partner);
+            let line = format!(
+                "* {nick} left; your private conversation ended. You are back in the room.\n"
+            );
+            out.send(partner, line.as_bytes());
+            log::info!("private conversation ended: {nick} left");
+        }
         self.by_nick.remove(&nick.to_ascii_lowercase());
         self.joined.retain(|&c| c != conn);
         self.scratch.clear();
@@ -273,6 +329,7 @@ impl Room {
         self.members.clear();
         self.joined.clear();
         self.by_nick.clear();
+        self.invites.clear();
     }
 
     /// The idle-timeout ping for `conn` (see docs/protocol.md, Liveness).
@@ -379,6 +436,10 @@ impl Room {
             }
             "nick" => self.rename(conn, arg.trim(), out),
             "msg" => self.private(conn, arg, out),
+            "pm" => self.invite(conn, arg.trim(), out),
+            "accept" => self.answer(conn, arg.trim(), true, out),
+            "decline" => self.answer(conn, arg.trim(), false, out),
+            "endpm" => self.end_pm(conn, out),
             "me" => {
                 let text = arg.trim();
                 if text.is_empty() {
@@ -403,8 +464,12 @@ impl Room {
         }
     }
 
-    /// A chat line: formatted once, queued for every other joined user.
+    /// A chat line: formatted once, queued for every other joined user,
+    /// or, in a private conversation, for the partner only.
     fn chat(&mut self, conn: ConnId, text: &str, out: &mut impl Outbox) {
+        if let Some(partner) = self.pm_partner(conn) {
+            return self.send_private(conn, partner, text, out);
+        }
         if self.joined.len() <= 1 {
             return out.send(
                 conn,
@@ -439,8 +504,14 @@ impl Room {
             let msg = format!("! No such user: {target}.\n");
             return out.send(conn, msg.as_bytes());
         };
+        self.send_private(conn, to, text, out);
+    }
+
+    /// `(FROM) text` to `to`, `(-> TO) text` back to `conn`. The content is
+    /// never logged.
+    fn send_private(&mut self, conn: ConnId, to: ConnId, text: &str, out: &mut impl Outbox) {
         let from = self.nick(conn).unwrap_or_default().to_string();
-        let to_nick = self.nick(to).unwrap_or(target).to_string();
+        let to_nick = self.nick(to).unwrap_or_default().to_string();
         self.scratch.clear();
         self.push_stamp();
         let _ = writeln!(self.scratch, "({from}) {text}");
@@ -449,6 +520,147 @@ impl Room {
         self.push_stamp();
         let _ = writeln!(self.scratch, "(-> {to_nick}) {text}");
         out.send(conn, self.scratch.as_bytes());
+    }
+
+    /// `/pm NICK`: invites NICK to a private conversation.
+    fn invite(&mut self, conn: ConnId, target: &str, out: &mut impl Outbox) {
+        if target.is_empty() || target.contains(' ') {
+            return out.send(conn, b"! Usage: /pm NICK\n");
+        }
+        let Some(&to) = self.by_nick.get(&target.to_ascii_lowercase()) else {
+            let msg = format!("! No such user: {target}.\n");
+            return out.send(conn, msg.as_bytes());
+        };
+        if to == conn {
+            return out.send(conn, b"! You cannot invite yourself.\n");
+        }
+        let to_nick = self.nick(to).unwrap_or(target).to_string();
+        if let Some(partner) = self.pm_partner(conn) {
+            let msg = format!(
+                "! You are already in a private conversation with {}; /endpm first.\n",
+                self.nick(partner).unwrap_or_default()
+            );
+            return out.send(conn, msg.as_bytes());
+        }
+        if self.pm_partner(to).is_some() {
+            let msg = format!("! {to_nick} is already in a private conversation.\n");
+            return out.send(conn, msg.as_bytes());
+        }
+        self.drop_expired_invites();
+        if self.invites.iter().any(|i| i.from == conn && i.to == to) {
+            let msg = format!("! You already invited {to_nick}; waiting for an answer.\n");
+            return out.send(conn, msg.as_bytes());
+        }
+        let from = self.nick(conn).unwrap_or_default().to_string();
+        let secs = self.invite_timeout.as_secs_f64().ceil() as u64;
+        self.invites.push(Invite {
+            from: conn,
+            to,
+            expires: self.now() + self.invite_timeout,
+        });
+        let msg = format!(
+            "* {from} invites you to a private conversation. Answer /accept {from} or /decline {from} (within {secs} s).\n"
+        );
+        out.send(to, msg.as_bytes());
+        let msg = format!("* Invitation sent to {to_nick}; it expires in {secs} s.\n");
+        out.send(conn, msg.as_bytes());
+    }
+
+    /// `/accept NICK` (`yes`) or `/decline NICK`.
+    fn answer(&mut self, conn: ConnId, target: &str, yes: bool, out: &mut impl Outbox) {
+        if target.is_empty() || target.contains(' ') {
+            let usage: &[u8] = if yes {
+                b"! Usage: /accept NICK\n"
+            } else {
+                b"! Usage: /decline NICK\n"
+            };
+            return out.send(conn, usage);
+        }
+        self.drop_expired_invites();
+        let from = self.by_nick.get(&target.to_ascii_lowercase()).copied();
+        let found = from.and_then(|from| {
+            self.invites
+                .iter()
+                .position(|i| i.from == from && i.to == conn)
+        });
+        let (Some(from), Some(index)) = (from, found) else {
+            let msg = format!("! No invitation from {target} (it may have expired).\n");
+            return out.send(conn, msg.as_bytes());
+        };
+        let me = self.nick(conn).unwrap_or_default().to_string();
+        let them = self.nick(from).unwrap_or_default().to_string();
+        if !yes {
+            self.invites.remove(index);
+            out.send(
+                from,
+                format!("* {me} declined your invitation.\n").as_bytes(),
+            );
+            return out.send(
+                conn,
+                format!("* You declined {them}'s invitation.\n").as_bytes(),
+            );
+        }
+        for who in [conn, from] {
+            if let Some(partner) = self.pm_partner(who) {
+                // Possible: the invitation was sent before this started.
+                let busy = if who == conn {
+                    "You are".to_string()
+                } else {
+                    format!("{them} is")
+                };
+                let msg = format!(
+                    "! {busy} already in a private conversation (with {}); the invitation stays open.\n",
+                    self.nick(partner).unwrap_or_default()
+                );
+                return out.send(conn, msg.as_bytes());
+            }
+        }
+        self.invites.remove(index);
+        // Other pending invitations to or from either of them are moot now.
+        self.invites
+            .retain(|i| ![i.from, i.to].iter().any(|c| *c == conn || *c == from));
+        for (who, other) in [(conn, from), (from, conn)] {
+            if let Some(m) = self.members.get_mut(&who) {
+                m.pm_with = Some(other);
+            }
+        }
+        log::info!("private conversation started: {them} and {me}");
+        let msg = format!(
+            "* {me} accepted. You are in a private conversation with {me}: your lines go to {me} only; /endpm to return to the room.\n"
+        );
+        out.send(from, msg.as_bytes());
+        let msg = format!(
+            "* You are in a private conversation with {them}: your lines go to {them} only; /endpm to return to the room.\n"
+        );
+        out.send(conn, msg.as_bytes());
+    }
+
+    /// `/endpm`: both partners go back to the room.
+    fn end_pm(&mut self, conn: ConnId, out: &mut impl Outbox) {
+        let Some(partner) = self.pm_partner(conn) else {
+            return out.send(conn, b"! You are not in a private conversation.\n");
+        };
+        self.end_pm_of(conn);
+        self.end_pm_of(partner);
+        let me = self.nick(conn).unwrap_or_default().to_string();
+        let them = self.nick(partner).unwrap_or_default().to_string();
+        log::info!("private conversation ended: {me} and {them}");
+        let msg = format!("* Private conversation with {them} ended. You are back in the room.\n");
+        out.send(conn, msg.as_bytes());
+        let msg = format!("* {me} ended the private conversation. You are back in the room.\n");
+        out.send(partner, msg.as_bytes());
+    }
+
+    fn end_pm_of(&mut self, conn: ConnId) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.pm_with = None;
+        }
+    }
+
+    /// Expired invitations are treated as absent (lazy expiry).
+    fn drop_expired_invites(&mut self) {
+        let now = self.now();
+        self.invites.retain(|i| i.expires > now);
     }
 
     fn rename(&mut self, conn: ConnId, new: &str, out: &mut impl Outbox) {
@@ -689,5 +901,91 @@ pub(crate) mod tests {
         say(&mut room, 0, "hi", &mut out);
         say(&mut room, 0, "/me nods", &mut out);
         assert_eq!(out.take(1), ["12:34:56 [a] hi", "12:34:56 ~ a nods"]);
+    }
+
+    #[test]
+    fn private_conversation_flow() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        let t0 = Instant::now();
+        room.set_now(t0);
+        say(&mut room, 0, "/pm a", &mut out);
+        assert_eq!(out.take(0), ["! You cannot invite yourself."]);
+        say(&mut room, 0, "/pm zed", &mut out);
+        assert_eq!(out.take(0), ["! No such user: zed."]);
+        say(&mut room, 0, "/pm B", &mut out);
+        assert_eq!(out.take(0), ["* Invitation sent to b; it expires in 60 s."]);
+        assert_eq!(
+            out.take(1),
+            [
+                "* a invites you to a private conversation. Answer /accept a or /decline a (within 60 s)."
+            ]
+        );
+        say(&mut room, 1, "/accept c", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! No invitation from c (it may have expired)."]
+        );
+        say(&mut room, 1, "/accept a", &mut out);
+        assert_eq!(room.pm_partner(0), Some(1));
+        assert_eq!(room.pm_partner(1), Some(0));
+        assert!(out.take(0)[0].starts_with("* b accepted."));
+        assert!(out.take(1)[0].starts_with("* You are in a private conversation with a"));
+        say(&mut room, 0, "secret", &mut out);
+        assert_eq!(out.take(1), ["(a) secret"]);
+        assert_eq!(out.take(0), ["(-> b) secret"]);
+        say(&mut room, 2, "public", &mut out);
+        assert_eq!(out.take(0), ["[c] public"]);
+        assert_eq!(out.take(1), ["[c] public"]);
+        say(&mut room, 2, "/pm a", &mut out);
+        assert_eq!(out.take(2), ["! a is already in a private conversation."]);
+        say(&mut room, 0, "/pm c", &mut out);
+        assert!(out.take(0)[0].starts_with("! You are already in a private conversation with b"));
+        assert!(out.sent.is_empty(), "{:?}", out.sent);
+        say(&mut room, 1, "/endpm", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["* Private conversation with a ended. You are back in the room."]
+        );
+        assert_eq!(
+            out.take(0),
+            ["* b ended the private conversation. You are back in the room."]
+        );
+        say(&mut room, 1, "/endpm", &mut out);
+        assert_eq!(out.take(1), ["! You are not in a private conversation."]);
+        say(&mut room, 0, "back", &mut out);
+        assert_eq!(out.take(1), ["[a] back"]);
+        assert_eq!(out.take(2), ["[a] back"]);
+    }
+
+    #[test]
+    fn invitations_decline_expire_and_partner_leaving() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        let t0 = Instant::now();
+        room.set_now(t0);
+        room.set_invite_timeout(Duration::from_secs(1));
+        say(&mut room, 0, "/pm b", &mut out);
+        say(&mut room, 1, "/decline a", &mut out);
+        assert_eq!(out.take(0)[1], "* b declined your invitation.");
+        assert_eq!(out.take(1)[1], "* You declined a's invitation.");
+        say(&mut room, 0, "/pm b", &mut out);
+        room.set_now(t0 + Duration::from_secs(2));
+        say(&mut room, 1, "/accept a", &mut out);
+        assert_eq!(
+            out.take(1)[1],
+            "! No invitation from a (it may have expired)."
+        );
+        assert_eq!(room.pm_partner(1), None);
+        say(&mut room, 2, "/pm b", &mut out);
+        say(&mut room, 1, "/accept c", &mut out);
+        out.sent.clear();
+        room.disconnected(2, &LeaveReason::Closed, &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "* c left; your private conversation ended. You are back in the room.",
+                "* c has left the room (connection closed)"
+            ]
+        );
+        assert_eq!(room.pm_partner(1), None);
     }
 }

@@ -229,7 +229,11 @@ impl Server {
             poll,
             listener,
             signals,
-            room: Room::new(config.max_line),
+            room: {
+                let mut room = Room::new(config.max_line);
+                room.set_invite_timeout(config.invite_timeout);
+                room
+            },
             config,
             conns: Slab::new(),
             timers: Timers::new(),
@@ -271,6 +275,7 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            self.room.set_now(self.now);
             self.tick_clock();
             let carried = std::mem::take(&mut self.unread);
 
