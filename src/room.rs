@@ -18,6 +18,8 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::time::{Duration, Instant};
 
+use crate::accounts::{AuthJob, AuthOutcome};
+use crate::config;
 use crate::framing::Frame;
 use crate::protocol::{self, NickError};
 
@@ -32,6 +34,12 @@ pub trait Outbox {
     /// Close `conn` once everything queued for it has been written. The room
     /// has already forgotten `conn` when it calls this.
     fn close(&mut self, conn: ConnId);
+    /// Check a password (slow: argon2), later, and answer with
+    /// [`Room::auth_done`]. Only used with accounts on; the default drops
+    /// the job, for outboxes of rooms without accounts.
+    fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+        let _ = (conn, job);
+    }
 }
 
 /// Why a user left; shown to the others as `* NICK has left the room (REASON)`.
@@ -125,8 +133,19 @@ const HELP: &str = "\
 struct Member {
     /// `None` until a nickname has been accepted.
     nick: Option<String>,
+    /// With accounts: the name chosen, while the password is asked.
+    login: Option<Login>,
     /// The partner of a private conversation: plain lines go to them only.
     pm_with: Option<ConnId>,
+}
+
+/// A login in progress: name chosen, password asked (or being checked).
+#[derive(Debug)]
+struct Login {
+    name: String,
+    /// A job is with the loop; its answer comes through `auth_done`.
+    checking: bool,
+    failures: u32,
 }
 
 /// A pending `/pm` invitation.
@@ -156,6 +175,11 @@ pub struct Room {
     invite_timeout: Duration,
     /// The loop's time for this turn (`set_now`); `None`: read the clock.
     now: Option<Instant>,
+    /// Names need a password (`--accounts`).
+    accounts: bool,
+    /// Lowercased account name -> the connection entering its password:
+    /// a name can be in one login (or session) at a time.
+    logging_in: HashMap<String, ConnId>,
 }
 
 impl Room {
@@ -166,6 +190,12 @@ impl Room {
             invite_timeout: crate::config::DEFAULT_INVITE_TIMEOUT,
             ..Room::default()
         }
+    }
+
+    /// Turns accounts on: after the nickname, a password is asked and
+    /// checked through [`Outbox::authenticate`].
+    pub fn set_accounts(&mut self, on: bool) {
+        self.accounts = on;
     }
 
     /// Sets how long a `/pm` invitation stays valid.
@@ -253,6 +283,7 @@ impl Room {
             conn,
             Member {
                 nick: None,
+                login: None,
                 pm_with: None,
             },
         );
@@ -300,6 +331,9 @@ impl Room {
         let Some(member) = self.members.remove(&conn) else {
             return;
         };
+        if let Some(login) = &member.login {
+            self.logging_in.remove(&login.name.to_ascii_lowercase());
+        }
         let Some(nick) = member.nick else {
             return; // never joined: nobody knew it was here
         };
@@ -330,6 +364,7 @@ impl Room {
         self.joined.clear();
         self.by_nick.clear();
         self.invites.clear();
+        self.logging_in.clear();
     }
 
     /// The idle-timeout ping for `conn` (see docs/protocol.md, Liveness).
@@ -345,17 +380,133 @@ impl Room {
 
     /// A line from a connection that has no nickname yet.
     fn naming_line(&mut self, conn: ConnId, line: &str, out: &mut impl Outbox) {
+        if self.members.get(&conn).is_some_and(|m| m.login.is_some()) {
+            return self.password_line(conn, line, out);
+        }
         let Some(command) = line.strip_prefix('/') else {
-            return self.try_join(conn, line.trim(), out);
+            return self.choose_name(conn, line.trim(), out);
         };
         let (word, arg) = split_word(command);
         match word.to_ascii_lowercase().as_str() {
-            "nick" => self.try_join(conn, arg.trim(), out),
+            "nick" => self.choose_name(conn, arg.trim(), out),
             "quit" | "exit" | "logout" => self.quit(conn, None, out),
             "help" => out.send(conn, HELP.as_bytes()),
             "pong" => {}
             _ => out.send(conn, b"! Choose a nickname first.\n"),
         }
+    }
+
+    /// A wanted nickname: joins at once, or with accounts asks for the
+    /// password first.
+    fn choose_name(&mut self, conn: ConnId, name: &str, out: &mut impl Outbox) {
+        if !self.accounts {
+            return self.try_join(conn, name, out);
+        }
+        if let Err(e) = self.check_nick(conn, name) {
+            return out.send(conn, e.as_bytes());
+        }
+        let key = name.to_ascii_lowercase();
+        if self.logging_in.contains_key(&key) {
+            let msg = format!("! {name} is already logging in. Choose another name.\n");
+            return out.send(conn, msg.as_bytes());
+        }
+        self.logging_in.insert(key, conn);
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = Some(Login {
+                name: name.to_string(),
+                checking: false,
+                failures: 0,
+            });
+        }
+        let min = config::MIN_PASSWORD_LEN;
+        let msg = format!(
+            "* Password for {name}? (A new name is registered with the password you send now: at least {min} characters.)\n"
+        );
+        out.send(conn, msg.as_bytes());
+    }
+
+    /// A line while the password is asked: the password itself, except the
+    /// whole lines `/quit`, `/exit`, `/logout`. Never logged or echoed.
+    fn password_line(&mut self, conn: ConnId, line: &str, out: &mut impl Outbox) {
+        if ["/quit", "/exit", "/logout"]
+            .iter()
+            .any(|q| line.eq_ignore_ascii_case(q))
+        {
+            return self.quit(conn, None, out);
+        }
+        let Some(login) = self.members.get_mut(&conn).and_then(|m| m.login.as_mut()) else {
+            return;
+        };
+        if login.checking {
+            // The loop stops reading a connection while its job runs, so
+            // this only happens with other outboxes.
+            return out.send(
+                conn,
+                b"! Still checking your password; wait for the answer.\n",
+            );
+        }
+        login.checking = true;
+        let job = AuthJob {
+            name: login.name.clone(),
+            password: line.to_string(),
+        };
+        out.authenticate(conn, job);
+    }
+
+    /// The loop's answer to an [`Outbox::authenticate`] job for `conn`.
+    pub fn auth_done(&mut self, conn: ConnId, outcome: AuthOutcome, out: &mut impl Outbox) {
+        let Some(member) = self.members.get_mut(&conn) else {
+            return; // left while its job was queued
+        };
+        let Some(login) = member.login.as_mut() else {
+            return;
+        };
+        login.checking = false;
+        let name = login.name.clone();
+        match outcome {
+            AuthOutcome::LoggedIn { name: stored } => {
+                self.finish_login(conn, &name, &stored, out);
+            }
+            AuthOutcome::Registered { name: stored } => {
+                let msg = format!("* Account {stored} registered.\n");
+                out.send(conn, msg.as_bytes());
+                self.finish_login(conn, &name, &stored, out);
+            }
+            AuthOutcome::WrongPassword => {
+                login.failures += 1;
+                let left = config::MAX_LOGIN_FAILURES.saturating_sub(login.failures);
+                if left == 0 {
+                    out.send(conn, b"! Wrong password. Too many failures; goodbye.\n");
+                    self.disconnected(conn, &LeaveReason::Closed, out);
+                    return out.close(conn);
+                }
+                let plural = if left == 1 { "attempt" } else { "attempts" };
+                let msg =
+                    format!("! Wrong password for {name}. Try again ({left} {plural} left).\n");
+                out.send(conn, msg.as_bytes());
+            }
+            AuthOutcome::TooShort { min } => {
+                let msg = format!(
+                    "! Password too short: a new account needs at least {min} characters. Send another password for {name}.\n"
+                );
+                out.send(conn, msg.as_bytes());
+            }
+            AuthOutcome::SaveFailed => {
+                let msg = format!(
+                    "! Could not register {name}: the server could not save the account. Try again later.\n"
+                );
+                out.send(conn, msg.as_bytes());
+            }
+        }
+    }
+
+    /// Password accepted: the login reservation becomes the nickname.
+    fn finish_login(&mut self, conn: ConnId, typed: &str, stored: &str, out: &mut impl Outbox) {
+        self.logging_in.remove(&typed.to_ascii_lowercase());
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = None;
+        }
+        self.try_join(conn, stored, out);
     }
 
     fn try_join(&mut self, conn: ConnId, nick: &str, out: &mut impl Outbox) {
@@ -403,6 +554,9 @@ impl Room {
             return Err(format!("! Invalid nickname: {why}. Choose another.\n"));
         }
         match self.by_nick.get(&nick.to_ascii_lowercase()) {
+            Some(&owner) if owner != conn && self.accounts => Err(format!(
+                "! {nick} is already logged in (one session per account). Choose another name.\n"
+            )),
             Some(&owner) if owner != conn => {
                 Err(format!("! Nickname {nick} is taken. Choose another.\n"))
             }
@@ -434,6 +588,10 @@ impl Room {
                 reply.push('\n');
                 out.send(conn, reply.as_bytes());
             }
+            "nick" if self.accounts => out.send(
+                conn,
+                b"! With accounts, your nickname is your account name; /nick is off.\n",
+            ),
             "nick" => self.rename(conn, arg.trim(), out),
             "msg" => self.private(conn, arg, out),
             "pm" => self.invite(conn, arg.trim(), out),
@@ -720,6 +878,7 @@ pub(crate) mod tests {
     pub(crate) struct Recorder {
         pub sent: Vec<(ConnId, String)>,
         pub closed: Vec<ConnId>,
+        pub jobs: Vec<(ConnId, AuthJob)>,
     }
 
     impl Outbox for Recorder {
@@ -731,6 +890,9 @@ pub(crate) mod tests {
         }
         fn close(&mut self, conn: ConnId) {
             self.closed.push(conn);
+        }
+        fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+            self.jobs.push((conn, job));
         }
     }
 
@@ -987,5 +1149,130 @@ pub(crate) mod tests {
             ]
         );
         assert_eq!(room.pm_partner(1), None);
+    }
+
+    /// Sends `password` as `conn` and returns the job the room queued.
+    fn password(room: &mut Room, conn: ConnId, pw: &str, out: &mut Recorder) -> AuthJob {
+        say(room, conn, pw, out);
+        let (c, job) = out.jobs.pop().expect("a job was queued");
+        assert_eq!(c, conn);
+        assert_eq!(job.password, pw);
+        job
+    }
+
+    #[test]
+    fn login_state_machine() {
+        let mut room = Room::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        out.sent.clear();
+        say(&mut room, 1, "alice", &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "* Password for alice? (A new name is registered with the password you send now: at least 8 characters.)"
+            ]
+        );
+        assert!(!room.is_joined(1));
+        // A second connection cannot log in as alice meanwhile.
+        room.connected(2, &mut out);
+        out.sent.clear();
+        say(&mut room, 2, "ALICE", &mut out);
+        assert_eq!(
+            out.take(2),
+            ["! ALICE is already logging in. Choose another name."]
+        );
+
+        let job = password(&mut room, 1, "/nick is a password", &mut out);
+        assert_eq!(job.name, "alice");
+        say(&mut room, 1, "more", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! Still checking your password; wait for the answer."]
+        );
+        room.auth_done(1, AuthOutcome::TooShort { min: 8 }, &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Password too short: a new account needs at least 8 characters. Send another password for alice."
+            ]
+        );
+        password(&mut room, 1, "long enough", &mut out);
+        room.auth_done(1, AuthOutcome::SaveFailed, &mut out);
+        assert!(out.take(1)[0].starts_with("! Could not register alice"));
+        password(&mut room, 1, "long enough", &mut out);
+        room.auth_done(
+            1,
+            AuthOutcome::Registered {
+                name: "alice".into(),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out.take(1)[..2],
+            ["* Account alice registered.", "* The room contains: "]
+        );
+        assert!(room.is_joined(1));
+        room.check_consistency().unwrap();
+
+        // Now logged in: a second login gets a clear error at the name.
+        say(&mut room, 2, "alice", &mut out);
+        assert_eq!(
+            out.take(2),
+            ["! alice is already logged in (one session per account). Choose another name."]
+        );
+        say(&mut room, 1, "/nick other", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! With accounts, your nickname is your account name; /nick is off."]
+        );
+        // Nothing anyone sent as a password was relayed to anyone.
+        assert!(out.sent.iter().all(|(_, l)| !l.contains("long enough")));
+    }
+
+    #[test]
+    fn three_wrong_passwords_close_and_quit_frees_the_name() {
+        let mut room = Room::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        say(&mut room, 1, "bob", &mut out);
+        out.sent.clear();
+        for left in [2, 1] {
+            password(&mut room, 1, "wrong", &mut out);
+            room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+            let plural = if left == 1 { "attempt" } else { "attempts" };
+            assert_eq!(
+                out.take(1),
+                [format!(
+                    "! Wrong password for bob. Try again ({left} {plural} left)."
+                )]
+            );
+        }
+        password(&mut room, 1, "wrong", &mut out);
+        room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! Wrong password. Too many failures; goodbye."]
+        );
+        assert_eq!(out.closed, [1]);
+        // A late answer for a connection that left is ignored.
+        room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+        assert!(out.sent.is_empty());
+
+        // The name is free again; /quit while the password is asked works.
+        room.connected(2, &mut out);
+        say(&mut room, 2, "bob", &mut out);
+        say(&mut room, 2, "/QUIT", &mut out);
+        assert!(out.jobs.is_empty());
+        assert_eq!(out.closed, [1, 2]);
+        room.connected(3, &mut out);
+        out.sent.clear();
+        say(&mut room, 3, "bob", &mut out);
+        assert!(out.take(3)[0].starts_with("* Password for bob?"));
+        password(&mut room, 3, "right one", &mut out);
+        room.auth_done(3, AuthOutcome::LoggedIn { name: "Bob".into() }, &mut out);
+        assert_eq!(room.nick(3), Some("Bob"));
     }
 }

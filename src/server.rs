@@ -46,7 +46,7 @@
 //! - **Nothing here blocks**, except logging (a write to stderr or a file),
 //!   which is why message contents are only logged at debug level.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -59,6 +59,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::accounts::{self, Accounts, AuthJob, AuthOutcome};
 use crate::config::{self, Config};
 use crate::framing::{Frame, LineFramer};
 use crate::ratelimit::TokenBucket;
@@ -108,6 +109,34 @@ struct Connection {
     last_input: Instant,
     /// An idle ping was sent and not answered yet.
     pinged: bool,
+    /// A password check for it is queued: stop reading until it is done,
+    /// so lines sent after the password wait for the answer.
+    auth_pending: bool,
+}
+
+/// A password check waiting for its turn (see `Server::run_auth_job`).
+struct QueuedAuth {
+    key: usize,
+    serial: u64,
+    job: AuthJob,
+}
+
+/// Wrong passwords from one address, for the per-address delay.
+#[derive(Debug, Clone, Copy)]
+struct Penalty {
+    failures: u32,
+    last: Instant,
+}
+
+impl Penalty {
+    /// The address's next check may not run before this.
+    fn not_before(&self) -> Instant {
+        let doublings = self.failures.saturating_sub(1).min(16);
+        let delay = config::AUTH_DELAY_FIRST
+            .saturating_mul(1 << doublings)
+            .min(config::AUTH_DELAY_MAX);
+        self.last + delay
+    }
 }
 
 /// The [`Outbox`] the room writes into: appends to send queues. It makes
@@ -118,6 +147,7 @@ struct Mailer<'a> {
     overflowed: &'a mut Vec<usize>,
     broken: &'a mut Vec<usize>,
     timers: &'a mut Timers,
+    auth_queue: &'a mut VecDeque<QueuedAuth>,
     now: Instant,
 }
 
@@ -150,6 +180,18 @@ impl Outbox for Mailer<'_> {
             c.flush_queued = true;
             self.flush_list.push(to);
         }
+    }
+
+    fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.auth_pending = true;
+        self.auth_queue.push_back(QueuedAuth {
+            key: conn,
+            serial: c.serial,
+            job,
+        });
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -208,12 +250,23 @@ pub struct Server {
     now: Instant,
     /// For `--timestamps`: the Unix second last formatted.
     clock_second: i64,
+    /// `--accounts`: the store, owned by the loop, written by auth jobs.
+    accounts: Option<Accounts>,
+    /// Password checks in arrival order; at most one runs per turn.
+    auth_queue: VecDeque<QueuedAuth>,
+    /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
+    penalties: HashMap<IpAddr, Penalty>,
 }
 
 /// Binds nothing, spawns nothing: serves `listener` until SIGINT/SIGTERM.
 /// Returns an error only if the poll itself fails.
 pub fn run(listener: TcpListener, config: Config) -> io::Result<()> {
     Server::new(listener, config)?.serve()
+}
+
+/// [`run`] with accounts: names need a password, checked against `store`.
+pub fn run_with_accounts(listener: TcpListener, config: Config, store: Accounts) -> io::Result<()> {
+    Server::new(listener, config)?.with_accounts(store).serve()
 }
 
 impl Server {
@@ -253,7 +306,17 @@ impl Server {
             shutdown_expired: false,
             now: Instant::now(),
             clock_second: -1,
+            accounts: None,
+            auth_queue: VecDeque::new(),
+            penalties: HashMap::new(),
         })
+    }
+
+    /// Turns accounts on, with `store` loaded from the accounts file.
+    pub fn with_accounts(mut self, store: Accounts) -> Server {
+        self.accounts = Some(store);
+        self.room.set_accounts(true);
+        self
     }
 
     /// The loop. Returns after a shutdown has drained.
@@ -262,10 +325,27 @@ impl Server {
         loop {
             // Sleep until something happens; never spin. Zero only when we
             // left work undone on purpose last turn (see `unread`).
-            let timeout = if self.accept_more || !self.unread.is_empty() {
+            let now = Instant::now();
+            let auth_at = self.next_auth_at();
+            let timeout = if self.accept_more
+                || !self.unread.is_empty()
+                || auth_at.is_some_and(|at| at <= now)
+            {
                 Some(Duration::ZERO)
             } else {
-                self.timers.poll_timeout(Instant::now())
+                let timer = self.timers.poll_timeout(now);
+                // A job delayed for its address wakes us when it may run.
+                let auth = auth_at.map(|at| {
+                    let ms = at
+                        .saturating_duration_since(now)
+                        .as_nanos()
+                        .div_ceil(1_000_000);
+                    Duration::from_millis(ms as u64)
+                });
+                match (timer, auth) {
+                    (Some(t), Some(a)) => Some(t.min(a)),
+                    (t, a) => t.or(a),
+                }
             };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -303,6 +383,7 @@ impl Server {
                 }
             }
             self.run_timers();
+            self.run_auth_job();
             self.flush_pending();
             self.free_closed();
 
@@ -432,6 +513,7 @@ impl Server {
             freeing: false,
             last_input: self.now,
             pinged: false,
+            auth_pending: false,
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
         info!("accepted {addr} as #{key}");
@@ -497,7 +579,7 @@ impl Server {
             let Some(c) = self.conns.get_mut(k) else {
                 return false;
             };
-            if c.closing || c.throttled {
+            if c.closing || c.throttled || c.auth_pending {
                 return false;
             }
             if c.framer.buffered() == 0 {
@@ -780,6 +862,107 @@ impl Server {
         room.shutdown(&mut out);
     }
 
+    /// When the first runnable auth job may run: `None` with none queued.
+    /// Jobs of connections that left are dropped here.
+    fn next_auth_at(&mut self) -> Option<Instant> {
+        let conns = &self.conns;
+        self.auth_queue.retain(|q| {
+            conns
+                .get(q.key)
+                .is_some_and(|c| c.serial == q.serial && !c.closing)
+        });
+        self.auth_queue.iter().map(|q| self.not_before(q.key)).min()
+    }
+
+    /// When `key`'s address may next have a password checked.
+    fn not_before(&self, key: usize) -> Instant {
+        self.conns
+            .get(key)
+            .and_then(|c| self.penalties.get(&address_key(c.addr.ip())))
+            .map_or(self.now, |p| p.not_before().max(self.now))
+    }
+
+    /// Runs at most one queued password check (argon2 costs milliseconds;
+    /// one per turn keeps the room's latency bounded), the first whose
+    /// address is not being made to wait. Then gives the room the answer
+    /// and resumes reading the connection.
+    fn run_auth_job(&mut self) {
+        if self.auth_queue.is_empty() {
+            return;
+        }
+        self.forget_old_penalties();
+        let now = self.now;
+        let Some(index) = (0..self.auth_queue.len()).find(|&i| {
+            let q = &self.auth_queue[i];
+            self.live(q.key, q.serial) && self.not_before(q.key) <= now
+        }) else {
+            return;
+        };
+        let Some(QueuedAuth { key, serial, job }) = self.auth_queue.remove(index) else {
+            return;
+        };
+        let Some(store) = self.accounts.as_mut() else {
+            return;
+        };
+        let Some(addr) = self.conns.get(key).map(|c| c.addr) else {
+            return;
+        };
+        let outcome = accounts::run_job(store, &job);
+        // Re-take `now` after a hash: it took milliseconds, and the
+        // address's delay counts from the answer.
+        self.now = Instant::now();
+        let now = self.now;
+        let ip = address_key(addr.ip());
+        match &outcome {
+            AuthOutcome::LoggedIn { name } => info!("{addr} (#{key}) logged in as {name}"),
+            AuthOutcome::Registered { name } => info!("{addr} (#{key}) registered {name}"),
+            AuthOutcome::WrongPassword => {
+                let p = self.penalties.entry(ip).or_insert(Penalty {
+                    failures: 0,
+                    last: now,
+                });
+                p.failures = p.failures.saturating_add(1);
+                p.last = now;
+                warn!(
+                    "{addr} (#{key}) wrong password for {} ({} recent failures from that address)",
+                    job.name, p.failures
+                );
+            }
+            AuthOutcome::TooShort { .. } => {
+                info!(
+                    "{addr} (#{key}) password too short for new account {}",
+                    job.name
+                )
+            }
+            AuthOutcome::SaveFailed => warn!("{addr} (#{key}) could not register {}", job.name),
+        }
+        drop(job);
+        if let Some(c) = self.conns.get_mut(key) {
+            if c.serial == serial {
+                c.auth_pending = false;
+            }
+        }
+        let (room, mut out) = self.split();
+        room.auth_done(key, outcome, &mut out);
+        // Lines that arrived meanwhile are waiting in the framer or socket.
+        self.read_from(key);
+    }
+
+    /// Forgets addresses quiet for `AUTH_FORGET_AFTER`; past
+    /// `AUTH_PENALTY_TABLE` entries, also the oldest half (memory stays
+    /// bounded under a spray of addresses; the newest offenders are kept).
+    fn forget_old_penalties(&mut self) {
+        let now = self.now;
+        self.penalties
+            .retain(|_, p| now.duration_since(p.last) < config::AUTH_FORGET_AFTER);
+        if self.penalties.len() > config::AUTH_PENALTY_TABLE {
+            let mut lasts: Vec<Instant> = self.penalties.values().map(|p| p.last).collect();
+            lasts.sort_unstable();
+            let cut = lasts[lasts.len() / 2];
+            self.penalties.retain(|_, p| p.last >= cut);
+        }
+    }
+
     /// Whether `key` still holds the connection `serial` and it is open.
     fn live(&self, key: usize, serial: u64) -> bool {
         self.conns
@@ -811,6 +994,7 @@ impl Server {
                 overflowed: &mut self.overflowed,
                 broken: &mut self.broken,
                 timers: &mut self.timers,
+                auth_queue: &mut self.auth_queue,
                 now: self.now,
             },
         )
