@@ -20,6 +20,9 @@
 //!   flush_pending(): each connection with queued output gets ONE write
 //!                  ▼
 //!   free_closed(): deregister and drop connections that finished closing
+//!                  ▼
+//!   run_auth_job(): with --accounts, at most ONE password hash (a few ms),
+//!                   then flush and free again for its answer
 //! ```
 //!
 //! # The rules this file follows
@@ -324,7 +327,8 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             // Sleep until something happens; never spin. Zero only when we
-            // left work undone on purpose last turn (see `unread`).
+            // left work undone on purpose last turn (see `unread`), or a
+            // password check may run now.
             let now = Instant::now();
             let auth_at = self.next_auth_at();
             let timeout = if self.accept_more
@@ -383,9 +387,14 @@ impl Server {
                 }
             }
             self.run_timers();
-            self.run_auth_job();
             self.flush_pending();
             self.free_closed();
+            // The slow part last, after this turn's output is on its way:
+            // a line read this turn does not wait for the hash as well.
+            if self.run_auth_job() {
+                self.flush_pending();
+                self.free_closed();
+            }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
                 info!("shutdown complete");
@@ -885,10 +894,10 @@ impl Server {
     /// Runs at most one queued password check (argon2 costs milliseconds;
     /// one per turn keeps the room's latency bounded), the first whose
     /// address is not being made to wait. Then gives the room the answer
-    /// and resumes reading the connection.
-    fn run_auth_job(&mut self) {
+    /// and resumes reading the connection. Returns whether a job ran.
+    fn run_auth_job(&mut self) -> bool {
         if self.auth_queue.is_empty() {
-            return;
+            return false;
         }
         self.forget_old_penalties();
         let now = self.now;
@@ -896,16 +905,16 @@ impl Server {
             let q = &self.auth_queue[i];
             self.live(q.key, q.serial) && self.not_before(q.key) <= now
         }) else {
-            return;
+            return false;
         };
         let Some(QueuedAuth { key, serial, job }) = self.auth_queue.remove(index) else {
-            return;
+            return false;
         };
         let Some(store) = self.accounts.as_mut() else {
-            return;
+            return false;
         };
         let Some(addr) = self.conns.get(key).map(|c| c.addr) else {
-            return;
+            return false;
         };
         let outcome = accounts::run_job(store, &job);
         // Re-take `now` after a hash: it took milliseconds, and the
@@ -946,6 +955,7 @@ impl Server {
         room.auth_done(key, outcome, &mut out);
         // Lines that arrived meanwhile are waiting in the framer or socket.
         self.read_from(key);
+        true
     }
 
     /// Forgets addresses quiet for `AUTH_FORGET_AFTER`; past
