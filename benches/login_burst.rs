@@ -229,6 +229,16 @@ fn run(addr: SocketAddr) -> Result<(), String> {
     }
     hash_ms.sort_by(f64::total_cmp);
 
+    // For comparison (docs/architecture.md): OWASP's first argon2id setting.
+    let owasp = median_ms(|| {
+        use argon2::password_hash::PasswordHasher;
+        let params = argon2::Params::new(19 * 1024, 2, 1, None).map_err(|e| e.to_string())?;
+        argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
+            .hash_password(PASSWORD.as_bytes())
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    })?;
+
     println!(
         "login_burst: {USERS} users, {SENDERS} senders x {RATE_PER_SENDER} lines/s, burst of {BURST} logins ({BURST_LOGINS} existing accounts, {} registrations)",
         BURST - BURST_LOGINS
@@ -247,8 +257,21 @@ fn run(addr: SocketAddr) -> Result<(), String> {
         hash_ms[0],
         hash_ms[hash_ms.len() - 1]
     );
+    println!("for comparison, OWASP's m=19 MiB, t=2, p=1: median {owasp:.2} ms");
     drop(keep);
     Ok(())
+}
+
+/// The median of 10 runs of `f`, in ms.
+fn median_ms(mut f: impl FnMut() -> Result<(), String>) -> Result<f64, String> {
+    let mut v = Vec::new();
+    for _ in 0..10 {
+        let t = Instant::now();
+        f()?;
+        v.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    v.sort_by(f64::total_cmp);
+    Ok(v[v.len() / 2])
 }
 
 /// `NAME: N lines, p50 .. p99 .. max ..` in ms.
