@@ -704,7 +704,7 @@ impl Room {
             let msg = format!("! {to_nick} is already in a private conversation.\n");
             return out.send(conn, msg.as_bytes());
         }
-        self.drop_expired_invites();
+        self.expire_invites(out);
         if self.invites.iter().any(|i| i.from == conn && i.to == to) {
             let msg = format!("! You already invited {to_nick}; waiting for an answer.\n");
             return out.send(conn, msg.as_bytes());
@@ -734,7 +734,7 @@ impl Room {
             };
             return out.send(conn, usage);
         }
-        self.drop_expired_invites();
+        self.expire_invites(out);
         let from = self.by_nick.get(&target.to_ascii_lowercase()).copied();
         let found = from.and_then(|from| {
             self.invites
@@ -815,10 +815,32 @@ impl Room {
         }
     }
 
-    /// Expired invitations are treated as absent (lazy expiry).
-    fn drop_expired_invites(&mut self) {
+    /// Removes the invitations past their deadline and tells both sides.
+    /// The loop calls it when [`next_invite_expiry`](Self::next_invite_expiry)
+    /// is due; `/pm` and `/accept` call it too, so an expired invitation is
+    /// absent even if the loop has not got round to it.
+    pub fn expire_invites(&mut self, out: &mut impl Outbox) {
         let now = self.now();
-        self.invites.retain(|i| i.expires > now);
+        if self.invites.iter().all(|i| i.expires > now) {
+            return;
+        }
+        let (expired, live): (Vec<Invite>, Vec<Invite>) =
+            self.invites.iter().partition(|i| i.expires <= now);
+        self.invites = live;
+        for i in expired {
+            let from = self.nick(i.from).unwrap_or_default().to_string();
+            let to = self.nick(i.to).unwrap_or_default().to_string();
+            out.send(
+                i.from,
+                format!("* Your invitation to {to} expired.\n").as_bytes(),
+            );
+            out.send(i.to, format!("* {from}'s invitation expired.\n").as_bytes());
+        }
+    }
+
+    /// When the next invitation expires, for the loop's poll timeout.
+    pub fn next_invite_expiry(&self) -> Option<Instant> {
+        self.invites.iter().map(|i| i.expires).min()
     }
 
     fn rename(&mut self, conn: ConnId, new: &str, out: &mut impl Outbox) {
@@ -1131,11 +1153,17 @@ pub(crate) mod tests {
         assert_eq!(out.take(1)[1], "* You declined a's invitation.");
         say(&mut room, 0, "/pm b", &mut out);
         room.set_now(t0 + Duration::from_secs(2));
+        assert_eq!(room.next_invite_expiry(), Some(t0 + Duration::from_secs(1)));
         say(&mut room, 1, "/accept a", &mut out);
         assert_eq!(
-            out.take(1)[1],
-            "! No invitation from a (it may have expired)."
+            out.take(1)[1..],
+            [
+                "* a's invitation expired.",
+                "! No invitation from a (it may have expired)."
+            ]
         );
+        assert_eq!(out.take(0)[1], "* Your invitation to b expired.");
+        assert_eq!(room.next_invite_expiry(), None);
         assert_eq!(room.pm_partner(1), None);
         say(&mut room, 2, "/pm b", &mut out);
         say(&mut room, 1, "/accept c", &mut out);

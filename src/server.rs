@@ -338,6 +338,12 @@ impl Server {
                 Some(Duration::ZERO)
             } else {
                 let timer = self.timers.poll_timeout(now);
+                // Invitations expire on time, to tell both sides.
+                let invite = self.room.next_invite_expiry().map(|at| ms_until(now, at));
+                let timer = match (timer, invite) {
+                    (Some(t), Some(i)) => Some(t.min(i)),
+                    (t, i) => t.or(i),
+                };
                 // A job delayed for its address wakes us when it may run.
                 let auth = auth_at.map(|at| {
                     let ms = at
@@ -387,6 +393,14 @@ impl Server {
                 }
             }
             self.run_timers();
+            if self
+                .room
+                .next_invite_expiry()
+                .is_some_and(|at| at <= self.now)
+            {
+                let (room, mut out) = self.split();
+                room.expire_invites(&mut out);
+            }
             self.flush_pending();
             self.free_closed();
             // The slow part last, after this turn's output is on its way:
@@ -1009,6 +1023,16 @@ impl Server {
             },
         )
     }
+}
+
+/// The poll timeout until `at`, rounded up to the millisecond (epoll's
+/// resolution; rounding down would wake just before `at` and spin).
+fn ms_until(now: Instant, at: Instant) -> Duration {
+    let ms = at
+        .saturating_duration_since(now)
+        .as_nanos()
+        .div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// Sends a one-line refusal to a connection we will not keep, and closes it.
