@@ -1,7 +1,10 @@
 //! The chat itself: who is here, what each line means, who receives what.
 //!
-//! This module knows nothing about sockets, polls or time. The event loop
-//! feeds it three kinds of input ("connection K connected", "K sent this
+//! This module knows nothing about sockets or polls, and reads no clock
+//! while the loop gives it the time (`set_now`, for invitation expiry). It
+//! never hashes a password either: it asks the loop to, through
+//! [`Outbox::authenticate`], and hears back in [`Room::auth_done`].
+//! The event loop feeds it three kinds of input ("connection K connected", "K sent this
 //! frame", "K went away") and it answers through an [`Outbox`]: "queue these
 //! bytes for K", "close K once its output is written". That split keeps the
 //! protocol testable without a network, and keeps the loop about bytes only.
@@ -187,7 +190,7 @@ impl Room {
     pub fn new(max_line: usize) -> Room {
         Room {
             max_line,
-            invite_timeout: crate::config::DEFAULT_INVITE_TIMEOUT,
+            invite_timeout: config::DEFAULT_INVITE_TIMEOUT,
             ..Room::default()
         }
     }
@@ -209,6 +212,7 @@ impl Room {
         self.now = Some(now);
     }
 
+    /// The loop's time, or the clock for callers that never set it.
     fn now(&self) -> Instant {
         self.now.unwrap_or_else(Instant::now)
     }

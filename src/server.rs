@@ -345,13 +345,7 @@ impl Server {
                     (t, i) => t.or(i),
                 };
                 // A job delayed for its address wakes us when it may run.
-                let auth = auth_at.map(|at| {
-                    let ms = at
-                        .saturating_duration_since(now)
-                        .as_nanos()
-                        .div_ceil(1_000_000);
-                    Duration::from_millis(ms as u64)
-                });
+                let auth = auth_at.map(|at| ms_until(now, at));
                 match (timer, auth) {
                     (Some(t), Some(a)) => Some(t.min(a)),
                     (t, a) => t.or(a),
@@ -910,7 +904,7 @@ impl Server {
     /// address is not being made to wait. Then gives the room the answer
     /// and resumes reading the connection. Returns whether a job ran.
     fn run_auth_job(&mut self) -> bool {
-        if self.auth_queue.is_empty() {
+        if self.auth_queue.is_empty() || self.accounts.is_none() {
             return false;
         }
         self.forget_old_penalties();
