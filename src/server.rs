@@ -20,6 +20,9 @@
 //!   flush_pending(): each connection with queued output gets ONE write
 //!                  ▼
 //!   free_closed(): deregister and drop connections that finished closing
+//!                  ▼
+//!   run_auth_job(): with --accounts, at most ONE password hash (a few ms),
+//!                   then flush and free again for its answer
 //! ```
 //!
 //! # The rules this file follows
@@ -46,7 +49,7 @@
 //! - **Nothing here blocks**, except logging (a write to stderr or a file),
 //!   which is why message contents are only logged at debug level.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -59,6 +62,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::accounts::{self, Accounts, AuthJob, AuthOutcome};
 use crate::config::{self, Config};
 use crate::framing::{Frame, LineFramer};
 use crate::ratelimit::TokenBucket;
@@ -113,6 +117,34 @@ struct Connection {
     last_input: Instant,
     /// An idle ping was sent and not answered yet.
     pinged: bool,
+    /// A password check for it is queued: stop reading until it is done,
+    /// so lines sent after the password wait for the answer.
+    auth_pending: bool,
+}
+
+/// A password check waiting for its turn (see `Server::run_auth_job`).
+struct QueuedAuth {
+    key: usize,
+    serial: u64,
+    job: AuthJob,
+}
+
+/// Wrong passwords from one address, for the per-address delay.
+#[derive(Debug, Clone, Copy)]
+struct Penalty {
+    failures: u32,
+    last: Instant,
+}
+
+impl Penalty {
+    /// The address's next check may not run before this.
+    fn not_before(&self) -> Instant {
+        let doublings = self.failures.saturating_sub(1).min(16);
+        let delay = config::AUTH_DELAY_FIRST
+            .saturating_mul(1 << doublings)
+            .min(config::AUTH_DELAY_MAX);
+        self.last + delay
+    }
 }
 
 /// The [`Outbox`] the room writes into: appends to send queues. It makes
@@ -123,6 +155,7 @@ struct Mailer<'a> {
     overflowed: &'a mut Vec<usize>,
     broken: &'a mut Vec<usize>,
     timers: &'a mut Timers,
+    auth_queue: &'a mut VecDeque<QueuedAuth>,
     now: Instant,
 }
 
@@ -155,6 +188,18 @@ impl Outbox for Mailer<'_> {
             c.flush_queued = true;
             self.flush_list.push(to);
         }
+    }
+
+    fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.auth_pending = true;
+        self.auth_queue.push_back(QueuedAuth {
+            key: conn,
+            serial: c.serial,
+            job,
+        });
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -215,12 +260,23 @@ pub struct Server {
     clock_second: i64,
     /// Bytes of buffer memory freed since the heap was last trimmed.
     released: usize,
+    /// `--accounts`: the store, owned by the loop, written by auth jobs.
+    accounts: Option<Accounts>,
+    /// Password checks in arrival order; at most one runs per turn.
+    auth_queue: VecDeque<QueuedAuth>,
+    /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
+    penalties: HashMap<IpAddr, Penalty>,
 }
 
 /// Binds nothing, spawns nothing: serves `listener` until SIGINT/SIGTERM.
 /// Returns an error only if the poll itself fails.
 pub fn run(listener: TcpListener, config: Config) -> io::Result<()> {
     Server::new(listener, config)?.serve()
+}
+
+/// [`run`] with accounts: names need a password, checked against `store`.
+pub fn run_with_accounts(listener: TcpListener, config: Config, store: Accounts) -> io::Result<()> {
+    Server::new(listener, config)?.with_accounts(store).serve()
 }
 
 impl Server {
@@ -236,7 +292,11 @@ impl Server {
             poll,
             listener,
             signals,
-            room: Room::new(config.max_line),
+            room: {
+                let mut room = Room::new(config.max_line);
+                room.set_invite_timeout(config.invite_timeout);
+                room
+            },
             config,
             conns: Slab::new(),
             timers: Timers::new(),
@@ -257,7 +317,17 @@ impl Server {
             now: Instant::now(),
             clock_second: -1,
             released: 0,
+            accounts: None,
+            auth_queue: VecDeque::new(),
+            penalties: HashMap::new(),
         })
+    }
+
+    /// Turns accounts on, with `store` loaded from the accounts file.
+    pub fn with_accounts(mut self, store: Accounts) -> Server {
+        self.accounts = Some(store);
+        self.room.set_accounts(true);
+        self
     }
 
     /// The loop. Returns after a shutdown has drained.
@@ -265,11 +335,29 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             // Sleep until something happens; never spin. Zero only when we
-            // left work undone on purpose last turn (see `unread`).
-            let timeout = if self.accept_more || !self.unread.is_empty() {
+            // left work undone on purpose last turn (see `unread`), or a
+            // password check may run now.
+            let now = Instant::now();
+            let auth_at = self.next_auth_at();
+            let timeout = if self.accept_more
+                || !self.unread.is_empty()
+                || auth_at.is_some_and(|at| at <= now)
+            {
                 Some(Duration::ZERO)
             } else {
-                self.timers.poll_timeout(Instant::now())
+                let timer = self.timers.poll_timeout(now);
+                // Invitations expire on time, to tell both sides.
+                let invite = self.room.next_invite_expiry().map(|at| ms_until(now, at));
+                let timer = match (timer, invite) {
+                    (Some(t), Some(i)) => Some(t.min(i)),
+                    (t, i) => t.or(i),
+                };
+                // A job delayed for its address wakes us when it may run.
+                let auth = auth_at.map(|at| ms_until(now, at));
+                match (timer, auth) {
+                    (Some(t), Some(a)) => Some(t.min(a)),
+                    (t, a) => t.or(a),
+                }
             };
             self.trim_heap_if_idle(timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -280,6 +368,7 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            self.room.set_now(self.now);
             self.tick_clock();
             let carried = std::mem::take(&mut self.unread);
 
@@ -307,8 +396,22 @@ impl Server {
                 }
             }
             self.run_timers();
+            if self
+                .room
+                .next_invite_expiry()
+                .is_some_and(|at| at <= self.now)
+            {
+                let (room, mut out) = self.split();
+                room.expire_invites(&mut out);
+            }
             self.flush_pending();
             self.free_closed();
+            // The slow part last, after this turn's output is on its way:
+            // a line read this turn does not wait for the hash as well.
+            if self.run_auth_job() {
+                self.flush_pending();
+                self.free_closed();
+            }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
                 info!("shutdown complete");
@@ -437,6 +540,7 @@ impl Server {
             freeing: false,
             last_input: self.now,
             pinged: false,
+            auth_pending: false,
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
         info!("accepted {addr} as #{key}");
@@ -502,7 +606,7 @@ impl Server {
             let Some(c) = self.conns.get_mut(k) else {
                 return false;
             };
-            if c.closing || c.throttled {
+            if c.closing || c.throttled || c.auth_pending {
                 return false;
             }
             if c.framer.buffered() == 0 {
@@ -802,6 +906,108 @@ impl Server {
         room.shutdown(&mut out);
     }
 
+    /// When the first runnable auth job may run: `None` with none queued.
+    /// Jobs of connections that left are dropped here.
+    fn next_auth_at(&mut self) -> Option<Instant> {
+        let conns = &self.conns;
+        self.auth_queue.retain(|q| {
+            conns
+                .get(q.key)
+                .is_some_and(|c| c.serial == q.serial && !c.closing)
+        });
+        self.auth_queue.iter().map(|q| self.not_before(q.key)).min()
+    }
+
+    /// When `key`'s address may next have a password checked.
+    fn not_before(&self, key: usize) -> Instant {
+        self.conns
+            .get(key)
+            .and_then(|c| self.penalties.get(&address_key(c.addr.ip())))
+            .map_or(self.now, |p| p.not_before().max(self.now))
+    }
+
+    /// Runs at most one queued password check (argon2 costs milliseconds;
+    /// one per turn keeps the room's latency bounded), the first whose
+    /// address is not being made to wait. Then gives the room the answer
+    /// and resumes reading the connection. Returns whether a job ran.
+    fn run_auth_job(&mut self) -> bool {
+        if self.auth_queue.is_empty() || self.accounts.is_none() {
+            return false;
+        }
+        self.forget_old_penalties();
+        let now = self.now;
+        let Some(index) = (0..self.auth_queue.len()).find(|&i| {
+            let q = &self.auth_queue[i];
+            self.live(q.key, q.serial) && self.not_before(q.key) <= now
+        }) else {
+            return false;
+        };
+        let Some(QueuedAuth { key, serial, job }) = self.auth_queue.remove(index) else {
+            return false;
+        };
+        let Some(store) = self.accounts.as_mut() else {
+            return false;
+        };
+        let Some(addr) = self.conns.get(key).map(|c| c.addr) else {
+            return false;
+        };
+        let outcome = accounts::run_job(store, &job);
+        // Re-take `now` after a hash: it took milliseconds, and the
+        // address's delay counts from the answer.
+        self.now = Instant::now();
+        let now = self.now;
+        let ip = address_key(addr.ip());
+        match &outcome {
+            AuthOutcome::LoggedIn { name } => info!("{addr} (#{key}) logged in as {name}"),
+            AuthOutcome::Registered { name } => info!("{addr} (#{key}) registered {name}"),
+            AuthOutcome::WrongPassword => {
+                let p = self.penalties.entry(ip).or_insert(Penalty {
+                    failures: 0,
+                    last: now,
+                });
+                p.failures = p.failures.saturating_add(1);
+                p.last = now;
+                warn!(
+                    "{addr} (#{key}) wrong password for {} ({} recent failures from that address)",
+                    job.name, p.failures
+                );
+            }
+            AuthOutcome::TooShort { .. } => {
+                info!(
+                    "{addr} (#{key}) password too short for new account {}",
+                    job.name
+                )
+            }
+            AuthOutcome::SaveFailed => warn!("{addr} (#{key}) could not register {}", job.name),
+        }
+        drop(job);
+        if let Some(c) = self.conns.get_mut(key) {
+            if c.serial == serial {
+                c.auth_pending = false;
+            }
+        }
+        let (room, mut out) = self.split();
+        room.auth_done(key, outcome, &mut out);
+        // Lines that arrived meanwhile are waiting in the framer or socket.
+        self.read_from(key);
+        true
+    }
+
+    /// Forgets addresses quiet for `AUTH_FORGET_AFTER`; past
+    /// `AUTH_PENALTY_TABLE` entries, also the oldest half (memory stays
+    /// bounded under a spray of addresses; the newest offenders are kept).
+    fn forget_old_penalties(&mut self) {
+        let now = self.now;
+        self.penalties
+            .retain(|_, p| now.duration_since(p.last) < config::AUTH_FORGET_AFTER);
+        if self.penalties.len() > config::AUTH_PENALTY_TABLE {
+            let mut lasts: Vec<Instant> = self.penalties.values().map(|p| p.last).collect();
+            lasts.sort_unstable();
+            let cut = lasts[lasts.len() / 2];
+            self.penalties.retain(|_, p| p.last >= cut);
+        }
+    }
+
     /// Whether `key` still holds the connection `serial` and it is open.
     fn live(&self, key: usize, serial: u64) -> bool {
         self.conns
@@ -851,10 +1057,21 @@ impl Server {
                 overflowed: &mut self.overflowed,
                 broken: &mut self.broken,
                 timers: &mut self.timers,
+                auth_queue: &mut self.auth_queue,
                 now: self.now,
             },
         )
     }
+}
+
+/// The poll timeout until `at`, rounded up to the millisecond (epoll's
+/// resolution; rounding down would wake just before `at` and spin).
+fn ms_until(now: Instant, at: Instant) -> Duration {
+    let ms = at
+        .saturating_duration_since(now)
+        .as_nanos()
+        .div_ceil(1_000_000);
+    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// Sends a one-line refusal to a connection we will not keep, and closes it.
