@@ -43,6 +43,12 @@ pub trait Outbox {
     fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
         let _ = (conn, job);
     }
+    /// Call [`Room::expire_invites`] at `at` (an invitation's deadline).
+    /// The loop puts this in its timer heap; the default ignores it, and
+    /// expiry is then noticed lazily, on the next `/accept`.
+    fn wake_at(&mut self, at: Instant) {
+        let _ = at;
+    }
 }
 
 /// Why a user left; shown to the others as `* NICK has left the room (REASON)`.
@@ -723,11 +729,13 @@ impl Room {
         }
         let from = self.nick(conn).unwrap_or_default().to_string();
         let secs = self.invite_timeout.as_secs_f64().ceil() as u64;
+        let expires = self.now() + self.invite_timeout;
         self.invites.push(Invite {
             from: conn,
             to,
-            expires: self.now() + self.invite_timeout,
+            expires,
         });
+        out.wake_at(expires);
         let msg = format!(
             "* {from} invites you to a private conversation. Answer /accept {from} or /decline {from} (within {secs} s).\n"
         );
@@ -828,8 +836,8 @@ impl Room {
     }
 
     /// Removes the invitations past their deadline and tells both sides.
-    /// The loop calls it when [`next_invite_expiry`](Self::next_invite_expiry)
-    /// is due; `/pm` and `/accept` call it too, so an expired invitation is
+    /// The loop calls it when the timer asked for with [`Outbox::wake_at`]
+    /// fires; `/pm` and `/accept` call it too, so an expired invitation is
     /// absent even if the loop has not got round to it.
     pub fn expire_invites(&mut self, out: &mut impl Outbox) {
         let now = self.now();

@@ -202,6 +202,10 @@ impl Outbox for Mailer<'_> {
         });
     }
 
+    fn wake_at(&mut self, at: Instant) {
+        self.timers.schedule(at, Timer::InviteExpiry);
+    }
+
     fn close(&mut self, conn: ConnId) {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
@@ -266,6 +270,8 @@ pub struct Server {
     auth_queue: VecDeque<QueuedAuth>,
     /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
     penalties: HashMap<IpAddr, Penalty>,
+    /// The `AuthReady` timer already set, so a blocked queue adds no more.
+    auth_wake: Option<Instant>,
 }
 
 /// Binds nothing, spawns nothing: serves `listener` until SIGINT/SIGTERM.
@@ -320,6 +326,7 @@ impl Server {
             accounts: None,
             auth_queue: VecDeque::new(),
             penalties: HashMap::new(),
+            auth_wake: None,
         })
     }
 
@@ -338,26 +345,11 @@ impl Server {
             // left work undone on purpose last turn (see `unread`), or a
             // password check may run now.
             let now = Instant::now();
-            let auth_at = self.next_auth_at();
-            let timeout = if self.accept_more
-                || !self.unread.is_empty()
-                || auth_at.is_some_and(|at| at <= now)
-            {
+            let auth_now = self.next_auth_at().is_some_and(|at| at <= now);
+            let timeout = if self.accept_more || !self.unread.is_empty() || auth_now {
                 Some(Duration::ZERO)
             } else {
-                let timer = self.timers.poll_timeout(now);
-                // Invitations expire on time, to tell both sides.
-                let invite = self.room.next_invite_expiry().map(|at| ms_until(now, at));
-                let timer = match (timer, invite) {
-                    (Some(t), Some(i)) => Some(t.min(i)),
-                    (t, i) => t.or(i),
-                };
-                // A job delayed for its address wakes us when it may run.
-                let auth = auth_at.map(|at| ms_until(now, at));
-                match (timer, auth) {
-                    (Some(t), Some(a)) => Some(t.min(a)),
-                    (t, a) => t.or(a),
-                }
+                self.timers.poll_timeout(now)
             };
             self.trim_heap_if_idle(timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -396,14 +388,6 @@ impl Server {
                 }
             }
             self.run_timers();
-            if self
-                .room
-                .next_invite_expiry()
-                .is_some_and(|at| at <= self.now)
-            {
-                let (room, mut out) = self.split();
-                room.expire_invites(&mut out);
-            }
             self.flush_pending();
             self.free_closed();
             // The slow part last, after this turn's output is on its way:
@@ -411,6 +395,8 @@ impl Server {
             if self.run_auth_job() {
                 self.flush_pending();
                 self.free_closed();
+            } else {
+                self.schedule_auth_wake();
             }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
@@ -849,6 +835,12 @@ impl Server {
                     self.accept();
                 }
                 Timer::ShutdownDeadline => self.shutdown_expired = true,
+                Timer::InviteExpiry => {
+                    let (room, mut out) = self.split();
+                    room.expire_invites(&mut out);
+                }
+                // Nothing to do here: the turn runs the first runnable job.
+                Timer::AuthReady => {}
             }
         }
     }
@@ -916,6 +908,19 @@ impl Server {
                 .is_some_and(|c| c.serial == q.serial && !c.closing)
         });
         self.auth_queue.iter().map(|q| self.not_before(q.key)).min()
+    }
+
+    /// Queued jobs all wait for their address's delay: set a timer for the
+    /// first one, unless one is already set for then or earlier.
+    fn schedule_auth_wake(&mut self) {
+        let Some(at) = self.next_auth_at() else {
+            return;
+        };
+        let pending = self.auth_wake.is_some_and(|w| w > self.now && w <= at);
+        if at > self.now && !pending {
+            self.auth_wake = Some(at);
+            self.timers.schedule(at, Timer::AuthReady);
+        }
     }
 
     /// When `key`'s address may next have a password checked.
@@ -1062,16 +1067,6 @@ impl Server {
             },
         )
     }
-}
-
-/// The poll timeout until `at`, rounded up to the millisecond (epoll's
-/// resolution; rounding down would wake just before `at` and spin).
-fn ms_until(now: Instant, at: Instant) -> Duration {
-    let ms = at
-        .saturating_duration_since(now)
-        .as_nanos()
-        .div_ceil(1_000_000);
-    Duration::from_millis(u64::try_from(ms).unwrap_or(u64::MAX))
 }
 
 /// Sends a one-line refusal to a connection we will not keep, and closes it.
