@@ -86,9 +86,9 @@ impl std::fmt::Debug for Secret {
 /// The start of the server's password prompt, `* Password for NAME? (...)`
 /// (without the notice marker).
 const PASSWORD_PROMPT: &str = "Password for ";
-/// The start of the error after which the server closes the connection
-/// instead of asking again (without the error marker).
-const PASSWORD_GOODBYE: &str = "Wrong password. Too many failures";
+/// The starts of the errors after which the server closes the connection
+/// instead of asking for another password (without the error marker).
+const PASSWORD_GOODBYES: [&str; 2] = ["Wrong password. Too many failures", "Registration timeout"];
 
 /// The name in a password prompt (the notice text without its marker).
 fn password_prompt_name(text: &str) -> Option<&str> {
@@ -386,7 +386,7 @@ impl Session {
                 // Every other error (too short, wrong, could not save,
                 // control characters) leaves the server waiting for
                 // another password.
-                let again = !reason.starts_with(PASSWORD_GOODBYE);
+                let again = !PASSWORD_GOODBYES.iter().any(|g| reason.starts_with(g));
                 if again {
                     self.phase = Phase::NeedPassword(name.clone());
                 }

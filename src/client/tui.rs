@@ -377,6 +377,7 @@ impl Tui {
                                 self.app.joined();
                             }
                             Some(SessionEvent::SendPassword(pw)) => {
+                                self.app.note(&now, "logging in with the saved password");
                                 self.conn
                                     .send_line(self.poll.registry(), pw.expose(), conn_events);
                             }
