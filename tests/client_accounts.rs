@@ -47,6 +47,12 @@ fn join(addr: &str, name: &str, password: &str) -> Client {
     c
 }
 
+/// Everything an exited client wrote to stderr: read to its end, since the
+/// reader thread may lag behind the exit.
+fn stderr_all(c: &Client) -> String {
+    c.err.iter().collect::<Vec<_>>().join("\n")
+}
+
 fn prompt(name: &str) -> String {
     format!(
         "* Password for {name}? (A new name is registered with the password you send now: at least 8 characters.)"
@@ -143,7 +149,7 @@ fn wrong_password_is_shown_and_input_end_exits_1() {
         "{:?}",
         wrong.seen
     );
-    let err = wrong.stderr_now().join("\n");
+    let err = stderr_all(&wrong);
     assert!(err.contains("password refused"), "{err}");
 
     // Asked again: the next stdin line is the next attempt.
@@ -172,7 +178,7 @@ fn wrong_password_is_shown_and_input_end_exits_1() {
     filed.send("a chat line");
     filed.expect_prefix("! Wrong password for alice.");
     assert_eq!(filed.wait_exit().code(), Some(1));
-    let err = filed.stderr_now().join("\n");
+    let err = stderr_all(&filed);
     assert!(err.contains("saved password"), "{err}");
     // The account still works with its password (one failure left it
     // two more); the watcher saw nobody but alice's real login.

@@ -390,6 +390,8 @@ impl Plain {
     /// typed; piped input needs no prompt.
     fn prompt_password(&mut self, name: &str) {
         if self.stdin_is_tty {
+            // The server's lines before the prompt, not after it.
+            let _ = self.out.flush();
             let mut err = io::stderr().lock();
             let _ = write!(err, "Password for {name}: ");
             let _ = err.flush();
@@ -399,6 +401,7 @@ impl Plain {
 
     fn prompt_nick(&mut self) {
         if self.stdin_is_tty {
+            let _ = self.out.flush();
             let mut err = io::stderr().lock();
             let _ = write!(err, "Nickname: ");
             let _ = err.flush();
@@ -456,6 +459,8 @@ impl Plain {
                                 again,
                                 automatic,
                             }) => {
+                                // After the server's line, on a terminal.
+                                let _ = self.out.flush();
                                 super::note(format_args!(
                                     "loopchat: password refused: {}",
                                     display_line(reason.as_bytes())
