@@ -32,7 +32,8 @@ use super::session::{Phase, SessionEvent};
 use super::text::{clock_hhmm, display_line};
 use super::ui::{App, PasswordEntry, draw};
 use super::{
-    ClientCommand, Options, classify_input, client_help, initial_password, nick_from_input,
+    ClientCommand, Options, classify_input, client_help, initial_password, is_password_quit,
+    nick_from_input,
 };
 
 const STDIN: Token = Token(1);
@@ -242,6 +243,7 @@ impl Tui {
     }
 
     fn key(&mut self, k: Key, conn_events: &mut Vec<ConnEvent>) {
+        let masked = self.app.masked();
         let input = &mut self.app.input;
         match k {
             Key::Ctrl('c') => self.quit("/quit", conn_events),
@@ -266,7 +268,7 @@ impl Tui {
             Key::Delete => input.delete(),
             // No history while a password is typed: Enter would send a
             // recalled chat line to the server as a password.
-            Key::Up | Key::Down if self.app.session.wants_password() => {}
+            Key::Up | Key::Down if masked => {}
             Key::Up => input.history_prev(),
             Key::Down => input.history_next(),
             Key::PageUp => self.app.page_up(),
@@ -289,6 +291,18 @@ impl Tui {
             return;
         }
         let now = clock_hhmm();
+        if self.app.masked() {
+            // Being checked: the line may be the next attempt; it stays (out
+            // of the history) until the server answers.
+            if is_password_quit(&self.app.input.text()) {
+                let line = self.app.input.take();
+                self.quit(&line, conn_events);
+            } else {
+                self.app
+                    .note(&now, "waiting for the server to check the password");
+            }
+            return;
+        }
         let text = self.app.input.text();
         let cmd = classify_input(&text);
         match (self.app.session.phase().clone(), cmd) {
@@ -327,9 +341,8 @@ impl Tui {
             (Phase::NickSent(_), _) => self
                 .app
                 .note(&now, "waiting for the server to accept the nickname"),
-            (Phase::NeedPassword(_) | Phase::PasswordSent(_), _) => self
-                .app
-                .note(&now, "waiting for the server to check the password"),
+            // Handled above, before the line is classified.
+            (Phase::NeedPassword(_) | Phase::PasswordSent(_), _) => {}
             (Phase::Offline, _) => self.app.note(
                 &now,
                 "not connected; the line was kept, send it once connected",
@@ -374,7 +387,7 @@ impl Tui {
                         match self.app.server_line(&now, &text) {
                             Some(SessionEvent::Joined) => {
                                 self.conn.reset_backoff();
-                                self.app.joined();
+                                self.app.joined(&now);
                             }
                             Some(SessionEvent::SendPassword(pw)) => {
                                 self.app.note(&now, "logging in with the saved password");
@@ -392,7 +405,7 @@ impl Tui {
                                         "the saved password was refused; type the password and press Enter"
                                     }
                                     (true, false) => "type the password again and press Enter",
-                                    (false, _) => "too many wrong passwords",
+                                    (false, _) => "the server ends the login",
                                 };
                                 self.app.note(&now, what);
                             }

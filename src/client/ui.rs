@@ -100,19 +100,36 @@ impl App {
         PasswordEntry::Send(text)
     }
 
-    /// In the room: the draft put aside for the password comes back.
-    pub fn joined(&mut self) {
+    /// Whether the input line holds a password, or may: while one is
+    /// wanted, and while one is being checked (a user who expects a refusal
+    /// types the next attempt ahead). It is then drawn as `*`.
+    pub fn masked(&self) -> bool {
+        matches!(
+            self.session.phase(),
+            Phase::NeedPassword(_) | Phase::PasswordSent(_)
+        )
+    }
+
+    /// In the room: a line typed while the password was checked is dropped
+    /// (it may be a password, and would now be shown in clear), and the
+    /// draft put aside for the password comes back.
+    pub fn joined(&mut self, time: &str) {
+        if !self.input.is_empty() {
+            self.input.take();
+            self.note(
+                time,
+                "the line typed while the password was checked was dropped",
+            );
+        }
         if let Some(draft) = self.stash.take() {
-            if self.input.is_empty() {
-                self.input.replace(&draft);
-            }
+            self.input.replace(&draft);
         }
     }
 
     /// The connection is gone. A half-typed password is dropped: once the
     /// phase changes the editor would show it in clear.
     pub fn disconnected(&mut self) {
-        if self.session.wants_password() {
+        if self.masked() {
             self.input.take();
         }
         self.session.on_disconnected();
@@ -446,7 +463,7 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
-    let masked = app.session.wants_password();
+    let masked = app.masked();
     let prompt = match app.session.phase() {
         Phase::NeedNick => "nickname> ",
         Phase::NeedPassword(_) => "password> ",
@@ -762,11 +779,18 @@ mod tests {
         assert_eq!(app.enter_password(), PasswordEntry::Nothing);
         "Sw0rdfish pw".chars().for_each(|c| app.input.insert(c));
         app.enter_password();
+        // Typed ahead while the password was checked: masked, then dropped.
+        "typed-ahead".chars().for_each(|c| app.input.insert(c));
+        let s = render(&mut t, &mut app).join("\n");
+        assert!(
+            !s.contains("typed-ahead") && s.contains("> ***********"),
+            "{s}"
+        );
         assert_eq!(
             app.server_line("10:02", "* The room contains: "),
             Some(SessionEvent::Joined)
         );
-        app.joined();
+        app.joined("10:02");
         assert_eq!(app.input.text(), "draft");
         let s = render(&mut t, &mut app).join("\n");
         assert!(!s.contains("Sw0rdfish"), "{s}");
