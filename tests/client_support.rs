@@ -50,8 +50,14 @@ pub struct ServerOn {
 
 impl ServerOn {
     pub fn start(listen: &str) -> ServerOn {
+        ServerOn::start_with(listen, &[])
+    }
+
+    /// Like [`start`](Self::start), with extra server arguments.
+    pub fn start_with(listen: &str, args: &[&str]) -> ServerOn {
         let mut child = Command::new(env!("CARGO_BIN_EXE_loopchat-server"))
             .args(["--listen", listen])
+            .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())

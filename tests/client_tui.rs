@@ -15,7 +15,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-use support::{TIMEOUT, threads_of};
+use support::{ServerOn, TIMEOUT, threads_of};
 
 /// A private tmux server (its own socket name), killed on drop.
 struct Tmux {
@@ -259,4 +259,64 @@ fn asks_for_a_nickname_again_after_a_refusal_and_follows_resizes() {
         s.contains("connection lost") && s.contains("retrying in")
     });
     assert_eq!(threads_of(tmux.pid("c")), 1);
+}
+
+/// With accounts: the password is typed as `*`, never shown, and the
+/// client logs in again by itself after the server comes back.
+#[test]
+fn password_is_masked_and_reused_on_reconnect() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("loopchat-tui-accounts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let accounts = dir.join("accounts.txt");
+    let accounts = accounts.to_str().unwrap();
+    let mut server = TestServer::start(&["--accounts", accounts]);
+    let addr = server.addr.to_string();
+    let tmux = Tmux::new("password");
+    tmux.client("a", &addr, "--nick alice");
+    let is_prompt = |s: &str| s.lines().last().is_some_and(|l| l.starts_with("password>"));
+    tmux.wait_for("a", "the password prompt", |s| {
+        s.contains("* Password for alice?") && is_prompt(s)
+    });
+    tmux.keys("a", &["-l", "short"]);
+    tmux.wait_for("a", "five stars", |s| {
+        s.lines().last().map(str::trim_end) == Some("password> *****")
+    });
+    tmux.keys("a", &["Enter"]);
+    tmux.wait_for("a", "the refusal", |s| {
+        s.contains("! Password too short") && is_prompt(s)
+    });
+    tmux.keys("a", &["-l", "Sw0rdfish pw"]);
+    let s = tmux.wait_for("a", "twelve stars", |s| {
+        s.lines().last().map(str::trim_end) == Some("password> ************")
+    });
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    tmux.keys("a", &["Enter"]);
+    let s = tmux.wait_for("a", "alice joined", |s| {
+        s.contains("* Account alice registered.") && s.contains("* The room contains:")
+    });
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    // Not in the history either: Up brings back nothing.
+    tmux.keys("a", &["Up"]);
+    thread::sleep(Duration::from_millis(200));
+    let s = tmux.screen("a");
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    assert_eq!(s.lines().last().map(str::trim_end), Some(">"), "{s}");
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    tmux.wait_for("a", "the lost connection", |s| {
+        s.contains("connection lost")
+    });
+    let _server2 = ServerOn::start_with(&addr, &["--accounts", accounts]);
+    let s = tmux.wait_for("a", "the automatic login", |s| {
+        s.contains("logging in with the saved password")
+            && s.matches("* The room contains:").count() == 2
+    });
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    let _ = std::fs::remove_dir_all(&dir);
 }

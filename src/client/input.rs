@@ -132,6 +132,23 @@ impl LineEditor {
         self.cursor = self.chars.len();
     }
 
+    /// Empties the editor and returns its line without remembering it in the
+    /// history: for a password, and for a draft put aside.
+    pub fn take(&mut self) -> String {
+        let line = self.text();
+        self.chars.clear();
+        self.cursor = 0;
+        self.browsing = None;
+        self.draft.clear();
+        line
+    }
+
+    /// Replaces the line (a draft put aside comes back), cursor at the end.
+    pub fn replace(&mut self, text: &str) {
+        self.browsing = None;
+        self.set(text.chars().collect());
+    }
+
     /// Enter: returns the line, empties the editor and remembers the line.
     pub fn submit(&mut self) -> String {
         let line = self.text();
@@ -213,6 +230,17 @@ mod tests {
         assert_eq!(e.text(), "dra");
         e.history_next();
         assert_eq!(e.text(), "dra");
+    }
+
+    #[test]
+    fn take_leaves_no_history() {
+        let mut e = typed("secret pw");
+        assert_eq!(e.take(), "secret pw");
+        assert!(e.is_empty());
+        e.history_prev();
+        assert!(e.is_empty());
+        e.replace("draft");
+        assert_eq!((e.text().as_str(), e.cursor()), ("draft", 5));
     }
 
     #[test]

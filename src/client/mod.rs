@@ -29,6 +29,9 @@ pub mod tui;
 pub mod ui;
 
 use std::net::{Ipv6Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use session::Secret;
 
 /// Where the client connects without an address argument.
 pub const DEFAULT_ADDR: &str = "127.0.0.1:7878";
@@ -46,6 +49,10 @@ pub struct Options {
     /// Reconnect after a lost connection; `None`: the mode's default (on for
     /// the full-screen interface, off for the line tool).
     pub reconnect: Option<bool>,
+    /// `--password-file`: its first line answers the server's password
+    /// prompt (servers with `--accounts`). The path, not the password, so
+    /// the options can be printed.
+    pub password_file: Option<PathBuf>,
 }
 
 /// What the command line asked for.
@@ -76,13 +83,25 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         "no-reconnect",
         "exit when the connection is lost (default in line mode)",
     );
+    o.optopt(
+        "",
+        "password-file",
+        "answer the server's password prompt (servers with --accounts) with the \
+         first line of PATH instead of reading it from the input",
+        "PATH",
+    );
     o.optflag("h", "help", "show this help");
     o.optflag("V", "version", "show the version");
     let m = o.parse(args).map_err(|e| e.to_string())?;
     if m.opt_present("h") {
-        let brief = "Usage: loopchat [ADDR:PORT] [--nick NAME] [--plain] [--[no-]reconnect]\n\n\
+        let brief = "Usage: loopchat [ADDR:PORT] [--nick NAME] [--password-file PATH] [--plain] \
+                     [--[no-]reconnect]\n\n\
                      Connects to a loopchat server (default 127.0.0.1:7878). Full-screen on a \
-                     terminal; a line tool (stdin to the server, server to stdout) otherwise.";
+                     terminal; a line tool (stdin to the server, server to stdout) otherwise.\n\n\
+                     When the server has accounts it asks for a password after the name: the \
+                     full-screen mode shows * for each character typed; the line tool sends \
+                     the next input line (or the first line of --password-file). The password \
+                     the server accepted is kept in memory to log in again on reconnection.";
         return Ok(Command::Help(o.usage(brief)));
     }
     if m.opt_present("V") {
@@ -114,6 +133,7 @@ pub fn parse_args(args: &[String]) -> Result<Command, String> {
         nick,
         plain: m.opt_present("plain"),
         reconnect,
+        password_file: m.opt_str("password-file").map(PathBuf::from),
     }))
 }
 
@@ -189,6 +209,46 @@ pub fn nick_from_input(text: &str) -> &str {
     }
 }
 
+/// Whether a line typed while a password is wanted leaves instead: only the
+/// whole lines the server takes as commands there, so that a password
+/// starting with `/quit` is still a password.
+pub fn is_password_quit(text: &str) -> bool {
+    ["/quit", "/exit", "/logout"]
+        .iter()
+        .any(|q| text.eq_ignore_ascii_case(q))
+}
+
+/// Whether a line can be sent as a password: the server ignores blank
+/// lines, so sending one would leave the client waiting for an answer that
+/// never comes.
+pub fn sendable_password(text: &str) -> bool {
+    !text.trim_matches([' ', '\t']).is_empty()
+}
+
+/// Reads the password from `--password-file`: its first line, without the
+/// line ending.
+pub fn read_password_file(path: &Path) -> Result<Secret, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read the password file {}: {e}", path.display()))?;
+    let first = text.split('\n').next().unwrap_or("");
+    let first = first.strip_suffix('\r').unwrap_or(first);
+    if !sendable_password(first) {
+        return Err(format!(
+            "the password file {} has an empty first line",
+            path.display()
+        ));
+    }
+    Ok(Secret::new(first))
+}
+
+/// The password from `--password-file`, if given.
+pub fn initial_password(opts: &Options) -> Result<Option<Secret>, String> {
+    opts.password_file
+        .as_deref()
+        .map(read_password_file)
+        .transpose()
+}
+
 /// The client's own commands and keys, shown with the server's `/help`.
 pub fn client_help() -> &'static [&'static str] {
     &[
@@ -244,6 +304,27 @@ mod tests {
         assert!(args(&["a:1", "b:2"]).is_err());
         assert!(args(&["--bogus"]).is_err());
         assert!(matches!(args(&["-h"]), Ok(Command::Help(_))));
+        let Ok(Command::Run(o)) = args(&["--password-file", "/tmp/pw"]) else {
+            panic!()
+        };
+        assert_eq!(o.password_file.as_deref(), Some(Path::new("/tmp/pw")));
+    }
+
+    #[test]
+    fn password_lines_and_files() {
+        assert!(is_password_quit("/QUIT"));
+        assert!(is_password_quit("/logout"));
+        assert!(!is_password_quit("/quit now"));
+        assert!(!is_password_quit(" /quit"));
+        assert!(!sendable_password(" \t "));
+        assert!(sendable_password(" a b "));
+        let path = std::env::temp_dir().join(format!("loopchat-pwfile-{}.txt", std::process::id()));
+        std::fs::write(&path, " pass word \r\nsecond\n").unwrap();
+        assert_eq!(read_password_file(&path).unwrap().expose(), " pass word ");
+        std::fs::write(&path, "\nsecond\n").unwrap();
+        assert!(read_password_file(&path).is_err());
+        let _ = std::fs::remove_file(&path);
+        assert!(read_password_file(&path).is_err());
     }
 
     #[test]

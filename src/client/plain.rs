@@ -3,6 +3,9 @@
 //! Used when stdin or stdout is not a terminal, or with `--plain`. It is
 //! meant for scripts and bots, so it is careful about order and endings:
 //! lines typed (or piped) before the nickname is accepted are held back,
+//! except the password a server with accounts asks for, which is the next
+//! line (unless `--password-file` gave it; a refused automatic password
+//! ends the client rather than taking a chat line as the next attempt),
 //! stdin is read only when its lines can be used (the pipe itself is the
 //! buffer, so a fast producer cannot fill the client's memory), and at end
 //! of input it sends `/quit`, waits a bounded time for the server to close,
@@ -26,9 +29,12 @@ use signal_hook_mio::v1_0::Signals;
 
 use super::connection::{ConnEvent, Connection, SOCKET};
 use super::framing::LineReader;
-use super::session::{Phase, Session, SessionEvent};
+use super::session::{Phase, Secret, Session, SessionEvent};
 use super::text::display_line;
-use super::{ClientCommand, Options, classify_input, client_help, nick_from_input};
+use super::{
+    ClientCommand, Options, classify_input, client_help, initial_password, is_password_quit,
+    nick_from_input, sendable_password,
+};
 use crate::protocol::ServerLine;
 
 const STDIN: Token = Token(1);
@@ -128,7 +134,14 @@ impl Stdin {
 
 /// Runs the line tool until it ends; returns the exit status.
 pub fn run(opts: &Options) -> i32 {
-    match run_inner(opts) {
+    let password = match initial_password(opts) {
+        Ok(p) => p,
+        Err(e) => {
+            super::note(format_args!("loopchat: {e}"));
+            return 1;
+        }
+    };
+    match run_inner(opts, password) {
         Ok(code) => code,
         Err(e) => {
             super::note(format_args!("loopchat: {e}"));
@@ -148,9 +161,52 @@ struct Plain {
     /// Lines sent on the current connection.
     sent: u32,
     exit: Option<i32>,
+    /// Terminal echo turned off while a password is typed on a terminal.
+    echo: EchoOff,
 }
 
-fn run_inner(opts: &Options) -> io::Result<i32> {
+/// Turns the terminal's echo off while a password is typed (`--plain` on a
+/// terminal), and back on when done or dropped, so that no way out of the
+/// loop leaves the terminal silent.
+#[derive(Default)]
+struct EchoOff {
+    saved: Option<libc::termios>,
+}
+
+impl EchoOff {
+    fn off(&mut self, fd: RawFd) {
+        if self.saved.is_some() {
+            return;
+        }
+        // SAFETY: termios is plain data; tcgetattr fills it or fails.
+        let mut t: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid descriptor and a termios we own.
+        if unsafe { libc::tcgetattr(fd, &mut t) } != 0 {
+            return;
+        }
+        let saved = t;
+        t.c_lflag &= !libc::ECHO;
+        // SAFETY: as above.
+        if unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) } == 0 {
+            self.saved = Some(saved);
+        }
+    }
+
+    fn on(&mut self, fd: RawFd) {
+        if let Some(t) = self.saved.take() {
+            // SAFETY: restores the settings read by tcgetattr.
+            unsafe { libc::tcsetattr(fd, libc::TCSANOW, &t) };
+        }
+    }
+}
+
+impl Drop for EchoOff {
+    fn drop(&mut self) {
+        self.on(libc::STDIN_FILENO);
+    }
+}
+
+fn run_inner(opts: &Options, password: Option<Secret>) -> io::Result<i32> {
     let mut poll = Poll::new()?;
     let mut events = Events::with_capacity(64);
     // Interrupted or terminated: leave as /quit does, so the others see a
@@ -158,9 +214,11 @@ fn run_inner(opts: &Options) -> io::Result<i32> {
     let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
     poll.registry()
         .register(&mut signals, SIGNALS, Interest::READABLE)?;
+    let mut session = Session::new(opts.nick.clone());
+    session.set_password(password);
     let mut p = Plain {
         conn: Connection::new(&opts.addr, opts.reconnect.unwrap_or(false)),
-        session: Session::new(opts.nick.clone()),
+        session,
         stdin: Stdin::new(&poll, libc::STDIN_FILENO),
         // SAFETY: isatty only inspects the descriptor.
         stdin_is_tty: unsafe { libc::isatty(libc::STDIN_FILENO) } == 1,
@@ -168,6 +226,7 @@ fn run_inner(opts: &Options) -> io::Result<i32> {
         quit_deadline: None,
         sent: 0,
         exit: None,
+        echo: EchoOff::default(),
     };
     let mut conn_events = Vec::new();
     loop {
@@ -225,7 +284,7 @@ impl Plain {
             return false;
         }
         match self.session.phase() {
-            Phase::NeedNick => true,
+            Phase::NeedNick | Phase::NeedPassword(_) => true,
             Phase::Joined => self.conn.queued() < MAX_QUEUED,
             _ => false,
         }
@@ -258,6 +317,13 @@ impl Plain {
                 self.conn.close(poll.registry());
                 self.exit = Some(1);
             }
+            Phase::NeedPassword(_) => {
+                super::note(format_args!(
+                    "loopchat: end of input before a password was accepted"
+                ));
+                self.conn.close(poll.registry());
+                self.exit = Some(1);
+            }
             _ => {}
         }
     }
@@ -275,6 +341,23 @@ impl Plain {
 
     fn input_line(&mut self, poll: &Poll, text: &str, conn_events: &mut Vec<ConnEvent>) {
         let reg = poll.registry();
+        if self.session.wants_password() {
+            if is_password_quit(text) {
+                self.echo.on(self.stdin.fd);
+                return self.quit(poll, text, conn_events);
+            }
+            // Sent exactly as typed: spaces are part of a password.
+            if sendable_password(text) {
+                self.echo.on(self.stdin.fd);
+                if self.stdin_is_tty {
+                    // The Enter the user typed was not echoed either.
+                    super::note(format_args!(""));
+                }
+                self.session.password_sent(text);
+                self.conn.send_line(reg, text, conn_events);
+            }
+            return;
+        }
         if *self.session.phase() == Phase::NeedNick {
             let nick = text.trim();
             if nick.is_empty() {
@@ -303,8 +386,22 @@ impl Plain {
         }
     }
 
+    /// Asks for the password on a terminal, with echo off while it is
+    /// typed; piped input needs no prompt.
+    fn prompt_password(&mut self, name: &str) {
+        if self.stdin_is_tty {
+            // The server's lines before the prompt, not after it.
+            let _ = self.out.flush();
+            let mut err = io::stderr().lock();
+            let _ = write!(err, "Password for {name}: ");
+            let _ = err.flush();
+            self.echo.off(self.stdin.fd);
+        }
+    }
+
     fn prompt_nick(&mut self) {
         if self.stdin_is_tty {
+            let _ = self.out.flush();
             let mut err = io::stderr().lock();
             let _ = write!(err, "Nickname: ");
             let _ = err.flush();
@@ -350,6 +447,40 @@ impl Plain {
                                 ));
                                 self.prompt_nick();
                             }
+                            Some(SessionEvent::SendPassword(pw)) => {
+                                self.conn
+                                    .send_line(poll.registry(), pw.expose(), conn_events);
+                            }
+                            Some(SessionEvent::PasswordWanted(name)) => {
+                                self.prompt_password(&name);
+                            }
+                            Some(SessionEvent::PasswordRefused {
+                                reason,
+                                again,
+                                automatic,
+                            }) => {
+                                // After the server's line, on a terminal.
+                                let _ = self.out.flush();
+                                super::note(format_args!(
+                                    "loopchat: password refused: {}",
+                                    display_line(reason.as_bytes())
+                                ));
+                                if again && automatic {
+                                    // The next stdin line is likely chat,
+                                    // not a password: stop rather than
+                                    // send it as one.
+                                    super::note(format_args!(
+                                        "loopchat: the saved password (--password-file or the \
+                                         one accepted before reconnecting) was refused"
+                                    ));
+                                    self.conn.close(poll.registry());
+                                    self.exit = Some(1);
+                                } else if again {
+                                    if let Some(name) = self.session.nick().map(str::to_string) {
+                                        self.prompt_password(&name);
+                                    }
+                                }
+                            }
                             _ => {}
                         }
                     }
@@ -357,6 +488,7 @@ impl Plain {
                         reason, retry_in, ..
                     } => {
                         self.session.on_disconnected();
+                        self.echo.on(self.stdin.fd);
                         if self.quit_deadline.is_some() {
                             self.exit = Some(0);
                             continue;

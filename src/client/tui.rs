@@ -30,8 +30,11 @@ use super::connection::{ConnEvent, ConnStatus, Connection, SOCKET};
 use super::keys::{Key, KeyDecoder};
 use super::session::{Phase, SessionEvent};
 use super::text::{clock_hhmm, display_line};
-use super::ui::{App, draw};
-use super::{ClientCommand, Options, classify_input, client_help, nick_from_input};
+use super::ui::{App, PasswordEntry, draw};
+use super::{
+    ClientCommand, Options, classify_input, client_help, initial_password, is_password_quit,
+    nick_from_input,
+};
 
 const STDIN: Token = Token(1);
 const SIGNALS: Token = Token(2);
@@ -47,6 +50,14 @@ fn restore_terminal() {
 
 /// Runs the full-screen client; returns the exit status.
 pub fn run(opts: &Options) -> i32 {
+    // Read before the screen is taken over, so an error is seen.
+    let password = match initial_password(opts) {
+        Ok(p) => p,
+        Err(e) => {
+            super::note(format_args!("loopchat: {e}"));
+            return 1;
+        }
+    };
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         restore_terminal();
@@ -55,7 +66,12 @@ pub fn run(opts: &Options) -> i32 {
     let result = enable_raw_mode()
         .and_then(|()| execute!(io::stdout(), EnterAlternateScreen))
         .and_then(|()| Terminal::new(CrosstermBackend::new(io::stdout())))
-        .and_then(|mut term| Tui::new(opts).and_then(|mut t| t.run(&mut term)));
+        .and_then(|mut term| {
+            Tui::new(opts).and_then(|mut t| {
+                t.app.session.set_password(password);
+                t.run(&mut term)
+            })
+        });
     restore_terminal();
     match result {
         Ok((code, message)) => {
@@ -164,6 +180,8 @@ impl Tui {
             ConnStatus::Connecting => "connecting".into(),
             ConnStatus::Connected => match self.app.session.phase() {
                 Phase::Joined => "connected".into(),
+                Phase::NeedPassword(_) => "connected, password wanted".into(),
+                Phase::PasswordSent(_) => "connected, checking the password".into(),
                 _ => "connected, joining".into(),
             },
             ConnStatus::Closed => "closed".into(),
@@ -225,6 +243,7 @@ impl Tui {
     }
 
     fn key(&mut self, k: Key, conn_events: &mut Vec<ConnEvent>) {
+        let masked = self.app.masked();
         let input = &mut self.app.input;
         match k {
             Key::Ctrl('c') => self.quit("/quit", conn_events),
@@ -247,6 +266,9 @@ impl Tui {
             Key::End => input.end(),
             Key::Backspace => input.backspace(),
             Key::Delete => input.delete(),
+            // No history while a password is typed: Enter would send a
+            // recalled chat line to the server as a password.
+            Key::Up | Key::Down if masked => {}
             Key::Up => input.history_prev(),
             Key::Down => input.history_next(),
             Key::PageUp => self.app.page_up(),
@@ -257,7 +279,30 @@ impl Tui {
     }
 
     fn enter(&mut self, conn_events: &mut Vec<ConnEvent>) {
+        if self.app.session.wants_password() {
+            // Not classified as chat: `/clear` or `/help` can be passwords.
+            match self.app.enter_password() {
+                PasswordEntry::Nothing => {}
+                PasswordEntry::Quit(line) => self.quit(&line, conn_events),
+                PasswordEntry::Send(pw) => {
+                    self.conn.send_line(self.poll.registry(), &pw, conn_events);
+                }
+            }
+            return;
+        }
         let now = clock_hhmm();
+        if self.app.masked() {
+            // Being checked: the line may be the next attempt; it stays (out
+            // of the history) until the server answers.
+            if is_password_quit(&self.app.input.text()) {
+                let line = self.app.input.take();
+                self.quit(&line, conn_events);
+            } else {
+                self.app
+                    .note(&now, "waiting for the server to check the password");
+            }
+            return;
+        }
         let text = self.app.input.text();
         let cmd = classify_input(&text);
         match (self.app.session.phase().clone(), cmd) {
@@ -296,6 +341,8 @@ impl Tui {
             (Phase::NickSent(_), _) => self
                 .app
                 .note(&now, "waiting for the server to accept the nickname"),
+            // Handled above, before the line is classified.
+            (Phase::NeedPassword(_) | Phase::PasswordSent(_), _) => {}
             (Phase::Offline, _) => self.app.note(
                 &now,
                 "not connected; the line was kept, send it once connected",
@@ -338,7 +385,30 @@ impl Tui {
                             text.push_str(" [line truncated]");
                         }
                         match self.app.server_line(&now, &text) {
-                            Some(SessionEvent::Joined) => self.conn.reset_backoff(),
+                            Some(SessionEvent::Joined) => {
+                                self.conn.reset_backoff();
+                                self.app.joined(&now);
+                            }
+                            Some(SessionEvent::SendPassword(pw)) => {
+                                self.app.note(&now, "logging in with the saved password");
+                                self.conn
+                                    .send_line(self.poll.registry(), pw.expose(), conn_events);
+                            }
+                            Some(SessionEvent::PasswordWanted(name)) => {
+                                self.app.password_wanted(&now, &name);
+                            }
+                            Some(SessionEvent::PasswordRefused {
+                                again, automatic, ..
+                            }) => {
+                                let what = match (again, automatic) {
+                                    (true, true) => {
+                                        "the saved password was refused; type the password and press Enter"
+                                    }
+                                    (true, false) => "type the password again and press Enter",
+                                    (false, _) => "the server ends the login",
+                                };
+                                self.app.note(&now, what);
+                            }
                             // Answered for the user, so an idle session is
                             // not timed out.
                             Some(SessionEvent::Ping) => {
@@ -356,7 +426,7 @@ impl Tui {
                         retry_in,
                         was_connected,
                     } => {
-                        self.app.session.on_disconnected();
+                        self.app.disconnected();
                         if self.quit_deadline.is_some() {
                             self.exit = Some((0, None));
                             continue;

@@ -14,6 +14,7 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use super::input::LineEditor;
 use super::scrollback::{Entry, Kind, Scrollback};
 use super::session::{Phase, Session, SessionEvent};
+use super::{is_password_quit, sendable_password};
 use crate::protocol::ServerLine;
 
 /// Width of the user list on the right (hidden on narrow terminals).
@@ -39,6 +40,20 @@ pub struct App {
     unseen: usize,
     /// The scrollback pane's size at the last draw.
     pane: (u16, u16),
+    /// A half-typed line put aside while a password is typed, given back
+    /// once in the room (so it is neither masked nor sent as the password).
+    stash: Option<String>,
+}
+
+/// What Enter means while a password is wanted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum PasswordEntry {
+    /// Nothing to send (blank: the server would ignore it and never answer).
+    Nothing,
+    /// `/quit`, `/exit` or `/logout` as the whole line: leave.
+    Quit(String),
+    /// Send this line as the password.
+    Send(String),
 }
 
 impl App {
@@ -52,7 +67,72 @@ impl App {
             scroll: 0,
             unseen: 0,
             pane: (80, 20),
+            stash: None,
         }
+    }
+
+    /// The server asks for the password: a draft in the editor is put aside
+    /// (it was typed as chat, it must not become the password), and the
+    /// user is told what to type.
+    pub fn password_wanted(&mut self, time: &str, name: &str) {
+        if !self.input.is_empty() {
+            let draft = self.input.take();
+            self.stash.get_or_insert(draft);
+        }
+        self.note(
+            time,
+            &format!("password for {name}: type it and press Enter (it is shown as *)"),
+        );
+    }
+
+    /// Enter while a password is wanted: the line leaves the editor without
+    /// entering the history or the scrollback. The session is told of a
+    /// password to send; the caller sends it.
+    pub fn enter_password(&mut self) -> PasswordEntry {
+        let text = self.input.take();
+        if is_password_quit(&text) {
+            return PasswordEntry::Quit(text);
+        }
+        if !sendable_password(&text) {
+            return PasswordEntry::Nothing;
+        }
+        self.session.password_sent(&text);
+        PasswordEntry::Send(text)
+    }
+
+    /// Whether the input line holds a password, or may: while one is
+    /// wanted, and while one is being checked (a user who expects a refusal
+    /// types the next attempt ahead). It is then drawn as `*`.
+    pub fn masked(&self) -> bool {
+        matches!(
+            self.session.phase(),
+            Phase::NeedPassword(_) | Phase::PasswordSent(_)
+        )
+    }
+
+    /// In the room: a line typed while the password was checked is dropped
+    /// (it may be a password, and would now be shown in clear), and the
+    /// draft put aside for the password comes back.
+    pub fn joined(&mut self, time: &str) {
+        if !self.input.is_empty() {
+            self.input.take();
+            self.note(
+                time,
+                "the line typed while the password was checked was dropped",
+            );
+        }
+        if let Some(draft) = self.stash.take() {
+            self.input.replace(&draft);
+        }
+    }
+
+    /// The connection is gone. A half-typed password is dropped: once the
+    /// phase changes the editor would show it in clear.
+    pub fn disconnected(&mut self) {
+        if self.masked() {
+            self.input.take();
+        }
+        self.session.on_disconnected();
     }
 
     fn push(&mut self, e: Entry) {
@@ -362,12 +442,14 @@ fn draw_users(frame: &mut Frame, app: &App, area: Rect) {
 
 fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
     let nick = app.session.nick().unwrap_or("(no nickname)");
+    // Said early in the bar, where a narrow terminal still shows it.
+    let online = match app.session.phase() {
+        Phase::NeedPassword(_) => "password wanted (hidden)".to_string(),
+        _ => format!("{} online", app.session.users().len()),
+    };
     let mut text = format!(
-        " loopchat | {} | {} | {} online | {}",
-        app.server,
-        nick,
-        app.session.users().len(),
-        app.conn_label
+        " loopchat | {} | {} | {} | {}",
+        app.server, nick, online, app.conn_label
     );
     if app.scroll > 0 {
         text.push_str(" | scrolled up");
@@ -381,12 +463,21 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
 }
 
 fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
-    let prompt = if *app.session.phase() == Phase::NeedNick {
-        "nickname> "
-    } else {
-        "> "
+    let masked = app.masked();
+    let prompt = match app.session.phase() {
+        Phase::NeedNick => "nickname> ",
+        Phase::NeedPassword(_) => "password> ",
+        _ => "> ",
     };
-    let chars = app.input.chars();
+    // A password is drawn as one `*` per character: the text itself never
+    // reaches the screen.
+    let stars;
+    let chars = if masked {
+        stars = vec!['*'; app.input.chars().len()];
+        &stars[..]
+    } else {
+        app.input.chars()
+    };
     let cursor = app.input.cursor();
     let avail = (area.width as usize).saturating_sub(prompt.len()).max(1);
     // Scroll the line horizontally so the cursor stays visible.
@@ -629,5 +720,79 @@ mod tests {
             .map(|n| nick_color(n))
             .collect();
         assert!(distinct.len() > 3);
+    }
+
+    #[test]
+    fn a_password_never_reaches_the_screen() {
+        let mut app = App::new("127.0.0.1:7878", Some("alice".into()));
+        let mut t = Terminal::new(TestBackend::new(80, 10)).unwrap();
+        app.session.on_connected();
+        // A chat draft typed while connecting is put aside, not masked.
+        "draft".chars().for_each(|c| app.input.insert(c));
+        let ev = app.server_line(
+            "10:00",
+            "* Password for alice? (A new name is registered with the password you send now: at least 8 characters.)",
+        );
+        assert_eq!(ev, Some(SessionEvent::PasswordWanted("alice".into())));
+        app.password_wanted("10:00", "alice");
+        assert!(app.input.is_empty());
+        let secret = "Sw0rdfish pw";
+        secret.chars().for_each(|c| app.input.insert(c));
+        let s = render(&mut t, &mut app);
+        let all = s.join("\n");
+        assert!(!all.contains("Sw0rdfish") && !all.contains("rdfi"), "{s:?}");
+        assert!(s[9].starts_with("password> ************ "), "{s:?}");
+        assert!(s[8].contains("| alice | password wanted"), "{s:?}");
+        assert!(all.contains("shown as *"), "{s:?}");
+        // Enter: sent, but not kept in the history nor the scrollback.
+        assert_eq!(app.enter_password(), PasswordEntry::Send(secret.into()));
+        assert!(matches!(app.session.phase(), Phase::PasswordSent(_)));
+        app.input.history_prev();
+        assert!(app.input.is_empty());
+        // Refused: asked again; the next attempt is masked too.
+        app.server_line(
+            "10:01",
+            "! Wrong password for alice. Try again (2 attempts left).",
+        );
+        "other-Secret".chars().for_each(|c| app.input.insert(c));
+        let s = render(&mut t, &mut app).join("\n");
+        assert!(!s.contains("Secret") && s.contains("Wrong password"), "{s}");
+        // Only the whole line /quit leaves; a blank line sends nothing.
+        app.input.take();
+        "/quit".chars().for_each(|c| app.input.insert(c));
+        assert_eq!(app.enter_password(), PasswordEntry::Quit("/quit".into()));
+        " ".chars().for_each(|c| app.input.insert(c));
+        assert_eq!(app.enter_password(), PasswordEntry::Nothing);
+        // A lost connection drops the half-typed password instead of
+        // showing it in clear.
+        "half".chars().for_each(|c| app.input.insert(c));
+        app.disconnected();
+        assert!(app.input.is_empty());
+        let s = render(&mut t, &mut app).join("\n");
+        assert!(!s.contains("half") && !s.contains("Sw0rdfish"), "{s}");
+        // In the room the draft comes back.
+        app.session.on_connected();
+        app.server_line(
+            "10:02",
+            "* Password for alice? (A new name is registered with the password you send now: at least 8 characters.)",
+        );
+        assert_eq!(app.enter_password(), PasswordEntry::Nothing);
+        "Sw0rdfish pw".chars().for_each(|c| app.input.insert(c));
+        app.enter_password();
+        // Typed ahead while the password was checked: masked, then dropped.
+        "typed-ahead".chars().for_each(|c| app.input.insert(c));
+        let s = render(&mut t, &mut app).join("\n");
+        assert!(
+            !s.contains("typed-ahead") && s.contains("> ***********"),
+            "{s}"
+        );
+        assert_eq!(
+            app.server_line("10:02", "* The room contains: "),
+            Some(SessionEvent::Joined)
+        );
+        app.joined("10:02");
+        assert_eq!(app.input.text(), "draft");
+        let s = render(&mut t, &mut app).join("\n");
+        assert!(!s.contains("Sw0rdfish"), "{s}");
     }
 }
