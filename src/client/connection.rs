@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::framing::{LineReader, RawLine, WriteQueue};
+use super::framing::{LineReader, RawLine};
+use crate::sendq::SendQueue;
 
 /// The socket's token in the client's `Poll`.
 pub const SOCKET: Token = Token(0);
@@ -76,7 +77,7 @@ pub struct Connection {
     target: String,
     state: State,
     reader: LineReader,
-    queue: WriteQueue,
+    queue: SendQueue,
     backoff: Duration,
     reconnect: bool,
 }
@@ -88,7 +89,9 @@ impl Connection {
             target: target.to_string(),
             state: State::Waiting { at: Instant::now() },
             reader: LineReader::default(),
-            queue: WriteQueue::default(),
+            // No cap of its own: the line tool stops reading stdin while
+            // 64 KiB are queued, and a person types slowly.
+            queue: SendQueue::new(usize::MAX),
             backoff: FIRST_BACKOFF,
             reconnect,
         }
@@ -222,7 +225,8 @@ impl Connection {
         if !self.is_connected() {
             return false;
         }
-        self.queue.push_line(line);
+        // Cannot fail: the queue has no cap (see `new`).
+        let _ = self.queue.push_line(line.as_bytes());
         self.flush(registry, out);
         true
     }
@@ -235,7 +239,7 @@ impl Connection {
 
     fn flush(&mut self, registry: &Registry, out: &mut Vec<ConnEvent>) {
         if let State::Connected { stream, .. } = &mut self.state {
-            if let Err(e) = self.queue.flush_to(stream) {
+            if let Err(e) = self.queue.write_to(stream) {
                 self.lost(registry, format!("write error: {e}"), true, out);
             }
         }

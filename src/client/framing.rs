@@ -1,15 +1,13 @@
 //! Line framing for the client's two byte streams (the socket and a piped
-//! stdin), and the socket's write queue.
+//! stdin). Writing uses the server's [`crate::sendq::SendQueue`].
 //!
-//! Both buffers are bounded: a server that never sends a newline must not
+//! Unlike the server's `LineFramer`, which refuses an over-long line, the
+//! client must still show it: a server that never sends a newline must not
 //! make the client grow without limit, so an over-long line is cut at
 //! [`MAX_LINE`] bytes, handed out marked as truncated, and the rest of it is
-//! skipped up to the next newline. The write queue exists because the socket
-//! is non-blocking: a write may take only part of a line, and the rest has to
-//! wait for the next WRITABLE event instead of blocking the only thread.
+//! skipped up to the next newline.
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
 
 /// Longest line the client keeps, in bytes. Generous, because a `/who`
 /// answer on a busy server is one long line.
@@ -125,59 +123,6 @@ impl LineReader {
     }
 }
 
-/// Bytes waiting to be written to a non-blocking socket.
-#[derive(Debug, Default)]
-pub struct WriteQueue {
-    buf: Vec<u8>,
-    /// How much of `buf` has been written already.
-    start: usize,
-}
-
-impl WriteQueue {
-    /// Queues one line, adding the `\n`.
-    pub fn push_line(&mut self, line: &str) {
-        self.buf.extend_from_slice(line.as_bytes());
-        self.buf.push(b'\n');
-    }
-
-    pub fn len(&self) -> usize {
-        self.buf.len() - self.start
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    pub fn clear(&mut self) {
-        self.buf.clear();
-        self.start = 0;
-    }
-
-    /// Writes as much as the writer takes. `Ok(())` when it stopped because
-    /// the queue is empty or the writer would block; errors are the
-    /// connection's end.
-    pub fn flush_to<W: Write>(&mut self, w: &mut W) -> io::Result<()> {
-        while self.start < self.buf.len() {
-            match w.write(&self.buf[self.start..]) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => self.start += n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if self.start == self.buf.len() {
-            self.clear();
-        } else if self.start > 64 * 1024 {
-            // Compact now and then so a long-lived queue does not keep
-            // every byte it ever sent.
-            self.buf.drain(..self.start);
-            self.start = 0;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,41 +167,5 @@ mod tests {
         // A line exactly at the limit is whole.
         r.push(b"12345678\n");
         assert_eq!(lines(&mut r), [("12345678".into(), false)]);
-    }
-
-    struct Trickle {
-        out: Vec<u8>,
-        budget: usize,
-    }
-    impl Write for Trickle {
-        fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-            if self.budget == 0 {
-                return Err(io::ErrorKind::WouldBlock.into());
-            }
-            let n = b.len().min(self.budget).min(3);
-            self.budget -= n;
-            self.out.extend_from_slice(&b[..n]);
-            Ok(n)
-        }
-        fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn write_queue_survives_partial_writes() {
-        let mut q = WriteQueue::default();
-        q.push_line("hello");
-        q.push_line("world");
-        let mut w = Trickle {
-            out: Vec::new(),
-            budget: 4,
-        };
-        q.flush_to(&mut w).unwrap();
-        assert_eq!(q.len(), 8);
-        w.budget = 100;
-        q.flush_to(&mut w).unwrap();
-        assert!(q.is_empty());
-        assert_eq!(w.out, b"hello\nworld\n");
     }
 }
