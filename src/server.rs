@@ -85,8 +85,10 @@ const MAX_ACCEPTS_PER_TURN: usize = 128;
 /// Events taken from the kernel per `poll()`.
 const EVENTS_CAPACITY: usize = 1024;
 /// Buffer memory released since the last heap trim that makes the next
-/// idle moment trim (see [`Server::trim_heap_if_idle`]).
+/// quiet moment trim (see [`Server::trim_heap_if_quiet`])...
 const TRIM_AFTER_RELEASED: usize = 1 << 20;
+/// ...and the time without any event that counts as idle.
+const QUIET_BEFORE_TRIM: Duration = Duration::from_secs(1);
 /// Bytes read and thrown away before closing, so the close sends FIN and
 /// not RST (a RST can destroy the last line we sent before the peer reads it).
 const DRAIN_BEFORE_CLOSE: usize = 64 * 1024;
@@ -264,6 +266,8 @@ pub struct Server {
     clock_second: i64,
     /// Bytes of buffer memory freed since the heap was last trimmed.
     released: usize,
+    /// When `poll()` last returned an event.
+    last_event: Instant,
     /// `--accounts`: the store, owned by the loop, written by auth jobs.
     accounts: Option<Accounts>,
     /// Password checks in arrival order; at most one runs per turn.
@@ -323,6 +327,7 @@ impl Server {
             now: Instant::now(),
             clock_second: -1,
             released: 0,
+            last_event: Instant::now(),
             accounts: None,
             auth_queue: VecDeque::new(),
             penalties: HashMap::new(),
@@ -351,7 +356,7 @@ impl Server {
             } else {
                 self.timers.poll_timeout(now)
             };
-            self.trim_heap_if_idle(timeout);
+            let timeout = self.limit_for_trim(timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue; // a signal arrived; it is also in the pipe
@@ -360,6 +365,11 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            if events.is_empty() {
+                self.trim_heap_if_quiet();
+            } else {
+                self.last_event = self.now;
+            }
             self.room.set_now(self.now);
             self.tick_clock();
             let carried = std::mem::take(&mut self.unread);
@@ -1034,15 +1044,23 @@ impl Server {
         }
     }
 
-    /// Gives freed heap memory back to the kernel when the loop is about to
-    /// sleep for a while after a burst (a join storm queues a line for every
-    /// user, then frees it all). glibc keeps such memory for reuse; on a
-    /// small host we would rather it showed up as free. Cheap, and rare:
-    /// only when going idle after at least [`TRIM_AFTER_RELEASED`] bytes
-    /// of buffers were freed.
-    fn trim_heap_if_idle(&mut self, timeout: Option<Duration>) {
-        let idle = timeout.is_none_or(|t| t >= Duration::from_secs(1));
-        if idle && self.released >= TRIM_AFTER_RELEASED {
+    /// How long `poll()` may sleep when freed memory waits to be trimmed:
+    /// at most [`QUIET_BEFORE_TRIM`], so a quiet second is noticed.
+    fn limit_for_trim(&self, timeout: Option<Duration>) -> Option<Duration> {
+        if self.released < TRIM_AFTER_RELEASED {
+            return timeout;
+        }
+        Some(timeout.map_or(QUIET_BEFORE_TRIM, |t| t.min(QUIET_BEFORE_TRIM)))
+    }
+
+    /// Gives freed heap memory back to the kernel once the loop has seen
+    /// no event for [`QUIET_BEFORE_TRIM`] after a burst (a join storm queues
+    /// a line for every user, then frees it all). glibc keeps such memory
+    /// for reuse; on a small host we would rather it showed up as free.
+    /// Never while traffic flows: `malloc_trim` walks the whole heap.
+    fn trim_heap_if_quiet(&mut self) {
+        let quiet = self.now.duration_since(self.last_event) >= QUIET_BEFORE_TRIM;
+        if quiet && self.released >= TRIM_AFTER_RELEASED {
             self.released = 0;
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             // SAFETY: malloc_trim only returns free heap pages to the kernel.
