@@ -586,12 +586,17 @@ struct CostWindow {
     server_start: Option<ProcSample>,
     server_peak_rss: u64,
     bench_start: Option<ProcSample>,
+    perf: Option<proc_stats::SyscallCounter>,
 }
 
 impl CostWindow {
     fn start(run: &Run) -> CostWindow {
         let server_start = run.sample_server();
         CostWindow {
+            perf: run
+                .cfg
+                .server_pid
+                .and_then(proc_stats::SyscallCounter::start),
             server_peak_rss: server_start.map_or(0, |s| s.rss_kib),
             server_start,
             bench_start: proc_stats::sample(std::process::id()).ok(),
@@ -605,6 +610,7 @@ impl CostWindow {
     }
 
     fn finish(mut self, run: &Run, deliveries: u64, report: &mut Report) {
+        let perf_writes = self.perf.take().and_then(|p| p.stop());
         if let (Some(a), Some(b)) = (self.server_start, run.sample_server()) {
             self.server_peak_rss = self.server_peak_rss.max(b.rss_kib);
             let cpu_s = (b.cpu_s - a.cpu_s).max(0.0);
@@ -616,10 +622,21 @@ impl CostWindow {
                 threads: b.threads,
                 cpu_s,
                 cpu_us_per_1k_deliveries: per(cpu_s * 1e9),
-                write_syscalls_per_delivery: match (a.syscw, b.syscw) {
-                    (Some(x), Some(y)) => per(y.saturating_sub(x) as f64),
+                write_syscalls: perf_writes.or(match (a.syscw, b.syscw) {
+                    (Some(x), Some(y)) => Some(y.saturating_sub(x)),
                     _ => None,
+                }),
+                write_syscalls_source: if perf_writes.is_some() {
+                    "perf"
+                } else {
+                    "syscw"
                 },
+                write_syscalls_per_delivery: perf_writes
+                    .or(match (a.syscw, b.syscw) {
+                        (Some(x), Some(y)) => Some(y.saturating_sub(x)),
+                        _ => None,
+                    })
+                    .and_then(|w| per(w as f64)),
             });
         }
         if let (Some(a), Ok(b)) = (self.bench_start, proc_stats::sample(std::process::id())) {

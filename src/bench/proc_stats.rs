@@ -78,6 +78,69 @@ pub fn parse_syscw(text: &str) -> Option<u64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// The syscalls that write to a socket. `syscw` in /proc/PID/io misses
+/// `send`/`sendto`/`sendmsg` (Rust's std and mio write sockets with `send`),
+/// so the write count comes from perf's syscall tracepoints when perf is
+/// available, and from `syscw` otherwise.
+pub const WRITE_SYSCALLS: &str = "syscalls:sys_enter_write,syscalls:sys_enter_writev,\
+syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_sendmmsg";
+
+/// A `perf stat` attached to a process, counting its write syscalls.
+pub struct SyscallCounter {
+    child: std::process::Child,
+}
+
+impl SyscallCounter {
+    /// Attaches to `pid` (all its threads). `None` if perf cannot run.
+    pub fn start(pid: u32) -> Option<SyscallCounter> {
+        let child = std::process::Command::new("perf")
+            .args([
+                "stat",
+                "-x",
+                ",",
+                "-e",
+                WRITE_SYSCALLS,
+                "-p",
+                &pid.to_string(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        Some(SyscallCounter { child })
+    }
+
+    /// Stops perf and returns the total, `None` if it counted nothing usable.
+    pub fn stop(self) -> Option<u64> {
+        let pid = libc::pid_t::try_from(self.child.id()).ok()?;
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        let out = self.child.wait_with_output().ok()?;
+        parse_perf_csv(&String::from_utf8_lossy(&out.stderr))
+    }
+}
+
+/// Sums the counts in `perf stat -x,` output (`count,unit,event,...` lines).
+pub fn parse_perf_csv(text: &str) -> Option<u64> {
+    let mut total = None;
+    for line in text.lines() {
+        let mut f = line.split(',');
+        let (Some(count), Some(_unit), Some(event)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if !event.starts_with("syscalls:") {
+            continue;
+        }
+        if let Ok(n) = count.trim().parse::<u64>() {
+            total = Some(total.unwrap_or(0) + n);
+        }
+    }
+    total
+}
+
 /// Raises this process's soft RLIMIT_NOFILE to its hard limit (10,000 clients
 /// need 10,000 descriptors). Returns the new soft limit.
 pub fn raise_nofile_limit() -> u64 {
@@ -115,6 +178,9 @@ mod tests {
         let stat = "42 (a b) c) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 1 0";
         assert_eq!(parse_stat_cpu(stat, 100.0), Some(2.0));
         assert_eq!(parse_syscw("rchar: 1\nsyscw: 77\n"), Some(77));
+        let perf = "12,,syscalls:sys_enter_write,1000,100.00,,\n30,,syscalls:sys_enter_sendto,1000,100.00,,\n<not counted>,,syscalls:sys_enter_writev,0,0,,\n";
+        assert_eq!(parse_perf_csv(perf), Some(42));
+        assert_eq!(parse_perf_csv("garbage"), None);
     }
 
     #[test]

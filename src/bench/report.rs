@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 /// What the server cost over the measured window (`--server-pid`).
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ServerCost {
     pub rss_start_kib: u64,
     pub rss_peak_kib: u64,
@@ -19,6 +19,10 @@ pub struct ServerCost {
     pub threads: u64,
     pub cpu_s: f64,
     pub cpu_us_per_1k_deliveries: Option<f64>,
+    /// Write-like syscalls in the window, and where the count came from
+    /// (`perf` tracepoints, or `syscw` which misses `send`).
+    pub write_syscalls: Option<u64>,
+    pub write_syscalls_source: &'static str,
     pub write_syscalls_per_delivery: Option<f64>,
 }
 
@@ -166,6 +170,8 @@ impl Report {
                 "threads": s.threads,
                 "cpu_s": s.cpu_s,
                 "cpu_us_per_1k_deliveries": s.cpu_us_per_1k_deliveries,
+                "write_syscalls": s.write_syscalls,
+                "write_syscalls_source": s.write_syscalls_source,
                 "write_syscalls_per_delivery": s.write_syscalls_per_delivery,
             })
         });
