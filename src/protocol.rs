@@ -170,23 +170,38 @@ mod tests {
         assert_eq!(ServerLine::parse("! bad"), ServerLine::Error("bad"));
         assert_eq!(
             ServerLine::parse("[bob] hello] there"),
-            ServerLine::Chat { from: "bob", text: "hello] there" }
+            ServerLine::Chat {
+                from: "bob",
+                text: "hello] there"
+            }
         );
         assert_eq!(
             ServerLine::parse("12:00:59 [bob] hi"),
-            ServerLine::Chat { from: "bob", text: "hi" }
+            ServerLine::Chat {
+                from: "bob",
+                text: "hi"
+            }
         );
         assert_eq!(
             ServerLine::parse("(bob) psst"),
-            ServerLine::Private { from: "bob", text: "psst" }
+            ServerLine::Private {
+                from: "bob",
+                text: "psst"
+            }
         );
         assert_eq!(
             ServerLine::parse("(-> bob) psst"),
-            ServerLine::PrivateSent { to: "bob", text: "psst" }
+            ServerLine::PrivateSent {
+                to: "bob",
+                text: "psst"
+            }
         );
         assert_eq!(
             ServerLine::parse("~ bob waves"),
-            ServerLine::Action { from: "bob", text: "waves" }
+            ServerLine::Action {
+                from: "bob",
+                text: "waves"
+            }
         );
         assert_eq!(ServerLine::parse("hello"), ServerLine::Other("hello"));
     }

@@ -1,0 +1,863 @@
+//! The event loop: one thread, one `mio::Poll`, every socket non-blocking.
+//!
+//! # How one turn of the loop goes
+//!
+//! ```text
+//!   ┌──────────────────────────────────────────────────────────────┐
+//!   │ poll(timeout = 0 if work is left over, else next timer,      │
+//!   │      else forever)                                           │
+//!   └──────────────┬───────────────────────────────────────────────┘
+//!                  ▼
+//!   for each event:   LISTENER  -> accept()       admit new connections
+//!                     SIGNALS   -> on_signal()    start shutting down
+//!                     Token(k)  -> read_from(k)   read until WouldBlock,
+//!                                                 frame lines, feed the Room,
+//!                                                 which queues output
+//!                                  queue_flush(k) (when WRITABLE)
+//!                  ▼
+//!   carried-over reads, due timers (rate limit, timeouts, linger)
+//!                  ▼
+//!   flush_pending(): each connection with queued output gets ONE write
+//!                  ▼
+//!   free_closed(): deregister and drop connections that finished closing
+//! ```
+//!
+//! # The rules this file follows
+//!
+//! - **Readiness is edge-triggered.** mio tells us a socket *became*
+//!   readable; it will not say so again until we have read everything. So
+//!   [`Server::read_from`] reads until `WouldBlock`. When it stops early on
+//!   purpose (fairness, flood control) it remembers the connection in
+//!   `unread` or in a timer, because no new event will come for those bytes.
+//! - **Writes are batched, like Redis.** The [`Room`] never writes to a
+//!   socket; it appends to send queues (through [`Mailer`]) and the
+//!   connection is put on `flush_list`. Before the loop sleeps, every
+//!   connection on that list gets one `write()` with everything queued for it
+//!   this turn. WRITABLE interest is asked for only while bytes remain after
+//!   that, and dropped as soon as the queue is empty; otherwise an idle
+//!   server would wake up for every socket that is (always) writable.
+//! - **Close later.** A connection that must go is only *marked* (`closing`)
+//!   while the turn runs; it is deregistered and its slab slot freed in
+//!   [`Server::free_closed`], after every event of the batch. A slab key is
+//!   therefore never reused while an event for its old owner is in hand.
+//! - **One peer's problem is that peer's problem.** Any error while reading
+//!   or writing a connection closes that connection only. Only a failing
+//!   `poll()` ends the loop.
+//! - **Nothing here blocks**, except logging (a write to stderr or a file),
+//!   which is why message contents are only logged at debug level.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use log::{debug, error, info, warn};
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config::{self, Config};
+use crate::framing::{Frame, LineFramer};
+use crate::ratelimit::TokenBucket;
+use crate::room::{ConnId, LeaveReason, Outbox, Refusal, Room};
+use crate::sendq::SendQueue;
+use crate::timers::{Timer, Timers};
+
+/// Connection tokens are slab keys; these two sit at the top of the range,
+/// where the slab never gets to.
+const LISTENER: Token = Token(usize::MAX);
+const SIGNALS: Token = Token(usize::MAX - 1);
+
+/// The one read buffer, shared by all connections (lines are copied out of
+/// it into a connection's framer only while incomplete).
+const READ_CHUNK: usize = 16 * 1024;
+/// Bytes read from one connection per turn before the others get a go.
+const FAIR_READ: usize = 64 * 1024;
+/// Connections accepted per turn before the existing ones get a go.
+const MAX_ACCEPTS_PER_TURN: usize = 128;
+/// Events taken from the kernel per `poll()`.
+const EVENTS_CAPACITY: usize = 1024;
+/// Bytes read and thrown away before closing, so the close sends FIN and
+/// not RST (a RST can destroy the last line we sent before the peer reads it).
+const DRAIN_BEFORE_CLOSE: usize = 64 * 1024;
+
+/// One client socket and everything the loop keeps for it.
+struct Connection {
+    stream: TcpStream,
+    addr: SocketAddr,
+    /// Unique for the server's life, unlike the slab key, so a timer for a
+    /// connection that is gone cannot fire on its successor.
+    serial: u64,
+    framer: LineFramer,
+    sendq: SendQueue,
+    /// What we last registered for, so we only call `reregister` on change.
+    interest: Interest,
+    bucket: TokenBucket,
+    /// The rate limit stopped reading; a `Refill` timer will resume it.
+    throttled: bool,
+    /// Already on `flush_list` this turn.
+    flush_queued: bool,
+    /// Leaving: read nothing more, accept no more output, free once the
+    /// queue is written (or the linger timer says stop waiting).
+    closing: bool,
+    /// Already on `to_free`.
+    freeing: bool,
+    last_input: Instant,
+    /// An idle ping was sent and not answered yet.
+    pinged: bool,
+}
+
+/// The [`Outbox`] the room writes into: appends to send queues, no syscalls.
+struct Mailer<'a> {
+    conns: &'a mut Slab<Connection>,
+    flush_list: &'a mut Vec<usize>,
+    overflowed: &'a mut Vec<usize>,
+    timers: &'a mut Timers,
+    now: Instant,
+}
+
+impl Outbox for Mailer<'_> {
+    fn send(&mut self, to: ConnId, line: &[u8]) {
+        let Some(c) = self.conns.get_mut(to) else {
+            return;
+        };
+        if c.closing {
+            return;
+        }
+        if c.sendq.push(line).is_err() {
+            // A slow reader. It is kicked in `flush_pending`, once the room
+            // is done with the current input; until then it receives nothing.
+            c.closing = true;
+            self.overflowed.push(to);
+            return;
+        }
+        if !c.flush_queued {
+            c.flush_queued = true;
+            self.flush_list.push(to);
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.closing = true;
+        // Duplicate timers are harmless: the first to fire frees it.
+        self.timers.schedule(
+            self.now + config::CLOSE_LINGER,
+            Timer::Linger {
+                key: conn,
+                serial: c.serial,
+            },
+        );
+        if !c.flush_queued {
+            c.flush_queued = true;
+            self.flush_list.push(conn);
+        }
+    }
+}
+
+/// The whole server state. See the module docs for how a turn goes.
+pub struct Server {
+    poll: Poll,
+    listener: TcpListener,
+    signals: Signals,
+    config: Config,
+    conns: Slab<Connection>,
+    room: Room,
+    timers: Timers,
+    /// Connections with output queued this turn.
+    flush_list: Vec<usize>,
+    /// Connections whose send queue overflowed this turn.
+    overflowed: Vec<usize>,
+    /// Connections we stopped reading for fairness; more bytes may wait.
+    unread: Vec<(usize, u64)>,
+    /// Connections to deregister and drop at the end of the turn.
+    to_free: Vec<usize>,
+    read_buf: Box<[u8]>,
+    /// The line being handed to the room (copied out of the framer so the
+    /// room may queue output for the very connection it came from).
+    line: Vec<u8>,
+    per_ip: HashMap<IpAddr, usize>,
+    /// Held open so that, when the process runs out of descriptors, we can
+    /// close it, accept the waiting connection, tell it why, and close it.
+    spare_fd: Option<File>,
+    /// Stopped accepting at the per-turn cap; the backlog may hold more.
+    accept_more: bool,
+    accept_paused: bool,
+    next_serial: u64,
+    shutting_down: bool,
+    shutdown_expired: bool,
+    now: Instant,
+    /// For `--timestamps`: the Unix second last formatted.
+    clock_second: i64,
+}
+
+/// Binds nothing, spawns nothing: serves `listener` until SIGINT/SIGTERM.
+/// Returns an error only if the poll itself fails.
+pub fn run(listener: TcpListener, config: Config) -> io::Result<()> {
+    Server::new(listener, config)?.serve()
+}
+
+impl Server {
+    /// Registers the listener and the signal pipe with a new Poll.
+    pub fn new(mut listener: TcpListener, config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        poll.registry()
+            .register(&mut listener, LISTENER, Interest::READABLE)?;
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        poll.registry()
+            .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        Ok(Server {
+            poll,
+            listener,
+            signals,
+            room: Room::new(config.max_line),
+            config,
+            conns: Slab::new(),
+            timers: Timers::new(),
+            flush_list: Vec::new(),
+            overflowed: Vec::new(),
+            unread: Vec::new(),
+            to_free: Vec::new(),
+            read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
+            line: Vec::new(),
+            per_ip: HashMap::new(),
+            spare_fd: File::open("/dev/null").ok(),
+            accept_more: false,
+            accept_paused: false,
+            next_serial: 0,
+            shutting_down: false,
+            shutdown_expired: false,
+            now: Instant::now(),
+            clock_second: -1,
+        })
+    }
+
+    /// The loop. Returns after a shutdown has drained.
+    pub fn serve(&mut self) -> io::Result<()> {
+        let mut events = Events::with_capacity(EVENTS_CAPACITY);
+        loop {
+            // Sleep until something happens; never spin. Zero only when we
+            // left work undone on purpose last turn (see `unread`).
+            let timeout = if self.accept_more || !self.unread.is_empty() {
+                Some(Duration::ZERO)
+            } else {
+                self.timers.poll_timeout(Instant::now())
+            };
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue; // a signal arrived; it is also in the pipe
+                }
+                error!("poll failed: {e}");
+                return Err(e);
+            }
+            self.now = Instant::now();
+            self.tick_clock();
+            let carried = std::mem::take(&mut self.unread);
+
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => self.accept(),
+                    SIGNALS => self.on_signal(),
+                    Token(k) => {
+                        if event.is_writable() {
+                            self.queue_flush(k);
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.read_from(k);
+                        }
+                    }
+                }
+            }
+
+            if self.accept_more && !self.accept_paused && !self.shutting_down {
+                self.accept();
+            }
+            for (k, serial) in carried {
+                if self.conns.get(k).is_some_and(|c| c.serial == serial) {
+                    self.read_from(k);
+                }
+            }
+            self.run_timers();
+            self.flush_pending();
+            self.free_closed();
+
+            if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
+                info!("shutdown complete");
+                return Ok(());
+            }
+        }
+    }
+
+    /// Accepts waiting connections, at most [`MAX_ACCEPTS_PER_TURN`].
+    fn accept(&mut self) {
+        self.accept_more = false;
+        if self.accept_paused || self.shutting_down {
+            return;
+        }
+        for _ in 0..MAX_ACCEPTS_PER_TURN {
+            match self.listener.accept() {
+                Ok((stream, addr)) => self.admit(stream, addr),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) if out_of_descriptors(&e) => {
+                    if !self.shed_with_spare_fd() {
+                        return;
+                    }
+                }
+                // ECONNABORTED and friends concern one connection only.
+                Err(e) => warn!("accept failed: {e}"),
+            }
+        }
+        self.accept_more = true; // the backlog may hold more: next turn
+    }
+
+    /// Out of descriptors with connections waiting. Closes the spare
+    /// descriptor, accepts one connection with it, tells that client why
+    /// and closes it, then takes the spare back. Without this, the waiting
+    /// connection would sit in the backlog forever (edge-triggered: no new
+    /// event) or, with level-triggered polling, wake us in a busy loop.
+    /// Returns `true` if the caller should keep accepting.
+    fn shed_with_spare_fd(&mut self) -> bool {
+        if let Some(spare) = self.spare_fd.take() {
+            drop(spare);
+            let result = self.listener.accept();
+            self.spare_fd = File::open("/dev/null").ok();
+            match result {
+                Ok((stream, addr)) => {
+                    warn!("out of file descriptors: refused {addr}");
+                    refuse(stream, Refusal::NoDescriptors);
+                    return self.spare_fd.is_some();
+                }
+                // Linux reports EMFILE before looking at the backlog, so an
+                // empty backlog shows only once a descriptor is free.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(_) => {}
+            }
+        }
+        // No spare (another process took the last one): try again later.
+        warn!(
+            "out of file descriptors: pausing accept for {:?}",
+            config::ACCEPT_PAUSE
+        );
+        self.accept_paused = true;
+        self.timers
+            .schedule(self.now + config::ACCEPT_PAUSE, Timer::ResumeAccept);
+        false
+    }
+
+    /// Sets up a freshly accepted connection, or refuses it.
+    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+        if self.conns.len() >= self.config.max_clients {
+            info!(
+                "refused {addr}: server full ({} clients)",
+                self.config.max_clients
+            );
+            return refuse(
+                stream,
+                Refusal::Full {
+                    max: self.config.max_clients,
+                },
+            );
+        }
+        let ip = address_key(addr.ip());
+        let limit = self.config.max_per_ip;
+        let exempt = ip.is_loopback() && !self.config.limit_loopback;
+        if limit > 0 && !exempt && self.per_ip.get(&ip).copied().unwrap_or(0) >= limit {
+            warn!("refused {addr}: {limit} connections from that address");
+            return refuse(stream, Refusal::TooManyFromAddress { max: limit });
+        }
+        // Nagle's algorithm would hold our small lines back waiting for ACKs;
+        // we batch writes ourselves already.
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("{addr}: set_nodelay: {e}");
+        }
+        set_keepalive(&stream, addr);
+
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        if let Err(e) = self
+            .poll
+            .registry()
+            .register(&mut stream, Token(key), Interest::READABLE)
+        {
+            warn!("{addr}: cannot register: {e}");
+            return;
+        }
+        let serial = self.next_serial;
+        self.next_serial += 1;
+        entry.insert(Connection {
+            stream,
+            addr,
+            serial,
+            framer: LineFramer::new(self.config.max_line),
+            sendq: SendQueue::new(self.config.max_sendq),
+            interest: Interest::READABLE,
+            bucket: TokenBucket::new(self.config.max_rate, self.config.burst, self.now),
+            throttled: false,
+            flush_queued: false,
+            closing: false,
+            freeing: false,
+            last_input: self.now,
+            pinged: false,
+        });
+        *self.per_ip.entry(ip).or_insert(0) += 1;
+        debug!("accepted {addr} as #{key}");
+        self.timers.schedule(
+            self.now + self.config.register_timeout,
+            Timer::RegisterDeadline { key, serial },
+        );
+        if let Some(idle) = self.config.idle_timeout {
+            self.timers
+                .schedule(self.now + idle, Timer::IdleCheck { key, serial });
+        }
+        let (room, mut out) = self.split();
+        room.connected(key, &mut out);
+    }
+
+    /// Reads from connection `k` until `WouldBlock`, handing each complete
+    /// line to the room. Stops early, remembering to come back, when the
+    /// connection used up its fair share of this turn or its rate limit.
+    fn read_from(&mut self, k: usize) {
+        let mut budget = FAIR_READ;
+        loop {
+            // Lines already buffered go first: on EOF they must not be lost,
+            // and under flood control they are what we are waiting to send.
+            if !self.hand_lines_to_room(k) {
+                return;
+            }
+            let Some(c) = self.conns.get_mut(k) else {
+                return;
+            };
+            if budget == 0 {
+                self.unread.push((k, c.serial));
+                return;
+            }
+            match c.stream.read(&mut self.read_buf) {
+                Ok(0) => {
+                    // The peer closed its side. Whatever it sent before has
+                    // been handled above; a partial last line is dropped.
+                    self.peer_gone(k, LeaveReason::Closed, false);
+                    return;
+                }
+                Ok(n) => {
+                    c.framer.push(&self.read_buf[..n]);
+                    c.last_input = self.now;
+                    c.pinged = false;
+                    budget = budget.saturating_sub(n);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    debug!("#{k}: read error: {e}");
+                    self.peer_gone(k, LeaveReason::Reset, true);
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Gives every complete line in `k`'s framer to the room, as far as the
+    /// rate limit allows. Returns `false` if reading should stop (throttled,
+    /// closing, or gone).
+    fn hand_lines_to_room(&mut self, k: usize) -> bool {
+        loop {
+            let Some(c) = self.conns.get_mut(k) else {
+                return false;
+            };
+            if c.closing || c.throttled {
+                return false;
+            }
+            if c.framer.buffered() == 0 {
+                return true;
+            }
+            if !c.bucket.ready(self.now) {
+                // Flood control: stop reading; the socket's receive buffer
+                // fills and TCP slows the sender down. Resume on the timer.
+                c.throttled = true;
+                let at = c.bucket.ready_at(self.now);
+                self.timers.schedule(
+                    at,
+                    Timer::Refill {
+                        key: k,
+                        serial: c.serial,
+                    },
+                );
+                return false;
+            }
+            let too_long = match c.framer.next_frame() {
+                None => return true,
+                Some(Frame::TooLong) => true,
+                Some(Frame::Line(bytes)) => {
+                    self.line.clear();
+                    self.line.extend_from_slice(bytes);
+                    false
+                }
+            };
+            c.bucket.take();
+            let line = std::mem::take(&mut self.line);
+            let frame = if too_long {
+                Frame::TooLong
+            } else {
+                Frame::Line(&line)
+            };
+            let (room, mut out) = self.split();
+            room.handle_frame(k, frame, &mut out);
+            self.line = line;
+        }
+    }
+
+    /// The peer went away or failed. The room tells the others; with
+    /// `hard`, the socket is useless and is freed at the end of the turn,
+    /// otherwise (EOF: a half-close) what is queued for it is still sent.
+    fn peer_gone(&mut self, k: usize, reason: LeaveReason, hard: bool) {
+        let (room, mut out) = self.split();
+        room.disconnected(k, &reason, &mut out);
+        out.close(k);
+        if hard {
+            self.free_later(k);
+        }
+    }
+
+    /// Puts `k` on the flush list (a WRITABLE event: the kernel has room).
+    fn queue_flush(&mut self, k: usize) {
+        if let Some(c) = self.conns.get_mut(k) {
+            if !c.flush_queued {
+                c.flush_queued = true;
+                self.flush_list.push(k);
+            }
+        }
+    }
+
+    /// Before sleeping: kick slow readers, then write each connection that
+    /// has output, once. This is where the turn's syscalls are batched: a
+    /// recipient of 50 messages this turn gets one `write()`, not 50.
+    fn flush_pending(&mut self) {
+        loop {
+            if let Some(k) = self.overflowed.pop() {
+                self.kick(
+                    k,
+                    Refusal::SendQueueExceeded,
+                    LeaveReason::SendQueueExceeded,
+                );
+                continue;
+            }
+            let Some(k) = self.flush_list.pop() else {
+                return;
+            };
+            self.flush(k);
+        }
+    }
+
+    /// Writes `k`'s queue until it is empty or the socket is full, then
+    /// sets the interest to match: WRITABLE only while bytes remain.
+    fn flush(&mut self, k: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        c.flush_queued = false;
+        if c.freeing {
+            return;
+        }
+        if let Err(e) = c.sendq.write_to(&mut c.stream) {
+            debug!("#{k}: write error: {e}");
+            return self.peer_gone(k, LeaveReason::WriteError, true);
+        }
+        if c.closing && c.sendq.is_empty() {
+            return self.free_later(k);
+        }
+        let want = if c.sendq.is_empty() {
+            Interest::READABLE
+        } else {
+            Interest::READABLE | Interest::WRITABLE
+        };
+        if want != c.interest {
+            match self
+                .poll
+                .registry()
+                .reregister(&mut c.stream, Token(k), want)
+            {
+                Ok(()) => c.interest = want,
+                Err(e) => {
+                    warn!("#{k}: reregister failed: {e}");
+                    self.peer_gone(k, LeaveReason::WriteError, true);
+                }
+            }
+        }
+    }
+
+    /// Disconnects `k` for breaking a limit: its pending output is replaced
+    /// by one error line saying why, the others are told it left.
+    fn kick(&mut self, k: usize, refusal: Refusal, reason: LeaveReason) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        if c.freeing {
+            return;
+        }
+        let nick = self.room.nick(k).unwrap_or("-");
+        warn!("{} ({nick}) disconnected: {reason}", c.addr);
+        c.sendq.replace_with(refusal.line().as_bytes());
+        let (room, mut out) = self.split();
+        room.disconnected(k, &reason, &mut out);
+        out.close(k);
+    }
+
+    fn free_later(&mut self, k: usize) {
+        if let Some(c) = self.conns.get_mut(k) {
+            if !c.freeing {
+                c.freeing = true;
+                c.closing = true;
+                self.to_free.push(k);
+            }
+        }
+    }
+
+    /// End of turn: drop the connections that finished closing. Their slab
+    /// slots can be reused from the next turn on.
+    fn free_closed(&mut self) {
+        for k in std::mem::take(&mut self.to_free) {
+            if !self.conns.get(k).is_some_and(|c| c.freeing) {
+                continue;
+            }
+            let mut c = self.conns.remove(k);
+            // The room forgot it already, unless it is being freed for a
+            // reason the room has not heard (harmless: a no-op then).
+            let (room, mut out) = self.split();
+            room.disconnected(k, &LeaveReason::Closed, &mut out);
+            if let Err(e) = self.poll.registry().deregister(&mut c.stream) {
+                debug!("#{k}: deregister: {e}");
+            }
+            drain_input(&mut c.stream);
+            let ip = address_key(c.addr.ip());
+            if let Some(n) = self.per_ip.get_mut(&ip) {
+                *n -= 1;
+                if *n == 0 {
+                    self.per_ip.remove(&ip);
+                }
+            }
+            debug!("closed #{k} ({})", c.addr);
+        }
+        // The room may have queued more lines (leave notices) for others.
+        if !self.flush_list.is_empty() || !self.overflowed.is_empty() {
+            self.flush_pending();
+            if !self.to_free.is_empty() {
+                self.free_closed();
+            }
+        }
+    }
+
+    /// Fires every due timer.
+    fn run_timers(&mut self) {
+        while let Some(timer) = self.timers.pop_due(self.now) {
+            match timer {
+                Timer::RegisterDeadline { key, serial } => {
+                    if self.live(key, serial) && !self.room.is_joined(key) {
+                        let secs = self.config.register_timeout.as_secs();
+                        self.kick(
+                            key,
+                            Refusal::RegisterTimeout { secs },
+                            LeaveReason::RegisterTimeout,
+                        );
+                    }
+                }
+                Timer::IdleCheck { key, serial } => self.idle_check(key, serial),
+                Timer::Refill { key, serial } => {
+                    if let Some(c) = self.conns.get_mut(key) {
+                        if c.serial == serial {
+                            c.throttled = false;
+                            self.read_from(key);
+                        }
+                    }
+                }
+                Timer::Linger { key, serial } => {
+                    if self.conns.get(key).is_some_and(|c| c.serial == serial) {
+                        self.free_later(key);
+                    }
+                }
+                Timer::ResumeAccept => {
+                    self.accept_paused = false;
+                    self.accept();
+                }
+                Timer::ShutdownDeadline => self.shutdown_expired = true,
+            }
+        }
+    }
+
+    /// `--idle-timeout`: ping a silent connection, close it if the ping
+    /// gets no answer within the grace period.
+    fn idle_check(&mut self, key: usize, serial: u64) {
+        let (Some(idle), Some(grace)) = (self.config.idle_timeout, self.config.ping_grace()) else {
+            return;
+        };
+        if !self.live(key, serial) {
+            return;
+        }
+        let Some(c) = self.conns.get_mut(key) else {
+            return;
+        };
+        let silent_since = c.last_input;
+        if c.pinged {
+            let secs = idle.as_secs().max(1);
+            return self.kick(key, Refusal::IdleTimeout { secs }, LeaveReason::IdleTimeout);
+        }
+        if self.now >= silent_since + idle {
+            c.pinged = true;
+            self.timers
+                .schedule(self.now + grace, Timer::IdleCheck { key, serial });
+            let (room, mut out) = self.split();
+            room.ping(key, grace.as_secs().max(1), &mut out);
+        } else {
+            self.timers
+                .schedule(silent_since + idle, Timer::IdleCheck { key, serial });
+        }
+    }
+
+    /// SIGINT/SIGTERM: tell everyone, stop accepting, let output drain for
+    /// at most [`config::SHUTDOWN_GRACE`].
+    fn on_signal(&mut self) {
+        // Read every pending signal: the pipe behind them is edge-triggered.
+        let received = self.signals.pending().count();
+        if received == 0 || self.shutting_down {
+            return;
+        }
+        info!("shutting down");
+        self.shutting_down = true;
+        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
+            debug!("deregister listener: {e}");
+        }
+        self.timers
+            .schedule(self.now + config::SHUTDOWN_GRACE, Timer::ShutdownDeadline);
+        let (room, mut out) = self.split();
+        room.shutdown(&mut out);
+    }
+
+    /// Whether `key` still holds the connection `serial` and it is open.
+    fn live(&self, key: usize, serial: u64) -> bool {
+        self.conns
+            .get(key)
+            .is_some_and(|c| c.serial == serial && !c.closing)
+    }
+
+    /// With `--timestamps`, gives the room the current HH:MM:SS (local).
+    fn tick_clock(&mut self) {
+        if !self.config.timestamps {
+            return;
+        }
+        let secs = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        if secs != self.clock_second {
+            self.clock_second = secs;
+            self.room.set_clock(Some(&local_hhmmss(secs)));
+        }
+    }
+
+    /// The room and an outbox over our connections, borrowed together.
+    fn split(&mut self) -> (&mut Room, Mailer<'_>) {
+        (
+            &mut self.room,
+            Mailer {
+                conns: &mut self.conns,
+                flush_list: &mut self.flush_list,
+                overflowed: &mut self.overflowed,
+                timers: &mut self.timers,
+                now: self.now,
+            },
+        )
+    }
+}
+
+/// Sends a one-line refusal to a connection we will not keep, and closes it.
+/// The socket is new, so its buffer has room for one short line.
+fn refuse(mut stream: TcpStream, refusal: Refusal) {
+    let _ = stream.write(refusal.line().as_bytes());
+    drain_input(&mut stream);
+}
+
+/// Reads and discards what the peer sent, without blocking (see
+/// [`DRAIN_BEFORE_CLOSE`]).
+fn drain_input(stream: &mut TcpStream) {
+    let mut sink = [0u8; 4096];
+    let mut left = DRAIN_BEFORE_CLOSE;
+    while left > 0 {
+        match stream.read(&mut sink) {
+            Ok(0) | Err(_) => return,
+            Ok(n) => left = left.saturating_sub(n),
+        }
+    }
+}
+
+/// TCP keepalive, so a peer that vanished (power cut, cable pulled) is
+/// noticed in about two minutes even if we never write to it.
+fn set_keepalive(stream: &TcpStream, addr: SocketAddr) {
+    let keepalive = socket2::TcpKeepalive::new()
+        .with_time(config::KEEPALIVE_IDLE)
+        .with_interval(config::KEEPALIVE_INTERVAL)
+        .with_retries(config::KEEPALIVE_RETRIES);
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_keepalive(&keepalive) {
+        debug!("{addr}: keepalive: {e}");
+    }
+}
+
+/// The per-address limit counts IPv4 addresses one by one and IPv6 by /64
+/// (one customer's network: a host there can pick any address in it).
+fn address_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+    }
+}
+
+fn out_of_descriptors(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+    )
+}
+
+/// `HH:MM:SS` in the server's local time zone.
+fn local_hhmmss(unix_secs: i64) -> String {
+    let t = unix_secs as libc::time_t;
+    // SAFETY: localtime_r only writes the struct we pass; zeroed is a valid tm.
+    let mut tm: libc::tm = unsafe { std::mem::zeroed() };
+    let ok = unsafe { !libc::localtime_r(&t, &mut tm).is_null() };
+    if !ok {
+        let s = unix_secs.rem_euclid(86_400);
+        return format!("{:02}:{:02}:{:02}", s / 3600, s / 60 % 60, s % 60);
+    }
+    format!("{:02}:{:02}:{:02}", tm.tm_hour, tm.tm_min, tm.tm_sec)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_is_limited_per_64() {
+        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
+        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        assert_eq!(address_key(a), address_key(b));
+        assert_ne!(address_key(a), address_key(c));
+        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
+        assert_eq!(address_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn clock_format() {
+        let s = local_hhmmss(0);
+        assert_eq!(s.len(), 8);
+        assert_eq!(&s[2..3], ":");
+    }
+}
