@@ -623,6 +623,8 @@ fn main() {
                 "0",
                 "--max-clients",
                 "100000",
+                "--log-level",
+                "warn",
             ]
             .iter()
             .map(|s| s.to_string())
