@@ -143,6 +143,11 @@ pub fn serve(listen: SocketAddr) -> io::Result<()> {
     let listener = TcpListener::bind(listen)?;
     println!("listening on {}", listener.local_addr()?);
     io::stdout().flush()?;
+    serve_listener(listener)
+}
+
+/// Serves clients from `listener` forever (tests run it on a thread).
+pub fn serve_listener(listener: TcpListener) -> io::Result<()> {
     let room = Arc::new(Room::default());
     let mut next_id = 0u64;
     for stream in listener.incoming() {

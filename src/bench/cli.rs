@@ -216,20 +216,22 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
     if m.opt_present("help") {
         return Ok(Parsed::Help(usage()));
     }
-    let mut free = m.free.iter();
-    let mut workload = Workload::Fanout;
+    let mut workload = None;
     let mut addr_text = None;
-    for arg in free.by_ref() {
-        match arg.as_str() {
-            "fanout" if addr_text.is_none() => workload = Workload::Fanout,
-            "idle" if addr_text.is_none() => workload = Workload::Idle,
-            "churn" if addr_text.is_none() => workload = Workload::Churn,
-            other if addr_text.is_none() && other.contains(':') => {
-                addr_text = Some(other.to_string())
-            }
-            other => return Err(UsageError(format!("unexpected argument: {other:?}"))),
+    for arg in &m.free {
+        let w = match arg.as_str() {
+            "fanout" => Some(Workload::Fanout),
+            "idle" => Some(Workload::Idle),
+            "churn" => Some(Workload::Churn),
+            _ => None,
+        };
+        match w {
+            Some(w) if workload.is_none() => workload = Some(w),
+            None if addr_text.is_none() && arg.contains(':') => addr_text = Some(arg.clone()),
+            _ => return Err(UsageError(format!("unexpected argument: {arg:?}"))),
         }
     }
+    let workload = workload.unwrap_or(Workload::Fanout);
     let addr_text = addr_text.unwrap_or_else(|| "127.0.0.1:7878".to_string());
     let addr = addr_text
         .to_socket_addrs()
@@ -241,8 +243,10 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
     if let Some(v) = num(&m, "clients")? {
         c.clients = v;
     }
-    if let Some(v) = num(&m, "senders")? {
-        c.senders = v;
+    match num(&m, "senders")? {
+        Some(v) => c.senders = v,
+        // The default 4, unless there are fewer clients.
+        None => c.senders = c.senders.min(c.clients),
     }
     if let Some(v) = num::<f64>(&m, "rate")? {
         if !v.is_finite() || v < 0.0 {
@@ -354,6 +358,10 @@ mod tests {
         assert_eq!(c.rate, 0.0);
         assert!(c.json);
         assert!(matches!(p(&["--help"]), Ok(Parsed::Help(_))));
+        let Ok(Parsed::Run(c)) = p(&["127.0.0.1:9", "churn", "--clients", "2"]) else {
+            panic!()
+        };
+        assert_eq!((c.workload, c.senders), (Workload::Churn, 2));
     }
 
     #[test]
@@ -363,6 +371,7 @@ mod tests {
             &["--bogus"],
             &["nope"],
             &["fanout", "127.0.0.1:1", "extra"],
+            &["fanout", "idle"],
             &["--senders", "5", "--clients", "4"],
             &["--rate", "-1"],
             &["--source-addrs", "foo"],

@@ -690,11 +690,7 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     run.acc.measure_start_ns = run.ns(measure_start);
     run.acc.measure_end_ns = send_end.map_or(u64::MAX, |e| run.ns(e));
     let send_start_ns = run.ns(send_start);
-    let interval_ns = if cfg.rate > 0.0 { 1e9 / cfg.rate } else { 0.0 };
-    let s_count = n_senders as u64;
-    let intended = |seq: u64, i: usize| -> u64 {
-        send_start_ns + ((seq * s_count + i as u64) as f64 * interval_ns) as u64
-    };
+    let intended = |seq: u64, i: usize| intended_ns(send_start_ns, cfg.rate, n_senders, i, seq);
     let mut cost: Option<CostWindow> = None;
     // Send and receive until the schedule (or the message count) is done.
     let send_stop = loop {
@@ -861,6 +857,15 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     Ok(report)
 }
 
+/// The open-loop schedule: the intended send time of message `seq` of
+/// sender `i` among `senders`, at `rate` messages/s in total. The senders
+/// take turns, so the total is evenly spaced: message k of the run (k =
+/// seq * senders + i) is due at `start + k / rate`.
+pub fn intended_ns(start_ns: u64, rate: f64, senders: usize, i: usize, seq: u64) -> u64 {
+    let k = seq.saturating_mul(senders as u64).saturating_add(i as u64);
+    start_ns.saturating_add((k as f64 * 1e9 / rate) as u64)
+}
+
 fn run_ns(t0: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(t0).as_nanos() as u64
 }
@@ -943,4 +948,77 @@ fn churn(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     // Attempts still in flight at the end are neither joins nor failures.
     report.in_flight_at_end = run.conns.len() as u64;
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schedule_is_evenly_spaced_across_senders() {
+        // 1000 msg/s over 4 senders: one message every 1 ms, round robin.
+        let t = |i, seq| intended_ns(5_000, 1000.0, 4, i, seq);
+        assert_eq!(t(0, 0), 5_000);
+        assert_eq!(t(1, 0), 1_005_000);
+        assert_eq!(t(3, 0), 3_005_000);
+        assert_eq!(t(0, 1), 4_005_000);
+        assert_eq!(t(2, 10), 5_000 + 42_000_000);
+        // Each sender alone runs at rate / senders.
+        assert_eq!(t(1, 250) - t(1, 0), 1_000_000_000);
+    }
+
+    #[test]
+    fn feed_splits_lines_across_reads() {
+        let mut events = Vec::new();
+        let stream = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
+            TcpStream::from_std(s)
+        };
+        let mut conn = Conn {
+            stream,
+            state: State::Greeting,
+            nick: 1,
+            partial: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            sender: None,
+            trackers: vec![SeqTracker::default()],
+            started: Instant::now(),
+        };
+        let mut acc = Run::new(&Config::new(
+            Workload::Fanout,
+            "127.0.0.1:1".parse().unwrap(),
+        ))
+        .unwrap()
+        .acc;
+        acc.senders.push(Sender {
+            key: 0,
+            next_seq: 2,
+            sent_ns: vec![0, 0],
+            acks: VecDeque::from([0, 0]),
+            ack_base: 0,
+        });
+        acc.receivers_per_msg = 1;
+        acc.measure_start_ns = 0;
+        feed(&mut conn, b"* Welcome\n* The room con", 10, &mut acc);
+        assert_eq!(conn.state, State::Joining);
+        assert!(conn.out.ends_with(b"\n"), "the nickname was sent");
+        feed(&mut conn, b"tains: a\n[a] b0:0:0:x", 10, &mut acc);
+        assert_eq!(conn.state, State::Joined);
+        feed(
+            &mut conn,
+            b"xx\r\n[a] b0:1:0:\n[a] b0:1:0:\n[a] hello\n",
+            2_000_000,
+            &mut acc,
+        );
+        events.push((acc.deliveries, acc.duplicates, acc.foreign));
+        assert_eq!(events, [(2, 1, 1)]);
+        assert!(
+            acc.senders[0].acks.is_empty(),
+            "both messages fully delivered"
+        );
+        assert_eq!(acc.senders[0].ack_base, 2);
+        assert_eq!(acc.lat.len(), 2);
+    }
 }
