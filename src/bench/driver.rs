@@ -587,6 +587,9 @@ struct CostWindow {
     server_peak_rss: u64,
     bench_start: Option<ProcSample>,
     perf: Option<proc_stats::SyscallCounter>,
+    /// Deliveries so far when the window opened: the server's cost is
+    /// divided by the deliveries made over the same window.
+    deliveries_start: u64,
 }
 
 impl CostWindow {
@@ -600,6 +603,7 @@ impl CostWindow {
             server_peak_rss: server_start.map_or(0, |s| s.rss_kib),
             server_start,
             bench_start: proc_stats::sample(std::process::id()).ok(),
+            deliveries_start: run.acc.deliveries,
         }
     }
 
@@ -609,7 +613,9 @@ impl CostWindow {
         }
     }
 
-    fn finish(mut self, run: &Run, deliveries: u64, report: &mut Report) {
+    fn finish(mut self, run: &Run, report: &mut Report) {
+        let deliveries = run.acc.deliveries - self.deliveries_start;
+        report.cost_window_deliveries = deliveries;
         let perf_writes = self.perf.take().and_then(|p| p.stop());
         if let (Some(a), Some(b)) = (self.server_start, run.sample_server()) {
             self.server_peak_rss = self.server_peak_rss.max(b.rss_kib);
@@ -807,8 +813,7 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         run.turn(deadline, events)?;
     }
     report.drain_s = drain_start.elapsed().as_secs_f64();
-    let measured_deliveries = run.acc.measured_deliveries;
-    cost.finish(run, measured_deliveries, &mut report);
+    cost.finish(run, &mut report);
 
     // Loss: per receiver, per sender, what was sent and not received.
     let sent_by: Vec<u64> = run.acc.senders.iter().map(|s| s.next_seq).collect();
@@ -888,7 +893,7 @@ fn idle(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     let mut report = base_report(run, join_time);
     report.held = run.joined() as u64;
     report.measured_s = run.cfg.duration.as_secs_f64();
-    cost.finish(run, 0, &mut report);
+    cost.finish(run, &mut report);
     report.failures = run.acc.failures.clone();
     report.error_lines = run.acc.error_lines;
     Ok(report)
@@ -942,7 +947,7 @@ fn churn(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     report.joins = run.acc.joined_total;
     report.measured_s = elapsed.as_secs_f64();
     report.requested = run.launched as usize;
-    cost.finish(run, 0, &mut report);
+    cost.finish(run, &mut report);
     report.failures = run.acc.failures.clone();
     report.error_lines = run.acc.error_lines;
     // Attempts still in flight at the end are neither joins nor failures.

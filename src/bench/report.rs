@@ -57,6 +57,9 @@ pub struct Report {
     pub latency: Option<LatencySummary>,
     pub latency_uncorrected: Option<LatencySummary>,
     pub drain_s: f64,
+    /// Deliveries between the start of the measured window and the end of
+    /// the drain: the divisor of the server's per-delivery costs.
+    pub cost_window_deliveries: u64,
     pub server: Option<ServerCost>,
     pub bench_cpu_s: Option<f64>,
     pub bench_rss_kib: Option<u64>,
@@ -105,6 +108,7 @@ impl Report {
             latency: None,
             latency_uncorrected: None,
             drain_s: 0.0,
+            cost_window_deliveries: 0,
             server: None,
             bench_cpu_s: None,
             bench_rss_kib: None,
@@ -202,6 +206,7 @@ impl Report {
             "foreign_lines": self.foreign_lines,
             "error_lines": self.error_lines,
             "drain_s": self.drain_s,
+            "cost_window_deliveries": self.cost_window_deliveries,
             "latency_us": lat_json(&self.latency),
             "latency_uncorrected_us": lat_json(&self.latency_uncorrected),
             "joins": self.joins,
