@@ -90,6 +90,7 @@ struct Acc {
     duplicates: u64,
     foreign: u64,
     error_lines: u64,
+    greeting_nudges: u64,
     lat: LatencyHist,
     lat_uncorrected: LatencyHist,
     lat_second: LatencyHist,
@@ -123,6 +124,16 @@ fn io_kind(prefix: &str, e: &io::Error) -> String {
         _ => "other",
     };
     format!("{prefix}_{k}")
+}
+
+/// How long a connected client waits for the greeting before sending its
+/// nickname anyway.
+const GREETING_WAIT: Duration = Duration::from_secs(1);
+
+/// The nickname of client `n`: unique per bench process, alphanumeric, so
+/// any Budget Chat server accepts it.
+fn nick(n: u64) -> String {
+    format!("lb{}n{n}", std::process::id())
 }
 
 /// Handles one complete line from `conn`.
@@ -278,6 +289,7 @@ struct Run<'c> {
     connect_origin: Instant,
     connect_base: u64,
     next_progress: Instant,
+    next_nudge: Instant,
 }
 
 impl<'c> Run<'c> {
@@ -307,6 +319,7 @@ impl<'c> Run<'c> {
                 duplicates: 0,
                 foreign: 0,
                 error_lines: 0,
+                greeting_nudges: 0,
                 lat: LatencyHist::new(),
                 lat_uncorrected: LatencyHist::new(),
                 lat_second: LatencyHist::new(),
@@ -318,6 +331,7 @@ impl<'c> Run<'c> {
             connect_origin: t0,
             connect_base: 0,
             next_progress: t0 + Duration::from_secs(1),
+            next_nudge: t0,
         })
     }
 
@@ -555,12 +569,33 @@ impl<'c> Run<'c> {
                 }
                 return Ok(now - start);
             }
+            self.nudge_silent(now);
             self.progress(now, "joining");
             let mut deadline = give_up.min(self.next_progress);
             if self.launched < want {
                 deadline = deadline.min(self.next_connect_at());
             }
             self.turn(deadline, events)?;
+        }
+    }
+
+    /// Sends the nickname on connections that got no greeting within
+    /// [`GREETING_WAIT`]. Some servers do not greet; and under a connect
+    /// burst a SYN-cookie handshake is only completed on the server's side
+    /// when the client sends something, so a silent client would wait forever.
+    fn nudge_silent(&mut self, now: Instant) {
+        if now < self.next_nudge {
+            return;
+        }
+        self.next_nudge = now + GREETING_WAIT / 4;
+        let Run { conns, acc, .. } = self;
+        for (_, conn) in conns.iter_mut() {
+            if conn.state == State::Greeting && now.duration_since(conn.started) >= GREETING_WAIT {
+                dialect::nick_line(&nick(conn.nick), &mut conn.out);
+                conn.state = State::Joining;
+                acc.greeting_nudges += 1;
+                flush(conn, acc);
+            }
         }
     }
 
@@ -654,6 +689,7 @@ impl CostWindow {
 
 fn base_report(run: &Run, join_time: Duration) -> Report {
     let mut r = Report::new(run.cfg.clone());
+    r.greeting_nudges = run.acc.greeting_nudges;
     r.joined = run.acc.joined_total;
     r.join_s = join_time.as_secs_f64();
     r.join_latency = run.acc.join_latency.summary();
@@ -931,6 +967,7 @@ fn churn(run: &mut Run, events: &mut Events) -> io::Result<Report> {
             run.acc.fail("join_timeout");
             run.close(k);
         }
+        run.nudge_silent(now);
         run.launch_due(now, None, Some(cfg.clients));
         if now >= run.next_progress {
             cost.tick(run);
