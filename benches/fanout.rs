@@ -9,8 +9,8 @@
 //! 3. 10,000 idle joined clients: RSS per connection and threads;
 //! 4. churn: joins per second.
 //!
-//! Every group starts a fresh server process (so memory figures are not
-//! polluted by earlier groups). The loopchat server is the package's
+//! Every sweep point and every other group starts a fresh server process
+//! (so one group's departures and memory do not pollute the next). The loopchat server is the package's
 //! `loopchat-server` binary (built by `cargo bench` itself); the baseline is
 //! this same bench executable re-run with `--serve-threaded`, which runs
 //! `loopchat::bench::baseline` and nothing else. The load comes from the
@@ -166,10 +166,13 @@ struct Sweep {
 }
 
 fn sweep(kind: &ServerKind, plan: &Plan, clients: usize, rates: &[f64]) -> Result<Sweep, String> {
-    let server = kind.start()?;
     let mut points = Vec::new();
     let mut capacity = None;
+    let mut broken_in_a_row = 0;
     for &rate in rates {
+        // A fresh server per point: the previous point's clients leaving
+        // (every departure is announced to everyone) must not overlap.
+        let server = kind.start()?;
         let mut c = config(Workload::Fanout, &server);
         c.clients = clients;
         c.senders = 4.min(clients - 1);
@@ -207,8 +210,14 @@ fn sweep(kind: &ServerKind, plan: &Plan, clients: usize, rates: &[f64]) -> Resul
         points.push(r);
         if ok {
             capacity = Some(points.len() - 1);
+            broken_in_a_row = 0;
         } else {
-            break;
+            // Two broken points in a row end the sweep: one can be noise
+            // on a shared machine, two are the server's limit.
+            broken_in_a_row += 1;
+            if broken_in_a_row >= 2 {
+                break;
+            }
         }
     }
     Ok(Sweep {
@@ -280,7 +289,6 @@ fn churn(kind: &ServerKind, plan: &Plan) -> Result<Report, String> {
 }
 
 fn run_server(kind: &ServerKind, plan: &Plan) -> Result<ServerResults, String> {
-    eprintln!("== {} ==", kind.name);
     let small = sweep(kind, plan, plan.sweep_small_clients, &plan.rates_small)?;
     let large = sweep(kind, plan, plan.sweep_large_clients, &plan.rates_large)?;
     let (idle, idle_rss_empty_kib) = idle(kind, plan)?;
@@ -357,9 +365,32 @@ fn fmt(v: Option<f64>, digits: usize) -> String {
     v.map_or("-".into(), |v| format!("{v:.digits$}"))
 }
 
-fn table(results: &[ServerResults], plan: &Plan) -> String {
-    let heads: Vec<Headline> = results.iter().map(|r| headline(r, plan)).collect();
-    let names: Vec<&str> = results.iter().map(|r| r.name).collect();
+/// The median of the runs' values that exist.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+/// Each server's runs.
+struct Runs {
+    name: &'static str,
+    runs: Vec<ServerResults>,
+}
+
+fn table(all: &[Runs], plan: &Plan) -> String {
+    let heads: Vec<Vec<Headline>> = all
+        .iter()
+        .map(|k| k.runs.iter().map(|r| headline(r, plan)).collect())
+        .collect();
+    let names: Vec<&str> = all.iter().map(|k| k.name).collect();
     let mut t = String::new();
     t.push_str(&format!(
         "| figure | {} | ratio |\n|---|",
@@ -445,7 +476,10 @@ fn table(results: &[ServerResults], plan: &Plan) -> String {
         ("churn (joins/s)".into(), |h| h.churn_joins, 0, true),
     ];
     for (label, get, digits, higher_better) in rows {
-        let vals: Vec<Option<f64>> = heads.iter().map(get).collect();
+        let vals: Vec<Option<f64>> = heads
+            .iter()
+            .map(|runs| median(runs.iter().filter_map(get).collect()))
+            .collect();
         let ratio = match (
             vals.first().copied().flatten(),
             vals.get(1).copied().flatten(),
@@ -459,7 +493,11 @@ fn table(results: &[ServerResults], plan: &Plan) -> String {
         let cells: Vec<String> = vals.iter().map(|v| fmt(*v, digits)).collect();
         t.push_str(&format!("| {label} | {} | {ratio} |\n", cells.join(" | ")));
     }
-    t.push_str("\nratio: how many times better the first column is (higher-is-better figures: first/second; lower-is-better: second/first).\n");
+    let n_runs = all.iter().map(|k| k.runs.len()).max().unwrap_or(0);
+    t.push_str(&format!(
+        "\nFigures are medians of {n_runs} run(s) per server, the servers alternating. "
+    ));
+    t.push_str("ratio: how many times better the first column is (higher-is-better figures: first/second; lower-is-better: second/first).\n");
     t
 }
 
@@ -540,7 +578,7 @@ fn chart(
     root.present().map_err(|e| e.to_string())
 }
 
-fn charts(results: &[ServerResults], dir: &Path) -> Result<Vec<PathBuf>, String> {
+fn charts(results: &[&ServerResults], dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for large in [false, true] {
         let clients = if large {
@@ -639,34 +677,55 @@ fn main() {
                 .collect(),
         },
     ];
-    let mut results = Vec::new();
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut all: Vec<Runs> = kinds
+        .iter()
+        .map(|k| Runs {
+            name: k.name,
+            runs: Vec::new(),
+        })
+        .collect();
     let mut failed = false;
-    for kind in &kinds {
-        match run_server(kind, &plan) {
-            Ok(r) => results.push(r),
-            Err(e) => {
-                eprintln!("fanout bench: {e}");
-                failed = true;
+    for run in 0..runs {
+        for (kind, slot) in kinds.iter().zip(all.iter_mut()) {
+            eprintln!("== {} (run {} of {runs}) ==", kind.name, run + 1);
+            match run_server(kind, &plan) {
+                Ok(r) => slot.runs.push(r),
+                Err(e) => {
+                    eprintln!("fanout bench: {e}");
+                    failed = true;
+                }
             }
         }
     }
+    all.retain(|k| !k.runs.is_empty());
+    // Charts and the per-point JSON of the last run of each server.
+    let results: Vec<&ServerResults> = all.iter().filter_map(|k| k.runs.last()).collect();
 
     let out_dir = manifest.join("target").join("bench-results");
     let _ = std::fs::create_dir_all(&out_dir);
-    let md = table(&results, &plan);
+    let md = table(&all, &plan);
     println!("\n{md}");
     let raw = json!({
         "mode": if quick { "quick" } else { "full" },
         "machine": machine(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "elapsed_s": started.elapsed().as_secs_f64(),
-        "servers": results.iter().map(|r| json!({
-            "name": r.name,
-            "fanout_small": sweep_json(&r.small),
-            "fanout_large": sweep_json(&r.large),
-            "idle": r.idle.to_json(),
-            "idle_rss_empty_kib": r.idle_rss_empty_kib,
-            "churn": r.churn.to_json(),
+        "servers": all.iter().map(|k| json!({
+            "name": k.name,
+            "runs": k.runs.iter().map(|r| json!({
+                "fanout_small": sweep_json(&r.small),
+                "fanout_large": sweep_json(&r.large),
+                "idle": r.idle.to_json(),
+                "idle_rss_empty_kib": r.idle_rss_empty_kib,
+                "churn": r.churn.to_json(),
+            })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "table_markdown": md,
     });
