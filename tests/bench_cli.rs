@@ -119,7 +119,18 @@ fn fanout_closed_loop_delivers_everything() {
 #[test]
 fn idle_and_churn() {
     let s = server();
-    let (code, j) = bench_json(s.addr, &["idle", "--clients", "50", "--duration", "0.2"]);
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "idle",
+            "--clients",
+            "50",
+            "--duration",
+            "0.2",
+            "--source-addrs",
+            "127.0.0.1,127.0.0.2",
+        ],
+    );
     assert_eq!(code, 0, "{j}");
     assert_eq!(n(&j, "/connections/joined"), 50);
     assert_eq!(n(&j, "/connections/held"), 50);
