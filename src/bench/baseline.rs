@@ -19,7 +19,8 @@ const MAX_LINE: u64 = 4096;
 struct Client {
     id: u64,
     nick: String,
-    stream: TcpStream,
+    /// Shared with the client's own thread: one descriptor per client.
+    stream: Arc<TcpStream>,
 }
 
 #[derive(Default)]
@@ -39,13 +40,13 @@ fn broadcast(clients: &[Client], except: u64, line: &[u8]) {
     for c in clients.iter().filter(|c| c.id != except) {
         // A failed write is that client's problem: its own thread sees the
         // connection end and removes it.
-        let _ = (&c.stream).write_all(line);
+        let _ = (&*c.stream).write_all(line);
     }
 }
 
 /// Reads one line (without `\n` / `\r\n`). `Ok(None)` at end of file. A line
 /// longer than MAX_LINE is discarded up to its newline.
-fn read_line(reader: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> io::Result<Option<()>> {
+fn read_line(reader: &mut BufReader<&TcpStream>, buf: &mut Vec<u8>) -> io::Result<Option<()>> {
     loop {
         buf.clear();
         let n = reader.by_ref().take(MAX_LINE + 1).read_until(b'\n', buf)?;
@@ -78,8 +79,9 @@ fn read_line(reader: &mut BufReader<TcpStream>, buf: &mut Vec<u8>) -> io::Result
 
 fn handle(room: Arc<Room>, stream: TcpStream, id: u64) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut out = stream.try_clone()?;
+    let stream = Arc::new(stream);
+    let mut reader = BufReader::new(&*stream);
+    let mut out = &*stream;
     out.write_all(b"* Welcome to the thread-per-client baseline! What shall I call you?\n")?;
     let mut buf = Vec::new();
     if read_line(&mut reader, &mut buf)?.is_none() {
@@ -107,7 +109,7 @@ fn handle(room: Arc<Room>, stream: TcpStream, id: u64) -> io::Result<()> {
         clients.push(Client {
             id,
             nick: nick.clone(),
-            stream: stream.try_clone()?,
+            stream: Arc::clone(&stream),
         });
     }
     let prefix = format!("[{nick}] ");
