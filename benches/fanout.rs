@@ -19,7 +19,8 @@
 //! Output: a markdown table on stdout, the raw reports as JSON and SVG charts
 //! under target/bench-results/, and with `--update-docs` the charts copied
 //! to docs/. `--quick` (CI) runs tiny sizes, checks that nothing was lost,
-//! and asserts no speed.
+//! and asserts no speed. Under `cargo test --all-targets` (no `--bench`
+//! argument) it exits at once.
 
 use loopchat::bench::{self, Config, Report, Workload};
 use serde_json::{Value, json};
@@ -657,6 +658,14 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.first().map(String::as_str) == Some("--serve-threaded") {
         std::process::exit(bench::baseline::main_with_args(&args[1..]));
+    }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // binary without it, and must not start a 15-minute matrix.
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!(
+            "fanout: run with `cargo bench --bench fanout [-- --quick]`; nothing to do under `cargo test`"
+        );
+        return;
     }
     let quick = args.iter().any(|a| a == "--quick");
     let update_docs = args.iter().any(|a| a == "--update-docs");

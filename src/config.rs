@@ -24,10 +24,35 @@ pub const DEFAULT_MAX_SENDQ: usize = 256 * 1024;
 pub const DEFAULT_MAX_RATE: u32 = 10;
 /// Lines a connection may send at once before the rate applies.
 pub const DEFAULT_BURST: u32 = 20;
+/// A flooder is told (and the log says) at most this often.
+pub const FLOOD_NOTICE_INTERVAL: Duration = Duration::from_secs(60);
 /// Time to choose a nickname before the connection is closed.
 pub const DEFAULT_REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections from one address (IPv6: one /64). IRC servers use 3 to 16.
 pub const DEFAULT_MAX_PER_IP: usize = 10;
+/// How long a `/pm` invitation waits for `/accept` or `/decline`.
+pub const DEFAULT_INVITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Shortest password accepted when registering a new account.
+pub const MIN_PASSWORD_LEN: usize = 8;
+/// Wrong passwords on one connection before it is closed.
+pub const MAX_LOGIN_FAILURES: u32 = 3;
+/// After a wrong password from an address, that address's next password
+/// check waits this long, doubling per further failure...
+pub const AUTH_DELAY_FIRST: Duration = Duration::from_secs(1);
+/// ...up to this...
+pub const AUTH_DELAY_MAX: Duration = Duration::from_secs(30);
+/// ...and the address's failures are forgotten after this long without one.
+pub const AUTH_FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
+/// Addresses whose failures are remembered at once; past this, the ones
+/// already forgiven are dropped (bounds memory under a spray of addresses).
+pub const AUTH_PENALTY_TABLE: usize = 4096;
+/// argon2id cost: memory in KiB, passes, lanes. 8 MiB and 2 passes cost a
+/// few ms per hash on one core (docs/accounts-bench.md), which the single
+/// loop can afford one per turn; see docs/architecture.md, "Accounts", for
+/// why not OWASP's 19 MiB.
+pub const ARGON2_M_KIB: u32 = 8 * 1024;
+pub const ARGON2_T: u32 = 2;
+pub const ARGON2_P: u32 = 1;
 /// The idle ping's grace period is the idle timeout, capped at this.
 pub const MAX_PING_GRACE: Duration = Duration::from_secs(60);
 /// TCP keepalive: first probe after this much silence...
@@ -64,6 +89,9 @@ pub struct Config {
     pub timestamps: bool,
     pub log_file: Option<PathBuf>,
     pub log_level: log::LevelFilter,
+    pub invite_timeout: Duration,
+    /// `--accounts FILE`: names need passwords, stored there.
+    pub accounts: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -84,6 +112,8 @@ impl Default for Config {
             timestamps: false,
             log_file: None,
             log_level: log::LevelFilter::Info,
+            invite_timeout: DEFAULT_INVITE_TIMEOUT,
+            accounts: None,
         }
     }
 }
@@ -99,6 +129,16 @@ impl Config {
 #[derive(Debug)]
 pub enum Command {
     Run(Config),
+    /// `--add-user NAME`: add an account to the file (password on stdin).
+    AddUser {
+        accounts: PathBuf,
+        name: String,
+    },
+    /// `--remove-user NAME`: remove an account from the file.
+    RemoveUser {
+        accounts: PathBuf,
+        name: String,
+    },
     Help(String),
     Version,
 }
@@ -142,6 +182,15 @@ fn options() -> getopts::Options {
         "SECS",
     );
     o.optopt("", "max-per-ip", &format!("connections from one address (IPv6: one /64), 0 = unlimited (default {DEFAULT_MAX_PER_IP})"), "N");
+    o.optopt(
+        "",
+        "invite-timeout",
+        &format!(
+            "seconds a /pm invitation stays valid (default {})",
+            DEFAULT_INVITE_TIMEOUT.as_secs()
+        ),
+        "SECS",
+    );
     o.optflag(
         "",
         "limit-loopback",
@@ -163,6 +212,24 @@ fn options() -> getopts::Options {
         "log-level",
         "off, error, warn, info, debug or trace (default info)",
         "LEVEL",
+    );
+    o.optopt(
+        "",
+        "accounts",
+        "user accounts: a name needs a password; unknown names are registered in FILE (default: off, nicknames only)",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "add-user",
+        "add account NAME to --accounts FILE, the password read from stdin (one line), and exit; use while the server is stopped",
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "remove-user",
+        "remove account NAME from --accounts FILE and exit; use while the server is stopped",
+        "NAME",
     );
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
@@ -186,7 +253,32 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     if let Some(extra) = m.free.first() {
         return Err(format!("unexpected argument: {extra}"));
     }
-    let mut c = Config::default();
+    let accounts = m.opt_str("accounts").map(PathBuf::from);
+    match (m.opt_str("add-user"), m.opt_str("remove-user"), &accounts) {
+        (Some(_), Some(_), _) => {
+            return Err("--add-user and --remove-user exclude each other".into());
+        }
+        (Some(_), None, None) | (None, Some(_), None) => {
+            return Err("--add-user and --remove-user need --accounts FILE".into());
+        }
+        (Some(name), None, Some(file)) => {
+            return Ok(Command::AddUser {
+                accounts: file.clone(),
+                name,
+            });
+        }
+        (None, Some(name), Some(file)) => {
+            return Ok(Command::RemoveUser {
+                accounts: file.clone(),
+                name,
+            });
+        }
+        (None, None, _) => {}
+    }
+    let mut c = Config {
+        accounts,
+        ..Config::default()
+    };
     if let Some(addr) = m.opt_str("listen") {
         c.listen = parse_addr(&addr)?;
     }
@@ -214,6 +306,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     }
     if let Some(v) = m.opt_str("max-per-ip") {
         c.max_per_ip = parse_num("--max-per-ip", &v, 0)?;
+    }
+    if let Some(v) = m.opt_str("invite-timeout") {
+        c.invite_timeout = parse_secs("--invite-timeout", &v)?;
     }
     c.limit_loopback = m.opt_present("limit-loopback");
     c.timestamps = m.opt_present("timestamps");
@@ -319,6 +414,18 @@ mod tests {
     }
 
     #[test]
+    fn accounts_and_admin_commands() {
+        let c = parse(&["--accounts", "a.txt", "--invite-timeout", "1"]).unwrap();
+        assert_eq!(c.accounts, Some(PathBuf::from("a.txt")));
+        assert_eq!(c.invite_timeout, Duration::from_secs(1));
+        let args = ["--accounts", "a.txt", "--add-user", "bob"].map(String::from);
+        assert!(matches!(
+            parse_args(args),
+            Ok(Command::AddUser { name, .. }) if name == "bob"
+        ));
+    }
+
+    #[test]
     fn bad_values_are_errors() {
         for bad in [
             &["-m", "lots"][..],
@@ -329,6 +436,10 @@ mod tests {
             &["--log-level", "loud"],
             &["--bogus"],
             &["extra"],
+            &["--invite-timeout", "soon"],
+            &["--add-user", "alice"],
+            &["--remove-user", "alice"],
+            &["--accounts", "f", "--add-user", "a", "--remove-user", "b"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should fail");
         }

@@ -9,6 +9,7 @@
 //! |---|---|---|
 //! | [`protocol`] | the line grammar: markers, nickname rules, parsing server lines | no |
 //! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering | no |
+//! | [`accounts`] | account names and argon2id hashes, the accounts file | no (a file) |
 //! | [`room`] | the chat: users, nicknames, commands, who receives which line | no |
 //! | [`sendq`] | a connection's pending output, its cap, partial writes | no (any `Write`) |
 //! | [`ratelimit`] | flood control: a token bucket per connection | no |
@@ -33,6 +34,7 @@
 //! carrying everything queued for it this turn. docs/architecture.md tells
 //! the same story with diagrams.
 
+pub mod accounts;
 pub mod bench;
 pub mod client;
 pub mod config;

@@ -1,7 +1,10 @@
 //! The chat itself: who is here, what each line means, who receives what.
 //!
-//! This module knows nothing about sockets, polls or time. The event loop
-//! feeds it three kinds of input ("connection K connected", "K sent this
+//! This module knows nothing about sockets or polls, and reads no clock
+//! while the loop gives it the time (`set_now`, for invitation expiry). It
+//! never hashes a password either: it asks the loop to, through
+//! [`Outbox::authenticate`], and hears back in [`Room::auth_done`].
+//! The event loop feeds it three kinds of input ("connection K connected", "K sent this
 //! frame", "K went away") and it answers through an [`Outbox`]: "queue these
 //! bytes for K", "close K once its output is written". That split keeps the
 //! protocol testable without a network, and keeps the loop about bytes only.
@@ -16,7 +19,10 @@
 
 use std::collections::HashMap;
 use std::fmt::{self, Write as _};
+use std::time::{Duration, Instant};
 
+use crate::accounts::{AuthJob, AuthOutcome};
+use crate::config;
 use crate::framing::Frame;
 use crate::protocol::{self, NickError};
 
@@ -31,6 +37,18 @@ pub trait Outbox {
     /// Close `conn` once everything queued for it has been written. The room
     /// has already forgotten `conn` when it calls this.
     fn close(&mut self, conn: ConnId);
+    /// Check a password (slow: argon2), later, and answer with
+    /// [`Room::auth_done`]. Only used with accounts on; the default drops
+    /// the job, for outboxes of rooms without accounts.
+    fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+        let _ = (conn, job);
+    }
+    /// Call [`Room::expire_invites`] at `at` (an invitation's deadline).
+    /// The loop puts this in its timer heap; the default ignores it, and
+    /// expiry is then noticed lazily, on the next `/accept`.
+    fn wake_at(&mut self, at: Instant) {
+        let _ = at;
+    }
 }
 
 /// Why a user left; shown to the others as `* NICK has left the room (REASON)`.
@@ -103,6 +121,14 @@ impl Refusal {
     }
 }
 
+/// The notice a flooder gets when the server starts reading it more slowly.
+pub fn flood_notice(rate: u32, burst: u32) -> String {
+    format!(
+        "* Slow down: at most {rate} lines per second (bursts of {burst}). \
+         Your lines are delayed, not lost.\n"
+    )
+}
+
 const GREETING: &str = "* Welcome to loopchat! What shall I call you?\n";
 const HELP: &str = "\
 * Commands:
@@ -111,7 +137,10 @@ const HELP: &str = "\
 *   /nick NEW         change your nickname
 *   /msg NICK TEXT    send TEXT to NICK only
 *   /me TEXT          an action: '~ YOU TEXT'
-*   /quit [REASON]    leave (also /exit)
+*   /pm NICK          invite NICK to a private conversation
+*   /accept NICK      accept NICK's invitation (/decline NICK refuses it)
+*   /endpm            end your private conversation, back to the room
+*   /quit [REASON]    leave (also /exit, /logout)
 *   /pong             nothing; any line answers a PING
 *   /help             this list
 ";
@@ -121,6 +150,27 @@ const HELP: &str = "\
 struct Member {
     /// `None` until a nickname has been accepted.
     nick: Option<String>,
+    /// With accounts: the name chosen, while the password is asked.
+    login: Option<Login>,
+    /// The partner of a private conversation: plain lines go to them only.
+    pm_with: Option<ConnId>,
+}
+
+/// A login in progress: name chosen, password asked (or being checked).
+#[derive(Debug)]
+struct Login {
+    name: String,
+    /// A job is with the loop; its answer comes through `auth_done`.
+    checking: bool,
+    failures: u32,
+}
+
+/// A pending `/pm` invitation.
+#[derive(Debug, Clone, Copy)]
+struct Invite {
+    from: ConnId,
+    to: ConnId,
+    expires: Instant,
 }
 
 /// The chat room: every connection the loop has told us about.
@@ -136,6 +186,17 @@ pub struct Room {
     /// `Some("HH:MM:SS")` when `--timestamps` is on; set by the loop.
     clock: Option<String>,
     max_line: usize,
+    /// Pending private-conversation invitations (few: a linear scan is fine).
+    invites: Vec<Invite>,
+    /// How long an invitation stays valid.
+    invite_timeout: Duration,
+    /// The loop's time for this turn (`set_now`); `None`: read the clock.
+    now: Option<Instant>,
+    /// Names need a password (`--accounts`).
+    accounts: bool,
+    /// Lowercased account name -> the connection entering its password:
+    /// a name can be in one login (or session) at a time.
+    logging_in: HashMap<String, ConnId>,
 }
 
 impl Room {
@@ -143,8 +204,36 @@ impl Room {
     pub fn new(max_line: usize) -> Room {
         Room {
             max_line,
+            invite_timeout: config::DEFAULT_INVITE_TIMEOUT,
             ..Room::default()
         }
+    }
+
+    /// Turns accounts on: after the nickname, a password is asked and
+    /// checked through [`Outbox::authenticate`].
+    pub fn set_accounts(&mut self, on: bool) {
+        self.accounts = on;
+    }
+
+    /// Sets how long a `/pm` invitation stays valid.
+    pub fn set_invite_timeout(&mut self, timeout: Duration) {
+        self.invite_timeout = timeout;
+    }
+
+    /// Gives the room the loop's current time (once per turn), so that
+    /// invitations expire without the room reading the clock itself.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    /// The loop's time, or the clock for callers that never set it.
+    fn now(&self) -> Instant {
+        self.now.unwrap_or_else(Instant::now)
+    }
+
+    /// `conn`'s private-conversation partner, if it is in one.
+    pub fn pm_partner(&self, conn: ConnId) -> Option<ConnId> {
+        self.members.get(&conn)?.pm_with
     }
 
     /// Turns the `HH:MM:SS ` prefix of chat lines on, with the time to show.
@@ -182,9 +271,40 @@ impl Room {
             .filter_map(|&c| self.nick(c).map(|n| (c, n)))
     }
 
+    /// Checks the room's indexes against each other: every joined user is
+    /// in the nickname index exactly once and vice versa. For tests.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        if self.joined.len() != self.by_nick.len() {
+            return Err(format!(
+                "{} joined but {} nicknames indexed",
+                self.joined.len(),
+                self.by_nick.len()
+            ));
+        }
+        for &conn in &self.joined {
+            let nick = self
+                .nick(conn)
+                .ok_or(format!("#{conn} joined without a nick"))?;
+            if self.by_nick.get(&nick.to_ascii_lowercase()) != Some(&conn) {
+                return Err(format!("{nick} (#{conn}) is not indexed"));
+            }
+            if self.joined.iter().filter(|&&c| c == conn).count() != 1 {
+                return Err(format!("#{conn} joined twice"));
+            }
+        }
+        Ok(())
+    }
+
     /// A new connection: greet it and ask for a nickname.
     pub fn connected(&mut self, conn: ConnId, out: &mut impl Outbox) {
-        self.members.insert(conn, Member { nick: None });
+        self.members.insert(
+            conn,
+            Member {
+                nick: None,
+                login: None,
+                pm_with: None,
+            },
+        );
         out.send(conn, GREETING.as_bytes());
     }
 
@@ -229,10 +349,22 @@ impl Room {
         let Some(member) = self.members.remove(&conn) else {
             return;
         };
+        if let Some(login) = &member.login {
+            self.logging_in.remove(&login.name.to_ascii_lowercase());
+        }
         let Some(nick) = member.nick else {
             return; // never joined: nobody knew it was here
         };
         log::info!("{nick} (#{conn}) left: {reason}");
+        self.invites.retain(|i| i.from != conn && i.to != conn);
+        if let Some(partner) = member.pm_with {
+            self.end_pm_of(partner);
+            let line = format!(
+                "* {nick} left; your private conversation ended. You are back in the room.\n"
+            );
+            out.send(partner, line.as_bytes());
+            log::info!("private conversation ended: {nick} left");
+        }
         self.by_nick.remove(&nick.to_ascii_lowercase());
         self.joined.retain(|&c| c != conn);
         self.scratch.clear();
@@ -249,6 +381,8 @@ impl Room {
         self.members.clear();
         self.joined.clear();
         self.by_nick.clear();
+        self.invites.clear();
+        self.logging_in.clear();
     }
 
     /// The idle-timeout ping for `conn` (see docs/protocol.md, Liveness).
@@ -264,17 +398,133 @@ impl Room {
 
     /// A line from a connection that has no nickname yet.
     fn naming_line(&mut self, conn: ConnId, line: &str, out: &mut impl Outbox) {
+        if self.members.get(&conn).is_some_and(|m| m.login.is_some()) {
+            return self.password_line(conn, line, out);
+        }
         let Some(command) = line.strip_prefix('/') else {
-            return self.try_join(conn, line.trim(), out);
+            return self.choose_name(conn, line.trim(), out);
         };
         let (word, arg) = split_word(command);
         match word.to_ascii_lowercase().as_str() {
-            "nick" => self.try_join(conn, arg.trim(), out),
+            "nick" => self.choose_name(conn, arg.trim(), out),
             "quit" | "exit" | "logout" => self.quit(conn, None, out),
             "help" => out.send(conn, HELP.as_bytes()),
             "pong" => {}
             _ => out.send(conn, b"! Choose a nickname first.\n"),
         }
+    }
+
+    /// A wanted nickname: joins at once, or with accounts asks for the
+    /// password first.
+    fn choose_name(&mut self, conn: ConnId, name: &str, out: &mut impl Outbox) {
+        if !self.accounts {
+            return self.try_join(conn, name, out);
+        }
+        if let Err(e) = self.check_nick(conn, name) {
+            return out.send(conn, e.as_bytes());
+        }
+        let key = name.to_ascii_lowercase();
+        if self.logging_in.contains_key(&key) {
+            let msg = format!("! {name} is already logging in. Choose another name.\n");
+            return out.send(conn, msg.as_bytes());
+        }
+        self.logging_in.insert(key, conn);
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = Some(Login {
+                name: name.to_string(),
+                checking: false,
+                failures: 0,
+            });
+        }
+        let min = config::MIN_PASSWORD_LEN;
+        let msg = format!(
+            "* Password for {name}? (A new name is registered with the password you send now: at least {min} characters.)\n"
+        );
+        out.send(conn, msg.as_bytes());
+    }
+
+    /// A line while the password is asked: the password itself, except the
+    /// whole lines `/quit`, `/exit`, `/logout`. Never logged or echoed.
+    fn password_line(&mut self, conn: ConnId, line: &str, out: &mut impl Outbox) {
+        if ["/quit", "/exit", "/logout"]
+            .iter()
+            .any(|q| line.eq_ignore_ascii_case(q))
+        {
+            return self.quit(conn, None, out);
+        }
+        let Some(login) = self.members.get_mut(&conn).and_then(|m| m.login.as_mut()) else {
+            return;
+        };
+        if login.checking {
+            // The loop stops reading a connection while its job runs, so
+            // this only happens with other outboxes.
+            return out.send(
+                conn,
+                b"! Still checking your password; wait for the answer.\n",
+            );
+        }
+        login.checking = true;
+        let job = AuthJob {
+            name: login.name.clone(),
+            password: line.to_string(),
+        };
+        out.authenticate(conn, job);
+    }
+
+    /// The loop's answer to an [`Outbox::authenticate`] job for `conn`.
+    pub fn auth_done(&mut self, conn: ConnId, outcome: AuthOutcome, out: &mut impl Outbox) {
+        let Some(member) = self.members.get_mut(&conn) else {
+            return; // left while its job was queued
+        };
+        let Some(login) = member.login.as_mut() else {
+            return;
+        };
+        login.checking = false;
+        let name = login.name.clone();
+        match outcome {
+            AuthOutcome::LoggedIn { name: stored } => {
+                self.finish_login(conn, &name, &stored, out);
+            }
+            AuthOutcome::Registered { name: stored } => {
+                let msg = format!("* Account {stored} registered.\n");
+                out.send(conn, msg.as_bytes());
+                self.finish_login(conn, &name, &stored, out);
+            }
+            AuthOutcome::WrongPassword => {
+                login.failures += 1;
+                let left = config::MAX_LOGIN_FAILURES.saturating_sub(login.failures);
+                if left == 0 {
+                    out.send(conn, b"! Wrong password. Too many failures; goodbye.\n");
+                    self.disconnected(conn, &LeaveReason::Closed, out);
+                    return out.close(conn);
+                }
+                let plural = if left == 1 { "attempt" } else { "attempts" };
+                let msg =
+                    format!("! Wrong password for {name}. Try again ({left} {plural} left).\n");
+                out.send(conn, msg.as_bytes());
+            }
+            AuthOutcome::TooShort { min } => {
+                let msg = format!(
+                    "! Password too short: a new account needs at least {min} characters. Send another password for {name}.\n"
+                );
+                out.send(conn, msg.as_bytes());
+            }
+            AuthOutcome::SaveFailed => {
+                let msg = format!(
+                    "! Could not register {name}: the server could not save the account. Try again later.\n"
+                );
+                out.send(conn, msg.as_bytes());
+            }
+        }
+    }
+
+    /// Password accepted: the login reservation becomes the nickname.
+    fn finish_login(&mut self, conn: ConnId, typed: &str, stored: &str, out: &mut impl Outbox) {
+        self.logging_in.remove(&typed.to_ascii_lowercase());
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = None;
+        }
+        self.try_join(conn, stored, out);
     }
 
     fn try_join(&mut self, conn: ConnId, nick: &str, out: &mut impl Outbox) {
@@ -322,6 +572,9 @@ impl Room {
             return Err(format!("! Invalid nickname: {why}. Choose another.\n"));
         }
         match self.by_nick.get(&nick.to_ascii_lowercase()) {
+            Some(&owner) if owner != conn && self.accounts => Err(format!(
+                "! {nick} is already logged in (one session per account). Choose another name.\n"
+            )),
             Some(&owner) if owner != conn => {
                 Err(format!("! Nickname {nick} is taken. Choose another.\n"))
             }
@@ -353,8 +606,16 @@ impl Room {
                 reply.push('\n');
                 out.send(conn, reply.as_bytes());
             }
+            "nick" if self.accounts => out.send(
+                conn,
+                b"! With accounts, your nickname is your account name; /nick is off.\n",
+            ),
             "nick" => self.rename(conn, arg.trim(), out),
             "msg" => self.private(conn, arg, out),
+            "pm" => self.invite(conn, arg.trim(), out),
+            "accept" => self.answer(conn, arg.trim(), true, out),
+            "decline" => self.answer(conn, arg.trim(), false, out),
+            "endpm" => self.end_pm(conn, out),
             "me" => {
                 let text = arg.trim();
                 if text.is_empty() {
@@ -379,8 +640,12 @@ impl Room {
         }
     }
 
-    /// A chat line: formatted once, queued for every other joined user.
+    /// A chat line: formatted once, queued for every other joined user,
+    /// or, in a private conversation, for the partner only.
     fn chat(&mut self, conn: ConnId, text: &str, out: &mut impl Outbox) {
+        if let Some(partner) = self.pm_partner(conn) {
+            return self.send_private(conn, partner, text, out);
+        }
         if self.joined.len() <= 1 {
             return out.send(
                 conn,
@@ -415,8 +680,14 @@ impl Room {
             let msg = format!("! No such user: {target}.\n");
             return out.send(conn, msg.as_bytes());
         };
+        self.send_private(conn, to, text, out);
+    }
+
+    /// `(FROM) text` to `to`, `(-> TO) text` back to `conn`. The content is
+    /// never logged.
+    fn send_private(&mut self, conn: ConnId, to: ConnId, text: &str, out: &mut impl Outbox) {
         let from = self.nick(conn).unwrap_or_default().to_string();
-        let to_nick = self.nick(to).unwrap_or(target).to_string();
+        let to_nick = self.nick(to).unwrap_or_default().to_string();
         self.scratch.clear();
         self.push_stamp();
         let _ = writeln!(self.scratch, "({from}) {text}");
@@ -425,6 +696,171 @@ impl Room {
         self.push_stamp();
         let _ = writeln!(self.scratch, "(-> {to_nick}) {text}");
         out.send(conn, self.scratch.as_bytes());
+    }
+
+    /// `/pm NICK`: invites NICK to a private conversation.
+    fn invite(&mut self, conn: ConnId, target: &str, out: &mut impl Outbox) {
+        if target.is_empty() || target.contains(' ') {
+            return out.send(conn, b"! Usage: /pm NICK\n");
+        }
+        let Some(&to) = self.by_nick.get(&target.to_ascii_lowercase()) else {
+            let msg = format!("! No such user: {target}.\n");
+            return out.send(conn, msg.as_bytes());
+        };
+        if to == conn {
+            return out.send(conn, b"! You cannot invite yourself.\n");
+        }
+        let to_nick = self.nick(to).unwrap_or(target).to_string();
+        if let Some(partner) = self.pm_partner(conn) {
+            let msg = format!(
+                "! You are already in a private conversation with {}; /endpm first.\n",
+                self.nick(partner).unwrap_or_default()
+            );
+            return out.send(conn, msg.as_bytes());
+        }
+        if self.pm_partner(to).is_some() {
+            let msg = format!("! {to_nick} is already in a private conversation.\n");
+            return out.send(conn, msg.as_bytes());
+        }
+        self.expire_invites(out);
+        if self.invites.iter().any(|i| i.from == conn && i.to == to) {
+            let msg = format!("! You already invited {to_nick}; waiting for an answer.\n");
+            return out.send(conn, msg.as_bytes());
+        }
+        let from = self.nick(conn).unwrap_or_default().to_string();
+        let secs = self.invite_timeout.as_secs_f64().ceil() as u64;
+        let expires = self.now() + self.invite_timeout;
+        self.invites.push(Invite {
+            from: conn,
+            to,
+            expires,
+        });
+        out.wake_at(expires);
+        let msg = format!(
+            "* {from} invites you to a private conversation. Answer /accept {from} or /decline {from} (within {secs} s).\n"
+        );
+        out.send(to, msg.as_bytes());
+        let msg = format!("* Invitation sent to {to_nick}; it expires in {secs} s.\n");
+        out.send(conn, msg.as_bytes());
+    }
+
+    /// `/accept NICK` (`yes`) or `/decline NICK`.
+    fn answer(&mut self, conn: ConnId, target: &str, yes: bool, out: &mut impl Outbox) {
+        if target.is_empty() || target.contains(' ') {
+            let usage: &[u8] = if yes {
+                b"! Usage: /accept NICK\n"
+            } else {
+                b"! Usage: /decline NICK\n"
+            };
+            return out.send(conn, usage);
+        }
+        self.expire_invites(out);
+        let from = self.by_nick.get(&target.to_ascii_lowercase()).copied();
+        let found = from.and_then(|from| {
+            self.invites
+                .iter()
+                .position(|i| i.from == from && i.to == conn)
+        });
+        let (Some(from), Some(index)) = (from, found) else {
+            let msg = format!("! No invitation from {target} (it may have expired).\n");
+            return out.send(conn, msg.as_bytes());
+        };
+        let me = self.nick(conn).unwrap_or_default().to_string();
+        let them = self.nick(from).unwrap_or_default().to_string();
+        if !yes {
+            self.invites.remove(index);
+            out.send(
+                from,
+                format!("* {me} declined your invitation.\n").as_bytes(),
+            );
+            return out.send(
+                conn,
+                format!("* You declined {them}'s invitation.\n").as_bytes(),
+            );
+        }
+        for who in [conn, from] {
+            if let Some(partner) = self.pm_partner(who) {
+                // Possible: the invitation was sent before this started.
+                let busy = if who == conn {
+                    "You are".to_string()
+                } else {
+                    format!("{them} is")
+                };
+                let msg = format!(
+                    "! {busy} already in a private conversation (with {}); the invitation stays open.\n",
+                    self.nick(partner).unwrap_or_default()
+                );
+                return out.send(conn, msg.as_bytes());
+            }
+        }
+        self.invites.remove(index);
+        // Other pending invitations to or from either of them are moot now.
+        self.invites
+            .retain(|i| ![i.from, i.to].iter().any(|c| *c == conn || *c == from));
+        for (who, other) in [(conn, from), (from, conn)] {
+            if let Some(m) = self.members.get_mut(&who) {
+                m.pm_with = Some(other);
+            }
+        }
+        log::info!("private conversation started: {them} and {me}");
+        let msg = format!(
+            "* {me} accepted. You are in a private conversation with {me}: your lines go to {me} only; /endpm to return to the room.\n"
+        );
+        out.send(from, msg.as_bytes());
+        let msg = format!(
+            "* You are in a private conversation with {them}: your lines go to {them} only; /endpm to return to the room.\n"
+        );
+        out.send(conn, msg.as_bytes());
+    }
+
+    /// `/endpm`: both partners go back to the room.
+    fn end_pm(&mut self, conn: ConnId, out: &mut impl Outbox) {
+        let Some(partner) = self.pm_partner(conn) else {
+            return out.send(conn, b"! You are not in a private conversation.\n");
+        };
+        self.end_pm_of(conn);
+        self.end_pm_of(partner);
+        let me = self.nick(conn).unwrap_or_default().to_string();
+        let them = self.nick(partner).unwrap_or_default().to_string();
+        log::info!("private conversation ended: {me} and {them}");
+        let msg = format!("* Private conversation with {them} ended. You are back in the room.\n");
+        out.send(conn, msg.as_bytes());
+        let msg = format!("* {me} ended the private conversation. You are back in the room.\n");
+        out.send(partner, msg.as_bytes());
+    }
+
+    fn end_pm_of(&mut self, conn: ConnId) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.pm_with = None;
+        }
+    }
+
+    /// Removes the invitations past their deadline and tells both sides.
+    /// The loop calls it when the timer asked for with [`Outbox::wake_at`]
+    /// fires; `/pm` and `/accept` call it too, so an expired invitation is
+    /// absent even if the loop has not got round to it.
+    pub fn expire_invites(&mut self, out: &mut impl Outbox) {
+        let now = self.now();
+        if self.invites.iter().all(|i| i.expires > now) {
+            return;
+        }
+        let (expired, live): (Vec<Invite>, Vec<Invite>) =
+            self.invites.iter().partition(|i| i.expires <= now);
+        self.invites = live;
+        for i in expired {
+            let from = self.nick(i.from).unwrap_or_default().to_string();
+            let to = self.nick(i.to).unwrap_or_default().to_string();
+            out.send(
+                i.from,
+                format!("* Your invitation to {to} expired.\n").as_bytes(),
+            );
+            out.send(i.to, format!("* {from}'s invitation expired.\n").as_bytes());
+        }
+    }
+
+    /// When the next invitation expires, for the loop's poll timeout.
+    pub fn next_invite_expiry(&self) -> Option<Instant> {
+        self.invites.iter().map(|i| i.expires).min()
     }
 
     fn rename(&mut self, conn: ConnId, new: &str, out: &mut impl Outbox) {
@@ -484,6 +920,7 @@ pub(crate) mod tests {
     pub(crate) struct Recorder {
         pub sent: Vec<(ConnId, String)>,
         pub closed: Vec<ConnId>,
+        pub jobs: Vec<(ConnId, AuthJob)>,
     }
 
     impl Outbox for Recorder {
@@ -495,6 +932,9 @@ pub(crate) mod tests {
         }
         fn close(&mut self, conn: ConnId) {
             self.closed.push(conn);
+        }
+        fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+            self.jobs.push((conn, job));
         }
     }
 
@@ -665,5 +1105,222 @@ pub(crate) mod tests {
         say(&mut room, 0, "hi", &mut out);
         say(&mut room, 0, "/me nods", &mut out);
         assert_eq!(out.take(1), ["12:34:56 [a] hi", "12:34:56 ~ a nods"]);
+    }
+
+    #[test]
+    fn private_conversation_flow() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        let t0 = Instant::now();
+        room.set_now(t0);
+        say(&mut room, 0, "/pm a", &mut out);
+        assert_eq!(out.take(0), ["! You cannot invite yourself."]);
+        say(&mut room, 0, "/pm zed", &mut out);
+        assert_eq!(out.take(0), ["! No such user: zed."]);
+        say(&mut room, 0, "/pm B", &mut out);
+        assert_eq!(out.take(0), ["* Invitation sent to b; it expires in 60 s."]);
+        assert_eq!(
+            out.take(1),
+            [
+                "* a invites you to a private conversation. Answer /accept a or /decline a (within 60 s)."
+            ]
+        );
+        say(&mut room, 1, "/accept c", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! No invitation from c (it may have expired)."]
+        );
+        say(&mut room, 1, "/accept a", &mut out);
+        assert_eq!(room.pm_partner(0), Some(1));
+        assert_eq!(room.pm_partner(1), Some(0));
+        assert!(out.take(0)[0].starts_with("* b accepted."));
+        assert!(out.take(1)[0].starts_with("* You are in a private conversation with a"));
+        say(&mut room, 0, "secret", &mut out);
+        assert_eq!(out.take(1), ["(a) secret"]);
+        assert_eq!(out.take(0), ["(-> b) secret"]);
+        say(&mut room, 2, "public", &mut out);
+        assert_eq!(out.take(0), ["[c] public"]);
+        assert_eq!(out.take(1), ["[c] public"]);
+        say(&mut room, 2, "/pm a", &mut out);
+        assert_eq!(out.take(2), ["! a is already in a private conversation."]);
+        say(&mut room, 0, "/pm c", &mut out);
+        assert!(out.take(0)[0].starts_with("! You are already in a private conversation with b"));
+        assert!(out.sent.is_empty(), "{:?}", out.sent);
+        say(&mut room, 1, "/endpm", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["* Private conversation with a ended. You are back in the room."]
+        );
+        assert_eq!(
+            out.take(0),
+            ["* b ended the private conversation. You are back in the room."]
+        );
+        say(&mut room, 1, "/endpm", &mut out);
+        assert_eq!(out.take(1), ["! You are not in a private conversation."]);
+        say(&mut room, 0, "back", &mut out);
+        assert_eq!(out.take(1), ["[a] back"]);
+        assert_eq!(out.take(2), ["[a] back"]);
+    }
+
+    #[test]
+    fn invitations_decline_expire_and_partner_leaving() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        let t0 = Instant::now();
+        room.set_now(t0);
+        room.set_invite_timeout(Duration::from_secs(1));
+        say(&mut room, 0, "/pm b", &mut out);
+        say(&mut room, 1, "/decline a", &mut out);
+        assert_eq!(out.take(0)[1], "* b declined your invitation.");
+        assert_eq!(out.take(1)[1], "* You declined a's invitation.");
+        say(&mut room, 0, "/pm b", &mut out);
+        room.set_now(t0 + Duration::from_secs(2));
+        assert_eq!(room.next_invite_expiry(), Some(t0 + Duration::from_secs(1)));
+        say(&mut room, 1, "/accept a", &mut out);
+        assert_eq!(
+            out.take(1)[1..],
+            [
+                "* a's invitation expired.",
+                "! No invitation from a (it may have expired)."
+            ]
+        );
+        assert_eq!(out.take(0)[1], "* Your invitation to b expired.");
+        assert_eq!(room.next_invite_expiry(), None);
+        assert_eq!(room.pm_partner(1), None);
+        say(&mut room, 2, "/pm b", &mut out);
+        say(&mut room, 1, "/accept c", &mut out);
+        out.sent.clear();
+        room.disconnected(2, &LeaveReason::Closed, &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "* c left; your private conversation ended. You are back in the room.",
+                "* c has left the room (connection closed)"
+            ]
+        );
+        assert_eq!(room.pm_partner(1), None);
+    }
+
+    /// Sends `password` as `conn` and returns the job the room queued.
+    fn password(room: &mut Room, conn: ConnId, pw: &str, out: &mut Recorder) -> AuthJob {
+        say(room, conn, pw, out);
+        let (c, job) = out.jobs.pop().expect("a job was queued");
+        assert_eq!(c, conn);
+        assert_eq!(job.password, pw);
+        job
+    }
+
+    #[test]
+    fn login_state_machine() {
+        let mut room = Room::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        out.sent.clear();
+        say(&mut room, 1, "alice", &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "* Password for alice? (A new name is registered with the password you send now: at least 8 characters.)"
+            ]
+        );
+        assert!(!room.is_joined(1));
+        // A second connection cannot log in as alice meanwhile.
+        room.connected(2, &mut out);
+        out.sent.clear();
+        say(&mut room, 2, "ALICE", &mut out);
+        assert_eq!(
+            out.take(2),
+            ["! ALICE is already logging in. Choose another name."]
+        );
+
+        let job = password(&mut room, 1, "/nick is a password", &mut out);
+        assert_eq!(job.name, "alice");
+        say(&mut room, 1, "more", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! Still checking your password; wait for the answer."]
+        );
+        room.auth_done(1, AuthOutcome::TooShort { min: 8 }, &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Password too short: a new account needs at least 8 characters. Send another password for alice."
+            ]
+        );
+        password(&mut room, 1, "long enough", &mut out);
+        room.auth_done(1, AuthOutcome::SaveFailed, &mut out);
+        assert!(out.take(1)[0].starts_with("! Could not register alice"));
+        password(&mut room, 1, "long enough", &mut out);
+        room.auth_done(
+            1,
+            AuthOutcome::Registered {
+                name: "alice".into(),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out.take(1)[..2],
+            ["* Account alice registered.", "* The room contains: "]
+        );
+        assert!(room.is_joined(1));
+        room.check_consistency().unwrap();
+
+        // Now logged in: a second login gets a clear error at the name.
+        say(&mut room, 2, "alice", &mut out);
+        assert_eq!(
+            out.take(2),
+            ["! alice is already logged in (one session per account). Choose another name."]
+        );
+        say(&mut room, 1, "/nick other", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! With accounts, your nickname is your account name; /nick is off."]
+        );
+        // Nothing anyone sent as a password was relayed to anyone.
+        assert!(out.sent.iter().all(|(_, l)| !l.contains("long enough")));
+    }
+
+    #[test]
+    fn three_wrong_passwords_close_and_quit_frees_the_name() {
+        let mut room = Room::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        say(&mut room, 1, "bob", &mut out);
+        out.sent.clear();
+        for left in [2, 1] {
+            password(&mut room, 1, "wrong", &mut out);
+            room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+            let plural = if left == 1 { "attempt" } else { "attempts" };
+            assert_eq!(
+                out.take(1),
+                [format!(
+                    "! Wrong password for bob. Try again ({left} {plural} left)."
+                )]
+            );
+        }
+        password(&mut room, 1, "wrong", &mut out);
+        room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! Wrong password. Too many failures; goodbye."]
+        );
+        assert_eq!(out.closed, [1]);
+        // A late answer for a connection that left is ignored.
+        room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+        assert!(out.sent.is_empty());
+
+        // The name is free again; /quit while the password is asked works.
+        room.connected(2, &mut out);
+        say(&mut room, 2, "bob", &mut out);
+        say(&mut room, 2, "/QUIT", &mut out);
+        assert!(out.jobs.is_empty());
+        assert_eq!(out.closed, [1, 2]);
+        room.connected(3, &mut out);
+        out.sent.clear();
+        say(&mut room, 3, "bob", &mut out);
+        assert!(out.take(3)[0].starts_with("* Password for bob?"));
+        password(&mut room, 3, "right one", &mut out);
+        room.auth_done(3, AuthOutcome::LoggedIn { name: "Bob".into() }, &mut out);
+        assert_eq!(room.nick(3), Some("Bob"));
     }
 }

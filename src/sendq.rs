@@ -57,6 +57,22 @@ impl SendQueue {
         Ok(())
     }
 
+    /// Appends `line` and a `\n`, or refuses if that would pass the cap.
+    pub fn push_line(&mut self, line: &[u8]) -> Result<(), Overflow> {
+        if self.len() + line.len() + 1 > self.cap {
+            return Err(Overflow);
+        }
+        self.push_unchecked(line);
+        self.push_unchecked(b"\n");
+        Ok(())
+    }
+
+    /// Drops everything pending and the memory it held.
+    pub fn clear(&mut self) {
+        self.buf = Vec::new();
+        self.sent = 0;
+    }
+
     /// Replaces everything pending with one last line (an error telling the
     /// peer why it is being disconnected), ignoring the cap.
     pub fn replace_with(&mut self, bytes: &[u8]) {

@@ -20,6 +20,9 @@
 //!   flush_pending(): each connection with queued output gets ONE write
 //!                  ▼
 //!   free_closed(): deregister and drop connections that finished closing
+//!                  ▼
+//!   run_auth_job(): with --accounts, at most ONE password hash (a few ms),
+//!                   then flush and free again for its answer
 //! ```
 //!
 //! # The rules this file follows
@@ -46,7 +49,7 @@
 //! - **Nothing here blocks**, except logging (a write to stderr or a file),
 //!   which is why message contents are only logged at debug level.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
@@ -59,6 +62,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::accounts::{self, Accounts, AuthJob, AuthOutcome};
 use crate::config::{self, Config};
 use crate::framing::{Frame, LineFramer};
 use crate::ratelimit::TokenBucket;
@@ -80,6 +84,9 @@ const FAIR_READ: usize = 64 * 1024;
 const MAX_ACCEPTS_PER_TURN: usize = 128;
 /// Events taken from the kernel per `poll()`.
 const EVENTS_CAPACITY: usize = 1024;
+/// Buffer memory released since the last heap trim that makes the next
+/// idle moment trim (see [`Server::trim_heap_if_idle`]).
+const TRIM_AFTER_RELEASED: usize = 1 << 20;
 /// Bytes read and thrown away before closing, so the close sends FIN and
 /// not RST (a RST can destroy the last line we sent before the peer reads it).
 const DRAIN_BEFORE_CLOSE: usize = 64 * 1024;
@@ -98,6 +105,8 @@ struct Connection {
     bucket: TokenBucket,
     /// The rate limit stopped reading; a `Refill` timer will resume it.
     throttled: bool,
+    /// When the flooder was last told it is being slowed down.
+    flood_noticed: Option<Instant>,
     /// Already on `flush_list` this turn.
     flush_queued: bool,
     /// Leaving: read nothing more, accept no more output, free once the
@@ -108,14 +117,45 @@ struct Connection {
     last_input: Instant,
     /// An idle ping was sent and not answered yet.
     pinged: bool,
+    /// A password check for it is queued: stop reading until it is done,
+    /// so lines sent after the password wait for the answer.
+    auth_pending: bool,
 }
 
-/// The [`Outbox`] the room writes into: appends to send queues, no syscalls.
+/// A password check waiting for its turn (see `Server::run_auth_job`).
+struct QueuedAuth {
+    key: usize,
+    serial: u64,
+    job: AuthJob,
+}
+
+/// Wrong passwords from one address, for the per-address delay.
+#[derive(Debug, Clone, Copy)]
+struct Penalty {
+    failures: u32,
+    last: Instant,
+}
+
+impl Penalty {
+    /// The address's next check may not run before this.
+    fn not_before(&self) -> Instant {
+        let doublings = self.failures.saturating_sub(1).min(16);
+        let delay = config::AUTH_DELAY_FIRST
+            .saturating_mul(1 << doublings)
+            .min(config::AUTH_DELAY_MAX);
+        self.last + delay
+    }
+}
+
+/// The [`Outbox`] the room writes into: appends to send queues. It makes
+/// no syscalls, except when a queue reaches its cap (see `send`).
 struct Mailer<'a> {
     conns: &'a mut Slab<Connection>,
     flush_list: &'a mut Vec<usize>,
     overflowed: &'a mut Vec<usize>,
+    broken: &'a mut Vec<usize>,
     timers: &'a mut Timers,
+    auth_queue: &'a mut VecDeque<QueuedAuth>,
     now: Instant,
 }
 
@@ -128,16 +168,42 @@ impl Outbox for Mailer<'_> {
             return;
         }
         if c.sendq.push(line).is_err() {
-            // A slow reader. It is kicked in `flush_pending`, once the room
-            // is done with the current input; until then it receives nothing.
-            c.closing = true;
-            self.overflowed.push(to);
-            return;
+            // The queue is full of bytes from *this* turn, which the kernel
+            // has not been offered yet. Offer them now: only what it will
+            // not take counts against the cap.
+            if c.sendq.write_to(&mut c.stream).is_err() {
+                c.closing = true;
+                self.broken.push(to);
+                return;
+            }
+            if c.sendq.push(line).is_err() {
+                // A slow reader. It is kicked in `flush_pending`, once the
+                // room is done with this input; until then it gets nothing.
+                c.closing = true;
+                self.overflowed.push(to);
+                return;
+            }
         }
         if !c.flush_queued {
             c.flush_queued = true;
             self.flush_list.push(to);
         }
+    }
+
+    fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.auth_pending = true;
+        self.auth_queue.push_back(QueuedAuth {
+            key: conn,
+            serial: c.serial,
+            job,
+        });
+    }
+
+    fn wake_at(&mut self, at: Instant) {
+        self.timers.schedule(at, Timer::InviteExpiry);
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -173,6 +239,8 @@ pub struct Server {
     flush_list: Vec<usize>,
     /// Connections whose send queue overflowed this turn.
     overflowed: Vec<usize>,
+    /// Connections whose socket failed in an early write this turn.
+    broken: Vec<usize>,
     /// Connections we stopped reading for fairness; more bytes may wait.
     unread: Vec<(usize, u64)>,
     /// Connections to deregister and drop at the end of the turn.
@@ -194,12 +262,27 @@ pub struct Server {
     now: Instant,
     /// For `--timestamps`: the Unix second last formatted.
     clock_second: i64,
+    /// Bytes of buffer memory freed since the heap was last trimmed.
+    released: usize,
+    /// `--accounts`: the store, owned by the loop, written by auth jobs.
+    accounts: Option<Accounts>,
+    /// Password checks in arrival order; at most one runs per turn.
+    auth_queue: VecDeque<QueuedAuth>,
+    /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
+    penalties: HashMap<IpAddr, Penalty>,
+    /// The `AuthReady` timer already set, so a blocked queue adds no more.
+    auth_wake: Option<Instant>,
 }
 
 /// Binds nothing, spawns nothing: serves `listener` until SIGINT/SIGTERM.
 /// Returns an error only if the poll itself fails.
 pub fn run(listener: TcpListener, config: Config) -> io::Result<()> {
     Server::new(listener, config)?.serve()
+}
+
+/// [`run`] with accounts: names need a password, checked against `store`.
+pub fn run_with_accounts(listener: TcpListener, config: Config, store: Accounts) -> io::Result<()> {
+    Server::new(listener, config)?.with_accounts(store).serve()
 }
 
 impl Server {
@@ -215,12 +298,17 @@ impl Server {
             poll,
             listener,
             signals,
-            room: Room::new(config.max_line),
+            room: {
+                let mut room = Room::new(config.max_line);
+                room.set_invite_timeout(config.invite_timeout);
+                room
+            },
             config,
             conns: Slab::new(),
             timers: Timers::new(),
             flush_list: Vec::new(),
             overflowed: Vec::new(),
+            broken: Vec::new(),
             unread: Vec::new(),
             to_free: Vec::new(),
             read_buf: vec![0; READ_CHUNK].into_boxed_slice(),
@@ -234,7 +322,19 @@ impl Server {
             shutdown_expired: false,
             now: Instant::now(),
             clock_second: -1,
+            released: 0,
+            accounts: None,
+            auth_queue: VecDeque::new(),
+            penalties: HashMap::new(),
+            auth_wake: None,
         })
+    }
+
+    /// Turns accounts on, with `store` loaded from the accounts file.
+    pub fn with_accounts(mut self, store: Accounts) -> Server {
+        self.accounts = Some(store);
+        self.room.set_accounts(true);
+        self
     }
 
     /// The loop. Returns after a shutdown has drained.
@@ -242,12 +342,16 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             // Sleep until something happens; never spin. Zero only when we
-            // left work undone on purpose last turn (see `unread`).
-            let timeout = if self.accept_more || !self.unread.is_empty() {
+            // left work undone on purpose last turn (see `unread`), or a
+            // password check may run now.
+            let now = Instant::now();
+            let auth_now = self.next_auth_at().is_some_and(|at| at <= now);
+            let timeout = if self.accept_more || !self.unread.is_empty() || auth_now {
                 Some(Duration::ZERO)
             } else {
-                self.timers.poll_timeout(Instant::now())
+                self.timers.poll_timeout(now)
             };
+            self.trim_heap_if_idle(timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue; // a signal arrived; it is also in the pipe
@@ -256,6 +360,7 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            self.room.set_now(self.now);
             self.tick_clock();
             let carried = std::mem::take(&mut self.unread);
 
@@ -285,6 +390,14 @@ impl Server {
             self.run_timers();
             self.flush_pending();
             self.free_closed();
+            // The slow part last, after this turn's output is on its way:
+            // a line read this turn does not wait for the hash as well.
+            if self.run_auth_job() {
+                self.flush_pending();
+                self.free_closed();
+            } else {
+                self.schedule_auth_wake();
+            }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
                 info!("shutdown complete");
@@ -325,18 +438,26 @@ impl Server {
     fn shed_with_spare_fd(&mut self) -> bool {
         if let Some(spare) = self.spare_fd.take() {
             drop(spare);
-            let result = self.listener.accept();
-            self.spare_fd = File::open("/dev/null").ok();
-            match result {
+            // The refused connection is closed *before* the spare is taken
+            // back, or the spare would have no descriptor to reopen with.
+            let accepted = match self.listener.accept() {
                 Ok((stream, addr)) => {
                     warn!("out of file descriptors: refused {addr}");
                     refuse(stream, Refusal::NoDescriptors);
-                    return self.spare_fd.is_some();
+                    true
                 }
                 // Linux reports EMFILE before looking at the backlog, so an
                 // empty backlog shows only once a descriptor is free.
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
-                Err(_) => {}
+                Err(e) => {
+                    if e.kind() != io::ErrorKind::WouldBlock {
+                        debug!("accept with the spare descriptor: {e}");
+                    }
+                    false
+                }
+            };
+            self.spare_fd = File::open("/dev/null").ok();
+            if self.spare_fd.is_some() {
+                return accepted;
             }
         }
         // No spare (another process took the last one): try again later.
@@ -399,14 +520,16 @@ impl Server {
             interest: Interest::READABLE,
             bucket: TokenBucket::new(self.config.max_rate, self.config.burst, self.now),
             throttled: false,
+            flood_noticed: None,
             flush_queued: false,
             closing: false,
             freeing: false,
             last_input: self.now,
             pinged: false,
+            auth_pending: false,
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
-        debug!("accepted {addr} as #{key}");
+        info!("accepted {addr} as #{key}");
         self.timers.schedule(
             self.now + self.config.register_timeout,
             Timer::RegisterDeadline { key, serial },
@@ -469,7 +592,7 @@ impl Server {
             let Some(c) = self.conns.get_mut(k) else {
                 return false;
             };
-            if c.closing || c.throttled {
+            if c.closing || c.throttled || c.auth_pending {
                 return false;
             }
             if c.framer.buffered() == 0 {
@@ -487,6 +610,20 @@ impl Server {
                         serial: c.serial,
                     },
                 );
+                let due = c
+                    .flood_noticed
+                    .is_none_or(|t| self.now.duration_since(t) >= config::FLOOD_NOTICE_INTERVAL);
+                if due {
+                    c.flood_noticed = Some(self.now);
+                    let nick = self.room.nick(k).unwrap_or("-");
+                    info!(
+                        "{} ({nick}) throttled: over {} lines/s",
+                        c.addr, self.config.max_rate
+                    );
+                    let notice = crate::room::flood_notice(self.config.max_rate, self.config.burst);
+                    let (_, mut out) = self.split();
+                    out.send(k, notice.as_bytes());
+                }
                 return false;
             }
             let too_long = match c.framer.next_frame() {
@@ -546,6 +683,10 @@ impl Server {
                 );
                 continue;
             }
+            if let Some(k) = self.broken.pop() {
+                self.peer_gone(k, LeaveReason::WriteError, true);
+                continue;
+            }
             let Some(k) = self.flush_list.pop() else {
                 return;
             };
@@ -563,7 +704,10 @@ impl Server {
         if c.freeing {
             return;
         }
-        if let Err(e) = c.sendq.write_to(&mut c.stream) {
+        let held = c.sendq.capacity();
+        let written = c.sendq.write_to(&mut c.stream);
+        self.released += held - c.sendq.capacity().min(held);
+        if let Err(e) = written {
             debug!("#{k}: write error: {e}");
             return self.peer_gone(k, LeaveReason::WriteError, true);
         }
@@ -600,7 +744,11 @@ impl Server {
             return;
         }
         let nick = self.room.nick(k).unwrap_or("-");
-        warn!("{} ({nick}) disconnected: {reason}", c.addr);
+        warn!(
+            "{} ({nick}) disconnected: {reason} ({} bytes were queued)",
+            c.addr,
+            c.sendq.len()
+        );
         c.sendq.replace_with(refusal.line().as_bytes());
         let (room, mut out) = self.split();
         room.disconnected(k, &reason, &mut out);
@@ -643,7 +791,7 @@ impl Server {
             debug!("closed #{k} ({})", c.addr);
         }
         // The room may have queued more lines (leave notices) for others.
-        if !self.flush_list.is_empty() || !self.overflowed.is_empty() {
+        if !self.flush_list.is_empty() || !self.overflowed.is_empty() || !self.broken.is_empty() {
             self.flush_pending();
             if !self.to_free.is_empty() {
                 self.free_closed();
@@ -681,9 +829,18 @@ impl Server {
                 }
                 Timer::ResumeAccept => {
                     self.accept_paused = false;
+                    if self.spare_fd.is_none() {
+                        self.spare_fd = File::open("/dev/null").ok();
+                    }
                     self.accept();
                 }
                 Timer::ShutdownDeadline => self.shutdown_expired = true,
+                Timer::InviteExpiry => {
+                    let (room, mut out) = self.split();
+                    room.expire_invites(&mut out);
+                }
+                // Nothing to do here: the turn runs the first runnable job.
+                Timer::AuthReady => {}
             }
         }
     }
@@ -718,11 +875,16 @@ impl Server {
     }
 
     /// SIGINT/SIGTERM: tell everyone, stop accepting, let output drain for
-    /// at most [`config::SHUTDOWN_GRACE`].
+    /// at most [`config::SHUTDOWN_GRACE`]. A second signal ends the wait.
     fn on_signal(&mut self) {
         // Read every pending signal: the pipe behind them is edge-triggered.
         let received = self.signals.pending().count();
-        if received == 0 || self.shutting_down {
+        if received == 0 {
+            return;
+        }
+        if self.shutting_down {
+            // A second signal: stop waiting for output to drain.
+            self.shutdown_expired = true;
             return;
         }
         info!("shutting down");
@@ -734,6 +896,121 @@ impl Server {
             .schedule(self.now + config::SHUTDOWN_GRACE, Timer::ShutdownDeadline);
         let (room, mut out) = self.split();
         room.shutdown(&mut out);
+    }
+
+    /// When the first runnable auth job may run: `None` with none queued.
+    /// Jobs of connections that left are dropped here.
+    fn next_auth_at(&mut self) -> Option<Instant> {
+        let conns = &self.conns;
+        self.auth_queue.retain(|q| {
+            conns
+                .get(q.key)
+                .is_some_and(|c| c.serial == q.serial && !c.closing)
+        });
+        self.auth_queue.iter().map(|q| self.not_before(q.key)).min()
+    }
+
+    /// Queued jobs all wait for their address's delay: set a timer for the
+    /// first one, unless one is already set for then or earlier.
+    fn schedule_auth_wake(&mut self) {
+        let Some(at) = self.next_auth_at() else {
+            return;
+        };
+        let pending = self.auth_wake.is_some_and(|w| w > self.now && w <= at);
+        if at > self.now && !pending {
+            self.auth_wake = Some(at);
+            self.timers.schedule(at, Timer::AuthReady);
+        }
+    }
+
+    /// When `key`'s address may next have a password checked.
+    fn not_before(&self, key: usize) -> Instant {
+        self.conns
+            .get(key)
+            .and_then(|c| self.penalties.get(&address_key(c.addr.ip())))
+            .map_or(self.now, |p| p.not_before().max(self.now))
+    }
+
+    /// Runs at most one queued password check (argon2 costs milliseconds;
+    /// one per turn keeps the room's latency bounded), the first whose
+    /// address is not being made to wait. Then gives the room the answer
+    /// and resumes reading the connection. Returns whether a job ran.
+    fn run_auth_job(&mut self) -> bool {
+        if self.auth_queue.is_empty() || self.accounts.is_none() {
+            return false;
+        }
+        self.forget_old_penalties();
+        let now = self.now;
+        let Some(index) = (0..self.auth_queue.len()).find(|&i| {
+            let q = &self.auth_queue[i];
+            self.live(q.key, q.serial) && self.not_before(q.key) <= now
+        }) else {
+            return false;
+        };
+        let Some(QueuedAuth { key, serial, job }) = self.auth_queue.remove(index) else {
+            return false;
+        };
+        let Some(store) = self.accounts.as_mut() else {
+            return false;
+        };
+        let Some(addr) = self.conns.get(key).map(|c| c.addr) else {
+            return false;
+        };
+        let outcome = accounts::run_job(store, &job);
+        // Re-take `now` after a hash: it took milliseconds, and the
+        // address's delay counts from the answer.
+        self.now = Instant::now();
+        let now = self.now;
+        let ip = address_key(addr.ip());
+        match &outcome {
+            AuthOutcome::LoggedIn { name } => info!("{addr} (#{key}) logged in as {name}"),
+            AuthOutcome::Registered { name } => info!("{addr} (#{key}) registered {name}"),
+            AuthOutcome::WrongPassword => {
+                let p = self.penalties.entry(ip).or_insert(Penalty {
+                    failures: 0,
+                    last: now,
+                });
+                p.failures = p.failures.saturating_add(1);
+                p.last = now;
+                warn!(
+                    "{addr} (#{key}) wrong password for {} ({} recent failures from that address)",
+                    job.name, p.failures
+                );
+            }
+            AuthOutcome::TooShort { .. } => {
+                info!(
+                    "{addr} (#{key}) password too short for new account {}",
+                    job.name
+                )
+            }
+            AuthOutcome::SaveFailed => warn!("{addr} (#{key}) could not register {}", job.name),
+        }
+        drop(job);
+        if let Some(c) = self.conns.get_mut(key) {
+            if c.serial == serial {
+                c.auth_pending = false;
+            }
+        }
+        let (room, mut out) = self.split();
+        room.auth_done(key, outcome, &mut out);
+        // Lines that arrived meanwhile are waiting in the framer or socket.
+        self.read_from(key);
+        true
+    }
+
+    /// Forgets addresses quiet for `AUTH_FORGET_AFTER`; past
+    /// `AUTH_PENALTY_TABLE` entries, also the oldest half (memory stays
+    /// bounded under a spray of addresses; the newest offenders are kept).
+    fn forget_old_penalties(&mut self) {
+        let now = self.now;
+        self.penalties
+            .retain(|_, p| now.duration_since(p.last) < config::AUTH_FORGET_AFTER);
+        if self.penalties.len() > config::AUTH_PENALTY_TABLE {
+            let mut lasts: Vec<Instant> = self.penalties.values().map(|p| p.last).collect();
+            lasts.sort_unstable();
+            let cut = lasts[lasts.len() / 2];
+            self.penalties.retain(|_, p| p.last >= cut);
+        }
     }
 
     /// Whether `key` still holds the connection `serial` and it is open.
@@ -757,6 +1034,24 @@ impl Server {
         }
     }
 
+    /// Gives freed heap memory back to the kernel when the loop is about to
+    /// sleep for a while after a burst (a join storm queues a line for every
+    /// user, then frees it all). glibc keeps such memory for reuse; on a
+    /// small host we would rather it showed up as free. Cheap, and rare:
+    /// only when going idle after at least [`TRIM_AFTER_RELEASED`] bytes
+    /// of buffers were freed.
+    fn trim_heap_if_idle(&mut self, timeout: Option<Duration>) {
+        let idle = timeout.is_none_or(|t| t >= Duration::from_secs(1));
+        if idle && self.released >= TRIM_AFTER_RELEASED {
+            self.released = 0;
+            #[cfg(all(target_os = "linux", target_env = "gnu"))]
+            // SAFETY: malloc_trim only returns free heap pages to the kernel.
+            unsafe {
+                libc::malloc_trim(0);
+            }
+        }
+    }
+
     /// The room and an outbox over our connections, borrowed together.
     fn split(&mut self) -> (&mut Room, Mailer<'_>) {
         (
@@ -765,7 +1060,9 @@ impl Server {
                 conns: &mut self.conns,
                 flush_list: &mut self.flush_list,
                 overflowed: &mut self.overflowed,
+                broken: &mut self.broken,
                 timers: &mut self.timers,
+                auth_queue: &mut self.auth_queue,
                 now: self.now,
             },
         )

@@ -27,6 +27,10 @@ pub enum Timer {
     ResumeAccept,
     /// Stop waiting for output to drain during shutdown.
     ShutdownDeadline,
+    /// A private-conversation invitation is due to expire (the room asked).
+    InviteExpiry,
+    /// A password check delayed for its address may run now.
+    AuthReady,
 }
 
 /// A min-heap of (deadline, timer).

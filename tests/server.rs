@@ -273,7 +273,7 @@ fn half_closed_client_lines_are_kept() {
 /// The server has exactly one thread while users chat.
 #[test]
 fn one_thread() {
-    let s = TestServer::start(&[]);
+    let s = TestServer::start(&["--max-rate", "0"]);
     let mut a = s.join("a");
     let mut b = s.join("b");
     a.line();

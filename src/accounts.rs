@@ -1,0 +1,485 @@
+//! Accounts: account names and salted argon2id password hashes, kept in a
+//! plain-text file an administrator can read and edit.
+//!
+//! The file has one account per line, `NAME PHC`, where PHC is the argon2id
+//! hash in the PHC string format (`$argon2id$v=19$m=...,t=...,p=...$SALT$HASH`).
+//! Lines starting with `#` and blank lines are kept as they are. A password
+//! is never stored, logged or echoed; only its hash is.
+//!
+//! Nothing here knows about sockets or the room. Hashing is slow on purpose
+//! (milliseconds), so the room never calls it: it hands an [`AuthJob`] to the
+//! event loop, which runs at most one per turn (see docs/architecture.md,
+//! "Accounts").
+
+use std::collections::HashMap;
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use argon2::{Algorithm, Argon2, Params, Version};
+
+use crate::config;
+use crate::protocol;
+
+/// The first line of a new accounts file.
+const HEADER: &str = "# loopchat accounts: NAME ARGON2ID-PHC-STRING, one per line. \
+Edit only while the server is stopped (loopchat-server --add-user / --remove-user).";
+
+/// A login or registration the room wants checked; run by the event loop.
+/// `Debug` hides the password, so a stray `{:?}` cannot log it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AuthJob {
+    /// The account name as the user typed it.
+    pub name: String,
+    pub password: String,
+}
+
+impl fmt::Debug for AuthJob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuthJob")
+            .field("name", &self.name)
+            .field("password", &"<hidden>")
+            .finish()
+    }
+}
+
+/// What came of an [`AuthJob`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// A known name with the right password; `name` as stored.
+    LoggedIn {
+        name: String,
+    },
+    /// An unknown name, now registered and saved to the file.
+    Registered {
+        name: String,
+    },
+    WrongPassword,
+    /// An unknown name with a password shorter than `min` characters.
+    TooShort {
+        min: usize,
+    },
+    /// The account could not be saved; the user is not registered.
+    SaveFailed,
+}
+
+/// One line of the file.
+#[derive(Debug, Clone)]
+enum Entry {
+    /// A comment or blank line, kept verbatim.
+    Other(String),
+    Account {
+        name: String,
+        phc: String,
+    },
+}
+
+/// The accounts, in file order, with an index by lowercased name.
+#[derive(Debug, Clone)]
+pub struct Accounts {
+    path: PathBuf,
+    entries: Vec<Entry>,
+    index: HashMap<String, usize>,
+}
+
+impl Accounts {
+    /// Reads `path`; a missing file is an empty store (created on the first
+    /// save). Errors read `accounts file PATH line N: WHY`.
+    pub fn load(path: &Path) -> Result<Accounts, String> {
+        let text = match fs::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                return Ok(Accounts::from_entries(
+                    path,
+                    vec![Entry::Other(HEADER.to_string())],
+                ));
+            }
+            Err(e) => return Err(format!("accounts file {}: {e}", path.display())),
+        };
+        let entries = parse(&text)
+            .map_err(|(n, why)| format!("accounts file {} line {n}: {why}", path.display()))?;
+        Ok(Accounts::from_entries(path, entries))
+    }
+
+    fn from_entries(path: &Path, entries: Vec<Entry>) -> Accounts {
+        let mut a = Accounts {
+            path: path.to_path_buf(),
+            entries,
+            index: HashMap::new(),
+        };
+        a.reindex();
+        a
+    }
+
+    fn reindex(&mut self) {
+        self.index.clear();
+        for (i, e) in self.entries.iter().enumerate() {
+            if let Entry::Account { name, .. } = e {
+                self.index.insert(name.to_ascii_lowercase(), i);
+            }
+        }
+    }
+
+    /// The file this store is saved to.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Number of accounts.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// The stored name and PHC string of `name` (case-insensitive).
+    pub fn lookup(&self, name: &str) -> Option<(&str, &str)> {
+        match self
+            .entries
+            .get(*self.index.get(&name.to_ascii_lowercase())?)?
+        {
+            Entry::Account { name, phc } => Some((name, phc)),
+            Entry::Other(_) => None,
+        }
+    }
+
+    /// Adds an account (in memory only; see [`save_atomic`](Self::save_atomic)).
+    pub fn add(&mut self, name: &str, phc: &str) -> Result<(), String> {
+        protocol::validate_nick(name).map_err(|e| format!("invalid name {name:?}: {e}"))?;
+        if self.lookup(name).is_some() {
+            return Err(format!("account {name} already exists"));
+        }
+        self.index
+            .insert(name.to_ascii_lowercase(), self.entries.len());
+        self.entries.push(Entry::Account {
+            name: name.to_string(),
+            phc: phc.to_string(),
+        });
+        Ok(())
+    }
+
+    /// Removes an account (in memory only). Returns whether it existed.
+    pub fn remove(&mut self, name: &str) -> bool {
+        let Some(i) = self.index.get(&name.to_ascii_lowercase()).copied() else {
+            return false;
+        };
+        self.entries.remove(i);
+        self.reindex();
+        true
+    }
+
+    /// The file's text.
+    fn render(&self) -> String {
+        let mut text = String::new();
+        for e in &self.entries {
+            match e {
+                Entry::Other(line) => text.push_str(line),
+                Entry::Account { name, phc } => {
+                    text.push_str(name);
+                    text.push(' ');
+                    text.push_str(phc);
+                }
+            }
+            text.push('\n');
+        }
+        text
+    }
+
+    /// Writes the store so that a crash at any point leaves either the old
+    /// file or the new one, never a mix: a temporary file in the same
+    /// folder, fsync, rename over the old, fsync the folder (the rename is
+    /// durable only once the folder is).
+    pub fn save_atomic(&self) -> io::Result<()> {
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let file_name = self
+            .path
+            .file_name()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+        let mut tmp_name = std::ffi::OsString::from(".");
+        tmp_name.push(file_name);
+        tmp_name.push(".tmp");
+        let tmp = dir.join(tmp_name);
+        let result = (|| {
+            let mut f = File::create(&tmp)?;
+            f.write_all(self.render().as_bytes())?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &self.path)?;
+            File::open(&dir)?.sync_all()
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+/// Parses the file's text; an error is `(line number, why)`.
+fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
+    let mut entries = Vec::new();
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        let n = i + 1;
+        let trimmed = line.trim();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            entries.push(Entry::Other(line.to_string()));
+            continue;
+        }
+        let fields: Vec<&str> = trimmed.split_whitespace().collect();
+        let [name, phc] = fields[..] else {
+            return Err((
+                n,
+                format!(
+                    "expected `NAME PHC` (2 fields), found {} field(s)",
+                    fields.len()
+                ),
+            ));
+        };
+        protocol::validate_nick(name).map_err(|e| (n, format!("invalid name {name:?}: {e}")))?;
+        check_phc(phc).map_err(|why| (n, format!("account {name}: {why}")))?;
+        if let Some(first) = seen.insert(name.to_ascii_lowercase(), n) {
+            return Err((n, format!("account {name} already defined on line {first}")));
+        }
+        entries.push(Entry::Account {
+            name: name.to_string(),
+            phc: phc.to_string(),
+        });
+    }
+    Ok(entries)
+}
+
+/// Checks that `phc` is an argon2id PHC string with a salt and a hash.
+fn check_phc(phc: &str) -> Result<(), String> {
+    let parsed = PasswordHash::new(phc).map_err(|e| format!("not a PHC string ({e})"))?;
+    if parsed.algorithm.as_str() != "argon2id" {
+        return Err(format!(
+            "hash algorithm is {}, expected argon2id",
+            parsed.algorithm
+        ));
+    }
+    if parsed.salt.is_none() || parsed.hash.is_none() {
+        return Err("the PHC string has no salt or no hash".into());
+    }
+    Ok(())
+}
+
+/// The hasher with our cost parameters (see config.rs, `ARGON2_*`).
+fn hasher() -> Result<Argon2<'static>, String> {
+    let params = Params::new(
+        config::ARGON2_M_KIB,
+        config::ARGON2_T,
+        config::ARGON2_P,
+        None,
+    )
+    .map_err(|e| format!("argon2 parameters: {e}"))?;
+    Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+}
+
+/// Hashes `password` with a fresh random salt (from the OS) into an
+/// argon2id PHC string. Takes a few milliseconds on purpose.
+pub fn hash_password(password: &str) -> Result<String, String> {
+    let hash = hasher()?
+        .hash_password(password.as_bytes())
+        .map_err(|e| format!("hashing failed: {e}"))?;
+    Ok(hash.to_string())
+}
+
+/// Whether `password` matches the PHC string `phc` (using the parameters
+/// stored in `phc`, so older hashes keep working if the costs change).
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// Checks a new password against the length rule.
+pub fn check_new_password(password: &str) -> Result<(), String> {
+    let min = config::MIN_PASSWORD_LEN;
+    if password.chars().count() < min {
+        return Err(format!("a password needs at least {min} characters"));
+    }
+    Ok(())
+}
+
+/// Runs one job against `store`: verify a known name, or register an
+/// unknown one (hash, add, save; undone if the save fails).
+pub fn run_job(store: &mut Accounts, job: &AuthJob) -> AuthOutcome {
+    if let Some((name, phc)) = store.lookup(&job.name) {
+        return if verify_password(&job.password, phc) {
+            AuthOutcome::LoggedIn {
+                name: name.to_string(),
+            }
+        } else {
+            AuthOutcome::WrongPassword
+        };
+    }
+    if check_new_password(&job.password).is_err() {
+        return AuthOutcome::TooShort {
+            min: config::MIN_PASSWORD_LEN,
+        };
+    }
+    let phc = match hash_password(&job.password) {
+        Ok(phc) => phc,
+        Err(e) => {
+            log::error!("registering {}: {e}", job.name);
+            return AuthOutcome::SaveFailed;
+        }
+    };
+    if let Err(e) = store.add(&job.name, &phc) {
+        log::error!("registering {}: {e}", job.name);
+        return AuthOutcome::SaveFailed;
+    }
+    if let Err(e) = store.save_atomic() {
+        log::error!(
+            "registering {}: cannot save {}: {e}",
+            job.name,
+            store.path().display()
+        );
+        store.remove(&job.name);
+        return AuthOutcome::SaveFailed;
+    }
+    AuthOutcome::Registered {
+        name: job.name.clone(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_path(tag: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "loopchat-accounts-unit-{}-{tag}",
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+        dir.join("accounts.txt")
+    }
+
+    #[test]
+    fn hash_and_verify() {
+        let phc = hash_password("correct horse").unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=8192,t=2,p=1$"), "{phc}");
+        assert!(!phc.contains("correct horse"));
+        assert!(verify_password("correct horse", &phc));
+        assert!(!verify_password("correct horsf", &phc));
+        assert!(!verify_password("x", "not a hash"));
+        // Salted: the same password hashes differently each time.
+        assert_ne!(phc, hash_password("correct horse").unwrap());
+    }
+
+    #[test]
+    fn parse_keeps_comments_and_reports_line_numbers() {
+        let phc = hash_password("password1").unwrap();
+        let text = format!("# admins\n\nalice {phc}\n  # indented comment\nBob {phc}\n");
+        let entries = parse(&text).unwrap();
+        let a = Accounts::from_entries(Path::new("x"), entries);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a.lookup("ALICE").map(|(n, _)| n), Some("alice"));
+        assert_eq!(a.lookup("bob").map(|(n, _)| n), Some("Bob"));
+        assert_eq!(a.render(), text);
+
+        let bad = [
+            (format!("# c\nalice {phc} extra\n"), 2, "2 fields"),
+            ("alice\n".to_string(), 1, "found 1 field"),
+            (format!("\n\nbad(name) {phc}\n"), 3, "invalid name"),
+            ("alice plaintext\n".to_string(), 1, "not a PHC string"),
+            (
+                "alice $argon2i$v=19$m=8192,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNo\n".to_string(),
+                1,
+                "expected argon2id",
+            ),
+            (
+                format!("alice {phc}\nALICE {phc}\n"),
+                2,
+                "already defined on line 1",
+            ),
+        ];
+        for (text, line, why) in bad {
+            let Err((n, msg)) = parse(&text) else {
+                panic!("{text:?} parsed");
+            };
+            assert_eq!(n, line, "{text:?}: {msg}");
+            assert!(msg.contains(why), "{text:?}: {msg}");
+        }
+    }
+
+    #[test]
+    fn save_load_add_remove() {
+        let path = temp_path("save");
+        let mut a = Accounts::load(&path).unwrap();
+        assert!(a.is_empty());
+        let phc = hash_password("password1").unwrap();
+        a.add("carol", &phc).unwrap();
+        assert!(a.add("Carol", &phc).is_err());
+        assert!(a.add("bad name", &phc).is_err());
+        a.save_atomic().unwrap();
+        let b = Accounts::load(&path).unwrap();
+        assert_eq!(b.lookup("carol").map(|(_, p)| p), Some(phc.as_str()));
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(text.starts_with("# loopchat accounts"));
+        let mut b = b;
+        assert!(b.remove("CAROL"));
+        assert!(!b.remove("carol"));
+        b.save_atomic().unwrap();
+        assert!(Accounts::load(&path).unwrap().is_empty());
+        // No temporary file is left behind.
+        let dir = path.parent().unwrap();
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 1);
+        let err = Accounts::load(dir).unwrap_err();
+        assert!(err.starts_with("accounts file "), "{err}");
+    }
+
+    #[test]
+    fn jobs_register_then_verify() {
+        let path = temp_path("jobs");
+        let mut a = Accounts::load(&path).unwrap();
+        let job = |pw: &str| AuthJob {
+            name: "Dave".into(),
+            password: pw.into(),
+        };
+        assert_eq!(
+            run_job(&mut a, &job("short")),
+            AuthOutcome::TooShort { min: 8 }
+        );
+        assert_eq!(
+            run_job(&mut a, &job("long enough")),
+            AuthOutcome::Registered {
+                name: "Dave".into()
+            }
+        );
+        assert_eq!(
+            run_job(&mut a, &job("wrong one")),
+            AuthOutcome::WrongPassword
+        );
+        let again = AuthJob {
+            name: "dave".into(),
+            password: "long enough".into(),
+        };
+        assert_eq!(
+            run_job(&mut a, &again),
+            AuthOutcome::LoggedIn {
+                name: "Dave".into()
+            }
+        );
+        assert!(!format!("{again:?}").contains("long enough"));
+        // A save that fails leaves the user unregistered.
+        let mut broken = Accounts::load(&path.parent().unwrap().join("no/such/dir/f")).unwrap();
+        assert_eq!(
+            run_job(&mut broken, &job("long enough")),
+            AuthOutcome::SaveFailed
+        );
+        assert!(broken.lookup("dave").is_none());
+    }
+}

@@ -1,0 +1,322 @@
+//! The full-screen client end to end, in a real terminal: two clients run
+//! under tmux (`new-session -x 100 -y 30`), keys go in with `send-keys`, the
+//! screen comes out with `capture-pane`, polled until a deadline.
+//!
+//! Skipped with a note when tmux is not installed (CI installs it), and not
+//! built without the `tui` feature (the client is then a line tool only).
+#![cfg(feature = "tui")]
+
+mod common;
+#[path = "client_support.rs"]
+mod support;
+
+use std::process::Command;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::TestServer;
+use support::{ServerOn, TIMEOUT, threads_of};
+
+/// A private tmux server (its own socket name), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    /// `tag` keeps tests running in parallel on separate tmux servers.
+    fn new(tag: &str) -> Tmux {
+        Tmux {
+            socket: format!("loopchat-test-{}-{tag}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Starts `loopchat` full-screen in a new 100x30 session.
+    fn client(&self, name: &str, addr: &str, args: &str) {
+        let cmd = format!("exec {} {addr} {args}", env!("CARGO_BIN_EXE_loopchat"));
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            name,
+            "-x",
+            "100",
+            "-y",
+            "30",
+            &cmd,
+        ]);
+    }
+
+    fn screen(&self, name: &str) -> String {
+        self.run(&["capture-pane", "-p", "-t", name])
+    }
+
+    /// Polls the screen until `pred` holds; panics with the screen otherwise.
+    fn wait_for(&self, name: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let s = self.screen(name);
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what} in {name}'s screen:\n{s}");
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, name: &str, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", name];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+
+    fn pid(&self, name: &str) -> u32 {
+        self.run(&["display-message", "-p", "-t", name, "#{pane_pid}"])
+            .trim()
+            .parse()
+            .expect("pane pid")
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+#[test]
+fn message_typed_in_one_client_appears_in_the_other() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
+        return;
+    }
+    let server = TestServer::start(&[]);
+    let tmux = Tmux::new("message");
+    tmux.client("a", &server.addr.to_string(), "--nick alice");
+    tmux.wait_for("a", "alice joined", |s| {
+        s.contains("* The room contains:") && s.contains("connected")
+    });
+    tmux.client("b", &server.addr.to_string(), "--nick bob");
+    tmux.wait_for("a", "bob's arrival", |s| {
+        s.contains("* bob has entered the room")
+    });
+    tmux.wait_for("b", "bob joined", |s| s.contains("Online (2)"));
+
+    // Bob starts a line; a message arriving meanwhile leaves it intact.
+    tmux.keys("b", &["-l", "half typed"]);
+    tmux.wait_for("b", "bob's input", |s| {
+        s.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("> half typed"))
+    });
+    tmux.keys("a", &["-l", "hello from alice"]);
+    tmux.keys("a", &["Enter"]);
+    let s = tmux.wait_for("b", "alice's message", |s| {
+        s.contains("<alice> hello from alice")
+    });
+    assert!(
+        s.lines()
+            .last()
+            .is_some_and(|l| l.starts_with("> half typed")),
+        "{s}"
+    );
+    // Own lines are shown locally.
+    tmux.wait_for("a", "alice's own line", |s| {
+        s.contains("<alice> hello from alice")
+    });
+
+    // Editing keys: arrows, Home, word delete. (`-l` makes every argument
+    // literal text, so key names go in separate calls.)
+    tmux.keys("a", &["-l", "helo wrld"]);
+    tmux.keys("a", &["C-w", "BSpace", "Left"]);
+    tmux.keys("a", &["-l", "l"]);
+    tmux.keys("a", &["End"]);
+    tmux.keys("a", &["-l", " world"]);
+    tmux.keys("a", &["Home"]);
+    tmux.keys("a", &["-l", ">"]);
+    tmux.keys("a", &["Enter"]);
+    tmux.wait_for("b", "the edited line", |s| {
+        s.contains("<alice> >hello world")
+    });
+
+    // A paste far longer than one read arrives whole.
+    let paste = format!("{}END", "x".repeat(3000));
+    tmux.keys("a", &["-l", &paste]);
+    tmux.wait_for("a", "the whole paste", |s| {
+        s.lines()
+            .last()
+            .is_some_and(|l| l.trim_end().ends_with("xxEND"))
+    });
+    tmux.keys("a", &["C-u"]);
+    tmux.wait_for("a", "the emptied line", |s| {
+        s.lines().last().is_some_and(|l| l.trim_end() == ">")
+    });
+
+    // One thread, in a real terminal.
+    assert_eq!(threads_of(tmux.pid("a")), 1);
+
+    // Ctrl-C leaves cleanly: the quit line reaches the server.
+    tmux.keys("b", &["C-c"]);
+    let s = tmux.wait_for("a", "bob's departure", |s| {
+        s.contains("* bob has left the room (quit)")
+    });
+    assert!(s.contains("Online (1)"), "{s}");
+
+    // The terminal going away (hang-up) ends the client too, instead of
+    // leaving it spinning on a dead descriptor.
+    let alice = tmux.pid("a");
+    tmux.run(&["kill-server"]);
+    let deadline = Instant::now() + TIMEOUT;
+    while !exited(alice) {
+        assert!(
+            Instant::now() < deadline,
+            "the client outlived its terminal"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Gone, or a zombie nobody has reaped yet.
+fn exited(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/status")) {
+        Ok(status) => status
+            .lines()
+            .any(|l| l.starts_with("State:") && l.contains('Z')),
+        Err(_) => true,
+    }
+}
+
+#[test]
+fn asks_for_a_nickname_again_after_a_refusal_and_follows_resizes() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
+        return;
+    }
+    let mut server = TestServer::start(&[]);
+    let tmux = Tmux::new("nick");
+    tmux.client("a", &server.addr.to_string(), "--nick alice");
+    tmux.wait_for("a", "alice joined", |s| s.contains("* The room contains:"));
+    // No --nick: the client asks; a taken name shows the server's reason.
+    tmux.client("c", &server.addr.to_string(), "");
+    tmux.wait_for("c", "the nickname prompt", |s| {
+        s.contains("type a nickname")
+            && s.lines().last().is_some_and(|l| l.starts_with("nickname>"))
+    });
+    tmux.keys("c", &["-l", "Alice"]);
+    tmux.keys("c", &["Enter"]);
+    tmux.wait_for("c", "the refusal", |s| {
+        s.contains("! Nickname Alice is taken. Choose another.")
+            && s.lines().last().is_some_and(|l| l.starts_with("nickname>"))
+    });
+    tmux.keys("c", &["-l", "carol"]);
+    tmux.keys("c", &["Enter"]);
+    tmux.wait_for("c", "carol joined", |s| {
+        s.contains("Online (2)") && s.contains("| carol |")
+    });
+    tmux.wait_for("a", "carol's arrival", |s| {
+        s.contains("* carol has entered the room")
+    });
+
+    // A narrow window drops the user list; a wide one brings it back.
+    tmux.run(&["resize-window", "-t", "c", "-x", "50", "-y", "12"]);
+    tmux.wait_for("c", "the narrow layout", |s| {
+        !s.contains("Online (") && s.lines().count() <= 12
+    });
+    tmux.run(&["resize-window", "-t", "c", "-x", "100", "-y", "30"]);
+    tmux.wait_for("c", "the wide layout", |s| s.contains("Online (2)"));
+
+    // The server goes away: the interface says so and keeps retrying.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    tmux.wait_for("c", "the lost connection", |s| {
+        s.contains("connection lost") && s.contains("retrying in")
+    });
+    assert_eq!(threads_of(tmux.pid("c")), 1);
+}
+
+/// With accounts: the password is typed as `*`, never shown, and the
+/// client logs in again by itself after the server comes back.
+#[test]
+fn password_is_masked_and_reused_on_reconnect() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("loopchat-tui-accounts-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let accounts = dir.join("accounts.txt");
+    let accounts = accounts.to_str().unwrap();
+    let mut server = TestServer::start(&["--accounts", accounts]);
+    let addr = server.addr.to_string();
+    let tmux = Tmux::new("password");
+    tmux.client("a", &addr, "--nick alice");
+    let is_prompt = |s: &str| s.lines().last().is_some_and(|l| l.starts_with("password>"));
+    tmux.wait_for("a", "the password prompt", |s| {
+        s.contains("* Password for alice?") && is_prompt(s)
+    });
+    tmux.keys("a", &["-l", "short"]);
+    tmux.wait_for("a", "five stars", |s| {
+        s.lines().last().map(str::trim_end) == Some("password> *****")
+    });
+    tmux.keys("a", &["Enter"]);
+    tmux.wait_for("a", "the refusal", |s| {
+        s.contains("! Password too short") && is_prompt(s)
+    });
+    tmux.keys("a", &["-l", "Sw0rdfish pw"]);
+    let s = tmux.wait_for("a", "twelve stars", |s| {
+        s.lines().last().map(str::trim_end) == Some("password> ************")
+    });
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    tmux.keys("a", &["Enter"]);
+    let s = tmux.wait_for("a", "alice joined", |s| {
+        s.contains("* Account alice registered.") && s.contains("* The room contains:")
+    });
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    // Not in the history either: Up brings back nothing.
+    tmux.keys("a", &["Up"]);
+    thread::sleep(Duration::from_millis(200));
+    let s = tmux.screen("a");
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    assert_eq!(s.lines().last().map(str::trim_end), Some(">"), "{s}");
+
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    tmux.wait_for("a", "the lost connection", |s| {
+        s.contains("connection lost")
+    });
+    let _server2 = ServerOn::start_with(&addr, &["--accounts", accounts]);
+    let s = tmux.wait_for("a", "the automatic login", |s| {
+        s.contains("logging in with the saved password")
+            && s.matches("* The room contains:").count() == 2
+    });
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

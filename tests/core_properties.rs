@@ -1,0 +1,204 @@
+//! Property test over the socket-free core (LineFramer + Room): arbitrary
+//! interleavings of connect / partial bytes / disconnect for several
+//! connections. Invariants checked after every step:
+//! - nothing panics;
+//! - the room's nickname index and its joined list agree;
+//! - no framer holds more than one line's worth of bytes;
+//! - every chat line reaches every other joined user exactly once, in
+//!   order, and never its sender or an unjoined connection.
+
+use std::collections::HashMap;
+
+use loopchat::framing::{Frame, LineFramer};
+use loopchat::room::{ConnId, LeaveReason, Outbox, Room};
+use proptest::prelude::*;
+
+const CONNS: usize = 4;
+const MAX_LINE: usize = 40;
+
+#[derive(Default)]
+struct Mailbox {
+    /// Complete lines received by each connection, oldest first.
+    lines: HashMap<ConnId, Vec<String>>,
+    closed: Vec<ConnId>,
+}
+
+impl Outbox for Mailbox {
+    fn send(&mut self, to: ConnId, bytes: &[u8]) {
+        assert!(bytes.ends_with(b"\n"), "every send is whole lines");
+        let text = std::str::from_utf8(bytes).expect("the server sends UTF-8");
+        assert!(
+            !text
+                .chars()
+                .any(|c| c.is_control() && c != '\n' && c != '\t'),
+            "control character relayed: {text:?}"
+        );
+        let inbox = self.lines.entry(to).or_default();
+        inbox.extend(text.lines().map(str::to_string));
+    }
+    fn close(&mut self, conn: ConnId) {
+        self.closed.push(conn);
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Step {
+    Connect(usize),
+    /// Bytes arriving in one or more reads.
+    Bytes(usize, Vec<Vec<u8>>),
+    Disconnect(usize),
+}
+
+/// Pieces that, glued together, make nicknames, chat, commands and junk.
+fn piece() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        Just(b"\n".to_vec()),
+        Just(b"\r\n".to_vec()),
+        Just(b"ann".to_vec()),
+        Just(b"bob".to_vec()),
+        Just(b"Ann".to_vec()),
+        Just(b"hello ".to_vec()),
+        Just(b"/nick ".to_vec()),
+        Just(b"/msg ann ".to_vec()),
+        Just(b"/me ".to_vec()),
+        Just(b"/who".to_vec()),
+        Just(b"/quit".to_vec()),
+        Just(b"//".to_vec()),
+        Just(b"\x1b[1m".to_vec()),
+        Just(vec![0xc3]),
+        Just("é".as_bytes().to_vec()),
+        Just(vec![0xff, 0xfb, 0x01]),
+        Just(b"x".repeat(25)),
+        Just(b" ".to_vec()),
+    ]
+}
+
+/// Whole lines a user might type: nicknames, chat, commands.
+fn typed_line() -> impl Strategy<Value = &'static str> {
+    prop_oneof![
+        Just("ann"),
+        Just("bob"),
+        Just("Cy"),
+        Just("dee"),
+        Just("hello"),
+        Just("hi there"),
+        Just("//slash"),
+        Just("/me waves"),
+        Just("/who"),
+        Just("/msg ann yo"),
+        Just("/nick eve"),
+        Just("/quit"),
+    ]
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        2 => (0..CONNS).prop_map(Step::Connect),
+        // A typed line, cut at a random point into two reads.
+        8 => (0..CONNS, typed_line(), any::<bool>(), 0usize..12).prop_map(|(c, line, crlf, cut)| {
+            let mut bytes = line.as_bytes().to_vec();
+            bytes.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+            let cut = cut.min(bytes.len());
+            Step::Bytes(c, vec![bytes[..cut].to_vec(), bytes[cut..].to_vec()])
+        }),
+        // Junk and fragments, which may leave a partial line behind.
+        2 => (0..CONNS, proptest::collection::vec(piece(), 1..6))
+            .prop_map(|(c, ps)| Step::Bytes(c, vec![ps.concat()])),
+        1 => (0..CONNS).prop_map(Step::Disconnect),
+    ]
+}
+
+/// What the room should do with a line from a joined user, if it is chat.
+fn expected_chat(line: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(line).ok()?;
+    if text.trim_matches([' ', '\t']).is_empty()
+        || text.chars().any(|c| c.is_control() && c != '\t')
+    {
+        return None;
+    }
+    match text.strip_prefix('/') {
+        Some(rest) if rest.starts_with('/') => Some(rest.to_string()),
+        Some(_) => None,
+        None => Some(text.to_string()),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+    #[test]
+    fn core_invariants(steps in proptest::collection::vec(step(), 1..60)) {
+        let mut room = Room::new(MAX_LINE);
+        let mut out = Mailbox::default();
+        let mut framers: HashMap<usize, LineFramer> = HashMap::new();
+
+        for step in steps {
+            match step {
+                Step::Connect(c) => {
+                    if framers.contains_key(&c) { continue; }
+                    framers.insert(c, LineFramer::new(MAX_LINE));
+                    room.connected(c, &mut out);
+                }
+                Step::Disconnect(c) => {
+                    if framers.remove(&c).is_some() {
+                        room.disconnected(c, &LeaveReason::Closed, &mut out);
+                    }
+                }
+                Step::Bytes(c, reads) => for bytes in reads {
+                    let conns: Vec<usize> = framers.keys().copied().collect();
+                    let Some(framer) = framers.get_mut(&c) else { continue };
+                    framer.push(&bytes);
+                    while let Some(framer) = framers.get_mut(&c) {
+                        let line = match framer.next_frame() {
+                            None => break,
+                            Some(Frame::TooLong) => None,
+                            Some(Frame::Line(l)) => Some(l.to_vec()),
+                        };
+                        // Who is here before the line, and what each has had.
+                        let sender_nick = room.nick(c).map(str::to_string);
+                        let joined: Vec<ConnId> = room.users().map(|(id, _)| id).collect();
+                        let before: HashMap<ConnId, usize> = conns.iter()
+                            .map(|&k| (k, out.lines.get(&k).map_or(0, Vec::len)))
+                            .collect();
+                        match &line {
+                            Some(l) => room.handle_frame(c, Frame::Line(l), &mut out),
+                            None => room.handle_frame(c, Frame::TooLong, &mut out),
+                        }
+                        let chat = match (&sender_nick, &line) {
+                            (Some(nick), Some(l)) => expected_chat(l).map(|t| format!("[{nick}] {t}")),
+                            _ => None,
+                        };
+                        if let Some(want) = chat {
+                            let others: Vec<ConnId> = joined.iter().copied().filter(|&k| k != c).collect();
+                            for &k in &conns {
+                                let new = &out.lines.get(&k).map_or(&[][..], |v| &v[before[&k]..]);
+                                if others.contains(&k) {
+                                    prop_assert_eq!(new.to_vec(), vec![want.clone()], "recipient #{}", k);
+                                } else if k == c {
+                                    prop_assert!(new.iter().all(|l| !l.starts_with('[')), "echo: {:?}", new);
+                                } else {
+                                    prop_assert!(new.is_empty(), "unjoined #{} got {:?}", k, new);
+                                }
+                            }
+                        }
+                        if out.closed.contains(&c) {
+                            break;
+                        }
+                    }
+                    if out.closed.contains(&c) {
+                        framers.remove(&c);
+                        out.closed.retain(|&k| k != c);
+                    }
+                },
+            }
+            prop_assert!(room.check_consistency().is_ok(), "{:?}", room.check_consistency());
+            for f in framers.values() {
+                prop_assert!(f.buffered() <= MAX_LINE + 1, "framer holds {}", f.buffered());
+            }
+            // Nobody who is not connected is in the room.
+            for (id, _) in room.users() {
+                prop_assert!(framers.contains_key(&id));
+            }
+        }
+    }
+}
