@@ -252,7 +252,7 @@ fn idle(kind: &ServerKind, plan: &Plan) -> Result<(Report, u64), String> {
     let mut c = config(Workload::Idle, &server);
     c.clients = plan.idle_clients;
     c.duration = plan.idle_hold;
-    c.connect_rate = 2_000.0;
+    c.connect_rate = 500.0;
     c.join_timeout = Duration::from_secs(if plan.quick { 20 } else { 120 });
     let r = bench::run(&c).map_err(|e| format!("{}: idle: {e}", kind.name))?;
     eprintln!(
