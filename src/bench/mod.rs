@@ -1,1 +1,64 @@
-//! The load generator: see src/bin/loopchat-bench.rs.
+//! The load generator behind `loopchat-bench` and `cargo bench`.
+//!
+//! One thread drives every client connection around one `mio::Poll`, like
+//! the server it measures, so that thousands of clients cost little and the
+//! bench is not the bottleneck. The modules split by what they own:
+//!
+//! - [`cli`]: the command line and [`Config`],
+//! - [`dialect`]: the chat protocol as the bench needs it (Budget Chat),
+//! - [`payload`]: the text of a message (sender, sequence, intended time),
+//! - [`tracker`]: loss, duplicate and reordering accounting,
+//! - [`driver`]: the poll loop and the workloads (fanout, idle, churn),
+//! - [`net`]: non-blocking connects and the precise timer,
+//! - [`stats`]: latency histograms, [`proc_stats`]: /proc sampling,
+//! - [`report`]: the table and the JSON object,
+//! - [`baseline`]: the thread-per-client server the benches compare with.
+
+pub mod baseline;
+pub mod cli;
+pub mod dialect;
+pub mod driver;
+pub mod net;
+pub mod payload;
+pub mod proc_stats;
+pub mod report;
+pub mod stats;
+pub mod tracker;
+
+pub use cli::{Config, Workload};
+pub use driver::run;
+pub use report::Report;
+
+/// The `loopchat-bench` program: parses `args` (without the program name),
+/// runs, prints, and returns the exit status (0 clean, 1 not clean or an
+/// error, 2 bad usage).
+pub fn main_with_args(args: &[String]) -> i32 {
+    let cfg = match cli::parse(args) {
+        Ok(cli::Parsed::Run(c)) => c,
+        Ok(cli::Parsed::Help(text)) => {
+            print!("{text}");
+            return 0;
+        }
+        Err(e) => {
+            eprintln!("loopchat-bench: {e}\n\n{}", cli::usage());
+            return 2;
+        }
+    };
+    let report = match run(&cfg) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("loopchat-bench: {e}");
+            return 1;
+        }
+    };
+    if cfg.json {
+        println!("{}", report.to_json());
+    } else {
+        print!("{}", report.table());
+    }
+    if report.is_clean() || cfg.allow_loss {
+        0
+    } else {
+        1
+    }
+}

@@ -1,5 +1,6 @@
-//! The load generator (placeholder until the bench lands).
+//! loopchat-bench: load generator for loopchat and any Budget Chat server.
+//! The logic lives in `loopchat::bench` so `cargo bench` reuses it.
 fn main() {
-    eprintln!("loopchat-bench: not built yet");
-    std::process::exit(1);
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    std::process::exit(loopchat::bench::main_with_args(&args));
 }

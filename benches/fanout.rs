@@ -1,0 +1,792 @@
+//! `cargo bench --bench fanout [-- --quick] [-- --update-docs]`: loopchat
+//! against the thread-per-client baseline, the same matrix on each, one
+//! after the other in the same run.
+//!
+//! 1. fanout, 100 clients, 4 senders, 64 B: the offered rate is swept upward
+//!    until the server breaks; capacity is the highest rate with zero loss
+//!    and p99 below 50 ms;
+//! 2. the same with 1,000 clients;
+//! 3. 10,000 idle joined clients: RSS per connection and threads;
+//! 4. churn: joins per second.
+//!
+//! Every sweep point and every other group starts a fresh server process
+//! (so one group's departures and memory do not pollute the next). The loopchat server is the package's
+//! `loopchat-server` binary (built by `cargo bench` itself); the baseline is
+//! this same bench executable re-run with `--serve-threaded`, which runs
+//! `loopchat::bench::baseline` and nothing else. The load comes from the
+//! bench library (`loopchat::bench::run`), in this process.
+//!
+//! Output: a markdown table on stdout, the raw reports as JSON and SVG charts
+//! under target/bench-results/, and with `--update-docs` the charts copied
+//! to docs/. `--quick` (CI) runs tiny sizes, checks that nothing was lost,
+//! and asserts no speed. Under `cargo test --all-targets` (no `--bench`
+//! argument) it exits at once.
+
+use loopchat::bench::{self, Config, Report, Workload};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Capacity criteria.
+const MAX_P99_US: u64 = 50_000;
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+    pid: u32,
+    rss_empty_kib: u64,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+struct ServerKind {
+    name: &'static str,
+    program: PathBuf,
+    args: Vec<String>,
+}
+
+impl ServerKind {
+    fn start(&self) -> Result<Server, String> {
+        let mut child = Command::new(&self.program)
+            .args(&self.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .map_err(|e| {
+                format!(
+                    "{}: cannot start {}: {e}",
+                    self.name,
+                    self.program.display()
+                )
+            })?;
+        let stdout = child.stdout.take().ok_or("no stdout")?;
+        let mut first = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut first);
+        let addr = first
+            .trim()
+            .strip_prefix("listening on ")
+            .and_then(|a| a.parse().ok());
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{}: expected `listening on ADDR:PORT`, got {:?}",
+                self.name,
+                first.trim()
+            ));
+        };
+        let pid = child.id();
+        let rss_empty_kib = bench::proc_stats::sample(pid).map_or(0, |s| s.rss_kib);
+        Ok(Server {
+            child,
+            addr,
+            pid,
+            rss_empty_kib,
+        })
+    }
+}
+
+struct Plan {
+    quick: bool,
+    sweep_small_clients: usize,
+    sweep_large_clients: usize,
+    rates_small: Vec<f64>,
+    rates_large: Vec<f64>,
+    point_warmup: Duration,
+    point_duration: Duration,
+    idle_clients: usize,
+    idle_hold: Duration,
+    churn_duration: Duration,
+    reference_rate: f64,
+}
+
+impl Plan {
+    fn full() -> Plan {
+        let rates = |v: &[f64]| v.to_vec();
+        Plan {
+            quick: false,
+            sweep_small_clients: 100,
+            sweep_large_clients: 1000,
+            rates_small: rates(&[
+                1e2, 2e2, 5e2, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6,
+            ]),
+            rates_large: rates(&[2e1, 5e1, 1e2, 2e2, 5e2, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5]),
+            point_warmup: Duration::from_secs(1),
+            point_duration: Duration::from_secs(3),
+            idle_clients: 10_000,
+            idle_hold: Duration::from_secs(2),
+            churn_duration: Duration::from_secs(3),
+            reference_rate: 1000.0,
+        }
+    }
+
+    fn quick() -> Plan {
+        Plan {
+            quick: true,
+            sweep_small_clients: 10,
+            sweep_large_clients: 50,
+            rates_small: vec![500.0, 1000.0],
+            rates_large: vec![200.0],
+            point_warmup: Duration::from_millis(200),
+            point_duration: Duration::from_millis(800),
+            idle_clients: 200,
+            idle_hold: Duration::from_millis(300),
+            churn_duration: Duration::from_secs(1),
+            reference_rate: 1000.0,
+        }
+    }
+}
+
+fn config(workload: Workload, server: &Server) -> Config {
+    let mut c = Config::new(workload, server.addr);
+    c.quiet = true;
+    c.server_pid = Some(server.pid);
+    c.connect_rate = 5000.0;
+    c.join_timeout = Duration::from_secs(60);
+    c
+}
+
+/// One sweep point's verdict.
+fn holds(r: &Report) -> bool {
+    let p99 = r.latency.map_or(u64::MAX, |l| l.p99);
+    r.is_clean() && p99 < MAX_P99_US && r.sent_per_s() >= 0.95 * r.config.rate
+}
+
+struct Sweep {
+    clients: usize,
+    points: Vec<Report>,
+    capacity: Option<usize>,
+}
+
+/// Runs `rates` upward until two points in a row break (but at least up to
+/// `must_reach`, the rate the latency figures are quoted at).
+fn sweep(
+    kind: &ServerKind,
+    plan: &Plan,
+    clients: usize,
+    rates: &[f64],
+    must_reach: f64,
+) -> Result<Sweep, String> {
+    let mut points = Vec::new();
+    let mut capacity = None;
+    let mut broken_in_a_row = 0;
+    for &rate in rates {
+        // A fresh server per point: the previous point's clients leaving
+        // (every departure is announced to everyone) must not overlap.
+        let server = kind.start()?;
+        let mut c = config(Workload::Fanout, &server);
+        c.clients = clients;
+        c.senders = 4.min(clients - 1);
+        c.rate = rate;
+        c.warmup = plan.point_warmup;
+        c.duration = plan.point_duration;
+        let r = bench::run(&c).map_err(|e| format!("{}: fanout: {e}", kind.name))?;
+        let ok = holds(&r);
+        let lat = r.latency.unwrap_or_default();
+        let cost = r.server.map_or(String::new(), |s| {
+            format!(
+                "  server CPU {:.2} s, bench CPU {:.2} s",
+                s.cpu_s,
+                r.bench_cpu_s.unwrap_or(0.0)
+            )
+        });
+        eprintln!(
+            "  {:<18} {:>5} clients {:>8} msg/s -> {:>10.0} deliveries/s  p50 {:>7} us  p99 {:>8} us  lost {} {}{cost}",
+            kind.name,
+            clients,
+            rate,
+            r.deliveries_per_s(),
+            lat.p50,
+            lat.p99,
+            r.lost,
+            if ok { "ok" } else { "BROKEN" },
+        );
+        if plan.quick && !r.is_clean() {
+            return Err(format!(
+                "{}: quick fanout at {rate} msg/s was not clean: {}",
+                kind.name,
+                r.to_json()
+            ));
+        }
+        points.push(r);
+        if ok {
+            capacity = Some(points.len() - 1);
+            broken_in_a_row = 0;
+        } else {
+            // Two broken points in a row end the sweep: one can be noise
+            // on a shared machine, two are the server's limit.
+            broken_in_a_row += 1;
+            if broken_in_a_row >= 2 && rate >= must_reach {
+                break;
+            }
+        }
+    }
+    Ok(Sweep {
+        clients,
+        points,
+        capacity,
+    })
+}
+
+struct ServerResults {
+    name: &'static str,
+    small: Sweep,
+    large: Sweep,
+    idle: Report,
+    idle_rss_empty_kib: u64,
+    churn: Report,
+}
+
+fn idle(kind: &ServerKind, plan: &Plan) -> Result<(Report, u64), String> {
+    let server = kind.start()?;
+    let mut c = config(Workload::Idle, &server);
+    c.clients = plan.idle_clients;
+    c.duration = plan.idle_hold;
+    c.connect_rate = 500.0;
+    c.join_timeout = Duration::from_secs(if plan.quick { 20 } else { 120 });
+    let r = bench::run(&c).map_err(|e| format!("{}: idle: {e}", kind.name))?;
+    eprintln!(
+        "  {:<18} idle: {} of {} joined in {:.1} s, RSS {} KiB (empty {} KiB), {} threads",
+        kind.name,
+        r.joined,
+        r.requested,
+        r.join_s,
+        r.server.map_or(0, |s| s.rss_end_kib),
+        server.rss_empty_kib,
+        r.server.map_or(0, |s| s.threads)
+    );
+    if plan.quick && !r.is_clean() {
+        return Err(format!(
+            "{}: quick idle not clean: {}",
+            kind.name,
+            r.to_json()
+        ));
+    }
+    Ok((r, server.rss_empty_kib))
+}
+
+fn churn(kind: &ServerKind, plan: &Plan) -> Result<Report, String> {
+    let server = kind.start()?;
+    let mut c = config(Workload::Churn, &server);
+    c.clients = 32;
+    c.duration = plan.churn_duration;
+    c.connect_rate = 1_000_000.0;
+    c.join_timeout = Duration::from_secs(10);
+    let r = bench::run(&c).map_err(|e| format!("{}: churn: {e}", kind.name))?;
+    eprintln!(
+        "  {:<18} churn: {:.0} joins/s, failures {:?}",
+        kind.name,
+        r.joins_per_s(),
+        r.failures
+    );
+    if plan.quick && (r.joins == 0 || r.failures_total() > 0) {
+        return Err(format!(
+            "{}: quick churn not clean: {}",
+            kind.name,
+            r.to_json()
+        ));
+    }
+    Ok(r)
+}
+
+fn run_server(kind: &ServerKind, plan: &Plan) -> Result<ServerResults, String> {
+    let small = sweep(
+        kind,
+        plan,
+        plan.sweep_small_clients,
+        &plan.rates_small,
+        plan.reference_rate,
+    )?;
+    let large = sweep(kind, plan, plan.sweep_large_clients, &plan.rates_large, 0.0)?;
+    let (idle, idle_rss_empty_kib) = idle(kind, plan)?;
+    let churn = churn(kind, plan)?;
+    Ok(ServerResults {
+        name: kind.name,
+        small,
+        large,
+        idle,
+        idle_rss_empty_kib,
+        churn,
+    })
+}
+
+/// The headline figures of one server.
+#[derive(Default, Clone, Copy)]
+struct Headline {
+    cap_small_rate: Option<f64>,
+    cap_small_deliveries: Option<f64>,
+    ref_p50: Option<f64>,
+    ref_p99: Option<f64>,
+    cap_large_rate: Option<f64>,
+    cap_large_deliveries: Option<f64>,
+    cap_large_cpu_s_per_m: Option<f64>,
+    cap_large_writes: Option<f64>,
+    cap_large_bench_cpu_share: Option<f64>,
+    idle_rss_per_conn_b: Option<f64>,
+    idle_threads: Option<f64>,
+    idle_joined: Option<f64>,
+    churn_joins: Option<f64>,
+}
+
+fn headline(r: &ServerResults, plan: &Plan) -> Headline {
+    let mut h = Headline::default();
+    if let Some(i) = r.small.capacity {
+        let p = &r.small.points[i];
+        h.cap_small_rate = Some(p.config.rate);
+        h.cap_small_deliveries = Some(p.deliveries_per_s());
+    }
+    if let Some(p) = r
+        .small
+        .points
+        .iter()
+        .find(|p| p.config.rate == plan.reference_rate)
+    {
+        h.ref_p50 = p.latency.map(|l| l.p50 as f64);
+        h.ref_p99 = p.latency.map(|l| l.p99 as f64);
+    }
+    if let Some(i) = r.large.capacity {
+        let p = &r.large.points[i];
+        h.cap_large_rate = Some(p.config.rate);
+        h.cap_large_deliveries = Some(p.deliveries_per_s());
+        if let Some(s) = p.server {
+            h.cap_large_cpu_s_per_m = s.cpu_us_per_1k_deliveries.map(|v| v / 1000.0);
+            h.cap_large_writes = s.write_syscalls_per_delivery;
+            if let Some(b) = p.bench_cpu_s {
+                h.cap_large_bench_cpu_share = Some(b / p.measured_s.max(1e-9));
+            }
+        }
+    }
+    if let Some(s) = r.idle.server {
+        if r.idle.held > 0 {
+            let grown = s.rss_end_kib.saturating_sub(r.idle_rss_empty_kib) as f64 * 1024.0;
+            h.idle_rss_per_conn_b = Some(grown / r.idle.held as f64);
+        }
+        h.idle_threads = Some(s.threads as f64);
+    }
+    h.idle_joined = Some(r.idle.held as f64);
+    h.churn_joins = Some(r.churn.joins_per_s());
+    h
+}
+
+fn fmt(v: Option<f64>, digits: usize) -> String {
+    v.map_or("-".into(), |v| format!("{v:.digits$}"))
+}
+
+/// The median of the runs' values that exist.
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(|a, b| a.total_cmp(b));
+    let m = v.len() / 2;
+    Some(if v.len() % 2 == 1 {
+        v[m]
+    } else {
+        (v[m - 1] + v[m]) / 2.0
+    })
+}
+
+/// Each server's runs.
+struct Runs {
+    name: &'static str,
+    runs: Vec<ServerResults>,
+}
+
+fn table(all: &[Runs], plan: &Plan) -> String {
+    let heads: Vec<Vec<Headline>> = all
+        .iter()
+        .map(|k| k.runs.iter().map(|r| headline(r, plan)).collect())
+        .collect();
+    let names: Vec<&str> = all.iter().map(|k| k.name).collect();
+    let mut t = String::new();
+    t.push_str(&format!(
+        "| figure | {} | ratio |\n|---|",
+        names.join(" | ")
+    ));
+    t.push_str(&"---:|".repeat(names.len() + 1));
+    t.push('\n');
+    let (s, l) = (plan.sweep_small_clients, plan.sweep_large_clients);
+    type Get = fn(&Headline) -> Option<f64>;
+    let rows: Vec<(String, Get, usize, bool)> = vec![
+        (
+            format!("capacity, {s} clients (msg/s)"),
+            |h| h.cap_small_rate,
+            0,
+            true,
+        ),
+        (
+            format!("deliveries/s at capacity, {s} clients"),
+            |h| h.cap_small_deliveries,
+            0,
+            true,
+        ),
+        (
+            format!("p50 at {} msg/s, {s} clients (us)", plan.reference_rate),
+            |h| h.ref_p50,
+            0,
+            false,
+        ),
+        (
+            format!("p99 at {} msg/s, {s} clients (us)", plan.reference_rate),
+            |h| h.ref_p99,
+            0,
+            false,
+        ),
+        (
+            format!("capacity, {l} clients (msg/s)"),
+            |h| h.cap_large_rate,
+            0,
+            true,
+        ),
+        (
+            format!("deliveries/s at capacity, {l} clients"),
+            |h| h.cap_large_deliveries,
+            0,
+            true,
+        ),
+        (
+            format!("server CPU s per million deliveries at capacity, {l} clients"),
+            |h| h.cap_large_cpu_s_per_m,
+            3,
+            false,
+        ),
+        (
+            format!("server write syscalls per delivery at capacity, {l} clients"),
+            |h| h.cap_large_writes,
+            3,
+            false,
+        ),
+        (
+            format!("bench CPU (cores) at capacity, {l} clients"),
+            |h| h.cap_large_bench_cpu_share,
+            2,
+            false,
+        ),
+        (
+            format!("idle clients joined (of {})", plan.idle_clients),
+            |h| h.idle_joined,
+            0,
+            true,
+        ),
+        (
+            "RSS per idle joined connection (bytes)".into(),
+            |h| h.idle_rss_per_conn_b,
+            0,
+            false,
+        ),
+        (
+            "server threads with the idle clients".into(),
+            |h| h.idle_threads,
+            0,
+            false,
+        ),
+        ("churn (joins/s)".into(), |h| h.churn_joins, 0, true),
+    ];
+    for (label, get, digits, higher_better) in rows {
+        let vals: Vec<Option<f64>> = heads
+            .iter()
+            .map(|runs| median(runs.iter().filter_map(get).collect()))
+            .collect();
+        let ratio = match (
+            vals.first().copied().flatten(),
+            vals.get(1).copied().flatten(),
+        ) {
+            (Some(a), Some(b)) if a > 0.0 && b > 0.0 => {
+                let r = if higher_better { a / b } else { b / a };
+                format!("{r:.1}x")
+            }
+            _ => "-".into(),
+        };
+        let cells: Vec<String> = vals.iter().map(|v| fmt(*v, digits)).collect();
+        t.push_str(&format!("| {label} | {} | {ratio} |\n", cells.join(" | ")));
+    }
+    let n_runs = all.iter().map(|k| k.runs.len()).max().unwrap_or(0);
+    t.push_str(&format!(
+        "\nFigures are medians of {n_runs} run(s) per server, the servers alternating. "
+    ));
+    t.push_str("ratio: how many times better the first column is (higher-is-better figures: first/second; lower-is-better: second/first).\n");
+    t
+}
+
+fn sweep_json(s: &Sweep) -> Value {
+    json!({
+        "clients": s.clients,
+        "capacity_rate": s.capacity.map(|i| s.points[i].config.rate),
+        "points": s.points.iter().map(Report::to_json).collect::<Vec<_>>(),
+    })
+}
+
+fn machine() -> Value {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string());
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|s| s.trim().to_string())
+        .ok();
+    json!({
+        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
+        "cpu_model": model,
+        "kernel": kernel,
+    })
+}
+
+fn chart(
+    path: &Path,
+    title: &str,
+    y_label: &str,
+    series: &[(&str, Vec<(f64, f64)>)],
+) -> Result<(), String> {
+    use plotters::prelude::*;
+    let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
+    if all.is_empty() {
+        return Ok(());
+    }
+    let (xmin, xmax) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
+    let (ymin, ymax) = all
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
+    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| e.to_string())?;
+    let mut ch = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 20))
+        .margin(15)
+        .x_label_area_size(45)
+        .y_label_area_size(80)
+        .build_cartesian_2d(
+            (xmin.max(1.0) * 0.8..xmax.max(2.0) * 1.25).log_scale(),
+            (ymin.max(1.0) * 0.8..ymax.max(2.0) * 1.25).log_scale(),
+        )
+        .map_err(|e| e.to_string())?;
+    ch.configure_mesh()
+        .x_desc("offered rate (messages/s)")
+        .y_desc(y_label)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    let colors = [RED, BLUE, GREEN, MAGENTA];
+    for (i, (name, pts)) in series.iter().enumerate() {
+        let color = colors[i % colors.len()];
+        ch.draw_series(LineSeries::new(
+            pts.iter().map(|&(x, y)| (x, y.max(1.0))),
+            color.stroke_width(2),
+        ))
+        .map_err(|e| e.to_string())?
+        .label(*name)
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
+    }
+    ch.configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .draw()
+        .map_err(|e| e.to_string())?;
+    root.present().map_err(|e| e.to_string())
+}
+
+fn charts(results: &[&ServerResults], dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files = Vec::new();
+    for large in [false, true] {
+        let clients = if large {
+            results.first().map_or(0, |r| r.large.clients)
+        } else {
+            results.first().map_or(0, |r| r.small.clients)
+        };
+        fn pick(r: &ServerResults, large: bool) -> &[Report] {
+            if large {
+                &r.large.points
+            } else {
+                &r.small.points
+            }
+        }
+        let deliveries: Vec<(&str, Vec<(f64, f64)>)> = results
+            .iter()
+            .map(|r| {
+                (
+                    r.name,
+                    pick(r, large)
+                        .iter()
+                        .map(|p| (p.config.rate, p.deliveries_per_s()))
+                        .collect(),
+                )
+            })
+            .collect();
+        let p99: Vec<(&str, Vec<(f64, f64)>)> = results
+            .iter()
+            .map(|r| {
+                (
+                    r.name,
+                    pick(r, large)
+                        .iter()
+                        .filter_map(|p| p.latency.map(|l| (p.config.rate, l.p99 as f64)))
+                        .collect(),
+                )
+            })
+            .collect();
+        let f = dir.join(format!("fanout-{clients}-deliveries.svg"));
+        chart(
+            &f,
+            &format!("fanout, {clients} clients: deliveries/s"),
+            "deliveries/s",
+            &deliveries,
+        )?;
+        files.push(f);
+        let f = dir.join(format!("fanout-{clients}-p99.svg"));
+        chart(
+            &f,
+            &format!("fanout, {clients} clients: p99 latency (corrected)"),
+            "p99 (us)",
+            &p99,
+        )?;
+        files.push(f);
+    }
+    Ok(files)
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--serve-threaded") {
+        std::process::exit(bench::baseline::main_with_args(&args[1..]));
+    }
+    // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
+    // binary without it, and must not start a 15-minute matrix.
+    if !args.iter().any(|a| a == "--bench") {
+        eprintln!(
+            "fanout: run with `cargo bench --bench fanout [-- --quick]`; nothing to do under `cargo test`"
+        );
+        return;
+    }
+    let quick = args.iter().any(|a| a == "--quick");
+    let update_docs = args.iter().any(|a| a == "--update-docs");
+    let plan = if quick { Plan::quick() } else { Plan::full() };
+    bench::proc_stats::raise_nofile_limit();
+    let started = Instant::now();
+
+    let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let self_exe = std::env::current_exe().expect("own executable path");
+    let kinds = [
+        ServerKind {
+            name: "loopchat",
+            program: PathBuf::from(env!("CARGO_BIN_EXE_loopchat-server")),
+            args: [
+                "--listen",
+                "127.0.0.1:0",
+                "--max-rate",
+                "0",
+                "--max-clients",
+                "100000",
+                "--log-level",
+                "warn",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        },
+        ServerKind {
+            name: "thread-per-client",
+            program: self_exe,
+            args: ["--serve-threaded", "--listen", "127.0.0.1:0"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+        },
+    ];
+    let runs: usize = args
+        .iter()
+        .position(|a| a == "--runs")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut all: Vec<Runs> = kinds
+        .iter()
+        .map(|k| Runs {
+            name: k.name,
+            runs: Vec::new(),
+        })
+        .collect();
+    let mut failed = false;
+    for run in 0..runs {
+        for (kind, slot) in kinds.iter().zip(all.iter_mut()) {
+            eprintln!("== {} (run {} of {runs}) ==", kind.name, run + 1);
+            match run_server(kind, &plan) {
+                Ok(r) => slot.runs.push(r),
+                Err(e) => {
+                    eprintln!("fanout bench: {e}");
+                    failed = true;
+                }
+            }
+        }
+    }
+    all.retain(|k| !k.runs.is_empty());
+    // Charts and the per-point JSON of the last run of each server.
+    let results: Vec<&ServerResults> = all.iter().filter_map(|k| k.runs.last()).collect();
+
+    let out_dir = manifest.join("target").join("bench-results");
+    let _ = std::fs::create_dir_all(&out_dir);
+    let md = table(&all, &plan);
+    println!("\n{md}");
+    let raw = json!({
+        "mode": if quick { "quick" } else { "full" },
+        "machine": machine(),
+        "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
+        "elapsed_s": started.elapsed().as_secs_f64(),
+        "servers": all.iter().map(|k| json!({
+            "name": k.name,
+            "runs": k.runs.iter().map(|r| json!({
+                "fanout_small": sweep_json(&r.small),
+                "fanout_large": sweep_json(&r.large),
+                "idle": r.idle.to_json(),
+                "idle_rss_empty_kib": r.idle_rss_empty_kib,
+                "churn": r.churn.to_json(),
+            })).collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "table_markdown": md,
+    });
+    let tag = if quick { "quick" } else { "full" };
+    let json_path = out_dir.join(format!("fanout-{tag}.json"));
+    match serde_json::to_string_pretty(&raw) {
+        Ok(text) => {
+            if let Err(e) = std::fs::write(&json_path, text) {
+                eprintln!("fanout bench: writing {}: {e}", json_path.display());
+            } else {
+                eprintln!("raw results: {}", json_path.display());
+            }
+        }
+        Err(e) => eprintln!("fanout bench: JSON: {e}"),
+    }
+    match charts(&results, &out_dir) {
+        Ok(files) => {
+            for f in &files {
+                eprintln!("chart: {}", f.display());
+                if update_docs {
+                    if let Some(name) = f.file_name() {
+                        let dest = manifest.join("docs").join(name);
+                        if let Err(e) = std::fs::copy(f, &dest) {
+                            eprintln!("fanout bench: copying to {}: {e}", dest.display());
+                        }
+                    }
+                }
+            }
+        }
+        Err(e) => eprintln!("fanout bench: charts: {e}"),
+    }
+    eprintln!(
+        "fanout bench: done in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    if failed {
+        std::process::exit(1);
+    }
+}

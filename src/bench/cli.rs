@@ -1,0 +1,383 @@
+//! The command line: `loopchat-bench [WORKLOAD] [ADDR:PORT] [options]`.
+//!
+//! Parsing is separate from running so the benches can build a [`Config`]
+//! directly and tests can check usage errors without a server.
+
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+/// What the run does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Workload {
+    /// N clients join, S of them send, everyone receives.
+    Fanout,
+    /// N clients join and stay silent (memory per connection).
+    Idle,
+    /// Clients connect, join and leave, as fast as allowed.
+    Churn,
+}
+
+impl Workload {
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Fanout => "fanout",
+            Workload::Idle => "idle",
+            Workload::Churn => "churn",
+        }
+    }
+}
+
+/// Everything a run needs. [`Config::new`] gives the command line's defaults.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub workload: Workload,
+    pub addr: SocketAddr,
+    /// Clients to join (fanout, idle); connections in flight at once (churn).
+    pub clients: usize,
+    pub senders: usize,
+    /// Total messages per second across the senders; 0 = closed loop.
+    pub rate: f64,
+    /// Closed loop: messages per sender not yet delivered to everyone.
+    pub window: usize,
+    /// Payload bytes (without the newline).
+    pub size: usize,
+    pub duration: Duration,
+    pub warmup: Duration,
+    /// Total messages to send instead of a duration.
+    pub messages: Option<u64>,
+    /// New connections per second.
+    pub connect_rate: f64,
+    /// Local addresses to bind client sockets to, round-robin.
+    pub source_addrs: Vec<IpAddr>,
+    /// How long to wait for every client to join.
+    pub join_timeout: Duration,
+    /// How long to wait for in-flight messages after sending stops.
+    pub drain_timeout: Duration,
+    pub allow_loss: bool,
+    pub json: bool,
+    /// No progress lines on stderr.
+    pub quiet: bool,
+    pub server_pid: Option<u32>,
+}
+
+impl Config {
+    pub fn new(workload: Workload, addr: SocketAddr) -> Config {
+        Config {
+            workload,
+            addr,
+            clients: 100,
+            senders: 4,
+            rate: 1000.0,
+            window: 16,
+            size: 64,
+            duration: Duration::from_secs(10),
+            warmup: Duration::from_secs(2),
+            messages: None,
+            connect_rate: 1000.0,
+            source_addrs: Vec::new(),
+            join_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(5),
+            allow_loss: false,
+            json: false,
+            quiet: false,
+            server_pid: None,
+        }
+    }
+}
+
+/// The outcome of parsing the command line.
+#[derive(Debug)]
+pub enum Parsed {
+    Run(Box<Config>),
+    /// `--help`: print this and exit 0.
+    Help(String),
+}
+
+/// A bad command line: print it with the usage and exit 2.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn options() -> getopts::Options {
+    let mut o = getopts::Options::new();
+    o.optopt(
+        "c",
+        "clients",
+        "clients to join (default 100); churn: connections in flight",
+        "N",
+    );
+    o.optopt(
+        "s",
+        "senders",
+        "fanout: how many of the clients send (default 4)",
+        "S",
+    );
+    o.optopt("r", "rate", "fanout: total messages/s across senders, open loop; 0 = closed loop, as fast as the window allows (default 1000)", "MSGS");
+    o.optopt(
+        "",
+        "window",
+        "closed loop: messages per sender not yet delivered to every receiver (default 16)",
+        "N",
+    );
+    o.optopt("", "size", "payload bytes (default 64)", "BYTES");
+    o.optopt("d", "duration", "measured seconds (default 10)", "SECS");
+    o.optopt(
+        "",
+        "warmup",
+        "seconds of load before measuring (default 2)",
+        "SECS",
+    );
+    o.optopt(
+        "m",
+        "messages",
+        "fanout: send this many messages in total instead of a duration",
+        "N",
+    );
+    o.optopt(
+        "",
+        "connect-rate",
+        "new connections per second (default 1000)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "source-addrs",
+        "bind client sockets round-robin to these local addresses",
+        "IP,IP,...",
+    );
+    o.optopt(
+        "",
+        "join-timeout",
+        "seconds to wait for every client to join (default 30)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "drain-timeout",
+        "seconds to wait for in-flight messages after sending (default 5)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "server-pid",
+        "sample this process's RSS, CPU and write syscalls from /proc",
+        "PID",
+    );
+    o.optflag(
+        "",
+        "allow-loss",
+        "exit 0 even with loss, duplicates, reordering or failed joins",
+    );
+    o.optflag("", "json", "print one JSON object instead of the table");
+    o.optflag("q", "quiet", "no progress lines on stderr");
+    o.optflag("h", "help", "print this help");
+    o
+}
+
+pub fn usage() -> String {
+    options().usage(
+        "Usage: loopchat-bench [fanout|idle|churn] [ADDR:PORT] [options]\n\n\
+         Load generator for loopchat and any Budget Chat server (default: fanout\n\
+         against 127.0.0.1:7878). Exit status: 0 clean, 1 loss/duplicates/\n\
+         reordering/failed joins, 2 bad usage.",
+    )
+}
+
+fn num<T: std::str::FromStr>(m: &getopts::Matches, name: &str) -> Result<Option<T>, UsageError> {
+    match m.opt_str(name) {
+        None => Ok(None),
+        Some(s) => s
+            .parse()
+            .map(Some)
+            .map_err(|_| UsageError(format!("--{name}: not a valid number: {s:?}"))),
+    }
+}
+
+fn secs(m: &getopts::Matches, name: &str) -> Result<Option<Duration>, UsageError> {
+    match num::<f64>(m, name)? {
+        None => Ok(None),
+        Some(v) if v.is_finite() && (0.0..=86_400.0).contains(&v) => {
+            Ok(Some(Duration::from_secs_f64(v)))
+        }
+        Some(v) => Err(UsageError(format!("--{name}: out of range: {v}"))),
+    }
+}
+
+/// Parses the arguments after the program name.
+pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
+    let m = options()
+        .parse(args)
+        .map_err(|e| UsageError(e.to_string()))?;
+    if m.opt_present("help") {
+        return Ok(Parsed::Help(usage()));
+    }
+    let mut workload = None;
+    let mut addr_text = None;
+    for arg in &m.free {
+        let w = match arg.as_str() {
+            "fanout" => Some(Workload::Fanout),
+            "idle" => Some(Workload::Idle),
+            "churn" => Some(Workload::Churn),
+            _ => None,
+        };
+        match w {
+            Some(w) if workload.is_none() => workload = Some(w),
+            None if addr_text.is_none() && arg.contains(':') => addr_text = Some(arg.clone()),
+            _ => return Err(UsageError(format!("unexpected argument: {arg:?}"))),
+        }
+    }
+    let workload = workload.unwrap_or(Workload::Fanout);
+    let addr_text = addr_text.unwrap_or_else(|| "127.0.0.1:7878".to_string());
+    let addr = addr_text
+        .to_socket_addrs()
+        .map_err(|e| UsageError(format!("bad address {addr_text:?}: {e}")))?
+        .next()
+        .ok_or_else(|| UsageError(format!("bad address {addr_text:?}")))?;
+
+    let mut c = Config::new(workload, addr);
+    if let Some(v) = num(&m, "clients")? {
+        c.clients = v;
+    }
+    match num(&m, "senders")? {
+        Some(v) => c.senders = v,
+        // The default 4, unless there are fewer clients.
+        None => c.senders = c.senders.min(c.clients),
+    }
+    if let Some(v) = num::<f64>(&m, "rate")? {
+        if !v.is_finite() || v < 0.0 {
+            return Err(UsageError(format!("--rate: out of range: {v}")));
+        }
+        c.rate = v;
+    }
+    if let Some(v) = num(&m, "window")? {
+        c.window = v;
+    }
+    if let Some(v) = num(&m, "size")? {
+        c.size = v;
+    }
+    if let Some(v) = secs(&m, "duration")? {
+        c.duration = v;
+    }
+    if let Some(v) = secs(&m, "warmup")? {
+        c.warmup = v;
+    }
+    c.messages = num(&m, "messages")?;
+    if let Some(v) = num::<f64>(&m, "connect-rate")? {
+        if !v.is_finite() || v <= 0.0 {
+            return Err(UsageError(format!("--connect-rate: must be > 0: {v}")));
+        }
+        c.connect_rate = v;
+    }
+    if let Some(list) = m.opt_str("source-addrs") {
+        for a in list.split(',').filter(|a| !a.is_empty()) {
+            let ip = a
+                .trim()
+                .parse()
+                .map_err(|_| UsageError(format!("--source-addrs: not an IP address: {a:?}")))?;
+            c.source_addrs.push(ip);
+        }
+    }
+    if let Some(v) = secs(&m, "join-timeout")? {
+        c.join_timeout = v;
+    }
+    if let Some(v) = secs(&m, "drain-timeout")? {
+        c.drain_timeout = v;
+    }
+    c.server_pid = num(&m, "server-pid")?;
+    c.allow_loss = m.opt_present("allow-loss");
+    c.json = m.opt_present("json");
+    c.quiet = m.opt_present("quiet");
+    validate(&c)?;
+    Ok(Parsed::Run(Box::new(c)))
+}
+
+/// Checks the combinations that cannot run.
+pub fn validate(c: &Config) -> Result<(), UsageError> {
+    if c.clients == 0 {
+        return Err(UsageError("--clients must be at least 1".into()));
+    }
+    if c.workload == Workload::Fanout {
+        if c.senders == 0 || c.senders > c.clients {
+            return Err(UsageError(format!(
+                "--senders must be between 1 and --clients ({})",
+                c.clients
+            )));
+        }
+        if c.clients < 2 {
+            return Err(UsageError("fanout needs at least 2 clients".into()));
+        }
+        if c.rate == 0.0 && c.window == 0 {
+            return Err(UsageError("--window must be at least 1".into()));
+        }
+    }
+    if c.size > 1_000_000 {
+        return Err(UsageError("--size: at most 1000000".into()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(args: &[&str]) -> Result<Parsed, UsageError> {
+        parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn defaults() {
+        let Ok(Parsed::Run(c)) = p(&[]) else { panic!() };
+        assert_eq!(c.workload, Workload::Fanout);
+        assert_eq!(c.addr, "127.0.0.1:7878".parse().unwrap());
+        assert_eq!((c.clients, c.senders, c.size), (100, 4, 64));
+    }
+
+    #[test]
+    fn options_and_workloads() {
+        let Ok(Parsed::Run(c)) = p(&[
+            "idle",
+            "127.0.0.1:9",
+            "--clients",
+            "7",
+            "--source-addrs",
+            "127.0.0.1,127.0.0.2",
+            "--rate",
+            "0",
+            "--json",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(c.workload, Workload::Idle);
+        assert_eq!(c.clients, 7);
+        assert_eq!(c.source_addrs.len(), 2);
+        assert_eq!(c.rate, 0.0);
+        assert!(c.json);
+        assert!(matches!(p(&["--help"]), Ok(Parsed::Help(_))));
+        let Ok(Parsed::Run(c)) = p(&["127.0.0.1:9", "churn", "--clients", "2"]) else {
+            panic!()
+        };
+        assert_eq!((c.workload, c.senders), (Workload::Churn, 2));
+    }
+
+    #[test]
+    fn bad_usage() {
+        for args in [
+            &["--clients", "x"][..],
+            &["--bogus"],
+            &["nope"],
+            &["fanout", "127.0.0.1:1", "extra"],
+            &["fanout", "idle"],
+            &["--senders", "5", "--clients", "4"],
+            &["--rate", "-1"],
+            &["--source-addrs", "foo"],
+            &["--duration", "inf"],
+        ] {
+            assert!(p(args).is_err(), "{args:?}");
+        }
+    }
+}

@@ -1,0 +1,192 @@
+//! What a process costs, read from /proc: resident memory, CPU time, threads
+//! and write syscalls.
+//!
+//! Used for the server (`--server-pid`) and for the bench itself, so a report
+//! can show which side was the limit. Linux only; elsewhere the reads fail
+//! and the figures are left out.
+
+use std::io;
+
+/// One reading of /proc/PID.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ProcSample {
+    /// VmRSS, KiB.
+    pub rss_kib: u64,
+    /// VmHWM (peak RSS over the process's life), KiB.
+    pub hwm_kib: u64,
+    pub threads: u64,
+    /// utime + stime, seconds.
+    pub cpu_s: f64,
+    /// Write-like syscalls so far (`syscw` in /proc/PID/io); `None` when not
+    /// readable (another user's process).
+    pub syscw: Option<u64>,
+}
+
+/// Reads /proc/PID/{status,stat,io}.
+pub fn sample(pid: u32) -> io::Result<ProcSample> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let io_text = std::fs::read_to_string(format!("/proc/{pid}/io")).ok();
+    let mut s = parse_status(&status);
+    s.cpu_s = parse_stat_cpu(&stat, clock_ticks())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "bad /proc/PID/stat"))?;
+    s.syscw = io_text.as_deref().and_then(parse_syscw);
+    Ok(s)
+}
+
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}
+
+fn kib_field(line: &str) -> u64 {
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+pub fn parse_status(text: &str) -> ProcSample {
+    let mut s = ProcSample::default();
+    for line in text.lines() {
+        if line.starts_with("VmRSS:") {
+            s.rss_kib = kib_field(line);
+        } else if line.starts_with("VmHWM:") {
+            s.hwm_kib = kib_field(line);
+        } else if line.starts_with("Threads:") {
+            s.threads = kib_field(line);
+        }
+    }
+    s
+}
+
+/// utime + stime (fields 14 and 15) in seconds. The command name (field 2)
+/// may contain spaces and parentheses, so fields are counted after the last `)`.
+pub fn parse_stat_cpu(text: &str, ticks_per_s: f64) -> Option<f64> {
+    let rest = &text[text.rfind(')')? + 1..];
+    let mut fields = rest.split_whitespace();
+    // After ')' comes field 3 (state); utime is field 14: skip 11.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / ticks_per_s)
+}
+
+pub fn parse_syscw(text: &str) -> Option<u64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix("syscw:"))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// The syscalls that write to a socket. `syscw` in /proc/PID/io misses
+/// `send`/`sendto`/`sendmsg` (Rust's std and mio write sockets with `send`),
+/// so the write count comes from perf's syscall tracepoints when perf is
+/// available, and from `syscw` otherwise.
+pub const WRITE_SYSCALLS: &str = "syscalls:sys_enter_write,syscalls:sys_enter_writev,\
+syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_sendmmsg";
+
+/// A `perf stat` attached to a process, counting its write syscalls.
+pub struct SyscallCounter {
+    child: std::process::Child,
+}
+
+impl SyscallCounter {
+    /// Attaches to `pid` (all its threads). `None` if perf cannot run.
+    pub fn start(pid: u32) -> Option<SyscallCounter> {
+        let child = std::process::Command::new("perf")
+            .args([
+                "stat",
+                "-x",
+                ",",
+                "-e",
+                WRITE_SYSCALLS,
+                "-p",
+                &pid.to_string(),
+            ])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .ok()?;
+        Some(SyscallCounter { child })
+    }
+
+    /// Stops perf and returns the total, `None` if it counted nothing usable.
+    pub fn stop(self) -> Option<u64> {
+        let pid = libc::pid_t::try_from(self.child.id()).ok()?;
+        // SAFETY: signalling our own child process.
+        unsafe {
+            libc::kill(pid, libc::SIGINT);
+        }
+        let out = self.child.wait_with_output().ok()?;
+        parse_perf_csv(&String::from_utf8_lossy(&out.stderr))
+    }
+}
+
+/// Sums the counts in `perf stat -x,` output (`count,unit,event,...` lines).
+pub fn parse_perf_csv(text: &str) -> Option<u64> {
+    let mut total = None;
+    for line in text.lines() {
+        let mut f = line.split(',');
+        let (Some(count), Some(_unit), Some(event)) = (f.next(), f.next(), f.next()) else {
+            continue;
+        };
+        if !event.starts_with("syscalls:") {
+            continue;
+        }
+        if let Ok(n) = count.trim().parse::<u64>() {
+            total = Some(total.unwrap_or(0) + n);
+        }
+    }
+    total
+}
+
+/// Raises this process's soft RLIMIT_NOFILE to its hard limit (10,000 clients
+/// need 10,000 descriptors). Returns the new soft limit.
+pub fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: lim is a valid rlimit for the duration of the calls.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return 0;
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    lim.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_proc_files() {
+        let status = "Name:\tx\nVmHWM:\t  2048 kB\nVmRSS:\t  1024 kB\nThreads:\t3\n";
+        let s = parse_status(status);
+        assert_eq!((s.rss_kib, s.hwm_kib, s.threads), (1024, 2048, 3));
+        let stat = "42 (a b) c) S 1 2 3 4 5 6 7 8 9 10 150 50 0 0 20 0 1 0";
+        assert_eq!(parse_stat_cpu(stat, 100.0), Some(2.0));
+        assert_eq!(parse_syscw("rchar: 1\nsyscw: 77\n"), Some(77));
+        let perf = "12,,syscalls:sys_enter_write,1000,100.00,,\n30,,syscalls:sys_enter_sendto,1000,100.00,,\n<not counted>,,syscalls:sys_enter_writev,0,0,,\n";
+        assert_eq!(parse_perf_csv(perf), Some(42));
+        assert_eq!(parse_perf_csv("garbage"), None);
+    }
+
+    #[test]
+    fn samples_itself() {
+        let s = sample(std::process::id()).expect("own /proc");
+        assert!(s.rss_kib > 0);
+        assert!(s.threads >= 1);
+    }
+}
