@@ -10,6 +10,11 @@ use std::time::Duration;
 /// Where the server listens by default: loopback only, so a fresh
 /// `cargo run` exposes nothing to the network.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
+/// Connections the kernel may hold completed but not yet accepted. The
+/// std/mio default of 128 overflows under a burst of connects (a room's
+/// worth of clients reconnecting after a restart); the kernel caps it at
+/// `net.core.somaxconn` anyway.
+pub const LISTEN_BACKLOG: i32 = 1024;
 /// Open connections (joined or not) before new ones are refused.
 pub const DEFAULT_MAX_CLIENTS: usize = 1024;
 /// Longest line accepted from a client, in bytes, without its `\n`.

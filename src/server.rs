@@ -278,6 +278,19 @@ pub struct Server {
     auth_wake: Option<Instant>,
 }
 
+/// Creates the listening socket: non-blocking, `SO_REUSEADDR` (so a
+/// restarted server can bind while old connections sit in TIME_WAIT), and
+/// a backlog of [`config::LISTEN_BACKLOG`].
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(config::LISTEN_BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(TcpListener::from_std(socket.into()))
+}
+
 /// Binds nothing, spawns nothing: serves `listener` until SIGINT/SIGTERM.
 /// Returns an error only if the poll itself fails.
 pub fn run(listener: TcpListener, config: Config) -> io::Result<()> {

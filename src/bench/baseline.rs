@@ -142,7 +142,12 @@ fn handle(room: Arc<Room>, stream: TcpStream, id: u64) -> io::Result<()> {
 /// Binds `listen`, prints `listening on ADDR:PORT` and serves forever.
 pub fn serve(listen: SocketAddr) -> io::Result<()> {
     super::proc_stats::raise_nofile_limit();
-    let listener = TcpListener::bind(listen)?;
+    // The same listening socket as loopchat's (backlog included), so the
+    // comparison is about the architecture alone; blocking, as such
+    // servers are.
+    let listener = crate::server::bind(listen)?;
+    let listener: TcpListener = std::os::fd::OwnedFd::from(listener).into();
+    listener.set_nonblocking(false)?;
     println!("listening on {}", listener.local_addr()?);
     io::stdout().flush()?;
     serve_listener(listener)

@@ -46,7 +46,7 @@ fn main() -> ExitCode {
             store.path().display()
         );
     }
-    let listener = match mio::net::TcpListener::bind(config.listen) {
+    let listener = match loopchat::server::bind(config.listen) {
         Ok(l) => l,
         Err(e) => {
             eprintln!("loopchat-server: cannot listen on {}: {e}", config.listen);
