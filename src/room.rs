@@ -652,22 +652,14 @@ impl Room {
                 b"* You are alone in the room; nobody received that.\n",
             );
         }
-        let Some(member) = self.members.get(&conn) else {
+        self.scratch.clear();
+        self.push_stamp();
+        let Some(nick) = self.members.get(&conn).and_then(|m| m.nick.as_deref()) else {
             return;
         };
-        let nick = member.nick.as_deref().unwrap_or_default();
-        self.scratch.clear();
-        if let Some(clock) = &self.clock {
-            self.scratch.push_str(clock);
-            self.scratch.push(' ');
-        }
         let _ = writeln!(self.scratch, "[{nick}] {text}");
         log::debug!("{}", self.scratch.trim_end());
-        for &to in &self.joined {
-            if to != conn {
-                out.send(to, self.scratch.as_bytes());
-            }
-        }
+        self.broadcast(Some(conn), out);
     }
 
     fn private(&mut self, conn: ConnId, arg: &str, out: &mut impl Outbox) {
