@@ -758,7 +758,8 @@ impl Server {
     }
 
     /// Disconnects `k` for breaking a limit: its pending output is replaced
-    /// by one error line saying why, the others are told it left.
+    /// by one error line saying why (after the rest of a half-written line,
+    /// see `SendQueue::replace_with`), the others are told it left.
     fn kick(&mut self, k: usize, refusal: Refusal, reason: LeaveReason) {
         let Some(c) = self.conns.get_mut(k) else {
             return;
