@@ -596,7 +596,9 @@ impl Room {
         match word.to_ascii_lowercase().as_str() {
             "help" => out.send(conn, HELP.as_bytes()),
             "who" => {
-                let mut reply = format!("* {} users online: ", self.joined.len());
+                let online = self.joined.len();
+                let plural = if online == 1 { "user" } else { "users" };
+                let mut reply = format!("* {online} {plural} online: ");
                 for (i, (_, nick)) in self.users().enumerate() {
                     if i > 0 {
                         reply.push_str(", ");
@@ -862,6 +864,11 @@ impl Room {
         let Some(member) = self.members.get_mut(&conn) else {
             return;
         };
+        if member.nick.as_deref() == Some(new) {
+            // Nothing changes, so nobody else needs to hear of it.
+            let msg = format!("* Your nickname is already {new}.\n");
+            return out.send(conn, msg.as_bytes());
+        }
         let old = member.nick.replace(new.to_string()).unwrap_or_default();
         self.by_nick.remove(&old.to_ascii_lowercase());
         self.by_nick.insert(new.to_ascii_lowercase(), conn);
@@ -1021,6 +1028,27 @@ pub(crate) mod tests {
         assert_eq!(out.take(1), ["! Choose a nickname first."]);
         say(&mut room, 1, "robert", &mut out);
         assert_eq!(out.take(1)[0], "* The room contains: Bob");
+    }
+
+    /// `/who` counts in the singular for one, and `/nick` to the name one
+    /// already has renames nobody: only its sender hears about it. A
+    /// change of case is a real rename.
+    #[test]
+    fn who_alone_and_nick_to_the_same_name() {
+        let (mut room, mut out) = joined_room(&["bob"]);
+        say(&mut room, 0, "/who", &mut out);
+        assert_eq!(out.take(0), ["* 1 user online: bob"]);
+        room.connected(1, &mut out);
+        say(&mut room, 1, "carol", &mut out);
+        out.sent.clear();
+        say(&mut room, 0, "/nick bob", &mut out);
+        assert_eq!(out.take(0), ["* Your nickname is already bob."]);
+        assert!(out.sent.is_empty(), "{:?}", out.sent);
+        say(&mut room, 0, "/nick Bob", &mut out);
+        assert_eq!(out.take(0), ["* bob is now known as Bob"]);
+        assert_eq!(out.take(1), ["* bob is now known as Bob"]);
+        say(&mut room, 1, "/who", &mut out);
+        assert_eq!(out.take(1), ["* 2 users online: Bob, carol"]);
     }
 
     #[test]

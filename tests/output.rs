@@ -45,3 +45,24 @@ fn replies_longer_than_the_send_queue_cap_arrive_whole() {
         c.expect(&who);
     }
 }
+
+/// `/nick` to one's own name tells nobody else anything (it used to
+/// announce "bob is now known as bob" to the room); a change of case is a
+/// rename. `/who` alone says "1 user", not "1 users".
+#[test]
+fn nick_to_the_same_name_and_who_alone() {
+    let s = TestServer::start(&[]);
+    let mut bob = s.join("bob");
+    bob.send("/nick bob");
+    bob.expect("* Your nickname is already bob.");
+    bob.send("/who");
+    bob.expect("* 1 user online: bob");
+    let mut carol = s.join("carol");
+    bob.expect("* carol has entered the room");
+    bob.send("/nick bob");
+    bob.expect("* Your nickname is already bob.");
+    bob.send("/nick Bob");
+    bob.expect("* bob is now known as Bob");
+    // carol's first line after joining is the rename: nothing came before.
+    carol.expect("* bob is now known as Bob");
+}
