@@ -26,6 +26,7 @@ fn join_sequence() {
     let mut s = Script::new(4096);
     s.connect(0);
     s.say(0, "alice");
+    s.say(0, "/who");
     s.connect(1);
     s.say(1, "/who");
     s.say(1, "/help");

@@ -151,6 +151,11 @@ impl Script {
         let _ = writeln!(self.steps, "{:4} {what}", self.out.step);
     }
 
+    /// Whether `c` is connected (and not closed by the room).
+    pub fn is_open(&self, c: ConnId) -> bool {
+        self.framers.contains_key(&c)
+    }
+
     pub fn connect(&mut self, c: ConnId) {
         self.step(&format!("#{c} connects"));
         self.framers.insert(c, LineFramer::new(self.max_line));
