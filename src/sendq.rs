@@ -110,10 +110,12 @@ impl SendQueue {
         }
     }
 
-    /// Drops everything pending and the memory it held.
+    /// Drops everything pending and the memory it held (for a new
+    /// connection: what follows starts a fresh stream).
     pub fn clear(&mut self) {
         self.buf = Vec::new();
         self.sent = 0;
+        self.starts_mid_line = false;
         self.forget_replies();
     }
 
