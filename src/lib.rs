@@ -8,7 +8,7 @@
 //! | module | owns | sockets? |
 //! |---|---|---|
 //! | [`protocol`] | the line grammar: markers, nickname rules, parsing server lines | no |
-//! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering | no |
+//! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering and answers | no |
 //! | [`accounts`] | account names and argon2id hashes, the accounts file | no (a file) |
 //! | [`room`] | the chat: users, nicknames, commands, who receives which line | no |
 //! | [`sendq`] | a connection's pending output, its cap, partial writes | no (any `Write`) |

@@ -49,6 +49,14 @@ pub trait Outbox {
     fn wake_at(&mut self, at: Instant) {
         let _ = at;
     }
+    /// A password is being asked of `conn` (`on`), or no longer is: the
+    /// loop tells a telnet client to stop, then resume, echoing what its
+    /// user types (`IAC WILL ECHO` / `IAC WONT ECHO`). Called before the
+    /// prompt, and before the welcome. The default does nothing: other
+    /// clients echo nothing, or mask passwords themselves.
+    fn password_prompt(&mut self, conn: ConnId, on: bool) {
+        let _ = (conn, on);
+    }
 }
 
 /// Why a user left; shown to the others as `* NICK has left the room (REASON)`.
@@ -436,6 +444,7 @@ impl Room {
                 failures: 0,
             });
         }
+        out.password_prompt(conn, true);
         let min = config::MIN_PASSWORD_LEN;
         let msg = format!(
             "* Password for {name}? (A new name is registered with the password you send now: at least {min} characters.)\n"
@@ -524,6 +533,7 @@ impl Room {
         if let Some(m) = self.members.get_mut(&conn) {
             m.login = None;
         }
+        out.password_prompt(conn, false);
         self.try_join(conn, stored, out);
     }
 
