@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!   ┌──────────────────────────────────────────────────────────────┐
-//!   │ poll(timeout = 0 if work is left over, else next timer,      │
-//!   │      else forever)                                           │
+//!   │ poll(timeout = 0 if work is left over, else the next timer   │
+//!   │      or queued password check, else forever)                 │
 //!   └──────────────┬───────────────────────────────────────────────┘
 //!                  ▼
 //!   for each event:   LISTENER  -> accept()       admit new connections
@@ -68,7 +68,7 @@ use crate::framing::{Frame, LineFramer};
 use crate::ratelimit::TokenBucket;
 use crate::room::{ConnId, LeaveReason, Outbox, Refusal, Room};
 use crate::sendq::SendQueue;
-use crate::timers::{Timer, Timers};
+use crate::timers::{self, Timer, Timers};
 
 /// Connection tokens are slab keys; these two sit at the top of the range,
 /// where the slab never gets to.
@@ -274,8 +274,6 @@ pub struct Server {
     auth_queue: VecDeque<QueuedAuth>,
     /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
     penalties: HashMap<IpAddr, Penalty>,
-    /// The `AuthReady` timer already set, so a blocked queue adds no more.
-    auth_wake: Option<Instant>,
 }
 
 /// Creates the listening socket: non-blocking, `SO_REUSEADDR` (so a
@@ -344,7 +342,6 @@ impl Server {
             accounts: None,
             auth_queue: VecDeque::new(),
             penalties: HashMap::new(),
-            auth_wake: None,
         })
     }
 
@@ -360,14 +357,18 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             // Sleep until something happens; never spin. Zero only when we
-            // left work undone on purpose last turn (see `unread`), or a
-            // password check may run now.
+            // left work undone on purpose last turn (see `unread`); else
+            // until the next timer or queued password check, whichever is
+            // first (zero if one may run now).
             let now = Instant::now();
-            let auth_now = self.next_auth_at().is_some_and(|at| at <= now);
-            let timeout = if self.accept_more || !self.unread.is_empty() || auth_now {
+            let timeout = if self.wants_accept() || !self.unread.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                self.timers.poll_timeout(now)
+                let auth = self.next_auth_at().map(|at| timers::until(at, now));
+                match (self.timers.poll_timeout(now), auth) {
+                    (Some(t), Some(a)) => Some(t.min(a)),
+                    (t, a) => t.or(a),
+                }
             };
             let timeout = self.limit_for_trim(timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -402,7 +403,7 @@ impl Server {
                 }
             }
 
-            if self.accept_more && !self.accept_paused && !self.shutting_down {
+            if self.wants_accept() {
                 self.accept();
             }
             for (k, serial) in carried {
@@ -418,8 +419,6 @@ impl Server {
             if self.run_auth_job() {
                 self.flush_pending();
                 self.free_closed();
-            } else {
-                self.schedule_auth_wake();
             }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
@@ -427,6 +426,13 @@ impl Server {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the backlog may hold connections we should accept now
+    /// (the last `accept()` stopped at its cap). Never while shutting down
+    /// or paused, so neither makes the loop poll with a zero timeout.
+    fn wants_accept(&self) -> bool {
+        self.accept_more && !self.accept_paused && !self.shutting_down
     }
 
     /// Accepts waiting connections, at most [`MAX_ACCEPTS_PER_TURN`].
@@ -862,8 +868,6 @@ impl Server {
                     let (room, mut out) = self.split();
                     room.expire_invites(&mut out);
                 }
-                // Nothing to do here: the turn runs the first runnable job.
-                Timer::AuthReady => {}
             }
         }
     }
@@ -912,6 +916,8 @@ impl Server {
         }
         info!("shutting down");
         self.shutting_down = true;
+        // The backlog is not read any more (see `wants_accept`).
+        self.accept_more = false;
         if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
             debug!("deregister listener: {e}");
         }
@@ -921,8 +927,10 @@ impl Server {
         room.shutdown(&mut out);
     }
 
-    /// When the first runnable auth job may run: `None` with none queued.
-    /// Jobs of connections that left are dropped here.
+    /// When the first queued auth job may run: `None` with none queued.
+    /// The loop's poll timeout includes it, so a job waiting out its
+    /// address's delay needs no timer of its own. Jobs of connections that
+    /// left are dropped here.
     fn next_auth_at(&mut self) -> Option<Instant> {
         let conns = &self.conns;
         self.auth_queue.retain(|q| {
@@ -931,19 +939,6 @@ impl Server {
                 .is_some_and(|c| c.serial == q.serial && !c.closing)
         });
         self.auth_queue.iter().map(|q| self.not_before(q.key)).min()
-    }
-
-    /// Queued jobs all wait for their address's delay: set a timer for the
-    /// first one, unless one is already set for then or earlier.
-    fn schedule_auth_wake(&mut self) {
-        let Some(at) = self.next_auth_at() else {
-            return;
-        };
-        let pending = self.auth_wake.is_some_and(|w| w > self.now && w <= at);
-        if at > self.now && !pending {
-            self.auth_wake = Some(at);
-            self.timers.schedule(at, Timer::AuthReady);
-        }
     }
 
     /// When `key`'s address may next have a password checked.
@@ -1134,9 +1129,12 @@ fn set_keepalive(stream: &TcpStream, addr: SocketAddr) {
 
 /// The per-address limit counts IPv4 addresses one by one and IPv6 by /64
 /// (one customer's network: a host there can pick any address in it).
+/// `::1` stays itself: it is one host, and must still look like loopback
+/// (its /64 would be `::`).
 fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) if v6.is_loopback() => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => {
@@ -1180,6 +1178,14 @@ mod tests {
         assert_ne!(address_key(a), address_key(c));
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(address_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn loopback_keys_are_loopback() {
+        for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(address_key(ip).is_loopback(), "{ip}");
+        }
     }
 
     #[test]

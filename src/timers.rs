@@ -29,8 +29,16 @@ pub enum Timer {
     ShutdownDeadline,
     /// A private-conversation invitation is due to expire (the room asked).
     InviteExpiry,
-    /// A password check delayed for its address may run now.
-    AuthReady,
+}
+
+/// How long `poll()` may sleep from `now` to wake at `at` (zero if past).
+/// Rounded up to the next millisecond, epoll's resolution: rounding down
+/// would wake us just before the deadline, find nothing due, and go around
+/// again with a zero timeout.
+pub fn until(at: Instant, now: Instant) -> Duration {
+    let d = at.saturating_duration_since(now);
+    let ms = d.as_nanos().div_ceil(1_000_000);
+    Duration::from_millis(ms as u64)
 }
 
 /// A min-heap of (deadline, timer).
@@ -50,14 +58,7 @@ impl Timers {
 
     /// How long `poll()` may sleep: `None` (forever) when no timer is set.
     pub fn poll_timeout(&self, now: Instant) -> Option<Duration> {
-        self.heap.peek().map(|Reverse((at, _))| {
-            // Round up to the next millisecond: epoll's resolution. Rounding
-            // down would wake us just before the deadline, find nothing due,
-            // and go around again with a zero timeout.
-            let d = at.saturating_duration_since(now);
-            let ms = d.as_nanos().div_ceil(1_000_000);
-            Duration::from_millis(ms as u64)
-        })
+        self.heap.peek().map(|Reverse((at, _))| until(*at, now))
     }
 
     /// Removes and returns the earliest timer if it is due at `now`.
