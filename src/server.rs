@@ -87,7 +87,7 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Buffer memory released since the last heap trim that makes the next
 /// quiet moment trim (see [`Server::trim_heap_if_quiet`])...
 const TRIM_AFTER_RELEASED: usize = 1 << 20;
-/// ...and the time without any event that counts as idle.
+/// ...and the time without a read, a write or a timer that counts as idle.
 const QUIET_BEFORE_TRIM: Duration = Duration::from_secs(1);
 /// Bytes read and thrown away before closing, so the close sends FIN and
 /// not RST (a RST can destroy the last line we sent before the peer reads it).
@@ -266,8 +266,8 @@ pub struct Server {
     clock_second: i64,
     /// Bytes of buffer memory freed since the heap was last trimmed.
     released: usize,
-    /// When `poll()` last returned an event.
-    last_event: Instant,
+    /// The end of the last turn that read, wrote or fired a timer.
+    last_busy: Instant,
     /// `--accounts`: the store, owned by the loop, written by auth jobs.
     accounts: Option<Accounts>,
     /// Password checks in arrival order; at most one runs per turn.
@@ -338,7 +338,7 @@ impl Server {
             now: Instant::now(),
             clock_second: -1,
             released: 0,
-            last_event: Instant::now(),
+            last_busy: Instant::now(),
             accounts: None,
             auth_queue: VecDeque::new(),
             penalties: HashMap::new(),
@@ -379,14 +379,12 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
-            if events.is_empty() {
-                self.trim_heap_if_quiet();
-            } else {
-                self.last_event = self.now;
-            }
             self.room.set_now(self.now);
             self.tick_clock();
             let carried = std::mem::take(&mut self.unread);
+            // Whether this turn reads, writes or fires anything (see
+            // `trim_heap_if_quiet`); timers are counted below.
+            let mut busy = !events.is_empty() || !carried.is_empty() || self.wants_accept();
 
             for event in events.iter() {
                 match event.token() {
@@ -411,14 +409,20 @@ impl Server {
                     self.read_from(k);
                 }
             }
-            self.run_timers();
+            busy |= self.run_timers() > 0;
             self.flush_pending();
             self.free_closed();
             // The slow part last, after this turn's output is on its way:
             // a line read this turn does not wait for the hash as well.
             if self.run_auth_job() {
+                busy = true;
                 self.flush_pending();
                 self.free_closed();
+            }
+            if busy {
+                self.last_busy = Instant::now();
+            } else {
+                self.trim_heap_if_quiet();
             }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
@@ -828,9 +832,11 @@ impl Server {
         }
     }
 
-    /// Fires every due timer.
-    fn run_timers(&mut self) {
+    /// Fires every due timer. Returns how many fired (stale ones too).
+    fn run_timers(&mut self) -> usize {
+        let mut fired = 0;
         while let Some(timer) = self.timers.pop_due(self.now) {
+            fired += 1;
             match timer {
                 Timer::RegisterDeadline { key, serial } => {
                     if self.live(key, serial) && !self.room.is_joined(key) {
@@ -870,6 +876,7 @@ impl Server {
                 }
             }
         }
+        fired
     }
 
     /// `--idle-timeout`: ping a silent connection, close it if the ping
@@ -1053,28 +1060,37 @@ impl Server {
     }
 
     /// How long `poll()` may sleep when freed memory waits to be trimmed:
-    /// at most [`QUIET_BEFORE_TRIM`], so a quiet second is noticed.
+    /// no later than [`QUIET_BEFORE_TRIM`] after the last busy turn, so the
+    /// end of a quiet second is noticed.
     fn limit_for_trim(&self, timeout: Option<Duration>) -> Option<Duration> {
         if self.released < TRIM_AFTER_RELEASED {
             return timeout;
         }
-        Some(timeout.map_or(QUIET_BEFORE_TRIM, |t| t.min(QUIET_BEFORE_TRIM)))
+        let quiet_at = timers::until(self.last_busy + QUIET_BEFORE_TRIM, Instant::now());
+        Some(timeout.map_or(quiet_at, |t| t.min(quiet_at)))
     }
 
-    /// Gives freed heap memory back to the kernel once the loop has seen
-    /// no event for [`QUIET_BEFORE_TRIM`] after a burst (a join storm queues
-    /// a line for every user, then frees it all). glibc keeps such memory
-    /// for reuse; on a small host we would rather it showed up as free.
-    /// Never while traffic flows: `malloc_trim` walks the whole heap.
+    /// Called on a turn that did nothing. Gives freed heap memory back to
+    /// the kernel once the loop has read, written and fired nothing for
+    /// [`QUIET_BEFORE_TRIM`] after a burst (a join storm queues a line for
+    /// every user, then frees it all). glibc keeps such memory for reuse;
+    /// on a small host we would rather it showed up as free. Never while
+    /// traffic flows, even traffic driven by timers alone (a throttled
+    /// paste): `malloc_trim` walks the whole heap.
     fn trim_heap_if_quiet(&mut self) {
-        let quiet = self.now.duration_since(self.last_event) >= QUIET_BEFORE_TRIM;
+        let quiet = self.now.duration_since(self.last_busy) >= QUIET_BEFORE_TRIM;
         if quiet && self.released >= TRIM_AFTER_RELEASED {
-            self.released = 0;
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             // SAFETY: malloc_trim only returns free heap pages to the kernel.
             unsafe {
                 libc::malloc_trim(0);
             }
+            debug!(
+                "trimmed heap ({} KiB of buffers released since the last trim; {} timers pending)",
+                self.released / 1024,
+                self.timers.len()
+            );
+            self.released = 0;
         }
     }
 

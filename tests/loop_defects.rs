@@ -1,5 +1,6 @@
-//! Regression tests for defects of the event loop itself (issue 9): a lost
-//! wake-up, the IPv6 loopback exemption, a spinning shutdown.
+//! Regression tests for defects of the event loop itself (issue 9): lost
+//! wake-ups, heap trims during traffic, the IPv6 loopback exemption, a
+//! spinning shutdown.
 
 mod common;
 
@@ -102,6 +103,57 @@ fn delayed_password_check_is_not_forgotten() {
         "the right password was answered after {waited:?}"
     );
     drop(p);
+}
+
+/// How many times the server's debug log says it trimmed the heap in
+/// `lines`.
+fn trims(lines: &[&str]) -> usize {
+    lines.iter().filter(|l| l.contains("trimmed heap")).count()
+}
+
+/// Item 4: `malloc_trim` runs only after a second with no reads, writes or
+/// timers. A throttled paste to 100 users is relayed by timers alone (no
+/// socket events for seconds): no trim while it lasts, one once it is over.
+#[test]
+fn no_heap_trim_during_a_throttled_paste() {
+    const USERS: usize = 100;
+    const LINES: usize = 60;
+    let s = TestServer::start(&["--log-level", "debug"]);
+    let mut users: Vec<Client> = (0..USERS).map(|i| s.join(&format!("u{i:02}"))).collect();
+    let filler = "x".repeat(1000);
+    let mut paste = Vec::new();
+    for n in 0..LINES {
+        writeln!(paste, "paste {n:02} {filler}").unwrap();
+    }
+    // Default flood control: a burst of 20 lines, then 10 a second: the
+    // paste takes about 4 s to relay.
+    users[0].send_raw(&paste);
+    let last = format!("[u00] paste {:02} {filler}", LINES - 1);
+    for u in users.iter_mut().skip(1) {
+        u.line_where(|l| l == last);
+    }
+    let log = s.log();
+    let lines: Vec<&str> = log.lines().collect();
+    let at = |text: &str| {
+        lines
+            .iter()
+            .position(|l| l.contains(text))
+            .unwrap_or_else(|| panic!("{text:?} not in the log"))
+    };
+    let first = at("[u00] paste 00 ");
+    let end = at(&format!("[u00] paste {:02} ", LINES - 1));
+    let during = trims(&lines[first..end]);
+    assert_eq!(during, 0, "{during} heap trims while the paste was relayed");
+
+    // Once the room is quiet for a second, the released memory is trimmed.
+    assert!(
+        s.wait_until(Duration::from_secs(20), |s| {
+            let log = s.log();
+            let lines: Vec<&str> = log.lines().collect();
+            trims(&lines[end.min(lines.len())..]) > 0
+        }),
+        "no heap trim after the paste"
+    );
 }
 
 /// Starts the server listening on `listen` (not the harness's 127.0.0.1).
