@@ -419,6 +419,9 @@ impl Server {
                 self.flush_pending();
                 self.free_closed();
             }
+            if self.timers.needs_compaction() {
+                self.compact_timers();
+            }
             if busy {
                 self.last_busy = Instant::now();
             } else {
@@ -877,6 +880,32 @@ impl Server {
             }
         }
         fired
+    }
+
+    /// Drops the timers that would do nothing when they fire, by the same
+    /// tests [`Self::run_timers`] applies then: their connection is gone
+    /// (or, for deadlines and idle checks, closing), or it joined before its
+    /// registration deadline. Keeps the heap about as big as what is live
+    /// under churn (see `timers.rs`).
+    fn compact_timers(&mut self) {
+        let before = self.timers.len();
+        let (conns, room) = (&self.conns, &self.room);
+        let same = |key: usize, serial: u64| conns.get(key).is_some_and(|c| c.serial == serial);
+        let open = |key: usize, serial: u64| {
+            conns
+                .get(key)
+                .is_some_and(|c| c.serial == serial && !c.closing)
+        };
+        self.timers.retain(|t| match *t {
+            Timer::RegisterDeadline { key, serial } => open(key, serial) && !room.is_joined(key),
+            Timer::IdleCheck { key, serial } => open(key, serial),
+            Timer::Refill { key, serial } | Timer::Linger { key, serial } => same(key, serial),
+            Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::InviteExpiry => true,
+        });
+        debug!(
+            "timers: dropped {} dead of {before} entries",
+            before - self.timers.len()
+        );
     }
 
     /// `--idle-timeout`: ping a silent connection, close it if the ping
