@@ -23,6 +23,9 @@
 //!                  ▼
 //!   run_auth_job(): with --accounts, at most ONE password hash (a few ms),
 //!                   then flush and free again for its answer
+//!                  ▼
+//!   housekeeping: compact_timers() once the timer heap has doubled;
+//!                 trim_heap_if_quiet() on a turn that did nothing
 //! ```
 //!
 //! # The rules this file follows
