@@ -62,7 +62,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::accounts::{self, Accounts, AuthJob, AuthOutcome};
+use crate::accounts::{self, Accounts, AuthJob, AuthOutcome, NewAccountBudget, Rate, Scope};
 use crate::config::{self, Config};
 use crate::framing::{Frame, LineFramer};
 use crate::ratelimit::TokenBucket;
@@ -276,6 +276,8 @@ pub struct Server {
     penalties: HashMap<IpAddr, Penalty>,
     /// The `AuthReady` timer already set, so a blocked queue adds no more.
     auth_wake: Option<Instant>,
+    /// How many more accounts may be registered, per address and in all.
+    new_accounts: NewAccountBudget,
 }
 
 /// Creates the listening socket: non-blocking, `SO_REUSEADDR` (so a
@@ -311,6 +313,16 @@ impl Server {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let new_accounts = NewAccountBudget::new(
+            Rate {
+                count: config.new_accounts_per_ip,
+                period: Duration::from_secs(3600),
+            },
+            Rate {
+                count: config.new_accounts_per_minute,
+                period: Duration::from_secs(60),
+            },
+        );
         Ok(Server {
             poll,
             listener,
@@ -345,6 +357,7 @@ impl Server {
             auth_queue: VecDeque::new(),
             penalties: HashMap::new(),
             auth_wake: None,
+            new_accounts,
         })
     }
 
@@ -979,12 +992,13 @@ impl Server {
         let Some(addr) = self.conns.get(key).map(|c| c.addr) else {
             return false;
         };
-        let outcome = accounts::run_job(store, &job);
+        let ip = address_key(addr.ip());
+        let budget = &mut self.new_accounts;
+        let outcome = accounts::run_job(store, &job, || budget.take(ip, now));
         // Re-take `now` after a hash: it took milliseconds, and the
         // address's delay counts from the answer.
         self.now = Instant::now();
         let now = self.now;
-        let ip = address_key(addr.ip());
         match &outcome {
             AuthOutcome::LoggedIn { name } => info!("{addr} (#{key}) logged in as {name}"),
             AuthOutcome::Registered { name } => info!("{addr} (#{key}) registered {name}"),
@@ -1007,6 +1021,16 @@ impl Server {
                 )
             }
             AuthOutcome::SaveFailed => warn!("{addr} (#{key}) could not register {}", job.name),
+            AuthOutcome::NoNewAccounts(spent) => {
+                let whose = match spent.scope {
+                    Scope::Address => "from that address",
+                    Scope::Server => "on the server",
+                };
+                warn!(
+                    "{addr} (#{key}) new account {} refused: {} {whose} spent",
+                    job.name, spent.rate
+                );
+            }
         }
         drop(job);
         if let Some(c) = self.conns.get_mut(key) {
