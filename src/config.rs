@@ -245,13 +245,13 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "add-user",
-        "add account NAME to --accounts FILE, the password read from stdin (one line), and exit; use while the server is stopped",
+        "add account NAME to --accounts FILE and exit; the password is typed twice at a prompt on a terminal, else read from stdin (one line); refused while a server uses FILE",
         "NAME",
     );
     o.optopt(
         "",
         "remove-user",
-        "remove account NAME from --accounts FILE and exit; use while the server is stopped",
+        "remove account NAME from --accounts FILE and exit; refused while a server uses FILE",
         "NAME",
     );
     o.optflag("h", "help", "print this help");
