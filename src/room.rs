@@ -530,22 +530,17 @@ impl Room {
         if !self.is_joined(conn) {
             return;
         }
-        let losers: Vec<ConnId> = self
+        // A scan of every member, but only on a successful login, which
+        // has just cost a hash of milliseconds anyway.
+        let losers: Vec<(ConnId, String)> = self
             .members
             .iter()
-            .filter(|(_, m)| {
-                m.login
-                    .as_ref()
-                    .is_some_and(|l| !l.checking && l.name.eq_ignore_ascii_case(typed))
+            .filter_map(|(&c, m)| {
+                let l = m.login.as_ref()?;
+                (!l.checking && l.name.eq_ignore_ascii_case(typed)).then(|| (c, l.name.clone()))
             })
-            .map(|(&c, _)| c)
             .collect();
-        for other in losers {
-            let name = self.members[&other]
-                .login
-                .as_ref()
-                .map(|l| l.name.clone())
-                .unwrap_or_default();
+        for (other, name) in losers {
             self.lost_login(other, &name, out);
         }
     }
