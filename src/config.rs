@@ -51,6 +51,16 @@ pub const AUTH_FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Addresses whose failures are remembered at once; past this, the ones
 /// already forgiven are dropped (bounds memory under a spray of addresses).
 pub const AUTH_PENALTY_TABLE: usize = 4096;
+/// New accounts one address (IPv6: one /64) may register per hour. Each
+/// costs a hash and a rewrite of the whole file on the loop, and the file
+/// grows with them; logins of existing accounts are not counted.
+pub const DEFAULT_NEW_ACCOUNTS_PER_IP: u32 = 5;
+/// New accounts the whole server registers per minute (a spray of
+/// addresses gets no further than this).
+pub const DEFAULT_NEW_ACCOUNTS_PER_MINUTE: u32 = 60;
+/// Addresses whose registration budget is tracked at once; past this, the
+/// ones whose budget is full again are dropped, then the oldest half.
+pub const NEW_ACCOUNTS_TABLE: usize = 4096;
 /// argon2id cost: memory in KiB, passes, lanes. 8 MiB and 2 passes cost a
 /// few ms per hash on one core (docs/accounts-bench.md), which the single
 /// loop can afford one per turn; see docs/architecture.md, "Accounts", for
@@ -97,6 +107,10 @@ pub struct Config {
     pub invite_timeout: Duration,
     /// `--accounts FILE`: names need passwords, stored there.
     pub accounts: Option<PathBuf>,
+    /// New accounts per hour per address; 0 = unlimited.
+    pub new_accounts_per_ip: u32,
+    /// New accounts per minute on the whole server; 0 = unlimited.
+    pub new_accounts_per_minute: u32,
 }
 
 impl Default for Config {
@@ -119,6 +133,8 @@ impl Default for Config {
             log_level: log::LevelFilter::Info,
             invite_timeout: DEFAULT_INVITE_TIMEOUT,
             accounts: None,
+            new_accounts_per_ip: DEFAULT_NEW_ACCOUNTS_PER_IP,
+            new_accounts_per_minute: DEFAULT_NEW_ACCOUNTS_PER_MINUTE,
         }
     }
 }
@@ -224,16 +240,18 @@ fn options() -> getopts::Options {
         "user accounts: a name needs a password; unknown names are registered in FILE (default: off, nicknames only)",
         "FILE",
     );
+    o.optopt("", "new-accounts-per-ip", &format!("with --accounts: new accounts one address (IPv6: one /64) may register per hour, 0 = unlimited (default {DEFAULT_NEW_ACCOUNTS_PER_IP})"), "N");
+    o.optopt("", "new-accounts-per-minute", &format!("with --accounts: new accounts the whole server registers per minute, 0 = unlimited (default {DEFAULT_NEW_ACCOUNTS_PER_MINUTE})"), "N");
     o.optopt(
         "",
         "add-user",
-        "add account NAME to --accounts FILE, the password read from stdin (one line), and exit; use while the server is stopped",
+        "add account NAME to --accounts FILE and exit; the password is typed twice at a prompt on a terminal, else read from stdin (one line); refused while a server uses FILE",
         "NAME",
     );
     o.optopt(
         "",
         "remove-user",
-        "remove account NAME from --accounts FILE and exit; use while the server is stopped",
+        "remove account NAME from --accounts FILE and exit; refused while a server uses FILE",
         "NAME",
     );
     o.optflag("h", "help", "print this help");
@@ -314,6 +332,12 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     }
     if let Some(v) = m.opt_str("invite-timeout") {
         c.invite_timeout = parse_secs("--invite-timeout", &v)?;
+    }
+    if let Some(v) = m.opt_str("new-accounts-per-ip") {
+        c.new_accounts_per_ip = parse_num("--new-accounts-per-ip", &v, 0)?;
+    }
+    if let Some(v) = m.opt_str("new-accounts-per-minute") {
+        c.new_accounts_per_minute = parse_num("--new-accounts-per-minute", &v, 0)?;
     }
     c.limit_loopback = m.opt_present("limit-loopback");
     c.timestamps = m.opt_present("timestamps");
@@ -423,6 +447,15 @@ mod tests {
         let c = parse(&["--accounts", "a.txt", "--invite-timeout", "1"]).unwrap();
         assert_eq!(c.accounts, Some(PathBuf::from("a.txt")));
         assert_eq!(c.invite_timeout, Duration::from_secs(1));
+        assert_eq!(c.new_accounts_per_ip, DEFAULT_NEW_ACCOUNTS_PER_IP);
+        let c = parse(&[
+            "--new-accounts-per-ip",
+            "0",
+            "--new-accounts-per-minute",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!((c.new_accounts_per_ip, c.new_accounts_per_minute), (0, 7));
         let args = ["--accounts", "a.txt", "--add-user", "bob"].map(String::from);
         assert!(matches!(
             parse_args(args),
@@ -442,6 +475,8 @@ mod tests {
             &["--bogus"],
             &["extra"],
             &["--invite-timeout", "soon"],
+            &["--new-accounts-per-ip", "-1"],
+            &["--new-accounts-per-minute", "many"],
             &["--add-user", "alice"],
             &["--remove-user", "alice"],
             &["--accounts", "f", "--add-user", "a", "--remove-user", "b"],

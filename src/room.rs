@@ -21,7 +21,7 @@ use std::collections::HashMap;
 use std::fmt::{self, Write as _};
 use std::time::{Duration, Instant};
 
-use crate::accounts::{AuthJob, AuthOutcome};
+use crate::accounts::{AuthJob, AuthOutcome, Scope, Spent};
 use crate::config;
 use crate::framing::Frame;
 use crate::protocol::{self, NickError};
@@ -200,11 +200,10 @@ pub struct Room {
     invite_timeout: Duration,
     /// The loop's time for this turn (`set_now`); `None`: read the clock.
     now: Option<Instant>,
-    /// Names need a password (`--accounts`).
+    /// Names need a password (`--accounts`). Several connections may be
+    /// logging in to one name at once (the first right password wins), so
+    /// that typing a name without its password cannot lock its owner out.
     accounts: bool,
-    /// Lowercased account name -> the connection entering its password:
-    /// a name can be in one login (or session) at a time.
-    logging_in: HashMap<String, ConnId>,
 }
 
 impl Room {
@@ -357,9 +356,6 @@ impl Room {
         let Some(member) = self.members.remove(&conn) else {
             return;
         };
-        if let Some(login) = &member.login {
-            self.logging_in.remove(&login.name.to_ascii_lowercase());
-        }
         let Some(nick) = member.nick else {
             return; // never joined: nobody knew it was here
         };
@@ -390,7 +386,6 @@ impl Room {
         self.joined.clear();
         self.by_nick.clear();
         self.invites.clear();
-        self.logging_in.clear();
     }
 
     /// The idle-timeout ping for `conn` (see docs/protocol.md, Liveness).
@@ -431,12 +426,6 @@ impl Room {
         if let Err(e) = self.check_nick(conn, name) {
             return out.send(conn, e.as_bytes());
         }
-        let key = name.to_ascii_lowercase();
-        if self.logging_in.contains_key(&key) {
-            let msg = format!("! {name} is already logging in. Choose another name.\n");
-            return out.send(conn, msg.as_bytes());
-        }
-        self.logging_in.insert(key, conn);
         if let Some(m) = self.members.get_mut(&conn) {
             m.login = Some(Login {
                 name: name.to_string(),
@@ -490,6 +479,11 @@ impl Room {
         };
         login.checking = false;
         let name = login.name.clone();
+        if self.by_nick.contains_key(&name.to_ascii_lowercase()) {
+            // Another connection logged in to this name while the check
+            // ran: whatever the answer, this login is over.
+            return self.lost_login(conn, &name, out);
+        }
         match outcome {
             AuthOutcome::LoggedIn { name: stored } => {
                 self.finish_login(conn, &name, &stored, out);
@@ -524,17 +518,57 @@ impl Room {
                 );
                 out.send(conn, msg.as_bytes());
             }
+            AuthOutcome::NoNewAccounts(spent) => {
+                if let Some(m) = self.members.get_mut(&conn) {
+                    m.login = None;
+                }
+                out.send(conn, no_new_accounts_line(&spent).as_bytes());
+            }
         }
     }
 
-    /// Password accepted: the login reservation becomes the nickname.
+    /// Password accepted: the login becomes the nickname, and every other
+    /// connection waiting for a password for that name is told and asked
+    /// for another name (one whose check is running hears it with its
+    /// answer, in `auth_done`).
     fn finish_login(&mut self, conn: ConnId, typed: &str, stored: &str, out: &mut impl Outbox) {
-        self.logging_in.remove(&typed.to_ascii_lowercase());
         if let Some(m) = self.members.get_mut(&conn) {
             m.login = None;
         }
         out.password_prompt(conn, false);
         self.try_join(conn, stored, out);
+        if !self.is_joined(conn) {
+            return;
+        }
+        // A scan of every member, but only on a successful login, which
+        // has just cost a hash of milliseconds anyway.
+        let losers: Vec<(ConnId, String)> = self
+            .members
+            .iter()
+            .filter_map(|(&c, m)| {
+                let l = m.login.as_ref()?;
+                (!l.checking && l.name.eq_ignore_ascii_case(typed)).then(|| (c, l.name.clone()))
+            })
+            .collect();
+        for (other, name) in losers {
+            self.lost_login(other, &name, out);
+        }
+    }
+
+    /// `conn` was entering the password for `name` when another connection
+    /// logged in to it: back to the name prompt.
+    fn lost_login(&mut self, conn: ConnId, name: &str, out: &mut impl Outbox) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = None;
+        }
+        let stored = self
+            .by_nick
+            .get(&name.to_ascii_lowercase())
+            .and_then(|&c| self.nick(c))
+            .unwrap_or(name);
+        let msg =
+            format!("! {stored} has just logged in on another connection. Choose another name.\n");
+        out.send(conn, msg.as_bytes());
     }
 
     fn try_join(&mut self, conn: ConnId, nick: &str, out: &mut impl Outbox) {
@@ -912,6 +946,31 @@ impl Room {
     }
 }
 
+/// The refusal of a new account whose budget is spent; the user is back
+/// at the name prompt.
+fn no_new_accounts_line(spent: &Spent) -> String {
+    let who = match spent.scope {
+        Scope::Address => "from your address",
+        Scope::Server => "on this server right now",
+    };
+    format!(
+        "! Too many new accounts {who} (at most {}). Try again in {}, or choose an existing account's name.\n",
+        spent.rate,
+        wait_text(spent.retry_after)
+    )
+}
+
+/// A wait for people: whole seconds up to two minutes, then minutes,
+/// rounded up (a user told "in 0 s" would retry too early).
+fn wait_text(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if secs < 120 {
+        format!("{} s", secs.max(1))
+    } else {
+        format!("{} min", secs.div_ceil(60))
+    }
+}
+
 /// `"msg bob hi there"` -> `("msg", "bob hi there")`.
 fn split_word(s: &str) -> (&str, &str) {
     match s.split_once(' ') {
@@ -1253,14 +1312,12 @@ pub(crate) mod tests {
             ]
         );
         assert!(!room.is_joined(1));
-        // A second connection cannot log in as alice meanwhile.
+        // A second connection may try alice meanwhile: the name is not
+        // reserved (the first right password wins, see below).
         room.connected(2, &mut out);
         out.sent.clear();
         say(&mut room, 2, "ALICE", &mut out);
-        assert_eq!(
-            out.take(2),
-            ["! ALICE is already logging in. Choose another name."]
-        );
+        assert!(out.take(2)[0].starts_with("* Password for ALICE?"));
 
         let job = password(&mut room, 1, "/nick is a password", &mut out);
         assert_eq!(job.name, "alice");
@@ -1293,6 +1350,11 @@ pub(crate) mod tests {
         );
         assert!(room.is_joined(1));
         room.check_consistency().unwrap();
+        // The other login for the name is over, and told so.
+        assert_eq!(
+            out.take(2),
+            ["! alice has just logged in on another connection. Choose another name."]
+        );
 
         // Now logged in: a second login gets a clear error at the name.
         say(&mut room, 2, "alice", &mut out);
@@ -1352,5 +1414,83 @@ pub(crate) mod tests {
         password(&mut room, 3, "right one", &mut out);
         room.auth_done(3, AuthOutcome::LoggedIn { name: "Bob".into() }, &mut out);
         assert_eq!(room.nick(3), Some("Bob"));
+    }
+
+    /// Three connections try one name; one's check is running when another
+    /// wins. The idle one is told at once, the checking one with its
+    /// answer (whatever it is); both are back at the name prompt.
+    #[test]
+    fn first_right_password_wins() {
+        let mut room = Room::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        for conn in 1..=3 {
+            room.connected(conn, &mut out);
+            say(&mut room, conn, "carol", &mut out);
+        }
+        out.sent.clear();
+        password(&mut room, 2, "a guess", &mut out);
+        password(&mut room, 3, "carol-password", &mut out);
+        room.auth_done(
+            3,
+            AuthOutcome::LoggedIn {
+                name: "Carol".into(),
+            },
+            &mut out,
+        );
+        assert!(room.is_joined(3));
+        let lost = "! Carol has just logged in on another connection. Choose another name.";
+        assert_eq!(out.take(1), [lost]);
+        assert!(out.take(2).is_empty(), "told with its answer");
+        room.auth_done(2, AuthOutcome::WrongPassword, &mut out);
+        assert_eq!(out.take(2), [lost]);
+        for conn in [1, 2] {
+            say(&mut room, conn, "dan", &mut out);
+            assert!(out.take(conn)[0].starts_with("* Password for dan?"));
+        }
+        room.check_consistency().unwrap();
+    }
+
+    /// A spent budget of new accounts: the line says whose and when, and
+    /// the user is back at the name prompt.
+    #[test]
+    fn no_new_accounts_back_to_the_name() {
+        let mut room = Room::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        say(&mut room, 1, "eve", &mut out);
+        password(&mut room, 1, "eve-password", &mut out);
+        out.sent.clear();
+        let spent = |scope, count, period, wait| {
+            AuthOutcome::NoNewAccounts(Spent {
+                scope,
+                rate: crate::accounts::Rate {
+                    count,
+                    period: Duration::from_secs(period),
+                },
+                retry_after: Duration::from_millis(wait),
+            })
+        };
+        room.auth_done(1, spent(Scope::Address, 5, 3600, 719_001), &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Too many new accounts from your address (at most 5 per hour). Try again in 12 min, or choose an existing account's name."
+            ]
+        );
+        say(&mut room, 1, "eve", &mut out);
+        password(&mut room, 1, "eve-password", &mut out);
+        out.sent.clear();
+        room.auth_done(1, spent(Scope::Server, 60, 60, 200), &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Too many new accounts on this server right now (at most 60 per minute). Try again in 1 s, or choose an existing account's name."
+            ]
+        );
+        assert_eq!(wait_text(Duration::from_secs(119)), "119 s");
+        assert_eq!(wait_text(Duration::from_secs(120)), "2 min");
+        assert_eq!(wait_text(Duration::from_millis(120_001)), "3 min");
     }
 }

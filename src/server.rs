@@ -65,7 +65,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::accounts::{self, Accounts, AuthJob, AuthOutcome};
+use crate::accounts::{self, Accounts, AuthJob, AuthOutcome, NewAccountBudget, Rate, Scope};
 use crate::config::{self, Config};
 use crate::framing::{Frame, LineFramer};
 use crate::ratelimit::TokenBucket;
@@ -306,6 +306,8 @@ pub struct Server {
     auth_queue: VecDeque<QueuedAuth>,
     /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
     penalties: HashMap<IpAddr, Penalty>,
+    /// How many more accounts may be registered, per address and in all.
+    new_accounts: NewAccountBudget,
 }
 
 /// Creates the listening socket: non-blocking, `SO_REUSEADDR` (so a
@@ -341,6 +343,16 @@ impl Server {
         let mut signals = Signals::new([SIGINT, SIGTERM])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let new_accounts = NewAccountBudget::new(
+            Rate {
+                count: config.new_accounts_per_ip,
+                period: Duration::from_secs(3600),
+            },
+            Rate {
+                count: config.new_accounts_per_minute,
+                period: Duration::from_secs(60),
+            },
+        );
         Ok(Server {
             poll,
             listener,
@@ -374,6 +386,7 @@ impl Server {
             accounts: None,
             auth_queue: VecDeque::new(),
             penalties: HashMap::new(),
+            new_accounts,
         })
     }
 
@@ -1054,12 +1067,13 @@ impl Server {
         let Some(addr) = self.conns.get(key).map(|c| c.addr) else {
             return false;
         };
-        let outcome = accounts::run_job(store, &job);
+        let ip = address_key(addr.ip());
+        let budget = &mut self.new_accounts;
+        let outcome = accounts::run_job(store, &job, || budget.take(ip, now));
         // Re-take `now` after a hash: it took milliseconds, and the
         // address's delay counts from the answer.
         self.now = Instant::now();
         let now = self.now;
-        let ip = address_key(addr.ip());
         match &outcome {
             AuthOutcome::LoggedIn { name } => info!("{addr} (#{key}) logged in as {name}"),
             AuthOutcome::Registered { name } => info!("{addr} (#{key}) registered {name}"),
@@ -1082,6 +1096,16 @@ impl Server {
                 )
             }
             AuthOutcome::SaveFailed => warn!("{addr} (#{key}) could not register {}", job.name),
+            AuthOutcome::NoNewAccounts(spent) => {
+                let whose = match spent.scope {
+                    Scope::Address => "from that address",
+                    Scope::Server => "on the server",
+                };
+                warn!(
+                    "{addr} (#{key}) new account {} refused: {} {whose} spent",
+                    job.name, spent.rate
+                );
+            }
         }
         drop(job);
         if let Some(c) = self.conns.get_mut(key) {
