@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return admin(remove_user(&accounts, &name));
         }
         Err(e) => {
-            eprintln!("loopchat-server: {e}\n\n{}", config::usage());
+            eprintln!("loopchat-server: {e} (try --help)");
             return ExitCode::from(2);
         }
     };
