@@ -99,6 +99,12 @@ pub const MAX_PER_IP_RANGE: RangeInclusive<usize> = 0..=1_000_000;
 /// `--invite-timeout`, seconds.
 pub const INVITE_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=86_400;
 
+/// Log lines of one kind about one address (accepts, refusals) logged per
+/// window; the rest of the window's lines are summed up in one line, so a
+/// connection storm cannot flood the log (see `logging::Limiter`).
+pub const LOG_REPEATS: u32 = 5;
+pub const LOG_REPEAT_WINDOW: Duration = Duration::from_secs(1);
+
 /// The server's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
