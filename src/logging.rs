@@ -32,7 +32,7 @@
 //! asks a [`Limiter`] before logging the lines that come in storms; it lets
 //! a few through per kind and address each second and sums up the rest.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{self, Write};
 use std::net::IpAddr;
@@ -345,11 +345,15 @@ impl std::fmt::Display for Suppressed {
 #[derive(Debug, Default)]
 pub struct Limiter {
     windows: HashMap<(Kind, IpAddr), Window>,
+    /// The windows in the order they opened (`now` never goes back), so
+    /// the ones that are over are at the front: a turn looks at those only.
+    order: VecDeque<(Instant, Kind, IpAddr)>,
+    /// Windows that hold a count back.
+    holding: usize,
 }
 
 #[derive(Debug)]
 struct Window {
-    start: Instant,
     logged: u32,
     suppressed: u64,
 }
@@ -362,49 +366,57 @@ impl Limiter {
     /// Whether a line of `kind` about `addr` should be logged now; if not,
     /// it is counted for the summary.
     pub fn admit(&mut self, kind: Kind, addr: IpAddr, now: Instant) -> bool {
-        let w = self.windows.entry((kind, addr)).or_insert(Window {
-            start: now,
-            logged: 0,
-            suppressed: 0,
+        let order = &mut self.order;
+        let w = self.windows.entry((kind, addr)).or_insert_with(|| {
+            order.push_back((now, kind, addr));
+            Window {
+                logged: 0,
+                suppressed: 0,
+            }
         });
         if w.logged < config::LOG_REPEATS {
             w.logged += 1;
-            true
-        } else {
-            w.suppressed += 1;
-            false
+            return true;
         }
+        if w.suppressed == 0 {
+            self.holding += 1;
+        }
+        w.suppressed += 1;
+        false
     }
 
     /// Ends the windows that are over, passing each held-back count to
     /// `report` (a window with nothing held back ends silently).
     pub fn flush(&mut self, now: Instant, mut report: impl FnMut(Suppressed)) {
-        if self.windows.is_empty() {
-            return;
-        }
-        self.windows.retain(|&(kind, addr), w| {
-            if now.duration_since(w.start) < config::LOG_REPEAT_WINDOW {
-                return true;
+        while let Some(&(start, kind, addr)) = self.order.front() {
+            if now.saturating_duration_since(start) < config::LOG_REPEAT_WINDOW {
+                return;
             }
+            self.order.pop_front();
+            let Some(w) = self.windows.remove(&(kind, addr)) else {
+                continue;
+            };
             if w.suppressed > 0 {
+                self.holding -= 1;
                 report(Suppressed {
                     kind,
                     addr,
                     count: w.suppressed,
                 });
             }
-            false
-        });
+        }
     }
 
-    /// When the earliest window with a held-back count ends: the loop must
-    /// wake by then to log it. `None` if nothing is held back.
+    /// When the loop must next wake to log a held-back count: the end of
+    /// the oldest window (perhaps one with nothing held back: one spare
+    /// wake-up). `None` if nothing is held back, so an idle loop sleeps.
     pub fn next_flush(&self) -> Option<Instant> {
-        self.windows
-            .values()
-            .filter(|w| w.suppressed > 0)
-            .map(|w| w.start + config::LOG_REPEAT_WINDOW)
-            .min()
+        if self.holding == 0 {
+            return None;
+        }
+        self.order
+            .front()
+            .map(|&(start, ..)| start + config::LOG_REPEAT_WINDOW)
     }
 }
 
@@ -447,8 +459,37 @@ mod tests {
         );
         // Everything flushed: nothing left to wake up for, a fresh budget.
         assert_eq!(l.next_flush(), None);
-        assert!(l.windows.is_empty());
+        assert!(l.windows.is_empty() && l.order.is_empty());
         assert!(l.admit(Kind::Accepted, a, t0 + config::LOG_REPEAT_WINDOW));
+    }
+
+    #[test]
+    fn windows_end_one_by_one() {
+        let mut l = Limiter::new();
+        let t0 = Instant::now();
+        let t1 = t0 + Duration::from_millis(500);
+        let a: IpAddr = "10.0.0.1".parse().unwrap();
+        let b: IpAddr = "10.0.0.2".parse().unwrap();
+        for _ in 0..10 {
+            l.admit(Kind::RefusedFull, a, t0);
+        }
+        for _ in 0..7 {
+            l.admit(Kind::RefusedFull, b, t1);
+        }
+        let mut out = Vec::new();
+        l.flush(t0 + config::LOG_REPEAT_WINDOW, |s| out.push(s));
+        assert_eq!(out.len(), 1);
+        assert_eq!(
+            (out[0].addr, out[0].count),
+            (a, 10 - config::LOG_REPEATS as u64)
+        );
+        assert_eq!(l.next_flush(), Some(t1 + config::LOG_REPEAT_WINDOW));
+        l.flush(t1 + config::LOG_REPEAT_WINDOW, |s| out.push(s));
+        assert_eq!(
+            (out[1].addr, out[1].count),
+            (b, 7 - config::LOG_REPEATS as u64)
+        );
+        assert_eq!(l.next_flush(), None);
     }
 
     #[test]
