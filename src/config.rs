@@ -278,7 +278,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "log-file",
-        "append a timestamped log to this file (besides stderr)",
+        "append a dated log to this file (besides stderr); created mode 0640, reopened on SIGHUP (logrotate)",
         "PATH",
     );
     o.optopt(

@@ -215,6 +215,11 @@ fn free_address(arg: &str) -> Result<String, UsageError> {
     if arg.contains(':') && !arg.ends_with(':') && arg.parse::<IpAddr>().is_err() {
         return Ok(arg.to_string());
     }
+    if arg.parse::<u16>().is_ok() {
+        return Err(UsageError(format!(
+            "{arg:?} is a port without an address: give ADDR:PORT (e.g. 127.0.0.1:{arg})"
+        )));
+    }
     let looks_like_host = arg.parse::<IpAddr>().is_ok()
         || arg.ends_with(':')
         || arg.contains('.')
@@ -441,6 +446,10 @@ mod tests {
         assert_eq!(
             err(&["idle", "churn"]),
             "two workloads given: idle and churn; choose one"
+        );
+        assert_eq!(
+            err(&["churn", "7878"]),
+            "\"7878\" is a port without an address: give ADDR:PORT (e.g. 127.0.0.1:7878)"
         );
         assert!(matches!(p(&["[::1]:9"]), Ok(Parsed::Run(_))));
     }
