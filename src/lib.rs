@@ -15,6 +15,7 @@
 //! | [`ratelimit`] | flood control: a token bucket per connection | no |
 //! | [`timers`] | every timer of the loop in one heap | no |
 //! | [`config`] | every limit's default and the command line | no |
+//! | [`logging`] | the server's log: dated lines, never blocking on stderr, storms summed up | no (stderr, a file) |
 //! | [`server`] | **the event loop**: accept, read, hand lines to the room, flush, close | yes |
 //! | [`client`] | the `loopchat` terminal client | yes |
 //! | [`bench`] | the `loopchat-bench` load generator | yes |
@@ -39,6 +40,7 @@ pub mod bench;
 pub mod client;
 pub mod config;
 pub mod framing;
+pub mod logging;
 pub mod protocol;
 pub mod ratelimit;
 pub mod room;

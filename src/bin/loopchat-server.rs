@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return admin(remove_user(&accounts, &name));
         }
         Err(e) => {
-            eprintln!("loopchat-server: {e}\n\n{}", config::usage());
+            eprintln!("loopchat-server: {e} (try --help)");
             return ExitCode::from(2);
         }
     };
@@ -148,29 +148,10 @@ fn remove_user(file: &Path, name: &str) -> Result<String, String> {
     Ok(format!("removed account {name} from {}", file.display()))
 }
 
-/// Logs go to stderr, and with `--log-file` also appended to that file.
+/// Logs go to stderr, and with `--log-file` also appended to that file
+/// (see `loopchat::logging`).
 fn init_logging(config: &Config) -> Result<(), String> {
-    use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
-    let mut builder = ConfigBuilder::new();
-    builder.set_target_level(log::LevelFilter::Off);
-    builder.set_thread_level(log::LevelFilter::Off);
-    // Single-threaded, so the local offset can be read safely.
-    let _ = builder.set_time_offset_to_local();
-    let log_config = builder.build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![WriteLogger::new(
-        config.log_level,
-        log_config.clone(),
-        std::io::stderr(),
-    )];
-    if let Some(path) = &config.log_file {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-        loggers.push(WriteLogger::new(config.log_level, log_config, file));
-    }
-    CombinedLogger::init(loggers).map_err(|e| e.to_string())
+    loopchat::logging::init(config.log_level, config.log_file.as_deref())
 }
 
 /// Reading a password at a terminal without showing it.
