@@ -50,8 +50,13 @@
 //! - **One peer's problem is that peer's problem.** Any error while reading
 //!   or writing a connection closes that connection only. Only a failing
 //!   `poll()` ends the loop.
-//! - **Nothing here blocks**, except logging (a write to stderr or a file),
-//!   which is why message contents are only logged at debug level.
+//! - **Nothing here waits for a peer.** Three things do take time inside
+//!   the loop, and are kept small on purpose: a password hash (one per turn,
+//!   a few ms, see [`Server::run_auth_job`]), saving the accounts file after
+//!   a registration (a write and two `fsync`s), and writing the log when it
+//!   goes to a regular file (`--log-file`, or stderr redirected to a file).
+//!   A log on a pipe, terminal or socket never blocks (see
+//!   [`crate::logging`]); message contents are logged at debug level only.
 
 use std::collections::{HashMap, VecDeque};
 use std::fs::File;
