@@ -8,6 +8,7 @@
 //! | module | owns | sockets? |
 //! |---|---|---|
 //! | [`protocol`] | the line grammar: markers, nickname rules, parsing server lines | no |
+//! | [`dialect`] | other grammars: the IRC message parser and writer (the IRC dialect is being built) | no |
 //! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering | no |
 //! | [`accounts`] | account names and argon2id hashes, the accounts file | no (a file) |
 //! | [`room`] | the chat: users, nicknames, commands, who receives which line | no |
@@ -38,6 +39,7 @@ pub mod accounts;
 pub mod bench;
 pub mod client;
 pub mod config;
+pub mod dialect;
 pub mod framing;
 pub mod protocol;
 pub mod ratelimit;
