@@ -238,6 +238,36 @@ fn is_middle(param: &str) -> bool {
     !param.is_empty() && !param.starts_with(':') && !param.contains(' ')
 }
 
+/// Splits `text` into pieces of at most `max` bytes, each ending on a
+/// UTF-8 character boundary, so a long line becomes several messages that
+/// each fit into [`MAX_LINE`] and none cuts a character in half. `max` is
+/// what one message leaves for the text (see [`text_room`]); at least 4, so
+/// every character fits.
+pub fn split_utf8(text: &str, max: usize) -> impl Iterator<Item = &str> {
+    let max = max.max(4);
+    let mut rest = text;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut end = rest.len().min(max);
+        while !rest.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (piece, tail) = rest.split_at(end);
+        rest = tail;
+        Some(piece)
+    })
+}
+
+/// Bytes left for the text in `:SOURCE COMMAND TARGET :TEXT\r\n` within
+/// [`MAX_LINE`].
+pub fn text_room(source: &str, command: &str, target: &str) -> usize {
+    // ':' source ' ' command ' ' target ' :' ... '\r\n'
+    let overhead = 1 + source.len() + 1 + command.len() + 1 + target.len() + 2 + 2;
+    MAX_LINE.saturating_sub(overhead)
+}
+
 /// A source split into `nick!user@host`; a missing part is empty.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UserHost<'a> {
@@ -321,6 +351,35 @@ mod tests {
         let m = Message::parse(&text).unwrap();
         assert_eq!(m.params(), ["#a", "hi"]);
         assert_eq!(m.tag("k").as_deref(), Some("a;b c"));
+    }
+
+    #[test]
+    fn long_text_splits_on_character_boundaries_within_512_bytes() {
+        let source = "alice!alice@loopchat";
+        let room = text_room(source, "PRIVMSG", "#lobby");
+        let text = "é€😀a".repeat(200); // 2-, 3-, 4- and 1-byte characters
+        let pieces: Vec<&str> = split_utf8(&text, room).collect();
+        assert!(pieces.len() > 1);
+        assert_eq!(pieces.concat(), text, "nothing lost or reordered");
+        for (i, piece) in pieces.iter().enumerate() {
+            let mut out = Vec::new();
+            write(
+                &mut out,
+                &[],
+                Some(source),
+                "PRIVMSG",
+                &["#lobby", piece],
+                true,
+            );
+            out.extend_from_slice(b"\r\n");
+            assert!(out.len() <= MAX_LINE, "{} bytes", out.len());
+            let last = i + 1 == pieces.len();
+            assert!(
+                last || room - piece.len() < 4,
+                "pieces are as full as they can be"
+            );
+        }
+        assert_eq!(split_utf8("", 10).count(), 0);
     }
 
     #[test]
