@@ -11,7 +11,7 @@
 //!   for each event:   LISTENER  -> accept()       admit new connections
 //!                     SIGNALS   -> on_signal()    start shutting down
 //!                     Token(k)  -> read_from(k)   read until WouldBlock,
-//!                                                 frame lines, feed the Room,
+//!                                                 frame lines, feed the Hub,
 //!                                                 which queues output
 //!                                  queue_flush(k) (when WRITABLE)
 //!                  ▼
@@ -32,7 +32,7 @@
 //!   [`Server::read_from`] reads until `WouldBlock`. When it stops early on
 //!   purpose (fairness, flood control) it remembers the connection in
 //!   `unread` or in a timer, because no new event will come for those bytes.
-//! - **Writes are batched, like Redis.** The [`Room`] never writes to a
+//! - **Writes are batched, like Redis.** The [`Hub`] never writes to a
 //!   socket; it appends to send queues (through [`Mailer`]) and the
 //!   connection is put on `flush_list`. Before the loop sleeps, every
 //!   connection on that list gets one `write()` with everything queued for it
@@ -63,10 +63,12 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::accounts::{self, Accounts, AuthJob, AuthOutcome};
+use crate::chat::{ConnId, Event, LeaveReason, Refusal};
 use crate::config::{self, Config};
+use crate::dialect::line;
 use crate::framing::{Frame, LineFramer};
+use crate::hub::{Hub, Outbox};
 use crate::ratelimit::TokenBucket;
-use crate::room::{ConnId, LeaveReason, Outbox, Refusal, Room};
 use crate::sendq::SendQueue;
 use crate::timers::{Timer, Timers};
 
@@ -149,7 +151,7 @@ impl Penalty {
     }
 }
 
-/// The [`Outbox`] the room writes into: appends to send queues. It makes
+/// The [`Outbox`] the hub writes into: appends to send queues. It makes
 /// no syscalls, except when a queue reaches its cap (see `send`).
 struct Mailer<'a> {
     conns: &'a mut Slab<Connection>,
@@ -235,7 +237,7 @@ pub struct Server {
     signals: Signals,
     config: Config,
     conns: Slab<Connection>,
-    room: Room,
+    hub: Hub,
     timers: Timers,
     /// Connections with output queued this turn.
     flush_list: Vec<usize>,
@@ -315,10 +317,10 @@ impl Server {
             poll,
             listener,
             signals,
-            room: {
-                let mut room = Room::new(config.max_line);
-                room.set_invite_timeout(config.invite_timeout);
-                room
+            hub: {
+                let mut hub = Hub::new(config.max_line);
+                hub.set_invite_timeout(config.invite_timeout);
+                hub
             },
             config,
             conns: Slab::new(),
@@ -351,7 +353,7 @@ impl Server {
     /// Turns accounts on, with `store` loaded from the accounts file.
     pub fn with_accounts(mut self, store: Accounts) -> Server {
         self.accounts = Some(store);
-        self.room.set_accounts(true);
+        self.hub.set_accounts(true);
         self
     }
 
@@ -383,7 +385,7 @@ impl Server {
             } else {
                 self.last_event = self.now;
             }
-            self.room.set_now(self.now);
+            self.hub.set_now(self.now);
             self.tick_clock();
             let carried = std::mem::take(&mut self.unread);
 
@@ -561,8 +563,8 @@ impl Server {
             self.timers
                 .schedule(self.now + idle, Timer::IdleCheck { key, serial });
         }
-        let (room, mut out) = self.split();
-        room.connected(key, &mut out);
+        let (hub, mut out) = self.split();
+        hub.connected(key, &mut out);
     }
 
     /// Reads from connection `k` until `WouldBlock`, handing each complete
@@ -638,14 +640,17 @@ impl Server {
                     .is_none_or(|t| self.now.duration_since(t) >= config::FLOOD_NOTICE_INTERVAL);
                 if due {
                     c.flood_noticed = Some(self.now);
-                    let nick = self.room.nick(k).unwrap_or("-");
+                    let nick = self.hub.nick(k).unwrap_or("-");
                     info!(
                         "{} ({nick}) throttled: over {} lines/s",
                         c.addr, self.config.max_rate
                     );
-                    let notice = crate::room::flood_notice(self.config.max_rate, self.config.burst);
-                    let (_, mut out) = self.split();
-                    out.send(k, notice.as_bytes());
+                    let notice = Event::SlowDown {
+                        rate: self.config.max_rate,
+                        burst: self.config.burst,
+                    };
+                    let (hub, mut out) = self.split();
+                    hub.notify(k, &notice, &mut out);
                 }
                 return false;
             }
@@ -665,8 +670,8 @@ impl Server {
             } else {
                 Frame::Line(&line)
             };
-            let (room, mut out) = self.split();
-            room.handle_frame(k, frame, &mut out);
+            let (hub, mut out) = self.split();
+            hub.handle_frame(k, frame, &mut out);
             self.line = line;
         }
     }
@@ -675,8 +680,8 @@ impl Server {
     /// `hard`, the socket is useless and is freed at the end of the turn,
     /// otherwise (EOF: a half-close) what is queued for it is still sent.
     fn peer_gone(&mut self, k: usize, reason: LeaveReason, hard: bool) {
-        let (room, mut out) = self.split();
-        room.disconnected(k, &reason, &mut out);
+        let (hub, mut out) = self.split();
+        hub.disconnected(k, &reason, &mut out);
         out.close(k);
         if hard {
             self.free_later(k);
@@ -766,15 +771,15 @@ impl Server {
         if c.freeing {
             return;
         }
-        let nick = self.room.nick(k).unwrap_or("-");
+        let nick = self.hub.nick(k).unwrap_or("-");
         warn!(
             "{} ({nick}) disconnected: {reason} ({} bytes were queued)",
             c.addr,
             c.sendq.len()
         );
-        c.sendq.replace_with(refusal.line().as_bytes());
-        let (room, mut out) = self.split();
-        room.disconnected(k, &reason, &mut out);
+        c.sendq.replace_with(&self.hub.refusal(k, refusal));
+        let (hub, mut out) = self.split();
+        hub.disconnected(k, &reason, &mut out);
         out.close(k);
     }
 
@@ -798,8 +803,8 @@ impl Server {
             let mut c = self.conns.remove(k);
             // The room forgot it already, unless it is being freed for a
             // reason the room has not heard (harmless: a no-op then).
-            let (room, mut out) = self.split();
-            room.disconnected(k, &LeaveReason::Closed, &mut out);
+            let (hub, mut out) = self.split();
+            hub.disconnected(k, &LeaveReason::Closed, &mut out);
             if let Err(e) = self.poll.registry().deregister(&mut c.stream) {
                 debug!("#{k}: deregister: {e}");
             }
@@ -827,7 +832,7 @@ impl Server {
         while let Some(timer) = self.timers.pop_due(self.now) {
             match timer {
                 Timer::RegisterDeadline { key, serial } => {
-                    if self.live(key, serial) && !self.room.is_joined(key) {
+                    if self.live(key, serial) && !self.hub.is_joined(key) {
                         let secs = self.config.register_timeout.as_secs();
                         self.kick(
                             key,
@@ -859,8 +864,8 @@ impl Server {
                 }
                 Timer::ShutdownDeadline => self.shutdown_expired = true,
                 Timer::InviteExpiry => {
-                    let (room, mut out) = self.split();
-                    room.expire_invites(&mut out);
+                    let (hub, mut out) = self.split();
+                    hub.expire_invites(&mut out);
                 }
                 // Nothing to do here: the turn runs the first runnable job.
                 Timer::AuthReady => {}
@@ -889,8 +894,9 @@ impl Server {
             c.pinged = true;
             self.timers
                 .schedule(self.now + grace, Timer::IdleCheck { key, serial });
-            let (room, mut out) = self.split();
-            room.ping(key, grace.as_secs().max(1), &mut out);
+            let (hub, mut out) = self.split();
+            let grace_secs = grace.as_secs().max(1);
+            hub.notify(key, &Event::Ping { grace_secs }, &mut out);
         } else {
             self.timers
                 .schedule(silent_since + idle, Timer::IdleCheck { key, serial });
@@ -917,8 +923,8 @@ impl Server {
         }
         self.timers
             .schedule(self.now + config::SHUTDOWN_GRACE, Timer::ShutdownDeadline);
-        let (room, mut out) = self.split();
-        room.shutdown(&mut out);
+        let (hub, mut out) = self.split();
+        hub.shutdown(&mut out);
     }
 
     /// When the first runnable auth job may run: `None` with none queued.
@@ -1014,8 +1020,8 @@ impl Server {
                 c.auth_pending = false;
             }
         }
-        let (room, mut out) = self.split();
-        room.auth_done(key, outcome, &mut out);
+        let (hub, mut out) = self.split();
+        hub.auth_done(key, outcome, &mut out);
         // Lines that arrived meanwhile are waiting in the framer or socket.
         self.read_from(key);
         true
@@ -1053,7 +1059,7 @@ impl Server {
             .map_or(0, |d| d.as_secs() as i64);
         if secs != self.clock_second {
             self.clock_second = secs;
-            self.room.set_clock(Some(&local_hhmmss(secs)));
+            self.hub.set_clock(Some(&local_hhmmss(secs)));
         }
     }
 
@@ -1083,10 +1089,10 @@ impl Server {
         }
     }
 
-    /// The room and an outbox over our connections, borrowed together.
-    fn split(&mut self) -> (&mut Room, Mailer<'_>) {
+    /// The hub and an outbox over our connections, borrowed together.
+    fn split(&mut self) -> (&mut Hub, Mailer<'_>) {
         (
-            &mut self.room,
+            &mut self.hub,
             Mailer {
                 conns: &mut self.conns,
                 flush_list: &mut self.flush_list,
@@ -1103,7 +1109,7 @@ impl Server {
 /// Sends a one-line refusal to a connection we will not keep, and closes it.
 /// The socket is new, so its buffer has room for one short line.
 fn refuse(mut stream: TcpStream, refusal: Refusal) {
-    let _ = stream.write(refusal.line().as_bytes());
+    let _ = stream.write(line::refusal_line(refusal).as_bytes());
     drain_input(&mut stream);
 }
 

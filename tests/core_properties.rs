@@ -1,4 +1,4 @@
-//! Property test over the socket-free core (LineFramer + Room): arbitrary
+//! Property test over the socket-free core (LineFramer + Hub: the chat core and the line dialect): arbitrary
 //! interleavings of connect / partial bytes / disconnect for several
 //! connections. Invariants checked after every step:
 //! - nothing panics;
@@ -9,8 +9,9 @@
 
 use std::collections::HashMap;
 
+use loopchat::chat::{ConnId, LeaveReason};
 use loopchat::framing::{Frame, LineFramer};
-use loopchat::room::{ConnId, LeaveReason, Outbox, Room};
+use loopchat::hub::{Hub, Outbox};
 use proptest::prelude::*;
 
 const CONNS: usize = 4;
@@ -128,7 +129,7 @@ proptest! {
 
     #[test]
     fn core_invariants(steps in proptest::collection::vec(step(), 1..60)) {
-        let mut room = Room::new(MAX_LINE);
+        let mut room = Hub::new(MAX_LINE);
         let mut out = Mailbox::default();
         let mut framers: HashMap<usize, LineFramer> = HashMap::new();
 

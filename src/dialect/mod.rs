@@ -1,11 +1,14 @@
 //! Dialects: how a connection's lines become chat requests and chat events
-//! become its bytes. Today the line grammar lives in `room` and `protocol`;
-//! the IRC dialect is being built here, starting with its message grammar.
+//! become its bytes.
+//!
+//! - [`line`]: loopchat's own grammar (Budget Chat plus commands).
+//! - [`irc`]: being built; so far the IRC message grammar.
 //!
 //! Both dialects share one port, so the first line a connection sends
 //! decides which one it speaks ([`sniff`]).
 
 pub mod irc;
+pub mod line;
 
 /// The grammar a connection speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
