@@ -17,14 +17,35 @@
 //!
 //! Telnet clients open with option negotiation (`IAC` 0xFF sequences). Those
 //! are removed on the way in, across read boundaries, so `telnet` works like
-//! `nc`.
+//! `nc`. The framer also answers them (RFC 854, RFC 1143's rules), because
+//! telnet waits on some answers: on Ctrl-C it sends `IAC DO TIMING-MARK` and
+//! discards everything it receives until `IAC WILL TIMING-MARK` comes back
+//! (RFC 860). The answers and our own requests collect in a small buffer the
+//! loop moves into the connection's send queue ([`LineFramer::take_replies`]).
+//! What we answer:
+//! - `DO TIMING-MARK`: `WILL TIMING-MARK`, every time (it is a marker, not a
+//!   state).
+//! - `DO ECHO`/`DONT ECHO`: by RFC 1143's state machine for the one option we
+//!   offer ourselves ([`LineFramer::set_echo`], around a password prompt).
+//! - Any other `DO X`: `WONT X`; any `WILL X`: `DONT X`. We enable nothing.
+//! - `WONT`/`DONT` (other than ECHO's state changes): nothing. Answering a
+//!   refusal is how two implementations loop; each reply above answers one
+//!   request, so a peer can never get more bytes back than it sent.
+//!
+//! A peer that never negotiated gets no telnet bytes at all: `nc` users and
+//! the loopchat client would see them as garbage.
 
 /// The telnet "interpret as command" byte, and the commands we must skip.
 const IAC: u8 = 0xFF;
 const SB: u8 = 250; // subnegotiation begins ...
 const SE: u8 = 240; // ... and ends
 const WILL: u8 = 251; // WILL, WONT, DO, DONT (251..=254) take one option byte
+const WONT: u8 = 252;
+const DO: u8 = 253;
 const DONT: u8 = 254;
+/// The options we answer other than by refusing.
+const OPT_ECHO: u8 = 1;
+const OPT_TIMING_MARK: u8 = 6;
 
 /// What [`LineFramer::next_frame`] produced.
 #[derive(Debug, PartialEq, Eq)]
@@ -40,9 +61,22 @@ pub enum Frame<'a> {
 enum Telnet {
     Data,
     Iac,
-    Option,
+    /// After `IAC` and a verb (WILL..=DONT): the option byte comes next.
+    Option(u8),
     Sub,
     SubIac,
+}
+
+/// Our side of the ECHO option: RFC 1143's "us" states, the "opposite"
+/// flag folded in (a change of mind while waiting for the peer's answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Echo {
+    No,
+    Yes,
+    /// `WONT` sent, answer awaited; `true`: then ask again.
+    WantNo(bool),
+    /// `WILL` sent, answer awaited; `true`: then give it back.
+    WantYes(bool),
 }
 
 /// Splits a byte stream into lines of at most `max_line` bytes.
@@ -57,6 +91,14 @@ pub struct LineFramer {
     /// Inside an over-long line: drop everything up to the next `\n`.
     discarding: bool,
     telnet: Telnet,
+    /// The peer has negotiated (sent WILL, WONT, DO, DONT or SB): it is a
+    /// telnet client, and may be sent telnet commands.
+    speaks_telnet: bool,
+    /// Telnet bytes to send to the peer (see [`take_replies`](Self::take_replies)).
+    replies: Vec<u8>,
+    echo: Echo,
+    /// We want ECHO on (a password is being asked).
+    want_echo: bool,
 }
 
 impl LineFramer {
@@ -69,7 +111,103 @@ impl LineFramer {
             max_line,
             discarding: false,
             telnet: Telnet::Data,
+            speaks_telnet: false,
+            replies: Vec::new(),
+            echo: Echo::No,
+            want_echo: false,
         }
+    }
+
+    /// Whether the peer speaks telnet (it has negotiated an option), so that
+    /// telnet commands sent to it are understood rather than shown.
+    pub fn speaks_telnet(&self) -> bool {
+        self.speaks_telnet
+    }
+
+    /// Takes the telnet bytes to send to the peer: answers to what
+    /// [`push`](Self::push) received and requests made by
+    /// [`set_echo`](Self::set_echo). Empty (and no allocation) for peers that
+    /// do not negotiate. Call after every `push` and `set_echo`; the bytes
+    /// belong in the connection's send queue, in order with its lines.
+    pub fn take_replies(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.replies)
+    }
+
+    /// Asks a telnet peer to stop (`on`) or resume (`!on`) echoing what its
+    /// user types, by offering or withdrawing our ECHO option (`IAC WILL
+    /// ECHO` / `IAC WONT ECHO`): while we "echo" (and echo nothing), a
+    /// password typed in telnet is not shown. Does nothing for a peer that
+    /// never negotiated, and nothing when the option is already as wanted
+    /// or its change is awaiting the peer's answer.
+    pub fn set_echo(&mut self, on: bool) {
+        if !self.speaks_telnet {
+            return;
+        }
+        self.want_echo = on;
+        self.echo = match (self.echo, on) {
+            (Echo::No, true) => {
+                self.reply(WILL, OPT_ECHO);
+                Echo::WantYes(false)
+            }
+            (Echo::Yes, false) => {
+                self.reply(WONT, OPT_ECHO);
+                Echo::WantNo(false)
+            }
+            (Echo::WantNo(_), on) => Echo::WantNo(on),
+            (Echo::WantYes(_), on) => Echo::WantYes(!on),
+            (state, _) => state,
+        };
+    }
+
+    /// Whether a telnet peer has been asked to let us echo (and has not
+    /// been told to stop): its terminal then no longer turns `\n` into a
+    /// new line, so lines to it must end in the NVT's `\r\n`.
+    pub fn remote_echo(&self) -> bool {
+        matches!(self.echo, Echo::Yes | Echo::WantYes(_))
+    }
+
+    /// The peer's `verb` for `option`: the answer, if any (module docs).
+    fn negotiate(&mut self, verb: u8, option: u8) {
+        match (verb, option) {
+            (DO, OPT_TIMING_MARK) => self.reply(WILL, OPT_TIMING_MARK),
+            (DO | DONT, OPT_ECHO) => self.echo_answer(verb == DO),
+            (DO, _) => self.reply(WONT, option),
+            (WILL, _) => self.reply(DONT, option),
+            _ => {} // WONT, DONT: already off on our side; never answered
+        }
+    }
+
+    /// RFC 1143 for our ECHO: the peer said `DO` (`agreed`) or `DONT`.
+    fn echo_answer(&mut self, agreed: bool) {
+        self.echo = match (self.echo, agreed) {
+            (Echo::No, true) if self.want_echo => {
+                self.reply(WILL, OPT_ECHO);
+                Echo::Yes
+            }
+            (Echo::No, true) => {
+                self.reply(WONT, OPT_ECHO);
+                Echo::No
+            }
+            (Echo::Yes, false) => {
+                self.reply(WONT, OPT_ECHO);
+                Echo::No
+            }
+            (Echo::WantYes(false), true) | (Echo::WantNo(true), true) => Echo::Yes,
+            (Echo::WantYes(true), true) => {
+                self.reply(WONT, OPT_ECHO);
+                Echo::WantNo(false)
+            }
+            (Echo::WantNo(true), false) => {
+                self.reply(WILL, OPT_ECHO);
+                Echo::WantYes(false)
+            }
+            (Echo::WantNo(false), _) | (Echo::WantYes(_), false) => Echo::No,
+            (state, _) => state, // No + DONT, Yes + DO: nothing changes
+        };
+    }
+
+    fn reply(&mut self, verb: u8, option: u8) {
+        self.replies.extend_from_slice(&[IAC, verb, option]);
     }
 
     /// Bytes held that have not been returned as lines yet.
@@ -113,10 +251,19 @@ impl LineFramer {
                     self.buf.push(IAC); // IAC IAC is a literal 0xFF
                     Telnet::Data
                 }
-                (Telnet::Iac, WILL..=DONT) => Telnet::Option,
-                (Telnet::Iac, SB) => Telnet::Sub,
+                (Telnet::Iac, WILL..=DONT) => {
+                    self.speaks_telnet = true;
+                    Telnet::Option(b)
+                }
+                (Telnet::Iac, SB) => {
+                    self.speaks_telnet = true;
+                    Telnet::Sub
+                }
                 (Telnet::Iac, _) => Telnet::Data, // two-byte command (NOP, IP, AYT...)
-                (Telnet::Option, _) => Telnet::Data,
+                (Telnet::Option(verb), option) => {
+                    self.negotiate(verb, option);
+                    Telnet::Data
+                }
                 (Telnet::Sub, IAC) => Telnet::SubIac,
                 (Telnet::Sub, _) => Telnet::Sub,
                 (Telnet::SubIac, SE) => Telnet::Data,
@@ -262,6 +409,169 @@ mod tests {
                 }
             }
             assert_eq!(lines, vec![b"hi".to_vec(), vec![b'a', 0xFF]]);
+        }
+    }
+
+    /// Feeds `input` in chunks of `chunk` bytes; returns the lines and the
+    /// telnet bytes the framer wants sent back.
+    fn telnet_exchange(f: &mut LineFramer, input: &[u8], chunk: usize) -> (Vec<Vec<u8>>, Vec<u8>) {
+        let mut lines = Vec::new();
+        let mut replies = Vec::new();
+        for piece in input.chunks(chunk.max(1)) {
+            f.push(piece);
+            replies.extend(f.take_replies());
+            while let Some(Frame::Line(l)) = f.next_frame() {
+                lines.push(l.to_vec());
+            }
+        }
+        (lines, replies)
+    }
+
+    const NONE: [u8; 0] = [];
+
+    #[test]
+    fn timing_mark_is_answered_across_reads() {
+        // What telnet sends on Ctrl-C: IAC IP, IAC DO TIMING-MARK. It then
+        // discards all output until the WILL TIMING-MARK comes back.
+        let input = [
+            b'a',
+            IAC,
+            244,
+            IAC,
+            DO,
+            OPT_TIMING_MARK,
+            b'b',
+            b'\n',
+            IAC,
+            DO,
+            OPT_TIMING_MARK,
+        ];
+        for chunk in 1..5 {
+            let mut f = LineFramer::new(100);
+            let (lines, replies) = telnet_exchange(&mut f, &input, chunk);
+            assert_eq!(lines, vec![b"ab".to_vec()]);
+            assert_eq!(
+                replies,
+                [IAC, WILL, OPT_TIMING_MARK, IAC, WILL, OPT_TIMING_MARK],
+                "chunk {chunk}"
+            );
+            assert!(f.speaks_telnet());
+        }
+    }
+
+    #[test]
+    fn other_options_are_refused_and_refusals_never_answered() {
+        // DO SGA, WILL NAWS, SB NAWS ... SE, WONT LINEMODE, DONT STATUS.
+        let input = [
+            IAC,
+            DO,
+            3,
+            IAC,
+            WILL,
+            31,
+            IAC,
+            SB,
+            31,
+            0,
+            80,
+            0,
+            24,
+            IAC,
+            SE,
+            IAC,
+            WONT,
+            34,
+            IAC,
+            DONT,
+            5,
+            IAC,
+            WILL,
+            OPT_TIMING_MARK,
+        ];
+        for chunk in 1..6 {
+            let mut f = LineFramer::new(100);
+            let (lines, replies) = telnet_exchange(&mut f, &input, chunk);
+            assert!(lines.is_empty());
+            assert_eq!(
+                replies,
+                [IAC, WONT, 3, IAC, DONT, 31, IAC, DONT, OPT_TIMING_MARK]
+            );
+        }
+    }
+
+    #[test]
+    fn plain_peers_never_get_telnet_bytes() {
+        // Text, and a literal 0xFF (IAC IAC): no negotiation, so not telnet.
+        let mut f = LineFramer::new(100);
+        let (lines, replies) = telnet_exchange(&mut f, &[b'x', IAC, IAC, b'\n'], 1);
+        assert_eq!(lines, vec![vec![b'x', 0xFF]]);
+        assert!(replies.is_empty());
+        assert!(!f.speaks_telnet());
+        f.set_echo(true);
+        f.set_echo(false);
+        assert!(f.take_replies().is_empty());
+    }
+
+    #[test]
+    fn echo_is_offered_for_a_password_and_given_back() {
+        let telnet = |f: &mut LineFramer, input: &[u8]| telnet_exchange(f, input, 1).1;
+        // Agreed: WILL, DO; then WONT, DONT. Answers to answers: none.
+        let mut f = LineFramer::new(100);
+        assert_eq!(telnet(&mut f, &[IAC, WONT, 31]), NONE);
+        f.set_echo(true);
+        assert_eq!(f.take_replies(), [IAC, WILL, OPT_ECHO]);
+        f.set_echo(true);
+        assert_eq!(f.take_replies(), NONE, "already asked");
+        assert_eq!(telnet(&mut f, &[IAC, DO, OPT_ECHO]), NONE);
+        assert!(f.remote_echo());
+        f.set_echo(false);
+        assert_eq!(f.take_replies(), [IAC, WONT, OPT_ECHO]);
+        assert!(!f.remote_echo());
+        assert_eq!(telnet(&mut f, &[IAC, DONT, OPT_ECHO]), NONE);
+        f.set_echo(false);
+        assert_eq!(f.take_replies(), NONE, "already off");
+
+        // Refused: DONT ECHO ends it; nothing to give back afterwards.
+        f.set_echo(true);
+        assert_eq!(f.take_replies(), [IAC, WILL, OPT_ECHO]);
+        assert_eq!(telnet(&mut f, &[IAC, DONT, OPT_ECHO]), NONE);
+        f.set_echo(false);
+        assert_eq!(f.take_replies(), NONE);
+
+        // Switched off before the peer answered: the answer is awaited,
+        // then the option given back (RFC 1143's WANTYES OPPOSITE).
+        f.set_echo(true);
+        assert_eq!(f.take_replies(), [IAC, WILL, OPT_ECHO]);
+        f.set_echo(false);
+        assert_eq!(f.take_replies(), NONE);
+        assert_eq!(telnet(&mut f, &[IAC, DO, OPT_ECHO]), [IAC, WONT, OPT_ECHO]);
+        assert_eq!(telnet(&mut f, &[IAC, DONT, OPT_ECHO]), NONE);
+
+        // Asked for by the peer while we do not want it: refused once.
+        assert_eq!(telnet(&mut f, &[IAC, DO, OPT_ECHO]), [IAC, WONT, OPT_ECHO]);
+        assert_eq!(telnet(&mut f, &[IAC, DONT, OPT_ECHO]), NONE);
+    }
+
+    /// Two framers answering each other's telnet bytes settle: whatever
+    /// one side starts, the exchange ends within a few round trips.
+    #[test]
+    fn negotiation_settles() {
+        let mut ours = LineFramer::new(100);
+        let mut peer = LineFramer::new(100);
+        ours.push(&[IAC, WONT, 31]);
+        peer.push(&[IAC, WONT, 31]);
+        for on in [true, false, true, true, false] {
+            ours.set_echo(on);
+            let mut to_peer = ours.take_replies();
+            let mut rounds = 0;
+            while !to_peer.is_empty() {
+                rounds += 1;
+                assert!(rounds < 5, "negotiation loop");
+                peer.push(&to_peer);
+                let back = peer.take_replies();
+                ours.push(&back);
+                to_peer = ours.take_replies();
+            }
         }
     }
 

@@ -42,6 +42,14 @@ pub trait Outbox {
     fn wake_at(&mut self, at: Instant) {
         let _ = at;
     }
+    /// A password is being asked of `conn` (`on`), or no longer is: the
+    /// loop tells a telnet client to stop, then resume, echoing what its
+    /// user types (`IAC WILL ECHO` / `IAC WONT ECHO`). Called before the
+    /// prompt, and before the welcome. The default does nothing: other
+    /// clients echo nothing, or mask passwords themselves.
+    fn password_prompt(&mut self, conn: ConnId, on: bool) {
+        let _ = (conn, on);
+    }
 }
 
 /// The chat core and the dialects of its connections.
@@ -243,6 +251,10 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
     fn wake_at(&mut self, at: Instant) {
         self.out.wake_at(at);
     }
+
+    fn password_prompt(&mut self, conn: ConnId, on: bool) {
+        self.out.password_prompt(conn, on);
+    }
 }
 
 #[cfg(test)]
@@ -363,6 +375,27 @@ pub(crate) mod tests {
         assert_eq!(out.take(1), ["! Choose a nickname first."]);
         say(&mut room, 1, "robert", &mut out);
         assert_eq!(out.take(1)[0], "* The room contains: Bob");
+    }
+
+    /// `/who` counts in the singular for one, and `/nick` to the name one
+    /// already has renames nobody: only its sender hears about it. A
+    /// change of case is a real rename.
+    #[test]
+    fn who_alone_and_nick_to_the_same_name() {
+        let (mut room, mut out) = joined_room(&["bob"]);
+        say(&mut room, 0, "/who", &mut out);
+        assert_eq!(out.take(0), ["* 1 user online: bob"]);
+        room.connected(1, &mut out);
+        say(&mut room, 1, "carol", &mut out);
+        out.sent.clear();
+        say(&mut room, 0, "/nick bob", &mut out);
+        assert_eq!(out.take(0), ["* Your nickname is already bob."]);
+        assert!(out.sent.is_empty(), "{:?}", out.sent);
+        say(&mut room, 0, "/nick Bob", &mut out);
+        assert_eq!(out.take(0), ["* bob is now known as Bob"]);
+        assert_eq!(out.take(1), ["* bob is now known as Bob"]);
+        say(&mut room, 1, "/who", &mut out);
+        assert_eq!(out.take(1), ["* 2 users online: Bob, carol"]);
     }
 
     #[test]

@@ -7,7 +7,7 @@
 //!
 //! | module | owns | sockets? |
 //! |---|---|---|
-//! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering | no |
+//! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering and answers | no |
 //! | [`chat`] | **the chat core**: users, nicknames, who hears what; requests in, events out, no grammar | no |
 //! | [`dialect`] | grammars: the line dialect (decode a line into a request, render an event into bytes) and the IRC message grammar | no |
 //! | [`protocol`] | the line grammar's markers and nickname rules, and parsing server lines (for the client and bench) | no |

@@ -171,6 +171,22 @@ impl Outbox for Mailer<'_> {
         if c.closing {
             return;
         }
+        // A telnet client letting us echo (a password is asked) shows a
+        // bare \n as a line feed only: it gets the NVT's \r\n. Rare, so the
+        // copy does not matter.
+        let crlf;
+        let line = if c.framer.remote_echo() {
+            crlf = line.iter().fold(Vec::new(), |mut v, &b| {
+                if b == b'\n' {
+                    v.push(b'\r');
+                }
+                v.push(b);
+                v
+            });
+            &crlf[..]
+        } else {
+            line
+        };
         if c.sendq.push(line).is_err() {
             // The queue is full of bytes from *this* turn, which the kernel
             // has not been offered yet. Offer them now: only what it will
@@ -208,6 +224,19 @@ impl Outbox for Mailer<'_> {
 
     fn wake_at(&mut self, at: Instant) {
         self.timers.schedule(at, Timer::InviteExpiry);
+    }
+
+    /// Only to telnet clients (see [`LineFramer::set_echo`]).
+    fn password_prompt(&mut self, conn: ConnId, on: bool) {
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        c.framer.set_echo(on);
+        let bytes = c.framer.take_replies();
+        if !bytes.is_empty() {
+            // Telnet commands, not a line: the queue takes any bytes.
+            self.send(conn, &bytes);
+        }
     }
 
     fn close(&mut self, conn: ConnId) {
@@ -594,6 +623,17 @@ impl Server {
                 }
                 Ok(n) => {
                     c.framer.push(&self.read_buf[..n]);
+                    // Telnet answers go out at once, ahead of the replies to
+                    // the lines just read: telnet may be discarding output
+                    // until its TIMING-MARK is answered.
+                    let telnet = c.framer.take_replies();
+                    if !telnet.is_empty() {
+                        let (_, mut out) = self.split();
+                        out.send(k, &telnet);
+                    }
+                    let Some(c) = self.conns.get_mut(k) else {
+                        return;
+                    };
                     c.last_input = self.now;
                     c.pinged = false;
                     budget = budget.saturating_sub(n);
@@ -763,7 +803,8 @@ impl Server {
     }
 
     /// Disconnects `k` for breaking a limit: its pending output is replaced
-    /// by one error line saying why, the others are told it left.
+    /// by one error line saying why (after the rest of a half-written line,
+    /// see `SendQueue::replace_with`), the others are told it left.
     fn kick(&mut self, k: usize, refusal: Refusal, reason: LeaveReason) {
         let Some(c) = self.conns.get_mut(k) else {
             return;

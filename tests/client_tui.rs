@@ -320,3 +320,36 @@ fn password_is_masked_and_reused_on_reconnect() {
     assert!(!s.contains("Sw0rdfish"), "{s}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A line entered while disconnected is "kept": after the reconnection it
+/// is still in the input line (not dropped), and Enter sends it.
+#[test]
+fn a_line_kept_while_disconnected_is_sent_after_reconnecting() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
+        return;
+    }
+    let mut server = TestServer::start(&[]);
+    let addr = server.addr.to_string();
+    let tmux = Tmux::new("kept");
+    tmux.client("a", &addr, "--nick alice");
+    tmux.wait_for("a", "alice joined", |s| s.contains("* The room contains:"));
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    tmux.wait_for("a", "the lost connection", |s| {
+        s.contains("connection lost")
+    });
+    tmux.keys("a", &["-l", "kept line"]);
+    tmux.keys("a", &["Enter"]);
+    tmux.wait_for("a", "the line kept", |s| s.contains("the line was kept"));
+    let _server2 = ServerOn::start(&addr);
+    let mut bob = support::Client::spawn(&[&addr, "--nick", "bob"]);
+    bob.expect_prefix("* The room contains:");
+    let s = tmux.wait_for("a", "the rejoin with the line still typed", |s| {
+        s.matches("* The room contains:").count() == 2
+            && s.lines().last().map(str::trim_end) == Some("> kept line")
+    });
+    assert!(!s.contains("dropped"), "{s}");
+    tmux.keys("a", &["Enter"]);
+    bob.expect_line("[alice] kept line");
+}

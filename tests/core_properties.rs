@@ -6,6 +6,14 @@
 //! - no framer holds more than one line's worth of bytes;
 //! - every chat line reaches every other joined user exactly once, in
 //!   order, and never its sender or an unjoined connection.
+//!
+//! Besides, `fixed_seed_transcript` runs one long sequence from a fixed seed
+//! and compares everything each connection received, byte for byte, with
+//! `tests/transcripts/core_properties_seed.txt`. After an intended change of
+//! output: `LOOPCHAT_BLESS=1 cargo test --test core_properties`, then review
+//! `git diff tests/transcripts/`.
+
+mod golden;
 
 use std::collections::HashMap;
 
@@ -202,4 +210,41 @@ proptest! {
             }
         }
     }
+}
+
+/// A fixed-seed sequence of the same steps, 300 long; the whole per-user
+/// output is a golden transcript (see the module header). The steps are in
+/// the transcript too, so a change in how proptest generates them shows as
+/// a change of input, not a puzzling change of output.
+#[test]
+fn fixed_seed_transcript() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
+    let rng = TestRng::from_seed(RngAlgorithm::ChaCha, &[7; 32]);
+    let mut runner = TestRunner::new_with_rng(Config::default(), rng);
+    let steps = proptest::collection::vec(step(), 300)
+        .new_tree(&mut runner)
+        .expect("a sequence")
+        .current();
+    let mut s = golden::Script::new(MAX_LINE);
+    for step in steps {
+        match step {
+            Step::Connect(c) if !s.is_open(c) => s.connect(c),
+            Step::Connect(_) => {}
+            Step::Disconnect(c) if s.is_open(c) => s.gone(c, LeaveReason::Closed),
+            Step::Disconnect(_) => {}
+            Step::Bytes(c, reads) => {
+                for bytes in reads {
+                    if s.is_open(c) {
+                        s.send_bytes(c, &bytes);
+                    }
+                }
+            }
+        }
+        assert!(s.room.check_consistency().is_ok());
+    }
+    golden::check(
+        "core_properties_seed",
+        &s.transcript("core_properties: a fixed-seed sequence (seed [7; 32], 300 steps)"),
+    );
 }

@@ -279,6 +279,7 @@ impl Core {
                 failures: 0,
             });
         }
+        out.password_prompt(conn, true);
         let event = Event::PasswordAsked {
             name,
             min: config::MIN_PASSWORD_LEN,
@@ -345,6 +346,7 @@ impl Core {
         if let Some(m) = self.members.get_mut(&conn) {
             m.login = None;
         }
+        out.password_prompt(conn, false);
         self.try_join(conn, stored, out);
     }
 
@@ -554,6 +556,10 @@ impl Core {
         let Some(member) = self.members.get_mut(&conn) else {
             return;
         };
+        if member.nick.as_deref() == Some(new) {
+            // Nothing changes, so nobody else needs to hear of it.
+            return out.emit(Audience::One(conn), &Event::NickUnchanged { nick: new });
+        }
         let old = member.nick.replace(new.to_string()).unwrap_or_default();
         self.by_nick.remove(&old.to_ascii_lowercase());
         self.by_nick.insert(new.to_ascii_lowercase(), conn);

@@ -262,4 +262,11 @@ pub trait Sink {
     fn wake_at(&mut self, at: Instant) {
         let _ = at;
     }
+    /// A password is being asked of `conn` (`on`), or no longer is: a
+    /// transport that echoes for its client (telnet) stops, then resumes.
+    /// Called before the prompt, and before the welcome. The default does
+    /// nothing.
+    fn password_prompt(&mut self, conn: ConnId, on: bool) {
+        let _ = (conn, on);
+    }
 }

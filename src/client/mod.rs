@@ -166,7 +166,9 @@ pub fn normalize_addr(a: &str) -> Result<String, String> {
 pub enum ClientCommand {
     /// Nothing to send.
     Empty,
-    /// `/quit` or `/exit` (with an optional reason): sent, then leave.
+    /// `/quit`, `/exit` or `/logout` (with an optional reason): sent, then
+    /// the client exits. Never followed by a reconnection: with a saved
+    /// password that would log the user straight back in.
     Quit,
     /// `/help`: sent (the server lists its commands) and the client's own shown.
     Help,
@@ -192,7 +194,7 @@ pub fn classify_input(text: &str) -> ClientCommand {
         .unwrap_or("")
         .to_ascii_lowercase();
     match word.as_str() {
-        "quit" | "exit" => ClientCommand::Quit,
+        "quit" | "exit" | "logout" => ClientCommand::Quit,
         "help" => ClientCommand::Help,
         "clear" if rest.trim().eq_ignore_ascii_case("clear") => ClientCommand::Clear,
         _ => ClientCommand::Send,
@@ -252,7 +254,7 @@ pub fn initial_password(opts: &Options) -> Result<Option<Secret>, String> {
 /// The client's own commands and keys, shown with the server's `/help`.
 pub fn client_help() -> &'static [&'static str] {
     &[
-        "Client commands: /clear (empty this window), /quit [REASON] (leave).",
+        "Client commands: /clear (empty this window), /quit [REASON] (leave; also /exit, /logout).",
         "Keys: PageUp/PageDown scroll, Up/Down history, Ctrl-W delete word, Ctrl-U delete to start, Ctrl-L redraw, Ctrl-C or Ctrl-D (empty line) quit.",
     ]
 }
@@ -349,6 +351,9 @@ mod tests {
         assert_eq!(classify_input("hi"), ClientCommand::Send);
         assert_eq!(classify_input("/QUIT bye"), ClientCommand::Quit);
         assert_eq!(classify_input("/exit"), ClientCommand::Quit);
+        // /logout ends the session too: reconnecting would log straight back in.
+        assert_eq!(classify_input("/logout"), ClientCommand::Quit);
+        assert_eq!(classify_input("/LOGOUT now"), ClientCommand::Quit);
         assert_eq!(classify_input("/help"), ClientCommand::Help);
         assert_eq!(classify_input("/clear"), ClientCommand::Clear);
         assert_eq!(classify_input("//quit"), ClientCommand::Send);

@@ -43,6 +43,9 @@ pub struct App {
     /// A half-typed line put aside while a password is typed, given back
     /// once in the room (so it is neither masked nor sent as the password).
     stash: Option<String>,
+    /// The login just completed went through a password check, so the text
+    /// in the editor was typed masked and may be a password.
+    typed_masked: bool,
 }
 
 /// What Enter means while a password is wanted.
@@ -68,17 +71,13 @@ impl App {
             unseen: 0,
             pane: (80, 20),
             stash: None,
+            typed_masked: false,
         }
     }
 
-    /// The server asks for the password: a draft in the editor is put aside
-    /// (it was typed as chat, it must not become the password), and the
-    /// user is told what to type.
+    /// The server asks for the password and the user must type it (the
+    /// draft was put aside by [`server_line`](Self::server_line)).
     pub fn password_wanted(&mut self, time: &str, name: &str) {
-        if !self.input.is_empty() {
-            let draft = self.input.take();
-            self.stash.get_or_insert(draft);
-        }
         self.note(
             time,
             &format!("password for {name}: type it and press Enter (it is shown as *)"),
@@ -112,9 +111,11 @@ impl App {
 
     /// In the room: a line typed while the password was checked is dropped
     /// (it may be a password, and would now be shown in clear), and the
-    /// draft put aside for the password comes back.
+    /// draft put aside for the password comes back. Without a password
+    /// check (no accounts) the editor is left alone: a line kept while
+    /// offline is still there to send.
     pub fn joined(&mut self, time: &str) {
-        if !self.input.is_empty() {
+        if std::mem::take(&mut self.typed_masked) && !self.input.is_empty() {
             self.input.take();
             self.note(
                 time,
@@ -132,6 +133,7 @@ impl App {
         if self.masked() {
             self.input.take();
         }
+        self.typed_masked = false;
         self.session.on_disconnected();
     }
 
@@ -145,9 +147,22 @@ impl App {
     }
 
     /// A line from the server (already lossily decoded).
+    ///
+    /// When it starts a password phase (asked of the user, or answered with
+    /// the saved password), a draft in the editor is put aside: it was typed
+    /// as chat, and must be neither masked nor sent as the password.
     pub fn server_line(&mut self, time: &str, line: &str) -> Option<SessionEvent> {
         self.push(Entry::from_server(time, line));
-        self.session.on_line(&ServerLine::parse(line))
+        let was_masked = self.masked();
+        let event = self.session.on_line(&ServerLine::parse(line));
+        if !was_masked && self.masked() && !self.input.is_empty() {
+            let draft = self.input.take();
+            self.stash.get_or_insert(draft);
+        }
+        if event == Some(SessionEvent::Joined) {
+            self.typed_masked = was_masked;
+        }
+        event
     }
 
     /// A line the user sent, shown locally because the server does not echo
@@ -509,6 +524,7 @@ fn draw_input(frame: &mut Frame, app: &App, area: Rect) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::client::session::Secret;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
 
@@ -794,5 +810,49 @@ mod tests {
         assert_eq!(app.input.text(), "draft");
         let s = render(&mut t, &mut app).join("\n");
         assert!(!s.contains("Sw0rdfish"), "{s}");
+    }
+
+    /// Enter while disconnected says the line was kept: after the
+    /// reconnection it is still in the editor, plain or through an automatic
+    /// login (where it is put aside, not masked), and nothing says "dropped".
+    #[test]
+    fn a_line_kept_while_offline_survives_the_reconnection() {
+        let prompt = "* Password for alice? (A new name is registered with the password you send now: at least 8 characters.)";
+        for saved_password in [false, true] {
+            let mut app = App::new("127.0.0.1:7878", Some("alice".into()));
+            let mut t = Terminal::new(TestBackend::new(80, 10)).unwrap();
+            app.session.on_connected();
+            if saved_password {
+                app.session.set_password(Some(Secret::new("Sw0rdfish pw")));
+                let ev = app.server_line("10:00", prompt);
+                assert!(matches!(ev, Some(SessionEvent::SendPassword(_))));
+            }
+            assert_eq!(
+                app.server_line("10:00", "* The room contains: "),
+                Some(SessionEvent::Joined)
+            );
+            app.joined("10:00");
+            app.disconnected();
+            "kept line".chars().for_each(|c| app.input.insert(c));
+            app.session.on_connected();
+            if saved_password {
+                let ev = app.server_line("10:01", prompt);
+                assert!(matches!(ev, Some(SessionEvent::SendPassword(_))));
+                assert!(app.input.is_empty(), "put aside, not masked");
+            }
+            assert_eq!(
+                app.server_line("10:01", "* The room contains: "),
+                Some(SessionEvent::Joined)
+            );
+            app.joined("10:01");
+            assert_eq!(
+                app.input.text(),
+                "kept line",
+                "saved_password: {saved_password}"
+            );
+            let s = render(&mut t, &mut app).join("\n");
+            assert!(!s.contains("dropped"), "{s}");
+            assert!(s.contains("> kept line"), "{s}");
+        }
     }
 }

@@ -258,13 +258,15 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
         }
         Event::Alone => writeln!(out, "* You are alone in the room; nobody received that."),
         Event::Users { names } => {
-            let _ = write!(out, "* {} users online: ", names.len());
+            let online = names.len();
+            let plural = if online == 1 { "user" } else { "users" };
+            let _ = write!(out, "* {online} {plural} online: ");
             push_list(out, names);
             out.push(b'\n');
             Ok(())
         }
         Event::Renamed { old, new } => writeln!(out, "* {old} is now known as {new}"),
-        Event::NickUnchanged { nick } => writeln!(out, "* You are already {nick}."),
+        Event::NickUnchanged { nick } => writeln!(out, "* Your nickname is already {nick}."),
         Event::NickLocked => writeln!(
             out,
             "! With accounts, your nickname is your account name; /nick is off."

@@ -277,7 +277,9 @@ impl Client {
         let mut before = Vec::new();
         loop {
             let l = self.line();
-            if l.contains(" users online: ") && l.starts_with("* ") {
+            if (l.contains(" users online: ") || l.contains(" user online: "))
+                && l.starts_with("* ")
+            {
                 return before;
             }
             before.push(l);
