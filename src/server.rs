@@ -4,8 +4,8 @@
 //!
 //! ```text
 //!   ┌──────────────────────────────────────────────────────────────┐
-//!   │ poll(timeout = 0 if work is left over, else next timer,      │
-//!   │      else forever)                                           │
+//!   │ poll(timeout = 0 if work is left over, else the next timer   │
+//!   │      or queued password check, else forever)                 │
 //!   └──────────────┬───────────────────────────────────────────────┘
 //!                  ▼
 //!   for each event:   LISTENER  -> accept()       admit new connections
@@ -23,6 +23,9 @@
 //!                  ▼
 //!   run_auth_job(): with --accounts, at most ONE password hash (a few ms),
 //!                   then flush and free again for its answer
+//!                  ▼
+//!   housekeeping: compact_timers() once the timer heap has doubled;
+//!                 trim_heap_if_quiet() on a turn that did nothing
 //! ```
 //!
 //! # The rules this file follows
@@ -70,7 +73,7 @@ use crate::framing::{Frame, LineFramer};
 use crate::hub::{Hub, Outbox};
 use crate::ratelimit::TokenBucket;
 use crate::sendq::SendQueue;
-use crate::timers::{Timer, Timers};
+use crate::timers::{self, Timer, Timers};
 
 /// Connection tokens are slab keys; these two sit at the top of the range,
 /// where the slab never gets to.
@@ -89,7 +92,7 @@ const EVENTS_CAPACITY: usize = 1024;
 /// Buffer memory released since the last heap trim that makes the next
 /// quiet moment trim (see [`Server::trim_heap_if_quiet`])...
 const TRIM_AFTER_RELEASED: usize = 1 << 20;
-/// ...and the time without any event that counts as idle.
+/// ...and the time without a read, a write or a timer that counts as idle.
 const QUIET_BEFORE_TRIM: Duration = Duration::from_secs(1);
 /// Bytes read and thrown away before closing, so the close sends FIN and
 /// not RST (a RST can destroy the last line we sent before the peer reads it).
@@ -297,16 +300,14 @@ pub struct Server {
     clock_second: i64,
     /// Bytes of buffer memory freed since the heap was last trimmed.
     released: usize,
-    /// When `poll()` last returned an event.
-    last_event: Instant,
+    /// The end of the last turn that read, wrote or fired a timer.
+    last_busy: Instant,
     /// `--accounts`: the store, owned by the loop, written by auth jobs.
     accounts: Option<Accounts>,
     /// Password checks in arrival order; at most one runs per turn.
     auth_queue: VecDeque<QueuedAuth>,
     /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
     penalties: HashMap<IpAddr, Penalty>,
-    /// The `AuthReady` timer already set, so a blocked queue adds no more.
-    auth_wake: Option<Instant>,
 }
 
 /// Creates the listening socket: non-blocking, `SO_REUSEADDR` (so a
@@ -371,11 +372,10 @@ impl Server {
             now: Instant::now(),
             clock_second: -1,
             released: 0,
-            last_event: Instant::now(),
+            last_busy: Instant::now(),
             accounts: None,
             auth_queue: VecDeque::new(),
             penalties: HashMap::new(),
-            auth_wake: None,
         })
     }
 
@@ -391,14 +391,18 @@ impl Server {
         let mut events = Events::with_capacity(EVENTS_CAPACITY);
         loop {
             // Sleep until something happens; never spin. Zero only when we
-            // left work undone on purpose last turn (see `unread`), or a
-            // password check may run now.
+            // left work undone on purpose last turn (see `unread`); else
+            // until the next timer or queued password check, whichever is
+            // first (zero if one may run now).
             let now = Instant::now();
-            let auth_now = self.next_auth_at().is_some_and(|at| at <= now);
-            let timeout = if self.accept_more || !self.unread.is_empty() || auth_now {
+            let timeout = if self.wants_accept() || !self.unread.is_empty() {
                 Some(Duration::ZERO)
             } else {
-                self.timers.poll_timeout(now)
+                let auth = self.next_auth_at().map(|at| timers::until(at, now));
+                match (self.timers.poll_timeout(now), auth) {
+                    (Some(t), Some(a)) => Some(t.min(a)),
+                    (t, a) => t.or(a),
+                }
             };
             let timeout = self.limit_for_trim(timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -409,14 +413,12 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
-            if events.is_empty() {
-                self.trim_heap_if_quiet();
-            } else {
-                self.last_event = self.now;
-            }
             self.hub.set_now(self.now);
             self.tick_clock();
             let carried = std::mem::take(&mut self.unread);
+            // Whether this turn reads, writes or fires anything (see
+            // `trim_heap_if_quiet`); timers are counted below.
+            let mut busy = !events.is_empty() || !carried.is_empty() || self.wants_accept();
 
             for event in events.iter() {
                 match event.token() {
@@ -433,7 +435,7 @@ impl Server {
                 }
             }
 
-            if self.accept_more && !self.accept_paused && !self.shutting_down {
+            if self.wants_accept() {
                 self.accept();
             }
             for (k, serial) in carried {
@@ -441,16 +443,23 @@ impl Server {
                     self.read_from(k);
                 }
             }
-            self.run_timers();
+            busy |= self.run_timers() > 0;
             self.flush_pending();
             self.free_closed();
             // The slow part last, after this turn's output is on its way:
             // a line read this turn does not wait for the hash as well.
             if self.run_auth_job() {
+                busy = true;
                 self.flush_pending();
                 self.free_closed();
+            }
+            if self.timers.needs_compaction() {
+                self.compact_timers();
+            }
+            if busy {
+                self.last_busy = Instant::now();
             } else {
-                self.schedule_auth_wake();
+                self.trim_heap_if_quiet();
             }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
@@ -458,6 +467,13 @@ impl Server {
                 return Ok(());
             }
         }
+    }
+
+    /// Whether the backlog may hold connections we should accept now
+    /// (the last `accept()` stopped at its cap). Never while shutting down
+    /// or paused, so neither makes the loop poll with a zero timeout.
+    fn wants_accept(&self) -> bool {
+        self.accept_more && !self.accept_paused && !self.shutting_down
     }
 
     /// Accepts waiting connections, at most [`MAX_ACCEPTS_PER_TURN`].
@@ -868,9 +884,11 @@ impl Server {
         }
     }
 
-    /// Fires every due timer.
-    fn run_timers(&mut self) {
+    /// Fires every due timer. Returns how many fired (stale ones too).
+    fn run_timers(&mut self) -> usize {
+        let mut fired = 0;
         while let Some(timer) = self.timers.pop_due(self.now) {
+            fired += 1;
             match timer {
                 Timer::RegisterDeadline { key, serial } => {
                     if self.live(key, serial) && !self.hub.is_joined(key) {
@@ -908,10 +926,35 @@ impl Server {
                     let (hub, mut out) = self.split();
                     hub.expire_invites(&mut out);
                 }
-                // Nothing to do here: the turn runs the first runnable job.
-                Timer::AuthReady => {}
             }
         }
+        fired
+    }
+
+    /// Drops the timers that would do nothing when they fire, by the same
+    /// tests [`Self::run_timers`] applies then: their connection is gone
+    /// (or, for deadlines and idle checks, closing), or it joined before its
+    /// registration deadline. Keeps the heap about as big as what is live
+    /// under churn (see `timers.rs`).
+    fn compact_timers(&mut self) {
+        let before = self.timers.len();
+        let (conns, hub) = (&self.conns, &self.hub);
+        let same = |key: usize, serial: u64| conns.get(key).is_some_and(|c| c.serial == serial);
+        let open = |key: usize, serial: u64| {
+            conns
+                .get(key)
+                .is_some_and(|c| c.serial == serial && !c.closing)
+        };
+        self.timers.retain(|t| match *t {
+            Timer::RegisterDeadline { key, serial } => open(key, serial) && !hub.is_joined(key),
+            Timer::IdleCheck { key, serial } => open(key, serial),
+            Timer::Refill { key, serial } | Timer::Linger { key, serial } => same(key, serial),
+            Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::InviteExpiry => true,
+        });
+        debug!(
+            "timers: dropped {} dead of {before} entries",
+            before - self.timers.len()
+        );
     }
 
     /// `--idle-timeout`: ping a silent connection, close it if the ping
@@ -959,6 +1002,8 @@ impl Server {
         }
         info!("shutting down");
         self.shutting_down = true;
+        // The backlog is not read any more (see `wants_accept`).
+        self.accept_more = false;
         if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
             debug!("deregister listener: {e}");
         }
@@ -968,8 +1013,10 @@ impl Server {
         hub.shutdown(&mut out);
     }
 
-    /// When the first runnable auth job may run: `None` with none queued.
-    /// Jobs of connections that left are dropped here.
+    /// When the first queued auth job may run: `None` with none queued.
+    /// The loop's poll timeout includes it, so a job waiting out its
+    /// address's delay needs no timer of its own. Jobs of connections that
+    /// left are dropped here.
     fn next_auth_at(&mut self) -> Option<Instant> {
         let conns = &self.conns;
         self.auth_queue.retain(|q| {
@@ -978,19 +1025,6 @@ impl Server {
                 .is_some_and(|c| c.serial == q.serial && !c.closing)
         });
         self.auth_queue.iter().map(|q| self.not_before(q.key)).min()
-    }
-
-    /// Queued jobs all wait for their address's delay: set a timer for the
-    /// first one, unless one is already set for then or earlier.
-    fn schedule_auth_wake(&mut self) {
-        let Some(at) = self.next_auth_at() else {
-            return;
-        };
-        let pending = self.auth_wake.is_some_and(|w| w > self.now && w <= at);
-        if at > self.now && !pending {
-            self.auth_wake = Some(at);
-            self.timers.schedule(at, Timer::AuthReady);
-        }
     }
 
     /// When `key`'s address may next have a password checked.
@@ -1105,28 +1139,37 @@ impl Server {
     }
 
     /// How long `poll()` may sleep when freed memory waits to be trimmed:
-    /// at most [`QUIET_BEFORE_TRIM`], so a quiet second is noticed.
+    /// no later than [`QUIET_BEFORE_TRIM`] after the last busy turn, so the
+    /// end of a quiet second is noticed.
     fn limit_for_trim(&self, timeout: Option<Duration>) -> Option<Duration> {
         if self.released < TRIM_AFTER_RELEASED {
             return timeout;
         }
-        Some(timeout.map_or(QUIET_BEFORE_TRIM, |t| t.min(QUIET_BEFORE_TRIM)))
+        let quiet_at = timers::until(self.last_busy + QUIET_BEFORE_TRIM, Instant::now());
+        Some(timeout.map_or(quiet_at, |t| t.min(quiet_at)))
     }
 
-    /// Gives freed heap memory back to the kernel once the loop has seen
-    /// no event for [`QUIET_BEFORE_TRIM`] after a burst (a join storm queues
-    /// a line for every user, then frees it all). glibc keeps such memory
-    /// for reuse; on a small host we would rather it showed up as free.
-    /// Never while traffic flows: `malloc_trim` walks the whole heap.
+    /// Called on a turn that did nothing. Gives freed heap memory back to
+    /// the kernel once the loop has read, written and fired nothing for
+    /// [`QUIET_BEFORE_TRIM`] after a burst (a join storm queues a line for
+    /// every user, then frees it all). glibc keeps such memory for reuse;
+    /// on a small host we would rather it showed up as free. Never while
+    /// traffic flows, even traffic driven by timers alone (a throttled
+    /// paste): `malloc_trim` walks the whole heap.
     fn trim_heap_if_quiet(&mut self) {
-        let quiet = self.now.duration_since(self.last_event) >= QUIET_BEFORE_TRIM;
+        let quiet = self.now.duration_since(self.last_busy) >= QUIET_BEFORE_TRIM;
         if quiet && self.released >= TRIM_AFTER_RELEASED {
-            self.released = 0;
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             // SAFETY: malloc_trim only returns free heap pages to the kernel.
             unsafe {
                 libc::malloc_trim(0);
             }
+            debug!(
+                "trimmed heap ({} KiB of buffers released since the last trim; {} timers pending)",
+                self.released / 1024,
+                self.timers.len()
+            );
+            self.released = 0;
         }
     }
 
@@ -1181,9 +1224,12 @@ fn set_keepalive(stream: &TcpStream, addr: SocketAddr) {
 
 /// The per-address limit counts IPv4 addresses one by one and IPv6 by /64
 /// (one customer's network: a host there can pick any address in it).
+/// `::1` stays itself: it is one host, and must still look like loopback
+/// (its /64 would be `::`).
 fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) if v6.is_loopback() => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
             None => {
@@ -1227,6 +1273,14 @@ mod tests {
         assert_ne!(address_key(a), address_key(c));
         let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
         assert_eq!(address_key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
+    }
+
+    #[test]
+    fn loopback_keys_are_loopback() {
+        for ip in ["127.0.0.1", "::1", "::ffff:127.0.0.1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert!(address_key(ip).is_loopback(), "{ip}");
+        }
     }
 
     #[test]

@@ -400,7 +400,7 @@ impl Core {
         let Some(from) = self.nick(conn) else {
             return;
         };
-        log::debug!("{from}: {text}");
+        log::debug!("[{from}] {text}");
         self.broadcast(Some(conn), &Event::Said { from, text }, out);
     }
 
