@@ -35,6 +35,8 @@ pub const FLOOD_NOTICE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections from one address (IPv6: one /64). IRC servers use 3 to 16.
 pub const DEFAULT_MAX_PER_IP: usize = 10;
+/// The room a line user starts in, and that exists even when empty.
+pub const DEFAULT_ROOM: &str = "#lobby";
 /// How long a `/pm` invitation waits for `/accept` or `/decline`.
 pub const DEFAULT_INVITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Shortest password accepted when registering a new account.

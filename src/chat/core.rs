@@ -7,6 +7,11 @@
 //! invitation expiry), and never hashes a password: it asks the loop to,
 //! through [`Sink::authenticate`], and hears back in [`Core::auth_done`].
 //!
+//! Users are in rooms (`#lobby`, `#rust`, ...). A room is created by its
+//! first member and vanishes with its last, except the default room, which
+//! always exists. A line user is in exactly one room at a time: choosing a
+//! name puts it in the default room, and `/join` moves it.
+//!
 //! The loop (through the hub) calls it for: a connection arriving
 //! ([`Core::connected`]), a request ([`Core::handle`]), a connection gone
 //! ([`Core::disconnected`]), a password checked ([`Core::auth_done`]), an
@@ -16,6 +21,7 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use super::{Audience, ConnId, Event, LeaveReason, NameHolder, Request, Sink, Stage};
+use super::{RoomError, validate_room};
 use crate::accounts::{AuthJob, AuthOutcome};
 use crate::config;
 use crate::protocol;
@@ -29,6 +35,29 @@ struct Member {
     login: Option<Login>,
     /// The partner of a private conversation: plain lines go to them only.
     pm_with: Option<ConnId>,
+    /// The rooms it is in (lowercased names), in the order joined.
+    rooms: Vec<String>,
+}
+
+/// A room.
+#[derive(Debug)]
+struct Channel {
+    /// As first written (`#Rust`); looked up lowercased.
+    name: String,
+    /// In join order: the broadcast list.
+    members: Vec<ConnId>,
+    /// The topic and who set it.
+    topic: Option<(String, String)>,
+}
+
+impl Channel {
+    fn new(name: &str) -> Channel {
+        Channel {
+            name: name.to_string(),
+            members: Vec::new(),
+            topic: None,
+        }
+    }
 }
 
 /// A login in progress: name chosen, password asked (or being checked).
@@ -52,8 +81,12 @@ struct Invite {
 #[derive(Debug, Default)]
 pub struct Core {
     members: HashMap<ConnId, Member>,
-    /// Joined connections in join order: the broadcast list.
-    joined: Vec<ConnId>,
+    /// Connections with a nickname, in the order they chose it.
+    registered: Vec<ConnId>,
+    /// Lowercased room name -> room.
+    rooms: HashMap<String, Channel>,
+    /// Lowercased name of the room a new line user starts in.
+    default_room: String,
     /// Lowercased nickname -> connection, for uniqueness and `/msg`.
     by_nick: HashMap<String, ConnId>,
     /// Pending private-conversation invitations (few: a linear scan is fine).
@@ -70,11 +103,23 @@ pub struct Core {
 }
 
 impl Core {
+    /// A core whose default room is [`config::DEFAULT_ROOM`].
     pub fn new() -> Core {
-        Core {
+        let mut core = Core {
             invite_timeout: config::DEFAULT_INVITE_TIMEOUT,
             ..Core::default()
-        }
+        };
+        core.set_default_room(config::DEFAULT_ROOM);
+        core
+    }
+
+    /// Names the room new line users start in (`--default-room`); it
+    /// exists even when empty. Call before anyone joins.
+    pub fn set_default_room(&mut self, name: &str) {
+        let key = name.to_ascii_lowercase();
+        self.rooms.remove(&self.default_room);
+        self.rooms.insert(key.clone(), Channel::new(name));
+        self.default_room = key;
     }
 
     /// Turns accounts on: after the nickname, a password is asked and
@@ -116,7 +161,7 @@ impl Core {
 
     /// Number of users who have chosen a nickname.
     pub fn joined_count(&self) -> usize {
-        self.joined.len()
+        self.registered.len()
     }
 
     /// Whether `conn` has chosen a nickname.
@@ -131,34 +176,71 @@ impl Core {
 
     /// The joined connections in join order, with their nicknames.
     pub fn users(&self) -> impl Iterator<Item = (ConnId, &str)> {
-        self.joined
+        self.registered
             .iter()
             .filter_map(|&c| self.nick(c).map(|n| (c, n)))
     }
 
-    /// The nicknames in join order, for lists.
-    fn names(&self) -> Vec<&str> {
-        self.users().map(|(_, n)| n).collect()
+    /// The rooms `conn` is in, by display name, in the order joined.
+    pub fn rooms_of(&self, conn: ConnId) -> impl Iterator<Item = &str> {
+        self.members
+            .get(&conn)
+            .into_iter()
+            .flat_map(|m| m.rooms.iter())
+            .filter_map(|key| self.rooms.get(key).map(|r| r.name.as_str()))
+    }
+
+    /// The nicknames of a room's members in join order, for lists.
+    fn names(&self, channel: &Channel) -> Vec<&str> {
+        channel
+            .members
+            .iter()
+            .filter_map(|&c| self.nick(c))
+            .collect()
+    }
+
+    /// The room a single-room user is in (its first room).
+    fn home(&self, conn: ConnId) -> Option<&Channel> {
+        let key = self.members.get(&conn)?.rooms.first()?;
+        self.rooms.get(key)
     }
 
     /// Checks the core's indexes against each other: every joined user is
     /// in the nickname index exactly once and vice versa. For tests.
     pub fn check_consistency(&self) -> Result<(), String> {
-        if self.joined.len() != self.by_nick.len() {
+        if self.registered.len() != self.by_nick.len() {
             return Err(format!(
                 "{} joined but {} nicknames indexed",
-                self.joined.len(),
+                self.registered.len(),
                 self.by_nick.len()
             ));
         }
-        for &conn in &self.joined {
+        for (key, room) in &self.rooms {
+            if room.members.is_empty() && *key != self.default_room {
+                return Err(format!("{} is empty but still exists", room.name));
+            }
+            for c in &room.members {
+                let listed = self.members.get(c).is_some_and(|m| m.rooms.contains(key));
+                if !listed || self.nick(*c).is_none() {
+                    return Err(format!("#{c} is in {} but does not know it", room.name));
+                }
+            }
+        }
+        for (c, m) in &self.members {
+            for key in &m.rooms {
+                if !self.rooms.get(key).is_some_and(|r| r.members.contains(c)) {
+                    return Err(format!("#{c} thinks it is in {key}"));
+                }
+            }
+        }
+        for &conn in &self.registered {
             let nick = self
                 .nick(conn)
                 .ok_or(format!("#{conn} joined without a nick"))?;
             if self.by_nick.get(&nick.to_ascii_lowercase()) != Some(&conn) {
                 return Err(format!("{nick} (#{conn}) is not indexed"));
             }
-            if self.joined.iter().filter(|&&c| c == conn).count() != 1 {
+            if self.registered.iter().filter(|&&c| c == conn).count() != 1 {
                 return Err(format!("#{conn} joined twice"));
             }
         }
@@ -174,6 +256,7 @@ impl Core {
                 nick: None,
                 login: None,
                 pm_with: None,
+                rooms: Vec::new(),
             },
         );
     }
@@ -195,13 +278,31 @@ impl Core {
     /// A joined user's request.
     fn joined_request(&mut self, conn: ConnId, request: Request<'_>, out: &mut impl Sink) {
         match request {
-            Request::Say { text } => self.say(conn, text, out),
-            Request::Act { text } => self.act(conn, text, out),
+            Request::Say { room, text } => self.say(conn, room, text, out),
+            Request::Act { room, text } => self.act(conn, room, text, out),
             Request::Msg { to, text } => self.private(conn, to, text, out),
             Request::Who => {
-                let names = self.names();
-                out.emit(Audience::One(conn), &Event::Users { names: &names });
+                if let Some(room) = self.home(conn) {
+                    let names = self.names(room);
+                    let event = Event::Users {
+                        room: &room.name,
+                        names: &names,
+                    };
+                    out.emit(Audience::One(conn), &event);
+                }
             }
+            Request::Join { room } => self.join(conn, room, out),
+            Request::Part { room, reason } => self.part(conn, room, reason, out),
+            Request::Rooms => {
+                let mut rooms: Vec<(&str, usize)> = self
+                    .rooms
+                    .values()
+                    .map(|r| (r.name.as_str(), r.members.len()))
+                    .collect();
+                rooms.sort_unstable_by_key(|(name, _)| name.to_ascii_lowercase());
+                out.emit(Audience::One(conn), &Event::RoomList { rooms: &rooms });
+            }
+            Request::Topic { room, text } => self.topic(conn, room, text, out),
             Request::Nick { .. } if self.accounts => {
                 out.emit(Audience::One(conn), &Event::NickLocked)
             }
@@ -233,12 +334,15 @@ impl Core {
             log::info!("private conversation ended: {nick} left");
         }
         self.by_nick.remove(&nick.to_ascii_lowercase());
-        self.joined.retain(|&c| c != conn);
-        let event = Event::Left {
+        self.registered.retain(|&c| c != conn);
+        for key in &member.rooms {
+            self.leave_room(conn, key);
+        }
+        let event = Event::Quit {
             nick: &nick,
             reason,
         };
-        self.broadcast(None, &event, out);
+        self.to_neighbours(&member.rooms, None, &event, out);
     }
 
     /// The server is stopping: tell everyone and close every connection.
@@ -248,7 +352,11 @@ impl Core {
             out.close(conn);
         }
         self.members.clear();
-        self.joined.clear();
+        self.registered.clear();
+        self.rooms.retain(|key, _| *key == self.default_room);
+        for room in self.rooms.values_mut() {
+            room.members.clear();
+        }
         self.by_nick.clear();
         self.invites.clear();
         self.logging_in.clear();
@@ -359,17 +467,222 @@ impl Core {
             member.nick = Some(nick.to_string());
         }
         log::info!("#{conn} joined as {nick}");
-        let others = self.names();
-        out.emit(
-            Audience::One(conn),
-            &Event::Welcome {
+        self.registered.push(conn);
+        let key = self.default_room.clone();
+        if let Some(room) = self.rooms.get(&key) {
+            let others = self.names(room);
+            let room = &room.name;
+            out.emit(
+                Audience::One(conn),
+                &Event::Welcome {
+                    nick,
+                    room,
+                    others: &others,
+                },
+            );
+        }
+        self.enter_room(conn, &key, out);
+    }
+
+    /// Puts `conn` (named) into room `key`, creating it, and tells the
+    /// members already there.
+    fn enter_room(&mut self, conn: ConnId, key: &str, out: &mut impl Sink) {
+        let Some(nick) = self.nick(conn) else {
+            return;
+        };
+        if let Some(room) = self.rooms.get(key) {
+            let event = Event::Entered {
                 nick,
+                room: &room.name,
+            };
+            let to = Audience::Members {
+                members: &room.members,
+                except: None,
+            };
+            out.emit(to, &event);
+        }
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.members.push(conn);
+        }
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.rooms.push(key.to_string());
+        }
+    }
+
+    /// Takes `conn` out of room `key` (deleting the room if that empties
+    /// it and it is not the default). Tells nobody.
+    fn leave_room(&mut self, conn: ConnId, key: &str) {
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.members.retain(|&c| c != conn);
+            if room.members.is_empty() && key != self.default_room {
+                self.rooms.remove(key);
+            }
+        }
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.rooms.retain(|r| r != key);
+        }
+    }
+
+    /// `/join ROOM`: a single-room user moves there. The old room hears it
+    /// left and where to; the new one hears it entered.
+    fn join(&mut self, conn: ConnId, name: &str, out: &mut impl Sink) {
+        let me = Audience::One(conn);
+        if let Err(RoomError) = validate_room(name) {
+            return out.emit(me, &Event::RoomInvalid { name });
+        }
+        let key = name.to_ascii_lowercase();
+        let Some(old) = self
+            .members
+            .get(&conn)
+            .and_then(|m| m.rooms.first())
+            .cloned()
+        else {
+            return;
+        };
+        if old == key {
+            let room = self.rooms.get(&key).map_or(name, |r| r.name.as_str());
+            return out.emit(me, &Event::AlreadyInRoom { room });
+        }
+        let Some(nick) = self.nick(conn).map(str::to_string) else {
+            return;
+        };
+        let target = self
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| Channel::new(name))
+            .name
+            .clone();
+        self.leave_room(conn, &old);
+        if let Some(room) = self.rooms.get(&old) {
+            let reason = LeaveReason::Moved(target.clone());
+            let event = Event::Left {
+                nick: &nick,
+                room: &room.name,
+                reason: &reason,
+            };
+            let to = Audience::Members {
+                members: &room.members,
+                except: None,
+            };
+            out.emit(to, &event);
+        }
+        log::info!("{nick} (#{conn}) moved to {target}");
+        if let Some(room) = self.rooms.get(&key) {
+            let others = self.names(room);
+            let topic = room.topic.as_ref().map(|(text, _)| text.as_str());
+            let event = Event::Moved {
+                room: &room.name,
                 others: &others,
+                topic,
+            };
+            out.emit(me, &event);
+        }
+        self.enter_room(conn, &key, out);
+    }
+
+    /// Leaves one room. Single-room users cannot (they would be nowhere);
+    /// the line dialect never asks.
+    fn part(&mut self, conn: ConnId, name: &str, reason: Option<&str>, out: &mut impl Sink) {
+        let key = name.to_ascii_lowercase();
+        let inside = self
+            .members
+            .get(&conn)
+            .is_some_and(|m| m.rooms.contains(&key) && m.rooms.len() > 1);
+        let Some(nick) = self.nick(conn).filter(|_| inside).map(str::to_string) else {
+            return out.emit(Audience::One(conn), &Event::NotInRoom { room: name });
+        };
+        let reason = LeaveReason::Part(reason.map(str::to_string));
+        if let Some(room) = self.rooms.get(&key) {
+            let event = Event::Left {
+                nick: &nick,
+                room: &room.name,
+                reason: &reason,
+            };
+            let to = Audience::Members {
+                members: &room.members,
+                except: None,
+            };
+            out.emit(to, &event);
+        }
+        self.leave_room(conn, &key);
+    }
+
+    /// `/topic [TEXT]`: shows or sets the topic of a room `conn` is in.
+    fn topic(&mut self, conn: ConnId, name: Option<&str>, text: Option<&str>, out: &mut impl Sink) {
+        let key = match name {
+            Some(name) => name.to_ascii_lowercase(),
+            None => match self.members.get(&conn).and_then(|m| m.rooms.first()) {
+                Some(key) => key.clone(),
+                None => return,
             },
-        );
-        drop(others);
-        self.broadcast(Some(conn), &Event::Entered { nick }, out);
-        self.joined.push(conn);
+        };
+        let inside = self
+            .members
+            .get(&conn)
+            .is_some_and(|m| m.rooms.contains(&key));
+        let (Some(room), true) = (self.rooms.get(&key), inside) else {
+            let room = name.unwrap_or_default();
+            return out.emit(Audience::One(conn), &Event::NotInRoom { room });
+        };
+        let Some(text) = text else {
+            let topic = room.topic.as_ref().map(|(t, by)| (t.as_str(), by.as_str()));
+            let event = Event::Topic {
+                room: &room.name,
+                topic,
+            };
+            return out.emit(Audience::One(conn), &event);
+        };
+        let by = self.nick(conn).unwrap_or_default().to_string();
+        log::info!("{by} (#{conn}) set the topic of {}", room.name);
+        if let Some(room) = self.rooms.get_mut(&key) {
+            room.topic = (!text.is_empty()).then(|| (text.to_string(), by.clone()));
+        }
+        if let Some(room) = self.rooms.get(&key) {
+            let event = Event::TopicChanged {
+                by: &by,
+                room: &room.name,
+                text,
+            };
+            let to = Audience::Members {
+                members: &room.members,
+                except: None,
+            };
+            out.emit(to, &event);
+        }
+    }
+
+    /// `event` to everyone who shares one of `rooms` (lowercased names)
+    /// with the user it is about, once each, except `skip`.
+    fn to_neighbours(
+        &self,
+        rooms: &[String],
+        skip: Option<ConnId>,
+        event: &Event<'_>,
+        out: &mut impl Sink,
+    ) {
+        if let [only] = rooms {
+            // The common case, and every line user: no copy of the list.
+            if let Some(room) = self.rooms.get(only) {
+                let to = Audience::Members {
+                    members: &room.members,
+                    except: skip,
+                };
+                out.emit(to, event);
+            }
+            return;
+        }
+        let mut all: Vec<ConnId> = rooms
+            .iter()
+            .filter_map(|key| self.rooms.get(key))
+            .flat_map(|room| room.members.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        let to = Audience::Members {
+            members: &all,
+            except: skip,
+        };
+        out.emit(to, event);
     }
 
     /// Checks a wanted nickname; the event explaining why it cannot be had.
@@ -388,29 +701,65 @@ impl Core {
         }
     }
 
-    /// A chat line: to every other joined user, or, in a private
-    /// conversation, to the partner only.
-    fn say(&mut self, conn: ConnId, text: &str, out: &mut impl Sink) {
-        if let Some(partner) = self.pm_partner(conn) {
-            return self.send_private(conn, partner, text, out);
+    /// A chat line: to the room's other members, or, for a single-room
+    /// user in a private conversation, to the partner only.
+    fn say(&mut self, conn: ConnId, room: Option<&str>, text: &str, out: &mut impl Sink) {
+        if room.is_none() {
+            if let Some(partner) = self.pm_partner(conn) {
+                return self.send_private(conn, partner, text, out);
+            }
         }
-        if self.joined.len() <= 1 {
-            return out.emit(Audience::One(conn), &Event::Alone);
-        }
-        let Some(from) = self.nick(conn) else {
-            return;
-        };
-        log::debug!("[{from}] {text}");
-        self.broadcast(Some(conn), &Event::Said { from, text }, out);
+        self.to_room(conn, room, text, false, out);
     }
 
-    /// `/me`: to every other joined user (a private conversation does not
+    /// `/me`: to the room's other members (a private conversation does not
     /// change where actions go).
-    fn act(&mut self, conn: ConnId, text: &str, out: &mut impl Sink) {
-        let Some(from) = self.nick(conn) else {
+    fn act(&mut self, conn: ConnId, room: Option<&str>, text: &str, out: &mut impl Sink) {
+        self.to_room(conn, room, text, true, out);
+    }
+
+    /// A line (`action` or not) from `conn` to the others in `room` (its
+    /// home room for `None`), which it must be in.
+    fn to_room(
+        &self,
+        conn: ConnId,
+        room: Option<&str>,
+        text: &str,
+        action: bool,
+        out: &mut impl Sink,
+    ) {
+        let channel = match room {
+            None => self.home(conn),
+            Some(name) => {
+                let key = name.to_ascii_lowercase();
+                let inside = self
+                    .members
+                    .get(&conn)
+                    .is_some_and(|m| m.rooms.contains(&key));
+                match self.rooms.get(&key) {
+                    Some(channel) if inside => Some(channel),
+                    _ => return out.emit(Audience::One(conn), &Event::NotInRoom { room: name }),
+                }
+            }
+        };
+        let (Some(channel), Some(from)) = (channel, self.nick(conn)) else {
             return;
         };
-        self.broadcast(Some(conn), &Event::Acted { from, text }, out);
+        if channel.members.len() <= 1 {
+            return out.emit(Audience::One(conn), &Event::Alone);
+        }
+        let room = channel.name.as_str();
+        let event = if action {
+            Event::Acted { from, room, text }
+        } else {
+            log::debug!("[{from}] {text}");
+            Event::Said { from, room, text }
+        };
+        let to = Audience::Members {
+            members: &channel.members,
+            except: Some(conn),
+        };
+        out.emit(to, &event);
     }
 
     fn private(&mut self, conn: ConnId, target: &str, text: &str, out: &mut impl Sink) {
@@ -564,7 +913,17 @@ impl Core {
         self.by_nick.remove(&old.to_ascii_lowercase());
         self.by_nick.insert(new.to_ascii_lowercase(), conn);
         log::info!("{old} (#{conn}) is now known as {new}");
-        self.broadcast(None, &Event::Renamed { old: &old, new }, out);
+        let event = Event::Renamed { old: &old, new };
+        let rooms = self
+            .members
+            .get(&conn)
+            .map(|m| m.rooms.clone())
+            .unwrap_or_default();
+        if rooms.is_empty() {
+            out.emit(Audience::One(conn), &event);
+        } else {
+            self.to_neighbours(&rooms, None, &event, out);
+        }
     }
 
     fn quit(&mut self, conn: ConnId, reason: Option<String>, out: &mut impl Sink) {
@@ -572,14 +931,5 @@ impl Core {
         self.disconnected(conn, &LeaveReason::Quit(reason), out);
         self.members.remove(&conn);
         out.close(conn);
-    }
-
-    /// `event` to every joined user except `skip`.
-    fn broadcast(&self, skip: Option<ConnId>, event: &Event<'_>, out: &mut impl Sink) {
-        let to = Audience::Members {
-            members: &self.joined,
-            except: skip,
-        };
-        out.emit(to, event);
     }
 }

@@ -21,6 +21,26 @@ use crate::protocol::NickError;
 /// A connection's id: the event loop's slab key.
 pub type ConnId = usize;
 
+/// Longest room name, `#` included.
+pub const MAX_ROOM_LEN: usize = 33;
+
+/// A room name breaks the rules (see [`validate_room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomError;
+
+/// Checks a room name: `#` then 1 to 32 ASCII letters, digits, `_` or `-`.
+/// The same names in every dialect; compared ignoring ASCII case.
+pub fn validate_room(name: &str) -> Result<(), RoomError> {
+    let Some(rest) = name.strip_prefix('#') else {
+        return Err(RoomError);
+    };
+    let ok = (1..MAX_ROOM_LEN).contains(&rest.len())
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(RoomError) }
+}
+
 /// What a user asked for, with the grammar already taken off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -28,16 +48,38 @@ pub enum Request<'a> {
     Register { nick: &'a str },
     /// The password for the account named in `Register`.
     Password { password: &'a str },
-    /// Say `text` to the room (or, in a private conversation, the partner).
-    Say { text: &'a str },
-    /// An action (`/me`).
-    Act { text: &'a str },
+    /// Say `text` to a room (`None`: the one room a single-room user is
+    /// in, or, in a private conversation, the partner).
+    Say {
+        room: Option<&'a str>,
+        text: &'a str,
+    },
+    /// An action (`/me`), to a room as for `Say`.
+    Act {
+        room: Option<&'a str>,
+        text: &'a str,
+    },
     /// A private line to one user.
     Msg { to: &'a str, text: &'a str },
     /// Change nickname.
     Nick { new: &'a str },
-    /// Who is in the room.
+    /// Who is in the room (a single-room user's room).
     Who,
+    /// Join a room (a single-room user moves there).
+    Join { room: &'a str },
+    /// Leave a room.
+    Part {
+        room: &'a str,
+        reason: Option<&'a str>,
+    },
+    /// The list of rooms.
+    Rooms,
+    /// Show a room's topic (`text: None`), or set it. `room: None`: the
+    /// single-room user's room.
+    Topic {
+        room: Option<&'a str>,
+        text: Option<&'a str>,
+    },
     /// Invite `nick` to a private conversation.
     Invite { nick: &'a str },
     /// Accept (or decline) `nick`'s invitation.
@@ -66,6 +108,10 @@ pub enum Stage {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LeaveReason {
     Quit(Option<String>),
+    /// Left one room for another (a single-room user's `/join`).
+    Moved(String),
+    /// Left one room (IRC `PART`).
+    Part(Option<String>),
     Closed,
     Reset,
     WriteError,
@@ -79,6 +125,9 @@ impl fmt::Display for LeaveReason {
         match self {
             LeaveReason::Quit(None) => f.write_str("quit"),
             LeaveReason::Quit(Some(why)) => write!(f, "quit: {why}"),
+            LeaveReason::Moved(to) => write!(f, "moved to {to}"),
+            LeaveReason::Part(None) => f.write_str("left"),
+            LeaveReason::Part(Some(why)) => write!(f, "left: {why}"),
             LeaveReason::Closed => f.write_str("connection closed"),
             LeaveReason::Reset => f.write_str("connection reset"),
             LeaveReason::WriteError => f.write_str("write error"),
@@ -154,26 +203,67 @@ pub enum Event<'a> {
     SaveFailed { name: &'a str },
 
     // The room.
-    /// To a user who just joined: who else is here (in join order).
+    /// To a single-room user who just chose a name and is now in `room`:
+    /// who else is there (in join order).
     Welcome {
         nick: &'a str,
+        room: &'a str,
         others: &'a [&'a str],
     },
-    /// To the others: `nick` joined.
-    Entered { nick: &'a str },
-    /// To the others: `nick` left.
+    /// To a single-room user who moved to `room`: who is there, its topic.
+    Moved {
+        room: &'a str,
+        others: &'a [&'a str],
+        topic: Option<&'a str>,
+    },
+    /// To a room's other members: `nick` joined it.
+    Entered { nick: &'a str, room: &'a str },
+    /// To a room's remaining members: `nick` left it (moved, parted).
     Left {
+        nick: &'a str,
+        room: &'a str,
+        reason: &'a LeaveReason,
+    },
+    /// To everyone who shared a room with `nick`: it left the server.
+    Quit {
         nick: &'a str,
         reason: &'a LeaveReason,
     },
-    /// `from` said `text` to the room.
-    Said { from: &'a str, text: &'a str },
-    /// `from` did `text` (`/me`).
-    Acted { from: &'a str, text: &'a str },
+    /// `from` said `text` in `room`.
+    Said {
+        from: &'a str,
+        room: &'a str,
+        text: &'a str,
+    },
+    /// `from` did `text` (`/me`) in `room`.
+    Acted {
+        from: &'a str,
+        room: &'a str,
+        text: &'a str,
+    },
     /// The speaker is alone: nobody received the line.
     Alone,
-    /// The users in the room, in join order.
-    Users { names: &'a [&'a str] },
+    /// The users in `room`, in join order.
+    Users { room: &'a str, names: &'a [&'a str] },
+    /// A room name that breaks the rules.
+    RoomInvalid { name: &'a str },
+    /// `/join` of the room one is in.
+    AlreadyInRoom { room: &'a str },
+    /// A room one is not in (for part or topic), or that does not exist.
+    NotInRoom { room: &'a str },
+    /// Every room with its number of members, by name.
+    RoomList { rooms: &'a [(&'a str, usize)] },
+    /// `room`'s topic (`None`: it has none), and who set it.
+    Topic {
+        room: &'a str,
+        topic: Option<(&'a str, &'a str)>,
+    },
+    /// To a room's members, the setter included: `by` set the topic.
+    TopicChanged {
+        by: &'a str,
+        room: &'a str,
+        text: &'a str,
+    },
     /// `old` is now `new`.
     Renamed { old: &'a str, new: &'a str },
     /// The nickname asked for is the one the user has already.

@@ -19,7 +19,10 @@ pub const GREETING: &str = "* Welcome to loopchat! What shall I call you?\n";
 const HELP: &str = "\
 * Commands:
 *   TEXT              say TEXT to everyone (//TEXT sends a literal /TEXT)
-*   /who              list the users online
+*   /who              list the users in your room
+*   /join #ROOM       move to another room (created if new)
+*   /rooms            list the rooms
+*   /topic [TEXT]     show or set your room's topic
 *   /nick NEW         change your nickname
 *   /msg NICK TEXT    send TEXT to NICK only
 *   /me TEXT          an action: '~ YOU TEXT'
@@ -106,9 +109,15 @@ fn password_line(line: &str) -> Request<'_> {
 /// A line from a joined user: chat, or a command.
 fn joined_line<'a>(line: &'a str, reply: &mut Vec<u8>) -> Option<Request<'a>> {
     match line.strip_prefix('/') {
-        Some(rest) if rest.starts_with('/') => Some(Request::Say { text: rest }),
+        Some(rest) if rest.starts_with('/') => Some(Request::Say {
+            room: None,
+            text: rest,
+        }),
         Some(command) => command_line(command, reply),
-        None => Some(Request::Say { text: line }),
+        None => Some(Request::Say {
+            room: None,
+            text: line,
+        }),
     }
 }
 
@@ -121,6 +130,16 @@ fn command_line<'a>(command: &'a str, reply: &mut Vec<u8>) -> Option<Request<'a>
     match word.to_ascii_lowercase().as_str() {
         "help" => usage(HELP),
         "who" => Some(Request::Who),
+        "join" => match one_word(arg) {
+            Some(room) => Some(Request::Join { room }),
+            None => usage("! Usage: /join #ROOM\n"),
+        },
+        "rooms" => Some(Request::Rooms),
+        "topic" => {
+            let text = arg.trim();
+            let text = (!text.is_empty()).then_some(text);
+            Some(Request::Topic { room: None, text })
+        }
         "nick" => Some(Request::Nick { new: arg.trim() }),
         "msg" => {
             let (to, text) = split_word(arg.trim_start());
@@ -148,7 +167,7 @@ fn command_line<'a>(command: &'a str, reply: &mut Vec<u8>) -> Option<Request<'a>
         "endpm" => Some(Request::EndPrivate),
         "me" => match arg.trim() {
             "" => usage("! Usage: /me TEXT\n"),
-            text => Some(Request::Act { text }),
+            text => Some(Request::Act { room: None, text }),
         },
         "quit" | "exit" | "logout" => {
             let reason = arg.trim();
@@ -231,7 +250,7 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
             out,
             "! Could not register {name}: the server could not save the account. Try again later."
         ),
-        Event::Welcome { nick, others } => {
+        Event::Welcome { nick, others, .. } => {
             // Budget Chat's line first, then ours.
             out.extend_from_slice(protocol::ROOM_CONTAINS.as_bytes());
             push_list(out, others);
@@ -246,24 +265,66 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
             }
             Ok(())
         }
-        Event::Entered { nick } => writeln!(out, "* {nick} has entered the room"),
-        Event::Left { nick, reason } => writeln!(out, "* {nick} has left the room ({reason})"),
-        Event::Said { from, text } => {
+        Event::Moved {
+            room,
+            others,
+            topic,
+        } => {
+            out.extend_from_slice(protocol::ROOM_CONTAINS.as_bytes());
+            push_list(out, others);
+            let _ = writeln!(out, "\n* You are now in {room}.");
+            if let Some(topic) = topic {
+                let _ = writeln!(out, "* Topic: {topic}");
+            }
+            Ok(())
+        }
+        // The room is implied: a line user hears of its own room only.
+        Event::Entered { nick, .. } => writeln!(out, "* {nick} has entered the room"),
+        Event::Left { nick, reason, .. } | Event::Quit { nick, reason } => {
+            writeln!(out, "* {nick} has left the room ({reason})")
+        }
+        Event::Said { from, text, .. } => {
             stamp(out);
             writeln!(out, "[{from}] {text}")
         }
-        Event::Acted { from, text } => {
+        Event::Acted { from, text, .. } => {
             stamp(out);
             writeln!(out, "~ {from} {text}")
         }
         Event::Alone => writeln!(out, "* You are alone in the room; nobody received that."),
-        Event::Users { names } => {
+        Event::Users { names, .. } => {
             let online = names.len();
             let plural = if online == 1 { "user" } else { "users" };
             let _ = write!(out, "* {online} {plural} online: ");
             push_list(out, names);
             out.push(b'\n');
             Ok(())
+        }
+        Event::RoomInvalid { name } => writeln!(
+            out,
+            "! Invalid room name {name}: use # and 1 to 32 letters, digits, _ or -."
+        ),
+        Event::AlreadyInRoom { room } => writeln!(out, "! You are already in {room}."),
+        Event::NotInRoom { room } => writeln!(out, "! You are not in {room}."),
+        Event::RoomList { rooms } => {
+            out.extend_from_slice(b"* Rooms: ");
+            for (i, (name, count)) in rooms.iter().enumerate() {
+                let sep = if i > 0 { ", " } else { "" };
+                let _ = write!(out, "{sep}{name} ({count})");
+            }
+            out.push(b'\n');
+            Ok(())
+        }
+        Event::Topic { room, topic: None } => writeln!(out, "* {room} has no topic."),
+        Event::Topic {
+            room,
+            topic: Some((text, by)),
+        } => writeln!(out, "* Topic of {room} (set by {by}): {text}"),
+        Event::TopicChanged { by, room, text: "" } => {
+            writeln!(out, "* {by} cleared the topic of {room}.")
+        }
+        Event::TopicChanged { by, room, text } => {
+            writeln!(out, "* {by} set the topic of {room}: {text}")
         }
         Event::Renamed { old, new } => writeln!(out, "* {old} is now known as {new}"),
         Event::NickUnchanged { nick } => writeln!(out, "* Your nickname is already {nick}."),
@@ -410,11 +471,17 @@ mod tests {
         );
         assert_eq!(
             decoded("alice", Stage::Joined).0,
-            Some(Request::Say { text: "alice" })
+            Some(Request::Say {
+                room: None,
+                text: "alice"
+            })
         );
         assert_eq!(
             decoded("//x", Stage::Joined).0,
-            Some(Request::Say { text: "/x" })
+            Some(Request::Say {
+                room: None,
+                text: "/x"
+            })
         );
         assert_eq!(
             decoded("/QUIT bye now", Stage::Joined).0,
@@ -434,26 +501,26 @@ mod tests {
     #[test]
     fn render_stamps_only_chat_lines() {
         let mut out = Vec::new();
+        let room = "#lobby";
+        let said = Event::Said {
+            from: "a",
+            room,
+            text: "hi",
+        };
+        render(&said, Some("12:00:00"), &mut out);
         render(
-            &Event::Said {
-                from: "a",
-                text: "hi",
-            },
+            &Event::Entered { nick: "b", room },
             Some("12:00:00"),
             &mut out,
         );
-        render(&Event::Entered { nick: "b" }, Some("12:00:00"), &mut out);
         assert_eq!(out, b"12:00:00 [a] hi\n* b has entered the room\n");
         out.clear();
         let reason = LeaveReason::Quit(Some("bye".into()));
-        render(
-            &Event::Left {
-                nick: "a",
-                reason: &reason,
-            },
-            None,
-            &mut out,
-        );
+        let quit = Event::Quit {
+            nick: "a",
+            reason: &reason,
+        };
+        render(&quit, None, &mut out);
         assert_eq!(out, b"* a has left the room (quit: bye)\n");
     }
 }
