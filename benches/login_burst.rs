@@ -58,6 +58,11 @@ fn start_server(file: &std::path::Path) -> (Child, SocketAddr) {
             "0",
             "--log-level",
             "warn",
+            // Every client registers from 127.0.0.1: no budget of new accounts.
+            "--new-accounts-per-ip",
+            "0",
+            "--new-accounts-per-minute",
+            "0",
         ])
         .arg("--accounts")
         .arg(file)

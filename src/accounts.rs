@@ -9,13 +9,22 @@
 //! Nothing here knows about sockets or the room. Hashing is slow on purpose
 //! (milliseconds), so the room never calls it: it hands an [`AuthJob`] to the
 //! event loop, which runs at most one per turn (see docs/architecture.md,
-//! "Accounts").
+//! "Accounts"). New accounts are budgeted ([`NewAccountBudget`]), because
+//! each costs a hash and a rewrite of the file.
+//!
+//! The file holds password hashes, so it is created `0600`, and a process
+//! that uses it holds a [`FileLock`] on `FILE.lock` beside it: a running
+//! server and the admin commands never edit it at the same time.
 
 use std::collections::HashMap;
 use std::fmt;
-use std::fs::{self, File};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
+use std::net::IpAddr;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -63,6 +72,9 @@ pub enum AuthOutcome {
     },
     /// The account could not be saved; the user is not registered.
     SaveFailed,
+    /// An unknown name, but the budget of new accounts is spent; nothing
+    /// was hashed or saved.
+    NoNewAccounts(Spent),
 }
 
 /// One line of the file.
@@ -198,16 +210,27 @@ impl Accounts {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        let file_name = self
-            .path
-            .file_name()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(file_name);
-        tmp_name.push(".tmp");
-        let tmp = dir.join(tmp_name);
+        if self.path.file_name().is_none() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "no file name"));
+        }
+        let tmp = self.tmp_path();
         let result = (|| {
-            let mut f = File::create(&tmp)?;
+            // Password hashes: 0600 for a new file; an existing one keeps
+            // its mode, without access for others (never wider than it was).
+            let mode = match fs::metadata(&self.path) {
+                Ok(m) => m.permissions().mode() & 0o660,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => 0o600,
+                Err(e) => return Err(e),
+            };
+            let mut f = OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            // `.mode` applies only when the file is created, not to a
+            // temporary file left over by a crash; this applies to both.
+            f.set_permissions(fs::Permissions::from_mode(mode))?;
             f.write_all(self.render().as_bytes())?;
             f.sync_all()?;
             drop(f);
@@ -218,6 +241,227 @@ impl Accounts {
             let _ = fs::remove_file(&tmp);
         }
         result
+    }
+
+    /// The temporary file `save_atomic` writes, beside the file.
+    fn tmp_path(&self) -> PathBuf {
+        let mut name = std::ffi::OsString::from(".");
+        name.push(self.path.file_name().unwrap_or_default());
+        name.push(".tmp");
+        self.path.with_file_name(name)
+    }
+
+    /// At start-up: fails, with the reason, unless a registration could be
+    /// saved. A missing file is created (with the header, `0600`); for an
+    /// existing one, creating and removing the temporary file shows that
+    /// its folder takes the new file and the rename.
+    pub fn ensure_writable(&self) -> Result<(), String> {
+        let why = |e: io::Error| {
+            format!(
+                "accounts file {}: cannot write it: {e}",
+                self.path.display()
+            )
+        };
+        if !self.path.exists() {
+            return self.save_atomic().map_err(why);
+        }
+        let tmp = self.tmp_path();
+        OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&tmp)
+            .map_err(why)?;
+        fs::remove_file(&tmp).map_err(why)
+    }
+}
+
+/// An exclusive `flock` on `FILE.lock` beside an accounts file, held for as
+/// long as this value lives (the kernel releases it when the process dies,
+/// even by `SIGKILL`). A running server holds it, and so do `--add-user`
+/// and `--remove-user` while they edit: without it, an admin command run
+/// beside a server would be undone by the server's next save. The lock is
+/// not on the file itself because `save_atomic` replaces that file by a
+/// rename, and a lock on the old file would not cover the new one.
+#[derive(Debug)]
+pub struct FileLock {
+    _file: File,
+}
+
+impl FileLock {
+    /// Takes the lock for the accounts file `path`, or says why not. The
+    /// lock file is created (`0600`) and never removed: removing it would
+    /// let two processes lock two different files of the same name.
+    pub fn acquire(path: &Path) -> Result<FileLock, String> {
+        let mut name = path.file_name().unwrap_or_default().to_os_string();
+        name.push(".lock");
+        let lock_path = path.with_file_name(name);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(|e| {
+                let dir = match path.parent() {
+                    Some(d) if !d.as_os_str().is_empty() => d,
+                    _ => Path::new("."),
+                };
+                if e.kind() == io::ErrorKind::NotFound && !dir.is_dir() {
+                    format!(
+                        "accounts file {}: folder {} does not exist",
+                        path.display(),
+                        dir.display()
+                    )
+                } else {
+                    format!(
+                        "accounts file {}: cannot create its lock file {}: {e}",
+                        path.display(),
+                        lock_path.display()
+                    )
+                }
+            })?;
+        // SAFETY: flock on a descriptor we own; it only takes a lock.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let e = io::Error::last_os_error();
+            return Err(if e.kind() == io::ErrorKind::WouldBlock {
+                format!(
+                    "accounts file {} is in use by a running loopchat-server; stop it first",
+                    path.display()
+                )
+            } else {
+                format!(
+                    "accounts file {}: cannot lock {}: {e}",
+                    path.display(),
+                    lock_path.display()
+                )
+            });
+        }
+        Ok(FileLock { _file: file })
+    }
+}
+
+/// A budget of new accounts, per address and for the whole server, each
+/// "`count` per `period`": `count` may be spent at once, and it refills
+/// evenly, one every `period / count` (GCRA, the generic cell rate
+/// algorithm: one instant per key, no list of past registrations). Pure:
+/// the caller passes the time. A `count` of 0 means unlimited.
+#[derive(Debug)]
+pub struct NewAccountBudget {
+    per_address: Rate,
+    server: Rate,
+    /// Per address key: when its budget is full again. Absent = full.
+    addresses: HashMap<IpAddr, Instant>,
+    server_full_at: Option<Instant>,
+}
+
+/// `count` per `period`; 0 = unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rate {
+    pub count: u32,
+    pub period: Duration,
+}
+
+/// Whose budget is spent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Address,
+    Server,
+}
+
+/// A refusal by [`NewAccountBudget::take`]: whose budget, its rate, and
+/// how long until one more registration is allowed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spent {
+    pub scope: Scope,
+    pub rate: Rate,
+    pub retry_after: Duration,
+}
+
+/// `5 per hour`, `60 per minute`, as users and the log read it.
+impl fmt::Display for Rate {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.period.as_secs() {
+            3600 => write!(f, "{} per hour", self.count),
+            60 => write!(f, "{} per minute", self.count),
+            secs => write!(f, "{} per {secs} s", self.count),
+        }
+    }
+}
+
+impl Rate {
+    /// When the budget that is full again at `full_at` can spend one more
+    /// at `now`: `Ok(new full_at)`, or `Err(wait)`.
+    fn take(&self, full_at: Option<Instant>, now: Instant) -> Result<Option<Instant>, Duration> {
+        if self.count == 0 {
+            return Ok(None);
+        }
+        let step = self.period / self.count;
+        let next = full_at.map_or(now, |f| f.max(now)) + step;
+        let owed = next - now;
+        if owed > self.period {
+            Err(owed - self.period)
+        } else {
+            Ok(Some(next))
+        }
+    }
+}
+
+impl NewAccountBudget {
+    pub fn new(per_address: Rate, server: Rate) -> NewAccountBudget {
+        NewAccountBudget {
+            per_address,
+            server,
+            addresses: HashMap::new(),
+            server_full_at: None,
+        }
+    }
+
+    /// Spends one registration for address key `address` (the caller keys
+    /// IPv6 by /64) at `now`, from both budgets, or from neither with the
+    /// reason: the address's budget is reported first, as its wait is the
+    /// one that address can do something about.
+    pub fn take(&mut self, address: IpAddr, now: Instant) -> Result<(), Spent> {
+        let spent = |scope, rate, retry_after| Spent {
+            scope,
+            rate,
+            retry_after,
+        };
+        let mine = self
+            .per_address
+            .take(self.addresses.get(&address).copied(), now)
+            .map_err(|wait| spent(Scope::Address, self.per_address, wait))?;
+        let all = self
+            .server
+            .take(self.server_full_at, now)
+            .map_err(|wait| spent(Scope::Server, self.server, wait))?;
+        self.server_full_at = all;
+        if let Some(full_at) = mine {
+            if !self.addresses.contains_key(&address) {
+                self.make_room(now);
+            }
+            self.addresses.insert(address, full_at);
+        }
+        Ok(())
+    }
+
+    /// Bounds the table at [`config::NEW_ACCOUNTS_TABLE`] entries: drops
+    /// the addresses whose budget is full again, then if need be the half
+    /// closest to full (a spray of addresses still meets the server-wide
+    /// budget).
+    fn make_room(&mut self, now: Instant) {
+        if self.addresses.len() < config::NEW_ACCOUNTS_TABLE {
+            return;
+        }
+        self.addresses.retain(|_, full_at| *full_at > now);
+        if self.addresses.len() >= config::NEW_ACCOUNTS_TABLE {
+            let mut all: Vec<Instant> = self.addresses.values().copied().collect();
+            all.sort_unstable();
+            let cut = all[all.len() / 2];
+            self.addresses.retain(|_, full_at| *full_at > cut);
+        }
     }
 }
 
@@ -312,8 +556,14 @@ pub fn check_new_password(password: &str) -> Result<(), String> {
 }
 
 /// Runs one job against `store`: verify a known name, or register an
-/// unknown one (hash, add, save; undone if the save fails).
-pub fn run_job(store: &mut Accounts, job: &AuthJob) -> AuthOutcome {
+/// unknown one (hash, add, save; undone if the save fails) if `may_register`
+/// allows it. `may_register` is asked only once the password is long
+/// enough, so only registrations that cost a hash spend the budget.
+pub fn run_job(
+    store: &mut Accounts,
+    job: &AuthJob,
+    may_register: impl FnOnce() -> Result<(), Spent>,
+) -> AuthOutcome {
     if let Some((name, phc)) = store.lookup(&job.name) {
         return if verify_password(&job.password, phc) {
             AuthOutcome::LoggedIn {
@@ -327,6 +577,9 @@ pub fn run_job(store: &mut Accounts, job: &AuthJob) -> AuthOutcome {
         return AuthOutcome::TooShort {
             min: config::MIN_PASSWORD_LEN,
         };
+    }
+    if let Err(spent) = may_register() {
+        return AuthOutcome::NoNewAccounts(spent);
     }
     let phc = match hash_password(&job.password) {
         Ok(phc) => phc,
@@ -450,17 +703,17 @@ mod tests {
             password: pw.into(),
         };
         assert_eq!(
-            run_job(&mut a, &job("short")),
+            run_job(&mut a, &job("short"), || Ok(())),
             AuthOutcome::TooShort { min: 8 }
         );
         assert_eq!(
-            run_job(&mut a, &job("long enough")),
+            run_job(&mut a, &job("long enough"), || Ok(())),
             AuthOutcome::Registered {
                 name: "Dave".into()
             }
         );
         assert_eq!(
-            run_job(&mut a, &job("wrong one")),
+            run_job(&mut a, &job("wrong one"), || Ok(())),
             AuthOutcome::WrongPassword
         );
         let again = AuthJob {
@@ -468,7 +721,7 @@ mod tests {
             password: "long enough".into(),
         };
         assert_eq!(
-            run_job(&mut a, &again),
+            run_job(&mut a, &again, || Ok(())),
             AuthOutcome::LoggedIn {
                 name: "Dave".into()
             }
@@ -477,9 +730,112 @@ mod tests {
         // A save that fails leaves the user unregistered.
         let mut broken = Accounts::load(&path.parent().unwrap().join("no/such/dir/f")).unwrap();
         assert_eq!(
-            run_job(&mut broken, &job("long enough")),
+            run_job(&mut broken, &job("long enough"), || Ok(())),
             AuthOutcome::SaveFailed
         );
         assert!(broken.lookup("dave").is_none());
+        // A spent budget: nothing hashed, nothing added.
+        let refusal = Spent {
+            scope: Scope::Server,
+            rate: Rate {
+                count: 1,
+                period: Duration::from_secs(60),
+            },
+            retry_after: Duration::from_secs(60),
+        };
+        let erin = AuthJob {
+            name: "erin".into(),
+            password: "long enough".into(),
+        };
+        assert_eq!(
+            run_job(&mut a, &erin, || Err(refusal)),
+            AuthOutcome::NoNewAccounts(refusal)
+        );
+        assert!(a.lookup("erin").is_none());
+        // Logins and too-short passwords never ask the budget.
+        let ask = || -> Result<(), Spent> { panic!("budget asked") };
+        assert!(matches!(
+            run_job(&mut a, &again, ask),
+            AuthOutcome::LoggedIn { .. }
+        ));
+        let short = AuthJob {
+            name: "frank".into(),
+            password: "x".into(),
+        };
+        assert!(matches!(
+            run_job(&mut a, &short, ask),
+            AuthOutcome::TooShort { .. }
+        ));
+    }
+
+    fn rate(count: u32, secs: u64) -> Rate {
+        Rate {
+            count,
+            period: Duration::from_secs(secs),
+        }
+    }
+
+    /// Per address: 3 an hour may go at once, then one every 20 min; other
+    /// addresses have their own; a refusal spends nothing.
+    #[test]
+    fn budget_per_address() {
+        let t0 = Instant::now();
+        let mins = |m: u64| t0 + Duration::from_secs(60 * m);
+        let mut b = NewAccountBudget::new(rate(3, 3600), rate(0, 60));
+        let a: IpAddr = "192.0.2.1".parse().unwrap();
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        for _ in 0..3 {
+            assert_eq!(b.take(a, t0), Ok(()));
+        }
+        let spent = b.take(a, mins(1)).unwrap_err();
+        assert_eq!(spent.scope, Scope::Address);
+        assert_eq!(spent.rate, rate(3, 3600));
+        assert_eq!(spent.retry_after, Duration::from_secs(19 * 60));
+        assert_eq!(b.take(other, mins(1)), Ok(()));
+        // Refusals spend nothing: 20 min after the burst, one more.
+        assert!(b.take(a, mins(19)).is_err());
+        assert_eq!(b.take(a, mins(20)), Ok(()));
+        assert!(b.take(a, mins(20)).is_err());
+        // After a full hour of nothing, the whole budget is back.
+        for _ in 0..3 {
+            assert_eq!(b.take(a, mins(81)), Ok(()));
+        }
+        assert!(b.take(a, mins(81)).is_err());
+    }
+
+    /// Server-wide: counts every address; the address budget is reported
+    /// first when both are spent; 0 means unlimited.
+    #[test]
+    fn budget_for_the_server() {
+        let t0 = Instant::now();
+        let mut b = NewAccountBudget::new(rate(1, 3600), rate(2, 60));
+        let ip = |n: u8| IpAddr::from([198, 51, 100, n]);
+        assert_eq!(b.take(ip(1), t0), Ok(()));
+        assert_eq!(b.take(ip(2), t0), Ok(()));
+        let spent = b.take(ip(3), t0).unwrap_err();
+        assert_eq!(spent.scope, Scope::Server);
+        assert_eq!(spent.retry_after, Duration::from_secs(30));
+        // ip(3) was not charged for the refusal.
+        assert_eq!(b.take(ip(3), t0 + Duration::from_secs(30)), Ok(()));
+        assert_eq!(b.take(ip(1), t0).unwrap_err().scope, Scope::Address);
+
+        let mut free = NewAccountBudget::new(rate(0, 3600), rate(0, 60));
+        for n in 0..=255 {
+            assert_eq!(free.take(ip(n), t0), Ok(()));
+            assert_eq!(free.take(ip(n), t0), Ok(()));
+        }
+        assert!(free.addresses.is_empty());
+    }
+
+    /// The table of addresses stays bounded under a spray of addresses.
+    #[test]
+    fn budget_table_is_bounded() {
+        let t0 = Instant::now();
+        let mut b = NewAccountBudget::new(rate(5, 3600), rate(0, 60));
+        for n in 0..3 * config::NEW_ACCOUNTS_TABLE as u32 {
+            let at = t0 + Duration::from_millis(u64::from(n));
+            assert_eq!(b.take(IpAddr::from(n.to_be_bytes()), at), Ok(()));
+            assert!(b.addresses.len() <= config::NEW_ACCOUNTS_TABLE);
+        }
     }
 }

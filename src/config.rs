@@ -4,6 +4,7 @@
 //! table, `--help` and the code cannot disagree about a default.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -53,6 +54,16 @@ pub const AUTH_FORGET_AFTER: Duration = Duration::from_secs(15 * 60);
 /// Addresses whose failures are remembered at once; past this, the ones
 /// already forgiven are dropped (bounds memory under a spray of addresses).
 pub const AUTH_PENALTY_TABLE: usize = 4096;
+/// New accounts one address (IPv6: one /64) may register per hour. Each
+/// costs a hash and a rewrite of the whole file on the loop, and the file
+/// grows with them; logins of existing accounts are not counted.
+pub const DEFAULT_NEW_ACCOUNTS_PER_IP: u32 = 5;
+/// New accounts the whole server registers per minute (a spray of
+/// addresses gets no further than this).
+pub const DEFAULT_NEW_ACCOUNTS_PER_MINUTE: u32 = 60;
+/// Addresses whose registration budget is tracked at once; past this, the
+/// ones whose budget is full again are dropped, then the oldest half.
+pub const NEW_ACCOUNTS_TABLE: usize = 4096;
 /// argon2id cost: memory in KiB, passes, lanes. 8 MiB and 2 passes cost a
 /// few ms per hash on one core (docs/accounts-bench.md), which the single
 /// loop can afford one per turn; see docs/architecture.md, "Accounts", for
@@ -77,6 +88,38 @@ pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
 /// even the spare descriptor could not be reopened.
 pub const ACCEPT_PAUSE: Duration = Duration::from_millis(250);
 
+// Valid ranges of the options (inclusive). Anything else is refused at
+// start-up with exit status 2: a zero timeout would close every connection at
+// once, and a huge line or queue limit is memory each connection may hold.
+/// `--max-clients`.
+pub const MAX_CLIENTS_RANGE: RangeInclusive<usize> = 1..=1_000_000;
+/// `--max-line`, in bytes: Budget Chat needs 1000; above 64 KiB a line is a
+/// file, and every connection may hold one in its framer.
+pub const MAX_LINE_RANGE: RangeInclusive<usize> = 64..=65_536;
+/// `--max-sendq`, in bytes: 1 KiB to 1 GiB.
+pub const MAX_SENDQ_RANGE: RangeInclusive<usize> = 1024..=1 << 30;
+/// `--max-rate`, lines per second; 0 = unlimited.
+pub const MAX_RATE_RANGE: RangeInclusive<u32> = 0..=1_000_000;
+/// `--burst`, lines.
+pub const BURST_RANGE: RangeInclusive<u32> = 1..=1_000_000;
+/// `--register-timeout`, seconds (fractions allowed).
+pub const REGISTER_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=3600;
+/// `--idle-timeout`, seconds, when not `off` (`0` also means off).
+pub const IDLE_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=86_400;
+/// `--max-per-ip`; 0 = unlimited.
+pub const MAX_PER_IP_RANGE: RangeInclusive<usize> = 0..=1_000_000;
+/// `--invite-timeout`, seconds.
+pub const INVITE_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=86_400;
+/// `--new-accounts-per-ip` (per hour) and `--new-accounts-per-minute`;
+/// 0 = unlimited.
+pub const NEW_ACCOUNTS_RANGE: RangeInclusive<u32> = 0..=1_000_000;
+
+/// Log lines of one kind about one address (accepts, refusals) logged per
+/// window; the rest of the window's lines are summed up in one line, so a
+/// connection storm cannot flood the log (see `logging::Limiter`).
+pub const LOG_REPEATS: u32 = 5;
+pub const LOG_REPEAT_WINDOW: Duration = Duration::from_secs(1);
+
 /// The server's settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -99,6 +142,10 @@ pub struct Config {
     pub invite_timeout: Duration,
     /// `--accounts FILE`: names need passwords, stored there.
     pub accounts: Option<PathBuf>,
+    /// New accounts per hour per address; 0 = unlimited.
+    pub new_accounts_per_ip: u32,
+    /// New accounts per minute on the whole server; 0 = unlimited.
+    pub new_accounts_per_minute: u32,
 }
 
 impl Default for Config {
@@ -121,6 +168,8 @@ impl Default for Config {
             log_level: log::LevelFilter::Info,
             invite_timeout: DEFAULT_INVITE_TIMEOUT,
             accounts: None,
+            new_accounts_per_ip: DEFAULT_NEW_ACCOUNTS_PER_IP,
+            new_accounts_per_minute: DEFAULT_NEW_ACCOUNTS_PER_MINUTE,
         }
     }
 }
@@ -156,28 +205,55 @@ fn options() -> getopts::Options {
     o.optopt(
         "m",
         "max-clients",
-        &format!("open connections before refusing new ones (default {DEFAULT_MAX_CLIENTS})"),
+        &format!(
+            "open connections before refusing new ones ({}; default {DEFAULT_MAX_CLIENTS})",
+            span(&MAX_CLIENTS_RANGE)
+        ),
         "N",
     );
     o.optopt(
         "",
         "max-line",
-        &format!("longest line accepted, in bytes (default {DEFAULT_MAX_LINE})"),
+        &format!(
+            "longest line accepted, in bytes ({}; default {DEFAULT_MAX_LINE})",
+            span(&MAX_LINE_RANGE)
+        ),
         "BYTES",
     );
-    o.optopt("", "max-sendq", &format!("unsent output per connection before it is dropped as a slow reader; k/m suffixes allowed (default {}k)", DEFAULT_MAX_SENDQ / 1024), "BYTES");
+    o.optopt(
+        "",
+        "max-sendq",
+        &format!(
+            "unsent output per connection before it is dropped as a slow reader; k/m suffixes allowed (1k to {}m; default {}k)",
+            MAX_SENDQ_RANGE.end() >> 20,
+            DEFAULT_MAX_SENDQ / 1024
+        ),
+        "BYTES",
+    );
     o.optopt(
         "",
         "max-rate",
-        &format!("lines per second per connection, 0 = unlimited (default {DEFAULT_MAX_RATE})"),
+        &format!(
+            "lines per second per connection, 0 = unlimited ({}; default {DEFAULT_MAX_RATE})",
+            span(&MAX_RATE_RANGE)
+        ),
         "LINES_PER_S",
     );
-    o.optopt("", "burst", &format!("lines a connection may send at once before --max-rate applies (default {DEFAULT_BURST})"), "LINES");
+    o.optopt(
+        "",
+        "burst",
+        &format!(
+            "lines a connection may send at once before --max-rate applies ({}; default {DEFAULT_BURST})",
+            span(&BURST_RANGE)
+        ),
+        "LINES",
+    );
     o.optopt(
         "",
         "register-timeout",
         &format!(
-            "seconds to choose a nickname (default {})",
+            "seconds to choose a nickname ({}; default {})",
+            span(&REGISTER_TIMEOUT_RANGE),
             DEFAULT_REGISTER_TIMEOUT.as_secs()
         ),
         "SECS",
@@ -185,15 +261,27 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "idle-timeout",
-        "ping a connection silent this long, close it if the ping gets no answer (default: off)",
+        &format!(
+            "ping a connection silent this long, close it if the ping gets no answer (off or {}; 0 also means off; default off)",
+            span(&IDLE_TIMEOUT_RANGE)
+        ),
         "SECS",
     );
-    o.optopt("", "max-per-ip", &format!("connections from one address (IPv6: one /64), 0 = unlimited (default {DEFAULT_MAX_PER_IP})"), "N");
+    o.optopt(
+        "",
+        "max-per-ip",
+        &format!(
+            "connections from one address (IPv6: one /64), 0 = unlimited ({}; default {DEFAULT_MAX_PER_IP})",
+            span(&MAX_PER_IP_RANGE)
+        ),
+        "N",
+    );
     o.optopt(
         "",
         "invite-timeout",
         &format!(
-            "seconds a /pm invitation stays valid (default {})",
+            "seconds a /pm invitation stays valid ({}; default {})",
+            span(&INVITE_TIMEOUT_RANGE),
             DEFAULT_INVITE_TIMEOUT.as_secs()
         ),
         "SECS",
@@ -211,7 +299,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "log-file",
-        "append a timestamped log to this file (besides stderr)",
+        "append a dated log to this file (besides stderr); created mode 0640, reopened on SIGHUP (logrotate)",
         "PATH",
     );
     o.optopt(
@@ -223,19 +311,37 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "accounts",
-        "user accounts: a name needs a password; unknown names are registered in FILE (default: off, nicknames only)",
+        "user accounts: a name needs a password; unknown names are registered in FILE (default: off, nicknames only). WARNING: there is no TLS yet, so passwords cross the network in clear text; use it only on a trusted network or through a tunnel",
         "FILE",
     );
     o.optopt(
         "",
+        "new-accounts-per-ip",
+        &format!(
+            "with --accounts: new accounts one address (IPv6: one /64) may register per hour, 0 = unlimited ({}; default {DEFAULT_NEW_ACCOUNTS_PER_IP})",
+            span(&NEW_ACCOUNTS_RANGE)
+        ),
+        "N",
+    );
+    o.optopt(
+        "",
+        "new-accounts-per-minute",
+        &format!(
+            "with --accounts: new accounts the whole server registers per minute, 0 = unlimited ({}; default {DEFAULT_NEW_ACCOUNTS_PER_MINUTE})",
+            span(&NEW_ACCOUNTS_RANGE)
+        ),
+        "N",
+    );
+    o.optopt(
+        "",
         "add-user",
-        "add account NAME to --accounts FILE, the password read from stdin (one line), and exit; use while the server is stopped",
+        "add account NAME to --accounts FILE and exit; the password is typed twice at a prompt on a terminal, else read from stdin (one line); refused while a server uses FILE",
         "NAME",
     );
     o.optopt(
         "",
         "remove-user",
-        "remove account NAME from --accounts FILE and exit; use while the server is stopped",
+        "remove account NAME from --accounts FILE and exit; refused while a server uses FILE",
         "NAME",
     );
     o.optflag("h", "help", "print this help");
@@ -243,7 +349,7 @@ fn options() -> getopts::Options {
     o
 }
 
-/// The usage text for `--help` and for errors.
+/// The usage text for `--help` (errors print one line and point here).
 pub fn usage() -> String {
     options().usage("Usage: loopchat-server [options]\n\nA single-threaded chat server. Connect with `loopchat`, `nc` or `telnet`.")
 }
@@ -290,32 +396,42 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
         c.listen = parse_addr(&addr)?;
     }
     if let Some(v) = m.opt_str("max-clients") {
-        c.max_clients = parse_num("--max-clients", &v, 1)?;
+        c.max_clients = parse_num("--max-clients", &v, MAX_CLIENTS_RANGE)?;
     }
     if let Some(v) = m.opt_str("max-line") {
-        c.max_line = parse_num("--max-line", &v, 64)?;
+        c.max_line = parse_num("--max-line", &v, MAX_LINE_RANGE)?;
     }
     if let Some(v) = m.opt_str("max-sendq") {
         c.max_sendq = parse_size("--max-sendq", &v)?;
     }
     if let Some(v) = m.opt_str("max-rate") {
-        c.max_rate = parse_num("--max-rate", &v, 0)?;
+        c.max_rate = parse_num("--max-rate", &v, MAX_RATE_RANGE)?;
     }
     if let Some(v) = m.opt_str("burst") {
-        c.burst = parse_num("--burst", &v, 1)?;
+        c.burst = parse_num("--burst", &v, BURST_RANGE)?;
     }
     if let Some(v) = m.opt_str("register-timeout") {
-        c.register_timeout = parse_secs("--register-timeout", &v)?;
+        c.register_timeout = parse_secs("--register-timeout", &v, REGISTER_TIMEOUT_RANGE)?;
     }
     if let Some(v) = m.opt_str("idle-timeout") {
-        let t = parse_secs("--idle-timeout", &v)?;
-        c.idle_timeout = (!t.is_zero()).then_some(t);
+        let off = v.trim() == "off" || v.trim().parse::<f64>().is_ok_and(|t| t == 0.0);
+        c.idle_timeout = if off {
+            None
+        } else {
+            Some(parse_secs("--idle-timeout", &v, IDLE_TIMEOUT_RANGE)?)
+        };
     }
     if let Some(v) = m.opt_str("max-per-ip") {
-        c.max_per_ip = parse_num("--max-per-ip", &v, 0)?;
+        c.max_per_ip = parse_num("--max-per-ip", &v, MAX_PER_IP_RANGE)?;
     }
     if let Some(v) = m.opt_str("invite-timeout") {
-        c.invite_timeout = parse_secs("--invite-timeout", &v)?;
+        c.invite_timeout = parse_secs("--invite-timeout", &v, INVITE_TIMEOUT_RANGE)?;
+    }
+    if let Some(v) = m.opt_str("new-accounts-per-ip") {
+        c.new_accounts_per_ip = parse_num("--new-accounts-per-ip", &v, NEW_ACCOUNTS_RANGE)?;
+    }
+    if let Some(v) = m.opt_str("new-accounts-per-minute") {
+        c.new_accounts_per_minute = parse_num("--new-accounts-per-minute", &v, NEW_ACCOUNTS_RANGE)?;
     }
     c.limit_loopback = m.opt_present("limit-loopback");
     c.timestamps = m.opt_present("timestamps");
@@ -339,50 +455,61 @@ fn parse_addr(s: &str) -> Result<SocketAddr, String> {
         .ok_or_else(|| format!("--listen: {s:?} resolves to no address"))
 }
 
-fn parse_num<T>(name: &str, s: &str, min: T) -> Result<T, String>
+/// `1 to 3600`: a range as `--help` and the errors show it.
+fn span<T: std::fmt::Display>(r: &RangeInclusive<T>) -> String {
+    format!("{} to {}", r.start(), r.end())
+}
+
+fn parse_num<T>(name: &str, s: &str, range: RangeInclusive<T>) -> Result<T, String>
 where
-    T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    T: std::str::FromStr + PartialOrd + std::fmt::Display,
 {
     match s.trim().parse::<T>() {
-        Ok(v) if v >= min => Ok(v),
-        Ok(_) => Err(format!("{name}: must be at least {min}, not {s}")),
-        Err(_) => Err(format!("{name}: {s:?} is not a whole number")),
+        Ok(v) if range.contains(&v) => Ok(v),
+        Ok(_) => Err(format!("{name}: {s} is out of range ({})", span(&range))),
+        Err(_) => Err(format!(
+            "{name}: {s:?} is not a whole number ({})",
+            span(&range)
+        )),
     }
 }
 
-fn parse_secs(name: &str, s: &str) -> Result<Duration, String> {
+/// Seconds, fractions allowed, within `range` (whole seconds).
+fn parse_secs(name: &str, s: &str, range: RangeInclusive<u64>) -> Result<Duration, String> {
+    let (lo, hi) = (*range.start() as f64, *range.end() as f64);
     match s.trim().parse::<f64>() {
-        Ok(v) if v.is_finite() && (0.0..=86_400.0 * 365.0).contains(&v) => {
-            Ok(Duration::from_secs_f64(v))
-        }
-        _ => Err(format!("{name}: {s:?} is not a number of seconds")),
+        Ok(v) if (lo..=hi).contains(&v) => Ok(Duration::from_secs_f64(v)),
+        Ok(v) if !v.is_nan() => Err(format!(
+            "{name}: {s} is out of range ({} seconds)",
+            span(&range)
+        )),
+        _ => Err(format!(
+            "{name}: {s:?} is not a number of seconds ({})",
+            span(&range)
+        )),
     }
 }
 
-/// `65536`, `64k`, `64KiB`, `1m`.
+/// `65536`, `64k`, `64KiB`, `1m`, within [`MAX_SENDQ_RANGE`].
 fn parse_size(name: &str, s: &str) -> Result<usize, String> {
     let lower = s.trim().to_ascii_lowercase();
     let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => lower.split_at(i),
         None => (lower.as_str(), ""),
     };
+    let not_a_size = || format!("{name}: {s:?} is not a size (e.g. 262144, 256k, 1m)");
     let mult = match unit {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
         "m" | "mb" | "mib" => 1024 * 1024,
-        _ => {
-            return Err(format!(
-                "{name}: {s:?} is not a size (e.g. 262144, 256k, 1m)"
-            ));
-        }
+        _ => return Err(not_a_size()),
     };
-    let n: usize = digits
-        .parse()
-        .map_err(|_| format!("{name}: {s:?} is not a size (e.g. 262144, 256k, 1m)"))?;
+    let n: usize = digits.parse().map_err(|_| not_a_size())?;
     match n.checked_mul(mult) {
-        Some(v) if v >= 1024 => Ok(v),
+        Some(v) if MAX_SENDQ_RANGE.contains(&v) => Ok(v),
         _ => Err(format!(
-            "{name}: {s:?} must be between 1k and the memory you have"
+            "{name}: {s} is out of range (1k to {}m)",
+            MAX_SENDQ_RANGE.end() >> 20
         )),
     }
 }
@@ -425,6 +552,15 @@ mod tests {
         let c = parse(&["--accounts", "a.txt", "--invite-timeout", "1"]).unwrap();
         assert_eq!(c.accounts, Some(PathBuf::from("a.txt")));
         assert_eq!(c.invite_timeout, Duration::from_secs(1));
+        assert_eq!(c.new_accounts_per_ip, DEFAULT_NEW_ACCOUNTS_PER_IP);
+        let c = parse(&[
+            "--new-accounts-per-ip",
+            "0",
+            "--new-accounts-per-minute",
+            "7",
+        ])
+        .unwrap();
+        assert_eq!((c.new_accounts_per_ip, c.new_accounts_per_minute), (0, 7));
         let args = ["--accounts", "a.txt", "--add-user", "bob"].map(String::from);
         assert!(matches!(
             parse_args(args),
@@ -444,11 +580,76 @@ mod tests {
             &["--bogus"],
             &["extra"],
             &["--invite-timeout", "soon"],
+            &["--new-accounts-per-ip", "-1"],
+            &["--new-accounts-per-minute", "many"],
             &["--add-user", "alice"],
             &["--remove-user", "alice"],
             &["--accounts", "f", "--add-user", "a", "--remove-user", "b"],
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should fail");
         }
+    }
+
+    #[test]
+    fn ranges_are_enforced_at_both_ends() {
+        for bad in [
+            &["--register-timeout", "0"][..],
+            &["--register-timeout", "3601"],
+            &["--invite-timeout", "0"],
+            &["--invite-timeout", "86401"],
+            &["--idle-timeout", "86401"],
+            &["--idle-timeout", "0.5"],
+            &["--idle-timeout", "-1"],
+            &["--idle-timeout", "NaN"],
+            &["--max-line", "63"],
+            &["--max-line", "65537"],
+            &["--max-line", "99999999999"],
+            &["--max-clients", "1000001"],
+            &["--burst", "0"],
+            &["--max-rate", "1000001"],
+            &["--max-per-ip", "1000001"],
+            &["--max-sendq", "1023"],
+            &["--max-sendq", "1025m"],
+            &["--max-sendq", "99999999999999999999k"],
+        ] {
+            let e = parse(bad).expect_err(&format!("{bad:?} should fail"));
+            assert!(e.starts_with(bad[0]), "{bad:?}: {e}");
+            assert!(!e.contains('\n'), "{bad:?}: {e}");
+        }
+        let e = parse(&["--register-timeout", "0"]).unwrap_err();
+        assert_eq!(
+            e,
+            "--register-timeout: 0 is out of range (1 to 3600 seconds)"
+        );
+        let e = parse(&["--max-line", "70000"]).unwrap_err();
+        assert_eq!(e, "--max-line: 70000 is out of range (64 to 65536)");
+        let c = parse(&[
+            "--register-timeout",
+            "3600",
+            "--invite-timeout",
+            "1",
+            "--max-line",
+            "65536",
+            "--max-sendq",
+            "1024m",
+            "--max-rate",
+            "0",
+            "--max-per-ip",
+            "0",
+        ])
+        .unwrap();
+        assert_eq!(c.register_timeout, Duration::from_secs(3600));
+        assert_eq!(c.max_line, 65536);
+        assert_eq!(c.max_sendq, 1 << 30);
+    }
+
+    #[test]
+    fn idle_timeout_off() {
+        for off in ["off", "0", " off ", "0.0"] {
+            let c = parse(&["--idle-timeout", off]).unwrap();
+            assert_eq!(c.idle_timeout, None, "{off:?}");
+        }
+        let c = parse(&["--idle-timeout", "86400"]).unwrap();
+        assert_eq!(c.idle_timeout, Some(Duration::from_secs(86_400)));
     }
 }

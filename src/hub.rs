@@ -260,6 +260,8 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::accounts::{Scope, Spent};
+    use crate::chat::LeaveReason;
 
     /// Records everything the hub asks for.
     #[derive(Default)]
@@ -588,14 +590,12 @@ pub(crate) mod tests {
             ]
         );
         assert!(!room.is_joined(1));
-        // A second connection cannot log in as alice meanwhile.
+        // A second connection may try alice meanwhile: the name is not
+        // reserved (the first right password wins, see below).
         room.connected(2, &mut out);
         out.sent.clear();
         say(&mut room, 2, "ALICE", &mut out);
-        assert_eq!(
-            out.take(2),
-            ["! ALICE is already logging in. Choose another name."]
-        );
+        assert!(out.take(2)[0].starts_with("* Password for ALICE?"));
 
         let job = password(&mut room, 1, "/nick is a password", &mut out);
         assert_eq!(job.name, "alice");
@@ -628,6 +628,11 @@ pub(crate) mod tests {
         );
         assert!(room.is_joined(1));
         room.check_consistency().unwrap();
+        // The other login for the name is over, and told so.
+        assert_eq!(
+            out.take(2),
+            ["! alice has just logged in on another connection. Choose another name."]
+        );
 
         // Now logged in: a second login gets a clear error at the name.
         say(&mut room, 2, "alice", &mut out);
@@ -687,5 +692,92 @@ pub(crate) mod tests {
         password(&mut room, 3, "right one", &mut out);
         room.auth_done(3, AuthOutcome::LoggedIn { name: "Bob".into() }, &mut out);
         assert_eq!(room.nick(3), Some("Bob"));
+    }
+
+    /// Three connections try one name; one's check is running when another
+    /// wins. The idle one is told at once, the checking one with its
+    /// answer (whatever it is); both are back at the name prompt.
+    #[test]
+    fn first_right_password_wins() {
+        let mut room = Hub::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        for conn in 1..=3 {
+            room.connected(conn, &mut out);
+            say(&mut room, conn, "carol", &mut out);
+        }
+        out.sent.clear();
+        password(&mut room, 2, "a guess", &mut out);
+        password(&mut room, 3, "carol-password", &mut out);
+        room.auth_done(
+            3,
+            AuthOutcome::LoggedIn {
+                name: "Carol".into(),
+            },
+            &mut out,
+        );
+        assert!(room.is_joined(3));
+        let lost = "! Carol has just logged in on another connection. Choose another name.";
+        assert_eq!(out.take(1), [lost]);
+        assert!(out.take(2).is_empty(), "told with its answer");
+        room.auth_done(2, AuthOutcome::WrongPassword, &mut out);
+        assert_eq!(out.take(2), [lost]);
+        for conn in [1, 2] {
+            say(&mut room, conn, "dan", &mut out);
+            assert!(out.take(conn)[0].starts_with("* Password for dan?"));
+        }
+        room.check_consistency().unwrap();
+    }
+
+    /// A spent budget of new accounts: the line says whose and when, and
+    /// the user is back at the name prompt.
+    #[test]
+    fn no_new_accounts_back_to_the_name() {
+        let mut room = Hub::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        say(&mut room, 1, "eve", &mut out);
+        password(&mut room, 1, "eve-password", &mut out);
+        out.sent.clear();
+        let spent = |scope, count, period, wait| {
+            AuthOutcome::NoNewAccounts(Spent {
+                scope,
+                rate: crate::accounts::Rate {
+                    count,
+                    period: Duration::from_secs(period),
+                },
+                retry_after: Duration::from_millis(wait),
+            })
+        };
+        room.auth_done(1, spent(Scope::Address, 5, 3600, 719_001), &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Too many new accounts from your address (at most 5 per hour). Try again in 12 min, or choose an existing account's name."
+            ]
+        );
+        say(&mut room, 1, "eve", &mut out);
+        password(&mut room, 1, "eve-password", &mut out);
+        out.sent.clear();
+        room.auth_done(1, spent(Scope::Server, 60, 60, 200), &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Too many new accounts on this server right now (at most 60 per minute). Try again in 1 s, or choose an existing account's name."
+            ]
+        );
+        assert_eq!(
+            crate::dialect::line::wait_text(Duration::from_secs(119)),
+            "119 s"
+        );
+        assert_eq!(
+            crate::dialect::line::wait_text(Duration::from_secs(120)),
+            "2 min"
+        );
+        assert_eq!(
+            crate::dialect::line::wait_text(Duration::from_millis(120_001)),
+            "3 min"
+        );
     }
 }

@@ -17,6 +17,7 @@
 //! | [`ratelimit`] | flood control: a token bucket per connection | no |
 //! | [`timers`] | every timer of the loop in one heap | no |
 //! | [`config`] | every limit's default and the command line | no |
+//! | [`logging`] | the server's log: dated lines, never blocking on stderr, storms summed up | no (stderr, a file) |
 //! | [`server`] | **the event loop**: accept, read, hand lines to the hub, flush, close | yes |
 //! | [`client`] | the `loopchat` terminal client | yes |
 //! | [`bench`] | the `loopchat-bench` load generator | yes |
@@ -47,6 +48,7 @@ pub mod config;
 pub mod dialect;
 pub mod framing;
 pub mod hub;
+pub mod logging;
 pub mod protocol;
 pub mod ratelimit;
 pub mod sendq;

@@ -10,6 +10,7 @@
 //!                  ▼
 //!   for each event:   LISTENER  -> accept()       admit new connections
 //!                     SIGNALS   -> on_signal()    start shutting down
+//!                                                 (SIGHUP: reopen the log)
 //!                     Token(k)  -> read_from(k)   read until WouldBlock,
 //!                                                 frame lines, feed the Hub,
 //!                                                 which queues output
@@ -61,16 +62,17 @@ use std::time::{Duration, Instant};
 use log::{debug, error, info, warn};
 use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
-use crate::accounts::{self, Accounts, AuthJob, AuthOutcome};
+use crate::accounts::{self, Accounts, AuthJob, AuthOutcome, NewAccountBudget, Rate, Scope};
 use crate::chat::{ConnId, Event, LeaveReason, Refusal};
 use crate::config::{self, Config};
 use crate::dialect::line;
 use crate::framing::{Frame, LineFramer};
 use crate::hub::{Hub, Outbox};
+use crate::logging::{self, Kind};
 use crate::ratelimit::TokenBucket;
 use crate::sendq::SendQueue;
 use crate::timers::{self, Timer, Timers};
@@ -308,6 +310,10 @@ pub struct Server {
     auth_queue: VecDeque<QueuedAuth>,
     /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
     penalties: HashMap<IpAddr, Penalty>,
+    /// How many more accounts may be registered, per address and in all.
+    new_accounts: NewAccountBudget,
+    /// Sums up storms of accept/refusal log lines (see `logging::Limiter`).
+    log_limiter: logging::Limiter,
 }
 
 /// Creates the listening socket: non-blocking, `SO_REUSEADDR` (so a
@@ -340,9 +346,19 @@ impl Server {
         let poll = Poll::new()?;
         poll.registry()
             .register(&mut listener, LISTENER, Interest::READABLE)?;
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let new_accounts = NewAccountBudget::new(
+            Rate {
+                count: config.new_accounts_per_ip,
+                period: Duration::from_secs(3600),
+            },
+            Rate {
+                count: config.new_accounts_per_minute,
+                period: Duration::from_secs(60),
+            },
+        );
         Ok(Server {
             poll,
             listener,
@@ -376,6 +392,8 @@ impl Server {
             accounts: None,
             auth_queue: VecDeque::new(),
             penalties: HashMap::new(),
+            new_accounts,
+            log_limiter: logging::Limiter::new(),
         })
     }
 
@@ -405,6 +423,7 @@ impl Server {
                 }
             };
             let timeout = self.limit_for_trim(timeout);
+            let timeout = self.limit_for_log_summary(now, timeout);
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue; // a signal arrived; it is also in the pipe
@@ -415,6 +434,7 @@ impl Server {
             self.now = Instant::now();
             self.hub.set_now(self.now);
             self.tick_clock();
+            self.log_limiter.flush(self.now, |s| info!("{s}"));
             let carried = std::mem::take(&mut self.unread);
             // Whether this turn reads, writes or fires anything (see
             // `trim_heap_if_quiet`); timers are counted below.
@@ -512,7 +532,12 @@ impl Server {
             // back, or the spare would have no descriptor to reopen with.
             let accepted = match self.listener.accept() {
                 Ok((stream, addr)) => {
-                    warn!("out of file descriptors: refused {addr}");
+                    if self
+                        .log_limiter
+                        .admit(Kind::RefusedNoDescriptors, addr.ip(), self.now)
+                    {
+                        warn!("out of file descriptors: refused {addr}");
+                    }
                     refuse(stream, Refusal::NoDescriptors);
                     true
                 }
@@ -544,10 +569,15 @@ impl Server {
     /// Sets up a freshly accepted connection, or refuses it.
     fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
         if self.conns.len() >= self.config.max_clients {
-            info!(
-                "refused {addr}: server full ({} clients)",
-                self.config.max_clients
-            );
+            if self
+                .log_limiter
+                .admit(Kind::RefusedFull, addr.ip(), self.now)
+            {
+                info!(
+                    "refused {addr}: server full ({} clients)",
+                    self.config.max_clients
+                );
+            }
             return refuse(
                 stream,
                 Refusal::Full {
@@ -559,7 +589,12 @@ impl Server {
         let limit = self.config.max_per_ip;
         let exempt = ip.is_loopback() && !self.config.limit_loopback;
         if limit > 0 && !exempt && self.per_ip.get(&ip).copied().unwrap_or(0) >= limit {
-            warn!("refused {addr}: {limit} connections from that address");
+            if self
+                .log_limiter
+                .admit(Kind::RefusedPerAddress, addr.ip(), self.now)
+            {
+                warn!("refused {addr}: {limit} connections from that address");
+            }
             return refuse(stream, Refusal::TooManyFromAddress { max: limit });
         }
         // Nagle's algorithm would hold our small lines back waiting for ACKs;
@@ -599,7 +634,9 @@ impl Server {
             auth_pending: false,
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
-        info!("accepted {addr} as #{key}");
+        if self.log_limiter.admit(Kind::Accepted, addr.ip(), self.now) {
+            info!("accepted {addr} as #{key}");
+        }
         self.timers.schedule(
             self.now + self.config.register_timeout,
             Timer::RegisterDeadline { key, serial },
@@ -987,12 +1024,23 @@ impl Server {
         }
     }
 
+    /// SIGHUP: reopen the log file (logrotate), nothing else.
     /// SIGINT/SIGTERM: tell everyone, stop accepting, let output drain for
     /// at most [`config::SHUTDOWN_GRACE`]. A second signal ends the wait.
     fn on_signal(&mut self) {
         // Read every pending signal: the pipe behind them is edge-triggered.
-        let received = self.signals.pending().count();
-        if received == 0 {
+        let (mut hangup, mut stop) = (false, false);
+        for signal in self.signals.pending() {
+            if signal == SIGHUP {
+                hangup = true;
+            } else {
+                stop = true;
+            }
+        }
+        if hangup {
+            logging::reopen();
+        }
+        if !stop {
             return;
         }
         if self.shutting_down {
@@ -1060,12 +1108,13 @@ impl Server {
         let Some(addr) = self.conns.get(key).map(|c| c.addr) else {
             return false;
         };
-        let outcome = accounts::run_job(store, &job);
+        let ip = address_key(addr.ip());
+        let budget = &mut self.new_accounts;
+        let outcome = accounts::run_job(store, &job, || budget.take(ip, now));
         // Re-take `now` after a hash: it took milliseconds, and the
         // address's delay counts from the answer.
         self.now = Instant::now();
         let now = self.now;
-        let ip = address_key(addr.ip());
         match &outcome {
             AuthOutcome::LoggedIn { name } => info!("{addr} (#{key}) logged in as {name}"),
             AuthOutcome::Registered { name } => info!("{addr} (#{key}) registered {name}"),
@@ -1088,6 +1137,16 @@ impl Server {
                 )
             }
             AuthOutcome::SaveFailed => warn!("{addr} (#{key}) could not register {}", job.name),
+            AuthOutcome::NoNewAccounts(spent) => {
+                let whose = match spent.scope {
+                    Scope::Address => "from that address",
+                    Scope::Server => "on the server",
+                };
+                warn!(
+                    "{addr} (#{key}) new account {} refused: {} {whose} spent",
+                    job.name, spent.rate
+                );
+            }
         }
         drop(job);
         if let Some(c) = self.conns.get_mut(key) {
@@ -1136,6 +1195,16 @@ impl Server {
             self.clock_second = secs;
             self.hub.set_clock(Some(&local_hhmmss(secs)));
         }
+    }
+
+    /// How long `poll()` may sleep when the log limiter holds a count back:
+    /// until its window ends, so the summary line is not late.
+    fn limit_for_log_summary(&self, now: Instant, timeout: Option<Duration>) -> Option<Duration> {
+        let Some(at) = self.log_limiter.next_flush() else {
+            return timeout;
+        };
+        let until = at.saturating_duration_since(now);
+        Some(timeout.map_or(until, |t| t.min(until)))
     }
 
     /// How long `poll()` may sleep when freed memory waits to be trimmed:

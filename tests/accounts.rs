@@ -4,66 +4,16 @@
 
 mod common;
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use common::{Client, TestServer};
-
-static DIRS: AtomicUsize = AtomicUsize::new(0);
+use common::Client;
+use common::accounts::{accounts_file_in, admin, begin, login, start};
 
 /// A fresh folder for one test's accounts file; returns the file's path.
 fn accounts_file() -> PathBuf {
-    let n = DIRS.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("loopchat-accounts-{}-{n}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("accounts.txt")
-}
-
-fn start(file: &Path, extra: &[&str]) -> TestServer {
-    let mut args = vec!["--accounts", file.to_str().unwrap()];
-    args.extend_from_slice(extra);
-    TestServer::start(&args)
-}
-
-/// Connects and sends `name`; the password prompt is consumed.
-fn begin(s: &TestServer, name: &str) -> Client {
-    let mut c = s.connect();
-    c.expect("* Welcome to loopchat! What shall I call you?");
-    c.send(name);
-    c.expect(&format!(
-        "* Password for {name}? (A new name is registered with the password you send now: at least 8 characters.)"
-    ));
-    c
-}
-
-/// Logs in (or registers) and consumes the lines up to the welcome.
-fn login(s: &TestServer, name: &str, password: &str) -> Client {
-    let mut c = begin(s, name);
-    c.send(password);
-    c.line_where(|l| l.starts_with(&format!("* Welcome, {name}!")));
-    c
-}
-
-fn admin(file: &Path, args: &[&str], stdin: &str) -> (i32, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_loopchat-server"))
-        .arg("--accounts")
-        .arg(file)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    let out = child.wait_with_output().unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    accounts_file_in("accounts")
 }
 
 /// Register, log out, log in again; a short password and a second login
@@ -236,7 +186,18 @@ fn admin_commands() {
 #[test]
 fn kill_during_registration_loses_no_acknowledged_account() {
     let file = accounts_file();
-    let s = start(&file, &["--max-rate", "0"]);
+    // Every registration comes from 127.0.0.1: no budget of new accounts.
+    let s = start(
+        &file,
+        &[
+            "--max-rate",
+            "0",
+            "--new-accounts-per-ip",
+            "0",
+            "--new-accounts-per-minute",
+            "0",
+        ],
+    );
     let addr = s.addr;
     let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
     let mut threads = Vec::new();

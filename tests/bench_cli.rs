@@ -1,6 +1,7 @@
 //! The real `loopchat-bench` binary, briefly, against the real server (and
 //! the thread-per-client baseline): its JSON must show a clean run with the
-//! exact expected counts, and bad usage must exit 2.
+//! exact expected counts, and bad usage must exit 2 with one line saying
+//! what is wrong.
 
 mod common;
 
@@ -198,11 +199,26 @@ fn bad_usage_exits_2() {
     ] {
         let out = bench(args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
-        assert!(
-            String::from_utf8_lossy(&out.stderr).contains("Usage"),
-            "{args:?}"
-        );
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.ends_with(" (try --help)\n"), "{args:?}: {err}");
+    }
+    // Each mistake is named, not reported as "unexpected argument".
+    for (args, want) in [
+        (
+            &["fanout", "127.0.0.1"][..],
+            "loopchat-bench: \"127.0.0.1\" has no port: give ADDR:PORT (e.g. 127.0.0.1:7878, or [::1]:7878 for IPv6) (try --help)\n",
+        ),
+        (
+            &["fanuot", "127.0.0.1:7878"],
+            "loopchat-bench: unknown workload \"fanuot\": fanout, idle or churn (try --help)\n",
+        ),
+    ] {
+        let out = bench(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert_eq!(String::from_utf8_lossy(&out.stderr), want);
     }
     let help = bench(&["--help"]);
     assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).starts_with("Usage: loopchat-bench"));
 }

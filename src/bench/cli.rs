@@ -93,7 +93,8 @@ pub enum Parsed {
     Help(String),
 }
 
-/// A bad command line: print it with the usage and exit 2.
+/// A bad command line: print it on one line (with a pointer to `--help`)
+/// and exit 2.
 #[derive(Debug)]
 pub struct UsageError(pub String);
 
@@ -208,6 +209,33 @@ fn secs(m: &getopts::Matches, name: &str) -> Result<Option<Duration>, UsageError
     }
 }
 
+/// A free argument that is not a workload: it must be `ADDR:PORT`. Says
+/// which mistake it looks like (a port left out, or a misspelt workload).
+fn free_address(arg: &str) -> Result<String, UsageError> {
+    if arg.contains(':') && !arg.ends_with(':') && arg.parse::<IpAddr>().is_err() {
+        return Ok(arg.to_string());
+    }
+    if arg.parse::<u16>().is_ok() {
+        return Err(UsageError(format!(
+            "{arg:?} is a port without an address: give ADDR:PORT (e.g. 127.0.0.1:{arg})"
+        )));
+    }
+    let looks_like_host = arg.parse::<IpAddr>().is_ok()
+        || arg.ends_with(':')
+        || arg.contains('.')
+        || arg == "localhost";
+    if looks_like_host {
+        let host = arg.trim_end_matches(':');
+        Err(UsageError(format!(
+            "{arg:?} has no port: give ADDR:PORT (e.g. {host}:7878, or [::1]:7878 for IPv6)"
+        )))
+    } else {
+        Err(UsageError(format!(
+            "unknown workload {arg:?}: fanout, idle or churn"
+        )))
+    }
+}
+
 /// Parses the arguments after the program name.
 pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
     let m = options()
@@ -225,10 +253,23 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
             "churn" => Some(Workload::Churn),
             _ => None,
         };
-        match w {
-            Some(w) if workload.is_none() => workload = Some(w),
-            None if addr_text.is_none() && arg.contains(':') => addr_text = Some(arg.clone()),
-            _ => return Err(UsageError(format!("unexpected argument: {arg:?}"))),
+        match (w, workload) {
+            (Some(w), None) => workload = Some(w),
+            (Some(w), Some(first)) => {
+                return Err(UsageError(format!(
+                    "two workloads given: {} and {}; choose one",
+                    first.name(),
+                    w.name()
+                )));
+            }
+            (None, _) => {
+                if let Some(first) = &addr_text {
+                    return Err(UsageError(format!(
+                        "two addresses given: {first} and {arg}; choose one"
+                    )));
+                }
+                addr_text = Some(free_address(arg)?);
+            }
         }
     }
     let workload = workload.unwrap_or(Workload::Fanout);
@@ -372,6 +413,9 @@ mod tests {
             &["nope"],
             &["fanout", "127.0.0.1:1", "extra"],
             &["fanout", "idle"],
+            &["127.0.0.1:1", "127.0.0.1:2"],
+            &["127.0.0.1"],
+            &["::1"],
             &["--senders", "5", "--clients", "4"],
             &["--rate", "-1"],
             &["--source-addrs", "foo"],
@@ -379,5 +423,34 @@ mod tests {
         ] {
             assert!(p(args).is_err(), "{args:?}");
         }
+    }
+
+    #[test]
+    fn usage_errors_say_what_is_wrong() {
+        let err = |args: &[&str]| match p(args) {
+            Err(e) => e.0,
+            Ok(other) => panic!("{args:?} parsed as {other:?}"),
+        };
+        assert_eq!(
+            err(&["127.0.0.1"]),
+            "\"127.0.0.1\" has no port: give ADDR:PORT (e.g. 127.0.0.1:7878, or [::1]:7878 for IPv6)"
+        );
+        assert_eq!(
+            err(&["localhost:"]),
+            "\"localhost:\" has no port: give ADDR:PORT (e.g. localhost:7878, or [::1]:7878 for IPv6)"
+        );
+        assert_eq!(
+            err(&["fanuot", "127.0.0.1:9"]),
+            "unknown workload \"fanuot\": fanout, idle or churn"
+        );
+        assert_eq!(
+            err(&["idle", "churn"]),
+            "two workloads given: idle and churn; choose one"
+        );
+        assert_eq!(
+            err(&["churn", "7878"]),
+            "\"7878\" is a port without an address: give ADDR:PORT (e.g. 127.0.0.1:7878)"
+        );
+        assert!(matches!(p(&["[::1]:9"]), Ok(Parsed::Run(_))));
     }
 }

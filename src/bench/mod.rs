@@ -40,7 +40,7 @@ pub fn main_with_args(args: &[String]) -> i32 {
             return 0;
         }
         Err(e) => {
-            eprintln!("loopchat-bench: {e}\n\n{}", cli::usage());
+            eprintln!("loopchat-bench: {e} (try --help)");
             return 2;
         }
     };

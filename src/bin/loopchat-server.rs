@@ -1,10 +1,10 @@
 //! `loopchat-server`: parse the command line, set up logging, bind, serve.
 
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::path::Path;
 use std::process::ExitCode;
 
-use loopchat::accounts::{self, Accounts};
+use loopchat::accounts::{self, Accounts, FileLock};
 use loopchat::config::{self, Command, Config};
 
 fn main() -> ExitCode {
@@ -23,7 +23,7 @@ fn main() -> ExitCode {
             return admin(remove_user(&accounts, &name));
         }
         Err(e) => {
-            eprintln!("loopchat-server: {e}\n\n{}", config::usage());
+            eprintln!("loopchat-server: {e} (try --help)");
             return ExitCode::from(2);
         }
     };
@@ -31,9 +31,12 @@ fn main() -> ExitCode {
         eprintln!("loopchat-server: {e}");
         return ExitCode::from(1);
     }
-    // Loaded before binding: a malformed file stops the server at once.
-    let store = match config.accounts.as_deref().map(Accounts::load).transpose() {
-        Ok(store) => store,
+    // Locked, loaded and checked before binding: a file another server
+    // uses, a malformed file or one that cannot be written stops the
+    // server at once. The lock is held until the process exits.
+    let (store, _lock) = match config.accounts.as_deref().map(open_accounts).transpose() {
+        Ok(Some((store, lock))) => (Some(store), Some(lock)),
+        Ok(None) => (None, None),
         Err(e) => {
             eprintln!("loopchat-server: {e}");
             return ExitCode::from(1);
@@ -85,8 +88,19 @@ fn admin(result: Result<String, String>) -> ExitCode {
     }
 }
 
-/// `--add-user NAME`: the password is the first line of stdin.
+/// The server's accounts: locked against other processes, loaded, and
+/// shown to be writable.
+fn open_accounts(file: &Path) -> Result<(Accounts, FileLock), String> {
+    let lock = FileLock::acquire(file)?;
+    let store = Accounts::load(file)?;
+    store.ensure_writable()?;
+    Ok((store, lock))
+}
+
+/// `--add-user NAME`: the password is typed twice at a prompt, without
+/// echo, when stdin is a terminal; otherwise it is the first line of stdin.
 fn add_user(file: &Path, name: &str) -> Result<String, String> {
+    let _lock = FileLock::acquire(file)?;
     let mut store = Accounts::load(file)?;
     loopchat::protocol::validate_nick(name).map_err(|e| format!("invalid name {name:?}: {e}"))?;
     if store.lookup(name).is_some() {
@@ -94,13 +108,24 @@ fn add_user(file: &Path, name: &str) -> Result<String, String> {
             "account {name} already exists (--remove-user it first to reset its password)"
         ));
     }
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| format!("reading the password from stdin: {e}"))?;
-    let password = line.strip_suffix('\n').unwrap_or(&line);
-    let password = password.strip_suffix('\r').unwrap_or(password);
+    let password = if std::io::stdin().is_terminal() {
+        let first = terminal::read_password(&format!("Password for {name}: "))?;
+        accounts::check_new_password(&first)?;
+        let again = terminal::read_password(&format!("Password for {name} (again): "))?;
+        if again != first {
+            return Err("the two passwords differ; nothing was changed".into());
+        }
+        first
+    } else {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map_err(|e| format!("reading the password from stdin: {e}"))?;
+        let password = line.strip_suffix('\n').unwrap_or(&line);
+        password.strip_suffix('\r').unwrap_or(password).to_string()
+    };
+    let password = password.as_str();
     accounts::check_new_password(password)?;
     let phc = accounts::hash_password(password)?;
     store.add(name, &phc)?;
@@ -112,6 +137,7 @@ fn add_user(file: &Path, name: &str) -> Result<String, String> {
 
 /// `--remove-user NAME`.
 fn remove_user(file: &Path, name: &str) -> Result<String, String> {
+    let _lock = FileLock::acquire(file)?;
     let mut store = Accounts::load(file)?;
     if !store.remove(name) {
         return Err(format!("no account {name} in {}", file.display()));
@@ -122,27 +148,114 @@ fn remove_user(file: &Path, name: &str) -> Result<String, String> {
     Ok(format!("removed account {name} from {}", file.display()))
 }
 
-/// Logs go to stderr, and with `--log-file` also appended to that file.
+/// Logs go to stderr, and with `--log-file` also appended to that file
+/// (see `loopchat::logging`).
 fn init_logging(config: &Config) -> Result<(), String> {
-    use simplelog::{CombinedLogger, ConfigBuilder, SharedLogger, WriteLogger};
-    let mut builder = ConfigBuilder::new();
-    builder.set_target_level(log::LevelFilter::Off);
-    builder.set_thread_level(log::LevelFilter::Off);
-    // Single-threaded, so the local offset can be read safely.
-    let _ = builder.set_time_offset_to_local();
-    let log_config = builder.build();
-    let mut loggers: Vec<Box<dyn SharedLogger>> = vec![WriteLogger::new(
-        config.log_level,
-        log_config.clone(),
-        std::io::stderr(),
-    )];
-    if let Some(path) = &config.log_file {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
-        loggers.push(WriteLogger::new(config.log_level, log_config, file));
+    loopchat::logging::init(config.log_level, config.log_file.as_deref())
+}
+
+/// Reading a password at a terminal without showing it.
+mod terminal {
+    use std::io::{BufRead, Write};
+    use std::sync::OnceLock;
+
+    /// The terminal's attributes before echo was turned off, for the
+    /// signal handler (set once: both prompts start from the same state).
+    static SAVED: OnceLock<libc::termios> = OnceLock::new();
+
+    /// Signals that end the process while echo is off.
+    const FATAL: [libc::c_int; 4] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT];
+
+    /// Restores the terminal, then dies of `sig` as it would have.
+    extern "C" fn restore_and_die(sig: libc::c_int) {
+        // SAFETY: tcsetattr, signal and raise are async-signal-safe; SAVED
+        // was set before this handler was installed.
+        unsafe {
+            if let Some(saved) = SAVED.get() {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, saved);
+            }
+            libc::signal(sig, libc::SIG_DFL);
+            libc::raise(sig); // delivered when this handler returns
+        }
     }
-    CombinedLogger::init(loggers).map_err(|e| e.to_string())
+
+    /// Echo off on stdin for as long as it lives. Dropping it, or a signal
+    /// that kills the process meanwhile (Ctrl-C), turns echo back on: the
+    /// shell is not bound to repair the terminal after us.
+    struct EchoOff {
+        saved: libc::termios,
+        /// The signal actions replaced, restored on drop.
+        previous: Vec<(libc::c_int, libc::sigaction)>,
+    }
+
+    impl EchoOff {
+        fn new() -> std::io::Result<EchoOff> {
+            // SAFETY: tcgetattr fills the struct we pass; zeroed is valid.
+            let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+            if unsafe { libc::tcgetattr(libc::STDIN_FILENO, &mut saved) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            let saved = *SAVED.get_or_init(|| saved);
+            let mut echo_off = EchoOff {
+                saved,
+                previous: Vec::new(),
+            };
+            for sig in FATAL {
+                // SAFETY: installs a handler for a signal, keeping the old
+                // action; zeroed sigaction is valid (empty mask, no flags).
+                unsafe {
+                    let mut old: libc::sigaction = std::mem::zeroed();
+                    if libc::sigaction(sig, std::ptr::null(), &mut old) != 0
+                        || old.sa_sigaction == libc::SIG_IGN
+                    {
+                        continue; // ignored (nohup): leave it so
+                    }
+                    let mut new: libc::sigaction = std::mem::zeroed();
+                    new.sa_sigaction = restore_and_die as *const () as libc::sighandler_t;
+                    if libc::sigaction(sig, &new, std::ptr::null_mut()) == 0 {
+                        echo_off.previous.push((sig, old));
+                    }
+                }
+            }
+            let mut quiet = saved;
+            quiet.c_lflag &= !libc::ECHO;
+            // SAFETY: sets the attributes of stdin from a valid struct.
+            if unsafe { libc::tcsetattr(libc::STDIN_FILENO, libc::TCSAFLUSH, &quiet) } != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(echo_off)
+        }
+    }
+
+    impl Drop for EchoOff {
+        fn drop(&mut self) {
+            // SAFETY: restores the attributes and signal actions saved in `new`.
+            unsafe {
+                libc::tcsetattr(libc::STDIN_FILENO, libc::TCSANOW, &self.saved);
+                for (sig, old) in self.previous.drain(..) {
+                    libc::sigaction(sig, &old, std::ptr::null_mut());
+                }
+            }
+        }
+    }
+
+    /// Turns echo off, then prints `prompt` on stderr (so that what is
+    /// typed once the prompt shows is never echoed) and reads one line
+    /// from the terminal on stdin; the newline the user typed is not
+    /// echoed either, so one is printed after.
+    pub fn read_password(prompt: &str) -> Result<String, String> {
+        let echo_off =
+            EchoOff::new().map_err(|e| format!("cannot turn the terminal's echo off: {e}"))?;
+        eprint!("{prompt}");
+        let _ = std::io::stderr().flush();
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line);
+        drop(echo_off);
+        eprintln!();
+        match read {
+            Ok(0) => Err("no password typed (end of input)".into()),
+            Ok(_) => Ok(line.trim_end_matches(['\n', '\r']).to_string()),
+            Err(e) => Err(format!("reading the password: {e}")),
+        }
+    }
 }

@@ -95,11 +95,10 @@ pub struct Core {
     invite_timeout: Duration,
     /// The loop's time for this turn (`set_now`); `None`: read the clock.
     now: Option<Instant>,
-    /// Names need a password (`--accounts`).
+    /// Names need a password (`--accounts`). Several connections may be
+    /// logging in to one name at once (the first right password wins), so
+    /// that typing a name without its password cannot lock its owner out.
     accounts: bool,
-    /// Lowercased account name -> the connection entering its password:
-    /// a name can be in one login (or session) at a time.
-    logging_in: HashMap<String, ConnId>,
 }
 
 impl Core {
@@ -320,9 +319,6 @@ impl Core {
         let Some(member) = self.members.remove(&conn) else {
             return;
         };
-        if let Some(login) = &member.login {
-            self.logging_in.remove(&login.name.to_ascii_lowercase());
-        }
         let Some(nick) = member.nick else {
             return; // never joined: nobody knew it was here
         };
@@ -359,7 +355,6 @@ impl Core {
         }
         self.by_nick.clear();
         self.invites.clear();
-        self.logging_in.clear();
     }
 
     /// A wanted nickname: joins at once, or with accounts asks for the
@@ -371,15 +366,6 @@ impl Core {
         if let Err(e) = self.check_nick(conn, name) {
             return out.emit(Audience::One(conn), &e);
         }
-        let key = name.to_ascii_lowercase();
-        if self.logging_in.contains_key(&key) {
-            let event = Event::NameInUse {
-                nick: name,
-                holder: NameHolder::Login,
-            };
-            return out.emit(Audience::One(conn), &event);
-        }
-        self.logging_in.insert(key, conn);
         if let Some(m) = self.members.get_mut(&conn) {
             m.login = Some(Login {
                 name: name.to_string(),
@@ -423,6 +409,11 @@ impl Core {
         };
         login.checking = false;
         let name = login.name.clone();
+        if self.by_nick.contains_key(&name.to_ascii_lowercase()) {
+            // Another connection logged in to this name while the check
+            // ran: whatever the answer, this login is over.
+            return self.lost_login(conn, &name, out);
+        }
         let to = Audience::One(conn);
         match outcome {
             AuthOutcome::LoggedIn { name: stored } => {
@@ -445,17 +436,57 @@ impl Core {
                 out.emit(to, &Event::PasswordTooShort { name: &name, min });
             }
             AuthOutcome::SaveFailed => out.emit(to, &Event::SaveFailed { name: &name }),
+            AuthOutcome::NoNewAccounts(spent) => {
+                if let Some(m) = self.members.get_mut(&conn) {
+                    m.login = None;
+                }
+                out.password_prompt(conn, false);
+                out.emit(to, &Event::NoNewAccounts(spent));
+            }
         }
     }
 
-    /// Password accepted: the login reservation becomes the nickname.
+    /// Password accepted: the login becomes the nickname, and every other
+    /// connection waiting for a password for that name is told and asked
+    /// for another name (one whose check is running hears it with its
+    /// answer, in `auth_done`).
     fn finish_login(&mut self, conn: ConnId, typed: &str, stored: &str, out: &mut impl Sink) {
-        self.logging_in.remove(&typed.to_ascii_lowercase());
         if let Some(m) = self.members.get_mut(&conn) {
             m.login = None;
         }
         out.password_prompt(conn, false);
         self.try_join(conn, stored, out);
+        if !self.is_joined(conn) {
+            return;
+        }
+        // A scan of every member, but only on a successful login, which
+        // has just cost a hash of milliseconds anyway.
+        let losers: Vec<(ConnId, String)> = self
+            .members
+            .iter()
+            .filter_map(|(&c, m)| {
+                let l = m.login.as_ref()?;
+                (!l.checking && l.name.eq_ignore_ascii_case(typed)).then(|| (c, l.name.clone()))
+            })
+            .collect();
+        for (other, name) in losers {
+            self.lost_login(other, &name, out);
+        }
+    }
+
+    /// `conn` was entering the password for `name` when another connection
+    /// logged in to it: back to the name prompt.
+    fn lost_login(&mut self, conn: ConnId, name: &str, out: &mut impl Sink) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = None;
+        }
+        out.password_prompt(conn, false);
+        let nick = self
+            .by_nick
+            .get(&name.to_ascii_lowercase())
+            .and_then(|&c| self.nick(c))
+            .unwrap_or(name);
+        out.emit(Audience::One(conn), &Event::LoginLost { name: nick });
     }
 
     fn try_join(&mut self, conn: ConnId, nick: &str, out: &mut impl Sink) {

@@ -15,7 +15,7 @@ pub use self::core::Core;
 use std::fmt;
 use std::time::Instant;
 
-use crate::accounts::AuthJob;
+use crate::accounts::{AuthJob, Spent};
 use crate::protocol::NickError;
 
 /// A connection's id: the event loop's slab key.
@@ -176,8 +176,6 @@ pub enum NameHolder {
     Nickname,
     /// The account is logged in (one session per account).
     Session,
-    /// Someone is entering the account's password right now.
-    Login,
 }
 
 /// Something that happened, for one connection or many. Every field is
@@ -201,6 +199,11 @@ pub enum Event<'a> {
     PasswordTooShort { name: &'a str, min: usize },
     /// A new account could not be saved.
     SaveFailed { name: &'a str },
+    /// No new account now: the budget is spent; back to the name prompt.
+    NoNewAccounts(Spent),
+    /// Another connection logged in to `name` first; back to the name
+    /// prompt.
+    LoginLost { name: &'a str },
 
     // The room.
     /// To a single-room user who just chose a name and is now in `room`:

@@ -90,6 +90,14 @@ const PASSWORD_PROMPT: &str = "Password for ";
 /// instead of asking for another password (without the error marker).
 const PASSWORD_GOODBYES: [&str; 2] = ["Wrong password. Too many failures", "Registration timeout"];
 
+/// Errors after which the server asks for a name again, not for another
+/// password (the text without the error marker): the budget of new
+/// accounts is spent, or another connection logged in to the name first.
+fn back_to_name(reason: &str) -> bool {
+    reason.starts_with("Too many new accounts")
+        || reason.contains(" has just logged in on another connection.")
+}
+
 /// The name in a password prompt (the notice text without its marker).
 fn password_prompt_name(text: &str) -> Option<&str> {
     let (name, _) = text.strip_prefix(PASSWORD_PROMPT)?.split_once('?')?;
@@ -376,6 +384,11 @@ impl Session {
                     // answer is still to come.
                     return None;
                 };
+                if back_to_name(reason) {
+                    self.pending = None;
+                    self.phase = Phase::NeedNick;
+                    return Some(SessionEvent::Refused(reason.to_string()));
+                }
                 let automatic = match self.pending.take() {
                     Some((_, true)) => {
                         self.password = None;
@@ -433,7 +446,14 @@ impl Session {
                 }
                 Some(SessionEvent::Changed)
             }
-            Phase::Offline | Phase::NeedNick | Phase::NeedPassword(_) => None,
+            Phase::NeedPassword(_) => match line {
+                ServerLine::Error(reason) if back_to_name(reason) => {
+                    self.phase = Phase::NeedNick;
+                    Some(SessionEvent::Refused(reason.to_string()))
+                }
+                _ => None,
+            },
+            Phase::Offline | Phase::NeedNick => None,
         }
     }
 }
@@ -633,5 +653,28 @@ mod tests {
         );
         assert_eq!(s.nick(), Some("alice"));
         assert_eq!(s.users().names(), ["bob", "alice"]);
+    }
+
+    /// Two errors send the server back to the name prompt, not to another
+    /// password: the next line must not be taken (and masked) as one.
+    #[test]
+    fn back_to_the_name_after_a_password() {
+        let lost = "! alice has just logged in on another connection. Choose another name.";
+        let spent = "! Too many new accounts from your address (at most 5 per hour). Try again in 12 min, or choose an existing account's name.";
+        for (line, sent) in [(lost, false), (lost, true), (spent, true)] {
+            let mut s = Session::new(None);
+            s.on_connected();
+            s.nick_chosen("alice");
+            feed(&mut s, PROMPT);
+            if sent {
+                s.password_sent("alice-password");
+            }
+            assert_eq!(
+                feed(&mut s, line),
+                Some(SessionEvent::Refused(line[2..].into()))
+            );
+            assert_eq!(s.phase(), &Phase::NeedNick, "{line}");
+            assert!(!s.wants_password());
+        }
     }
 }

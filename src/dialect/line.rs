@@ -8,6 +8,9 @@
 //! kind of line (`* `, `! `, `[`, `(`, `~ `) are in [`crate::protocol`].
 
 use std::io::Write as _;
+use std::time::Duration;
+
+use crate::accounts::Scope;
 
 use crate::chat::{Event, NameHolder, Refusal, Request, Stage};
 use crate::framing::Frame;
@@ -220,9 +223,6 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
                 out,
                 "! {nick} is already logged in (one session per account). Choose another name."
             ),
-            NameHolder::Login => {
-                writeln!(out, "! {nick} is already logging in. Choose another name.")
-            }
         },
         Event::PasswordAsked { name, min } => writeln!(
             out,
@@ -249,6 +249,22 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
         Event::SaveFailed { name } => writeln!(
             out,
             "! Could not register {name}: the server could not save the account. Try again later."
+        ),
+        Event::NoNewAccounts(spent) => {
+            let who = match spent.scope {
+                Scope::Address => "from your address",
+                Scope::Server => "on this server right now",
+            };
+            writeln!(
+                out,
+                "! Too many new accounts {who} (at most {}). Try again in {}, or choose an existing account's name.",
+                spent.rate,
+                wait_text(spent.retry_after)
+            )
+        }
+        Event::LoginLost { name } => writeln!(
+            out,
+            "! {name} has just logged in on another connection. Choose another name."
         ),
         Event::Welcome { nick, others, .. } => {
             // Budget Chat's line first, then ours.
@@ -435,6 +451,17 @@ pub fn refusal_line(refusal: Refusal) -> String {
         Refusal::IdleTimeout { secs } => {
             format!("! Idle timeout: nothing received for {secs} s.\n")
         }
+    }
+}
+
+/// A wait for people: whole seconds up to two minutes, then minutes,
+/// rounded up (a user told "in 0 s" would retry too early).
+pub fn wait_text(d: Duration) -> String {
+    let secs = d.as_secs() + u64::from(d.subsec_nanos() > 0);
+    if secs < 120 {
+        format!("{} s", secs.max(1))
+    } else {
+        format!("{} min", secs.div_ceil(60))
     }
 }
 

@@ -295,3 +295,6 @@ impl Client {
         self.reader.read(buf).unwrap_or(0)
     }
 }
+
+/// Helpers for servers with `--accounts FILE`.
+pub mod accounts;

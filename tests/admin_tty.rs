@@ -1,0 +1,177 @@
+//! `loopchat-server --add-user` on a terminal: a prompt on stderr, the
+//! password not echoed, asked twice, and the terminal's echo restored
+//! afterwards, also when Ctrl-C interrupts the prompt. Driven in a real
+//! terminal under tmux; skipped with a note when tmux is not installed.
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::accounts::accounts_file_in;
+
+/// A private tmux server (its own socket name), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn available() -> bool {
+        Command::new("tmux")
+            .arg("-V")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    }
+
+    fn new(tag: &str) -> Tmux {
+        Tmux {
+            socket: format!("loopchat-admin-{}-{tag}", std::process::id()),
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("run tmux");
+        assert!(
+            out.status.success(),
+            "tmux {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `--add-user NAME` in a new session (tmux hands the command to
+    /// a shell); the shell then
+    /// prints the exit status and waits in `read`, which shows whether the
+    /// terminal echoes again. The trap keeps the shell alive on Ctrl-C
+    /// (a handled signal is reset to its default in the child).
+    fn add_user(&self, file: &std::path::Path, name: &str) {
+        let cmd = format!(
+            "trap 'echo interrupted' INT; {} --accounts {} --add-user {name}; echo \"exit status $?\"; read x",
+            env!("CARGO_BIN_EXE_loopchat-server"),
+            file.display()
+        );
+        self.run(&[
+            "new-session",
+            "-d",
+            "-s",
+            "admin",
+            "-x",
+            "100",
+            "-y",
+            "20",
+            &cmd,
+        ]);
+    }
+
+    fn screen(&self) -> String {
+        self.run(&["capture-pane", "-p", "-t", "admin"])
+    }
+
+    /// Polls the screen until `pred` holds; panics with the screen otherwise.
+    fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let s = self.screen();
+            if pred(&s) {
+                return s;
+            }
+            if Instant::now() > deadline {
+                panic!("timed out waiting for {what}; the screen:\n{s}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn keys(&self, keys: &[&str]) {
+        let mut args = vec!["send-keys", "-t", "admin"];
+        args.extend_from_slice(keys);
+        self.run(&args);
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .arg("kill-server")
+            .output();
+    }
+}
+
+/// The prompt appears, the typed password is never on screen, a mismatch
+/// is refused, and echo is back once the command is done.
+#[test]
+fn add_user_on_a_terminal_prompts_without_echo() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the terminal test");
+        return;
+    }
+    let file = accounts_file_in("admin-tty");
+    let tmux = Tmux::new("prompt");
+    tmux.add_user(&file, "zed");
+    tmux.wait_for("the prompt", |s| s.contains("Password for zed:"));
+    tmux.keys(&["-l", "Sw0rdfish-1"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the second prompt", |s| {
+        s.contains("Password for zed (again):")
+    });
+    tmux.keys(&["-l", "Sw0rdfish-1"]);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the exit status", |s| s.contains("exit status"));
+    assert!(s.contains("exit status 0"), "{s}");
+    assert!(!s.contains("Sw0rdfish"), "the password was echoed:\n{s}");
+    // Echo is on again: the shell's `read` shows what is typed.
+    tmux.keys(&["-l", "echo-is-back"]);
+    tmux.wait_for("the echo", |s| s.contains("echo-is-back"));
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("\nzed $argon2id$"), "{text}");
+    assert!(!text.contains("Sw0rdfish"), "{text}");
+}
+
+/// Two different passwords: refused (exit 1), nothing added. Ctrl-C at the
+/// prompt: the command dies, and the terminal echoes again.
+#[test]
+fn add_user_on_a_terminal_mismatch_and_ctrl_c() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the terminal test");
+        return;
+    }
+    let file = accounts_file_in("admin-tty");
+    let tmux = Tmux::new("mismatch");
+    tmux.add_user(&file, "zed");
+    tmux.wait_for("the prompt", |s| s.contains("Password for zed:"));
+    tmux.keys(&["-l", "Sw0rdfish-1"]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the second prompt", |s| {
+        s.contains("Password for zed (again):")
+    });
+    tmux.keys(&["-l", "Sw0rdfish-2"]);
+    tmux.keys(&["Enter"]);
+    let s = tmux.wait_for("the exit status", |s| s.contains("exit status"));
+    assert!(
+        s.contains("loopchat-server: the two passwords differ; nothing was changed"),
+        "{s}"
+    );
+    assert!(s.contains("exit status 1"), "{s}");
+    assert!(!s.contains("Sw0rdfish"), "{s}");
+    assert!(!file.exists() || !std::fs::read_to_string(&file).unwrap().contains("zed"));
+
+    // A tmux server of its own: a new session on the first one could race
+    // with that server's exit once its session is gone.
+    let tmux = Tmux::new("ctrl-c");
+    tmux.add_user(&file, "zed");
+    tmux.wait_for("the prompt", |s| s.contains("Password for zed:"));
+    tmux.keys(&["-l", "half-typed"]);
+    tmux.keys(&["C-c"]);
+    let s = tmux.wait_for("the exit status", |s| s.contains("exit status"));
+    assert!(s.contains("exit status 130"), "{s}");
+    assert!(!s.contains("half-typed"), "{s}");
+    tmux.keys(&["-l", "echo-is-back"]);
+    tmux.wait_for("the echo", |s| s.contains("echo-is-back"));
+}
