@@ -87,6 +87,11 @@ impl Hub {
         self.core.set_accounts(on);
     }
 
+    /// Names the room line users start in (`--default-room`).
+    pub fn set_default_room(&mut self, name: &str) {
+        self.core.set_default_room(name);
+    }
+
     /// Sets how long a `/pm` invitation stays valid.
     pub fn set_invite_timeout(&mut self, timeout: Duration) {
         self.core.set_invite_timeout(timeout);
@@ -398,6 +403,95 @@ pub(crate) mod tests {
         assert_eq!(out.take(1), ["* bob is now known as Bob"]);
         say(&mut room, 1, "/who", &mut out);
         assert_eq!(out.take(1), ["* 2 users online: Bob, carol"]);
+    }
+
+    /// `/join` moves a line user: the old room hears where it went, the new
+    /// room hears it enter, the mover gets the new room's list; chat, `/who`,
+    /// renames and quits stay within the rooms concerned; empty rooms vanish
+    /// except the default one.
+    #[test]
+    fn rooms_join_who_topic_and_leaving() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        say(&mut room, 0, "/join #Rust", &mut out);
+        assert_eq!(
+            out.take(0),
+            ["* The room contains: ", "* You are now in #Rust."]
+        );
+        assert_eq!(out.take(1), ["* a has left the room (moved to #Rust)"]);
+        assert_eq!(out.take(2), ["* a has left the room (moved to #Rust)"]);
+        say(&mut room, 1, "/join #rust", &mut out);
+        assert_eq!(out.take(0), ["* b has entered the room"]);
+        assert_eq!(
+            out.take(1),
+            ["* The room contains: a", "* You are now in #Rust."]
+        );
+        assert_eq!(out.take(2), ["* b has left the room (moved to #Rust)"]);
+        say(&mut room, 0, "hi rust", &mut out);
+        assert_eq!(out.take(1), ["[a] hi rust"]);
+        assert!(out.take(2).is_empty(), "c is in #lobby");
+        say(&mut room, 2, "anyone?", &mut out);
+        assert_eq!(
+            out.take(2),
+            ["* You are alone in the room; nobody received that."]
+        );
+        say(&mut room, 0, "/who", &mut out);
+        assert_eq!(out.take(0), ["* 2 users online: a, b"]);
+        say(&mut room, 2, "/rooms", &mut out);
+        assert_eq!(out.take(2), ["* Rooms: #lobby (1), #Rust (2)"]);
+        say(&mut room, 0, "/topic", &mut out);
+        assert_eq!(out.take(0), ["* #Rust has no topic."]);
+        say(&mut room, 0, "/topic borrow checking", &mut out);
+        let set = "* a set the topic of #Rust: borrow checking";
+        assert_eq!(out.take(0), [set]);
+        assert_eq!(out.take(1), [set]);
+        say(&mut room, 1, "/topic", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["* Topic of #Rust (set by a): borrow checking"]
+        );
+        room.connected(3, &mut out);
+        say(&mut room, 3, "d", &mut out);
+        out.sent.clear();
+        say(&mut room, 3, "/join #rust", &mut out);
+        assert_eq!(
+            out.take(3),
+            [
+                "* The room contains: a, b",
+                "* You are now in #Rust.",
+                "* Topic: borrow checking"
+            ]
+        );
+        say(&mut room, 3, "/join #rust", &mut out);
+        assert_eq!(out.take(3), ["! You are already in #Rust."]);
+        for bad in ["/join rust", "/join #", "/join #a.b", "/join #a b"] {
+            say(&mut room, 3, bad, &mut out);
+        }
+        assert_eq!(
+            out.take(3),
+            [
+                "! Invalid room name rust: use # and 1 to 32 letters, digits, _ or -.",
+                "! Invalid room name #: use # and 1 to 32 letters, digits, _ or -.",
+                "! Invalid room name #a.b: use # and 1 to 32 letters, digits, _ or -.",
+                "! Usage: /join #ROOM",
+            ]
+        );
+        out.sent.clear();
+        // A rename and a quit reach the room-mates only.
+        say(&mut room, 0, "/nick A", &mut out);
+        assert_eq!(out.take(0), ["* a is now known as A"]);
+        assert_eq!(out.take(1), ["* a is now known as A"]);
+        assert!(out.take(2).is_empty());
+        room.disconnected(1, &LeaveReason::Closed, &mut out);
+        assert_eq!(out.take(0), ["* b has left the room (connection closed)"]);
+        assert!(out.take(2).is_empty());
+        // The last ones out of #Rust: it vanishes; #lobby never does.
+        say(&mut room, 0, "/join #lobby", &mut out);
+        say(&mut room, 3, "/join #lobby", &mut out);
+        say(&mut room, 2, "/join #elsewhere", &mut out);
+        out.sent.clear();
+        say(&mut room, 0, "/rooms", &mut out);
+        assert_eq!(out.take(0), ["* Rooms: #elsewhere (1), #lobby (2)"]);
+        room.check_consistency().unwrap();
     }
 
     #[test]

@@ -366,6 +366,7 @@ impl Server {
             hub: {
                 let mut hub = Hub::new(config.max_line);
                 hub.set_invite_timeout(config.invite_timeout);
+                hub.set_default_room(&config.default_room);
                 hub
             },
             config,
