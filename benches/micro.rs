@@ -2,13 +2,14 @@
 //! `cargo bench --bench micro`.
 //!
 //! - the line framer: bytes/s through `LineFramer::push` + `next_frame`;
-//! - one chat line from one user to 1,000 others: `Room::handle_frame`
+//! - one chat line from one user to 1,000 others: `Hub::handle_frame`
 //!   formats it once and the outbox appends it to 1,000 `SendQueue`s (then
 //!   the queues are emptied into a sink, as the loop's writes would).
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use loopchat::chat::ConnId;
 use loopchat::framing::{Frame, LineFramer};
-use loopchat::room::{ConnId, Outbox, Room};
+use loopchat::hub::{Hub, Outbox};
 use loopchat::sendq::SendQueue;
 use std::hint::black_box;
 
@@ -59,7 +60,7 @@ impl Queues {
 
 fn broadcast(c: &mut Criterion) {
     const USERS: usize = 1001;
-    let mut room = Room::new(4096);
+    let mut room = Hub::new(4096);
     let mut out = Queues((0..USERS).map(|_| SendQueue::new(1 << 20)).collect());
     for id in 0..USERS {
         room.connected(id, &mut out);

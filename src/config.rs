@@ -36,6 +36,8 @@ pub const FLOOD_NOTICE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections from one address (IPv6: one /64). IRC servers use 3 to 16.
 pub const DEFAULT_MAX_PER_IP: usize = 10;
+/// The room a line user starts in, and that exists even when empty.
+pub const DEFAULT_ROOM: &str = "#lobby";
 /// How long a `/pm` invitation waits for `/accept` or `/decline`.
 pub const DEFAULT_INVITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Shortest password accepted when registering a new account.
@@ -138,6 +140,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     pub log_level: log::LevelFilter,
     pub invite_timeout: Duration,
+    /// `--default-room`: where line users start.
+    pub default_room: String,
     /// `--accounts FILE`: names need passwords, stored there.
     pub accounts: Option<PathBuf>,
     /// New accounts per hour per address; 0 = unlimited.
@@ -165,6 +169,7 @@ impl Default for Config {
             log_file: None,
             log_level: log::LevelFilter::Info,
             invite_timeout: DEFAULT_INVITE_TIMEOUT,
+            default_room: DEFAULT_ROOM.to_string(),
             accounts: None,
             new_accounts_per_ip: DEFAULT_NEW_ACCOUNTS_PER_IP,
             new_accounts_per_minute: DEFAULT_NEW_ACCOUNTS_PER_MINUTE,
@@ -283,6 +288,14 @@ fn options() -> getopts::Options {
             DEFAULT_INVITE_TIMEOUT.as_secs()
         ),
         "SECS",
+    );
+    o.optopt(
+        "",
+        "default-room",
+        &format!(
+            "the room line users start in, # and 1 to 32 letters, digits, _ or - (default {DEFAULT_ROOM})"
+        ),
+        "NAME",
     );
     o.optflag(
         "",
@@ -424,6 +437,14 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     }
     if let Some(v) = m.opt_str("invite-timeout") {
         c.invite_timeout = parse_secs("--invite-timeout", &v, INVITE_TIMEOUT_RANGE)?;
+    }
+    if let Some(v) = m.opt_str("default-room") {
+        crate::chat::validate_room(&v).map_err(|_| {
+            format!(
+                "--default-room: {v:?} is not a room name: # and 1 to 32 letters, digits, _ or -"
+            )
+        })?;
+        c.default_room = v;
     }
     if let Some(v) = m.opt_str("new-accounts-per-ip") {
         c.new_accounts_per_ip = parse_num("--new-accounts-per-ip", &v, NEW_ACCOUNTS_RANGE)?;

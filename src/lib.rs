@@ -7,16 +7,18 @@
 //!
 //! | module | owns | sockets? |
 //! |---|---|---|
-//! | [`protocol`] | the line grammar: markers, nickname rules, parsing server lines | no |
 //! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering and answers | no |
+//! | [`chat`] | **the chat core**: users, nicknames, who hears what; requests in, events out, no grammar | no |
+//! | [`dialect`] | grammars: the line dialect (decode a line into a request, render an event into bytes) and the IRC message grammar | no |
+//! | [`protocol`] | the line grammar's markers and nickname rules, and parsing server lines (for the client and bench) | no |
+//! | [`hub`] | connections meet the core: each line decoded by its dialect, each event rendered once per dialect | no |
 //! | [`accounts`] | account names and argon2id hashes, the accounts file | no (a file) |
-//! | [`room`] | the chat: users, nicknames, commands, who receives which line | no |
 //! | [`sendq`] | a connection's pending output, its cap, partial writes | no (any `Write`) |
 //! | [`ratelimit`] | flood control: a token bucket per connection | no |
 //! | [`timers`] | every timer of the loop in one heap | no |
 //! | [`config`] | every limit's default and the command line | no |
 //! | [`logging`] | the server's log: dated lines, never blocking on stderr, storms summed up | no (stderr, a file) |
-//! | [`server`] | **the event loop**: accept, read, hand lines to the room, flush, close | yes |
+//! | [`server`] | **the event loop**: accept, read, hand lines to the hub, flush, close | yes |
 //! | [`client`] | the `loopchat` terminal client | yes |
 //! | [`bench`] | the `loopchat-bench` load generator | yes |
 //!
@@ -27,9 +29,12 @@
 //! A user types `hi`. [`server::Server`]'s loop wakes with a READABLE event
 //! for that user's token, `read_from` reads the bytes into the shared buffer
 //! and pushes them into the connection's [`framing::LineFramer`], which hands
-//! back the line `hi`. The loop passes it to [`room::Room::handle_frame`],
-//! which formats `[alice] hi\n` once and calls `Outbox::send` for each other
-//! user; the loop's outbox appends those bytes to each recipient's
+//! back the line `hi`. The loop passes it to [`hub::Hub::handle_frame`]:
+//! the connection's dialect ([`dialect::line::decode`]) reads it as the
+//! request "say hi", and the core ([`chat::Core`]) decides who hears it: the
+//! event "alice said hi", for every other member. The hub renders that event
+//! once ([`dialect::line::render`]: `[alice] hi\n`) and calls `Outbox::send`
+//! with the same bytes for each recipient; the loop's outbox appends them to each recipient's
 //! [`sendq::SendQueue`] and puts the recipient on the flush list. Before the
 //! loop sleeps again, `flush_pending` gives each recipient one `write()`
 //! carrying everything queued for it this turn. docs/architecture.md tells
@@ -37,13 +42,15 @@
 
 pub mod accounts;
 pub mod bench;
+pub mod chat;
 pub mod client;
 pub mod config;
+pub mod dialect;
 pub mod framing;
+pub mod hub;
 pub mod logging;
 pub mod protocol;
 pub mod ratelimit;
-pub mod room;
 pub mod sendq;
 pub mod server;
 pub mod timers;

@@ -12,7 +12,7 @@
 //!                     SIGNALS   -> on_signal()    start shutting down
 //!                                                 (SIGHUP: reopen the log)
 //!                     Token(k)  -> read_from(k)   read until WouldBlock,
-//!                                                 frame lines, feed the Room,
+//!                                                 frame lines, feed the Hub,
 //!                                                 which queues output
 //!                                  queue_flush(k) (when WRITABLE)
 //!                  ▼
@@ -36,7 +36,7 @@
 //!   [`Server::read_from`] reads until `WouldBlock`. When it stops early on
 //!   purpose (fairness, flood control) it remembers the connection in
 //!   `unread` or in a timer, because no new event will come for those bytes.
-//! - **Writes are batched, like Redis.** The [`Room`] never writes to a
+//! - **Writes are batched, like Redis.** The [`Hub`] never writes to a
 //!   socket; it appends to send queues (through [`Mailer`]) and the
 //!   connection is put on `flush_list`. Before the loop sleeps, every
 //!   connection on that list gets one `write()` with everything queued for it
@@ -72,11 +72,13 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::accounts::{self, Accounts, AuthJob, AuthOutcome, NewAccountBudget, Rate, Scope};
+use crate::chat::{ConnId, Event, LeaveReason, Refusal};
 use crate::config::{self, Config};
+use crate::dialect::line;
 use crate::framing::{Frame, LineFramer};
+use crate::hub::{Hub, Outbox};
 use crate::logging::{self, Kind};
 use crate::ratelimit::TokenBucket;
-use crate::room::{ConnId, LeaveReason, Outbox, Refusal, Room};
 use crate::sendq::SendQueue;
 use crate::timers::{self, Timer, Timers};
 
@@ -159,7 +161,7 @@ impl Penalty {
     }
 }
 
-/// The [`Outbox`] the room writes into: appends to send queues. It makes
+/// The [`Outbox`] the hub writes into: appends to send queues. It makes
 /// no syscalls, except when a queue reaches its cap (see `send`).
 struct Mailer<'a> {
     conns: &'a mut Slab<Connection>,
@@ -274,7 +276,7 @@ pub struct Server {
     signals: Signals,
     config: Config,
     conns: Slab<Connection>,
-    room: Room,
+    hub: Hub,
     timers: Timers,
     /// Connections with output queued this turn.
     flush_list: Vec<usize>,
@@ -366,10 +368,11 @@ impl Server {
             poll,
             listener,
             signals,
-            room: {
-                let mut room = Room::new(config.max_line);
-                room.set_invite_timeout(config.invite_timeout);
-                room
+            hub: {
+                let mut hub = Hub::new(config.max_line);
+                hub.set_invite_timeout(config.invite_timeout);
+                hub.set_default_room(&config.default_room);
+                hub
             },
             config,
             conns: Slab::new(),
@@ -403,7 +406,7 @@ impl Server {
     /// Turns accounts on, with `store` loaded from the accounts file.
     pub fn with_accounts(mut self, store: Accounts) -> Server {
         self.accounts = Some(store);
-        self.room.set_accounts(true);
+        self.hub.set_accounts(true);
         self
     }
 
@@ -435,7 +438,7 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
-            self.room.set_now(self.now);
+            self.hub.set_now(self.now);
             self.tick_clock();
             self.log_limiter.flush(self.now, |s| info!("{s}"));
             let carried = std::mem::take(&mut self.unread);
@@ -648,8 +651,8 @@ impl Server {
             self.timers
                 .schedule(self.now + idle, Timer::IdleCheck { key, serial });
         }
-        let (room, mut out) = self.split();
-        room.connected(key, &mut out);
+        let (hub, mut out) = self.split();
+        hub.connected(key, &mut out);
     }
 
     /// Reads from connection `k` until `WouldBlock`, handing each complete
@@ -736,14 +739,17 @@ impl Server {
                     .is_none_or(|t| self.now.duration_since(t) >= config::FLOOD_NOTICE_INTERVAL);
                 if due {
                     c.flood_noticed = Some(self.now);
-                    let nick = self.room.nick(k).unwrap_or("-");
+                    let nick = self.hub.nick(k).unwrap_or("-");
                     info!(
                         "{} ({nick}) throttled: over {} lines/s",
                         c.addr, self.config.max_rate
                     );
-                    let notice = crate::room::flood_notice(self.config.max_rate, self.config.burst);
-                    let (_, mut out) = self.split();
-                    out.send(k, notice.as_bytes());
+                    let notice = Event::SlowDown {
+                        rate: self.config.max_rate,
+                        burst: self.config.burst,
+                    };
+                    let (hub, mut out) = self.split();
+                    hub.notify(k, &notice, &mut out);
                 }
                 return false;
             }
@@ -763,8 +769,8 @@ impl Server {
             } else {
                 Frame::Line(&line)
             };
-            let (room, mut out) = self.split();
-            room.handle_frame(k, frame, &mut out);
+            let (hub, mut out) = self.split();
+            hub.handle_frame(k, frame, &mut out);
             self.line = line;
         }
     }
@@ -773,8 +779,8 @@ impl Server {
     /// `hard`, the socket is useless and is freed at the end of the turn,
     /// otherwise (EOF: a half-close) what is queued for it is still sent.
     fn peer_gone(&mut self, k: usize, reason: LeaveReason, hard: bool) {
-        let (room, mut out) = self.split();
-        room.disconnected(k, &reason, &mut out);
+        let (hub, mut out) = self.split();
+        hub.disconnected(k, &reason, &mut out);
         out.close(k);
         if hard {
             self.free_later(k);
@@ -865,15 +871,15 @@ impl Server {
         if c.freeing {
             return;
         }
-        let nick = self.room.nick(k).unwrap_or("-");
+        let nick = self.hub.nick(k).unwrap_or("-");
         warn!(
             "{} ({nick}) disconnected: {reason} ({} bytes were queued)",
             c.addr,
             c.sendq.len()
         );
-        c.sendq.replace_with(refusal.line().as_bytes());
-        let (room, mut out) = self.split();
-        room.disconnected(k, &reason, &mut out);
+        c.sendq.replace_with(&self.hub.refusal(k, refusal));
+        let (hub, mut out) = self.split();
+        hub.disconnected(k, &reason, &mut out);
         out.close(k);
     }
 
@@ -897,8 +903,8 @@ impl Server {
             let mut c = self.conns.remove(k);
             // The room forgot it already, unless it is being freed for a
             // reason the room has not heard (harmless: a no-op then).
-            let (room, mut out) = self.split();
-            room.disconnected(k, &LeaveReason::Closed, &mut out);
+            let (hub, mut out) = self.split();
+            hub.disconnected(k, &LeaveReason::Closed, &mut out);
             if let Err(e) = self.poll.registry().deregister(&mut c.stream) {
                 debug!("#{k}: deregister: {e}");
             }
@@ -928,7 +934,7 @@ impl Server {
             fired += 1;
             match timer {
                 Timer::RegisterDeadline { key, serial } => {
-                    if self.live(key, serial) && !self.room.is_joined(key) {
+                    if self.live(key, serial) && !self.hub.is_joined(key) {
                         let secs = self.config.register_timeout.as_secs();
                         self.kick(
                             key,
@@ -960,8 +966,8 @@ impl Server {
                 }
                 Timer::ShutdownDeadline => self.shutdown_expired = true,
                 Timer::InviteExpiry => {
-                    let (room, mut out) = self.split();
-                    room.expire_invites(&mut out);
+                    let (hub, mut out) = self.split();
+                    hub.expire_invites(&mut out);
                 }
             }
         }
@@ -975,7 +981,7 @@ impl Server {
     /// under churn (see `timers.rs`).
     fn compact_timers(&mut self) {
         let before = self.timers.len();
-        let (conns, room) = (&self.conns, &self.room);
+        let (conns, hub) = (&self.conns, &self.hub);
         let same = |key: usize, serial: u64| conns.get(key).is_some_and(|c| c.serial == serial);
         let open = |key: usize, serial: u64| {
             conns
@@ -983,7 +989,7 @@ impl Server {
                 .is_some_and(|c| c.serial == serial && !c.closing)
         };
         self.timers.retain(|t| match *t {
-            Timer::RegisterDeadline { key, serial } => open(key, serial) && !room.is_joined(key),
+            Timer::RegisterDeadline { key, serial } => open(key, serial) && !hub.is_joined(key),
             Timer::IdleCheck { key, serial } => open(key, serial),
             Timer::Refill { key, serial } | Timer::Linger { key, serial } => same(key, serial),
             Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::InviteExpiry => true,
@@ -1015,8 +1021,9 @@ impl Server {
             c.pinged = true;
             self.timers
                 .schedule(self.now + grace, Timer::IdleCheck { key, serial });
-            let (room, mut out) = self.split();
-            room.ping(key, grace.as_secs().max(1), &mut out);
+            let (hub, mut out) = self.split();
+            let grace_secs = grace.as_secs().max(1);
+            hub.notify(key, &Event::Ping { grace_secs }, &mut out);
         } else {
             self.timers
                 .schedule(silent_since + idle, Timer::IdleCheck { key, serial });
@@ -1056,8 +1063,8 @@ impl Server {
         }
         self.timers
             .schedule(self.now + config::SHUTDOWN_GRACE, Timer::ShutdownDeadline);
-        let (room, mut out) = self.split();
-        room.shutdown(&mut out);
+        let (hub, mut out) = self.split();
+        hub.shutdown(&mut out);
     }
 
     /// When the first queued auth job may run: `None` with none queued.
@@ -1153,8 +1160,8 @@ impl Server {
                 c.auth_pending = false;
             }
         }
-        let (room, mut out) = self.split();
-        room.auth_done(key, outcome, &mut out);
+        let (hub, mut out) = self.split();
+        hub.auth_done(key, outcome, &mut out);
         // Lines that arrived meanwhile are waiting in the framer or socket.
         self.read_from(key);
         true
@@ -1192,7 +1199,7 @@ impl Server {
             .map_or(0, |d| d.as_secs() as i64);
         if secs != self.clock_second {
             self.clock_second = secs;
-            self.room.set_clock(Some(&local_hhmmss(secs)));
+            self.hub.set_clock(Some(&local_hhmmss(secs)));
         }
     }
 
@@ -1241,10 +1248,10 @@ impl Server {
         }
     }
 
-    /// The room and an outbox over our connections, borrowed together.
-    fn split(&mut self) -> (&mut Room, Mailer<'_>) {
+    /// The hub and an outbox over our connections, borrowed together.
+    fn split(&mut self) -> (&mut Hub, Mailer<'_>) {
         (
-            &mut self.room,
+            &mut self.hub,
             Mailer {
                 conns: &mut self.conns,
                 flush_list: &mut self.flush_list,
@@ -1261,7 +1268,7 @@ impl Server {
 /// Sends a one-line refusal to a connection we will not keep, and closes it.
 /// The socket is new, so its buffer has room for one short line.
 fn refuse(mut stream: TcpStream, refusal: Refusal) {
-    let _ = stream.write(refusal.line().as_bytes());
+    let _ = stream.write(line::refusal_line(refusal).as_bytes());
     drain_input(&mut stream);
 }
 

@@ -1,6 +1,6 @@
 //! Byte-for-byte transcripts of what each user receives, kept as golden
 //! files in `tests/transcripts/`: scripted scenarios driven through the
-//! socket-free core (`LineFramer` + `Room`), and a few through the real
+//! socket-free core (`LineFramer` + `Hub`), and a few through the real
 //! binary over TCP. They pin today's output so that a reshaped core can be
 //! shown to send exactly the same bytes.
 //!
@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use golden::Script;
 use loopchat::accounts::AuthOutcome;
-use loopchat::room::{LeaveReason, Refusal};
+use loopchat::chat::{LeaveReason, Refusal};
 
 /// Joining: the greeting, refused names (taken, invalid, too long, empty),
 /// commands before joining, `/nick NAME` as the first line, being alone.

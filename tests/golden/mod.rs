@@ -22,8 +22,9 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use loopchat::accounts::AuthJob;
+use loopchat::chat::{ConnId, Event, LeaveReason, Refusal};
 use loopchat::framing::{Frame, LineFramer};
-use loopchat::room::{ConnId, LeaveReason, Outbox, Refusal, Room};
+use loopchat::hub::{Hub, Outbox};
 
 /// Set to regenerate the golden files instead of comparing with them.
 pub const BLESS_VAR: &str = "LOOPCHAT_BLESS";
@@ -120,7 +121,7 @@ impl Outbox for Recording {
 /// A room driven by a script, through real line framers, recording a
 /// transcript of inputs and of what each connection received.
 pub struct Script {
-    pub room: Room,
+    pub room: Hub,
     pub out: Recording,
     framers: BTreeMap<ConnId, LineFramer>,
     max_line: usize,
@@ -132,7 +133,7 @@ pub struct Script {
 impl Script {
     pub fn new(max_line: usize) -> Script {
         let now = Instant::now();
-        let mut room = Room::new(max_line);
+        let mut room = Hub::new(max_line);
         room.set_now(now);
         Script {
             room,
@@ -212,7 +213,7 @@ impl Script {
         self.step(&format!("#{c} is kicked: {refusal:?}"));
         self.framers.remove(&c);
         let step = self.out.step;
-        let line = refusal.line();
+        let line = loopchat::dialect::line::refusal_line(refusal);
         push_lines(
             self.out.per_conn.entry(c).or_default(),
             step,
@@ -239,7 +240,8 @@ impl Script {
     /// The idle-timeout ping for `c`.
     pub fn ping(&mut self, c: ConnId, grace_secs: u64) {
         self.step(&format!("#{c} is pinged ({grace_secs} s grace)"));
-        self.room.ping(c, grace_secs, &mut self.out);
+        self.room
+            .notify(c, &Event::Ping { grace_secs }, &mut self.out);
     }
 
     /// `--timestamps`: the clock the room shows from now on.

@@ -1,0 +1,966 @@
+//! The chat itself: who is here, what each request means, who hears what.
+//!
+//! The core knows nothing about sockets or polls, and no grammar: requests
+//! come in already decoded by the connection's dialect, and what happened
+//! goes out as [`Event`]s addressed to an [`Audience`] through a [`Sink`].
+//! It reads no clock while the loop gives it the time (`set_now`, for
+//! invitation expiry), and never hashes a password: it asks the loop to,
+//! through [`Sink::authenticate`], and hears back in [`Core::auth_done`].
+//!
+//! Users are in rooms (`#lobby`, `#rust`, ...). A room is created by its
+//! first member and vanishes with its last, except the default room, which
+//! always exists. A line user is in exactly one room at a time: choosing a
+//! name puts it in the default room, and `/join` moves it.
+//!
+//! The loop (through the hub) calls it for: a connection arriving
+//! ([`Core::connected`]), a request ([`Core::handle`]), a connection gone
+//! ([`Core::disconnected`]), a password checked ([`Core::auth_done`]), an
+//! invitation timer ([`Core::expire_invites`]), and shutdown.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use super::{Audience, ConnId, Event, LeaveReason, NameHolder, Request, Sink, Stage};
+use super::{RoomError, validate_room};
+use crate::accounts::{AuthJob, AuthOutcome};
+use crate::config;
+use crate::protocol;
+
+/// One connection as the core sees it.
+#[derive(Debug)]
+struct Member {
+    /// `None` until a nickname has been accepted.
+    nick: Option<String>,
+    /// With accounts: the name chosen, while the password is asked.
+    login: Option<Login>,
+    /// The partner of a private conversation: plain lines go to them only.
+    pm_with: Option<ConnId>,
+    /// The rooms it is in (lowercased names), in the order joined.
+    rooms: Vec<String>,
+}
+
+/// A room.
+#[derive(Debug)]
+struct Channel {
+    /// As first written (`#Rust`); looked up lowercased.
+    name: String,
+    /// In join order: the broadcast list.
+    members: Vec<ConnId>,
+    /// The topic and who set it.
+    topic: Option<(String, String)>,
+}
+
+impl Channel {
+    fn new(name: &str) -> Channel {
+        Channel {
+            name: name.to_string(),
+            members: Vec::new(),
+            topic: None,
+        }
+    }
+}
+
+/// A login in progress: name chosen, password asked (or being checked).
+#[derive(Debug)]
+struct Login {
+    name: String,
+    /// A job is with the loop; its answer comes through `auth_done`.
+    checking: bool,
+    failures: u32,
+}
+
+/// A pending `/pm` invitation.
+#[derive(Debug, Clone, Copy)]
+struct Invite {
+    from: ConnId,
+    to: ConnId,
+    expires: Instant,
+}
+
+/// The chat state: every connection the loop has told us about.
+#[derive(Debug, Default)]
+pub struct Core {
+    members: HashMap<ConnId, Member>,
+    /// Connections with a nickname, in the order they chose it.
+    registered: Vec<ConnId>,
+    /// Lowercased room name -> room.
+    rooms: HashMap<String, Channel>,
+    /// Lowercased name of the room a new line user starts in.
+    default_room: String,
+    /// Lowercased nickname -> connection, for uniqueness and `/msg`.
+    by_nick: HashMap<String, ConnId>,
+    /// Pending private-conversation invitations (few: a linear scan is fine).
+    invites: Vec<Invite>,
+    /// How long an invitation stays valid.
+    invite_timeout: Duration,
+    /// The loop's time for this turn (`set_now`); `None`: read the clock.
+    now: Option<Instant>,
+    /// Names need a password (`--accounts`). Several connections may be
+    /// logging in to one name at once (the first right password wins), so
+    /// that typing a name without its password cannot lock its owner out.
+    accounts: bool,
+}
+
+impl Core {
+    /// A core whose default room is [`config::DEFAULT_ROOM`].
+    pub fn new() -> Core {
+        let mut core = Core {
+            invite_timeout: config::DEFAULT_INVITE_TIMEOUT,
+            ..Core::default()
+        };
+        core.set_default_room(config::DEFAULT_ROOM);
+        core
+    }
+
+    /// Names the room new line users start in (`--default-room`); it
+    /// exists even when empty. Call before anyone joins.
+    pub fn set_default_room(&mut self, name: &str) {
+        let key = name.to_ascii_lowercase();
+        self.rooms.remove(&self.default_room);
+        self.rooms.insert(key.clone(), Channel::new(name));
+        self.default_room = key;
+    }
+
+    /// Turns accounts on: after the nickname, a password is asked and
+    /// checked through [`Sink::authenticate`].
+    pub fn set_accounts(&mut self, on: bool) {
+        self.accounts = on;
+    }
+
+    /// Sets how long a `/pm` invitation stays valid.
+    pub fn set_invite_timeout(&mut self, timeout: Duration) {
+        self.invite_timeout = timeout;
+    }
+
+    /// Gives the core the loop's current time (once per turn), so that
+    /// invitations expire without the core reading the clock itself.
+    pub fn set_now(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    /// The loop's time, or the clock for callers that never set it.
+    fn now(&self) -> Instant {
+        self.now.unwrap_or_else(Instant::now)
+    }
+
+    /// Where `conn` is in its life (a dialect reads lines by it).
+    pub fn stage(&self, conn: ConnId) -> Stage {
+        match self.members.get(&conn) {
+            None => Stage::Gone,
+            Some(m) if m.nick.is_some() => Stage::Joined,
+            Some(m) if m.login.is_some() => Stage::Password,
+            Some(_) => Stage::Naming,
+        }
+    }
+
+    /// `conn`'s private-conversation partner, if it is in one.
+    pub fn pm_partner(&self, conn: ConnId) -> Option<ConnId> {
+        self.members.get(&conn)?.pm_with
+    }
+
+    /// Number of users who have chosen a nickname.
+    pub fn joined_count(&self) -> usize {
+        self.registered.len()
+    }
+
+    /// Whether `conn` has chosen a nickname.
+    pub fn is_joined(&self, conn: ConnId) -> bool {
+        self.nick(conn).is_some()
+    }
+
+    /// `conn`'s nickname, once it has one.
+    pub fn nick(&self, conn: ConnId) -> Option<&str> {
+        self.members.get(&conn)?.nick.as_deref()
+    }
+
+    /// The joined connections in join order, with their nicknames.
+    pub fn users(&self) -> impl Iterator<Item = (ConnId, &str)> {
+        self.registered
+            .iter()
+            .filter_map(|&c| self.nick(c).map(|n| (c, n)))
+    }
+
+    /// The rooms `conn` is in, by display name, in the order joined.
+    pub fn rooms_of(&self, conn: ConnId) -> impl Iterator<Item = &str> {
+        self.members
+            .get(&conn)
+            .into_iter()
+            .flat_map(|m| m.rooms.iter())
+            .filter_map(|key| self.rooms.get(key).map(|r| r.name.as_str()))
+    }
+
+    /// The nicknames of a room's members in join order, for lists.
+    fn names(&self, channel: &Channel) -> Vec<&str> {
+        channel
+            .members
+            .iter()
+            .filter_map(|&c| self.nick(c))
+            .collect()
+    }
+
+    /// The room a single-room user is in (its first room).
+    fn home(&self, conn: ConnId) -> Option<&Channel> {
+        let key = self.members.get(&conn)?.rooms.first()?;
+        self.rooms.get(key)
+    }
+
+    /// Checks the core's indexes against each other: every joined user is
+    /// in the nickname index exactly once and vice versa. For tests.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        if self.registered.len() != self.by_nick.len() {
+            return Err(format!(
+                "{} joined but {} nicknames indexed",
+                self.registered.len(),
+                self.by_nick.len()
+            ));
+        }
+        for (key, room) in &self.rooms {
+            if room.members.is_empty() && *key != self.default_room {
+                return Err(format!("{} is empty but still exists", room.name));
+            }
+            for c in &room.members {
+                let listed = self.members.get(c).is_some_and(|m| m.rooms.contains(key));
+                if !listed || self.nick(*c).is_none() {
+                    return Err(format!("#{c} is in {} but does not know it", room.name));
+                }
+            }
+        }
+        for (c, m) in &self.members {
+            for key in &m.rooms {
+                if !self.rooms.get(key).is_some_and(|r| r.members.contains(c)) {
+                    return Err(format!("#{c} thinks it is in {key}"));
+                }
+            }
+        }
+        for &conn in &self.registered {
+            let nick = self
+                .nick(conn)
+                .ok_or(format!("#{conn} joined without a nick"))?;
+            if self.by_nick.get(&nick.to_ascii_lowercase()) != Some(&conn) {
+                return Err(format!("{nick} (#{conn}) is not indexed"));
+            }
+            if self.registered.iter().filter(|&&c| c == conn).count() != 1 {
+                return Err(format!("#{conn} joined twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// A new connection, not yet named. Says nothing: greeting is the
+    /// dialect's business.
+    pub fn connected(&mut self, conn: ConnId) {
+        self.members.insert(
+            conn,
+            Member {
+                nick: None,
+                login: None,
+                pm_with: None,
+                rooms: Vec::new(),
+            },
+        );
+    }
+
+    /// One request from `conn`.
+    pub fn handle(&mut self, conn: ConnId, request: Request<'_>, out: &mut impl Sink) {
+        match (self.stage(conn), request) {
+            (Stage::Gone, _) => {} // left already (e.g. quit earlier in the same read)
+            (_, Request::Quit { reason }) => self.quit(conn, reason.map(str::to_string), out),
+            (Stage::Naming, Request::Register { nick }) => self.choose_name(conn, nick, out),
+            (Stage::Password, Request::Password { password }) => self.password(conn, password, out),
+            (Stage::Joined, request) => self.joined_request(conn, request, out),
+            // A dialect sends only what fits the stage; anything else is
+            // dropped rather than guessed at.
+            _ => {}
+        }
+    }
+
+    /// A joined user's request.
+    fn joined_request(&mut self, conn: ConnId, request: Request<'_>, out: &mut impl Sink) {
+        match request {
+            Request::Say { room, text } => self.say(conn, room, text, out),
+            Request::Act { room, text } => self.act(conn, room, text, out),
+            Request::Msg { to, text } => self.private(conn, to, text, out),
+            Request::Who => {
+                if let Some(room) = self.home(conn) {
+                    let names = self.names(room);
+                    let event = Event::Users {
+                        room: &room.name,
+                        names: &names,
+                    };
+                    out.emit(Audience::One(conn), &event);
+                }
+            }
+            Request::Join { room } => self.join(conn, room, out),
+            Request::Part { room, reason } => self.part(conn, room, reason, out),
+            Request::Rooms => {
+                let mut rooms: Vec<(&str, usize)> = self
+                    .rooms
+                    .values()
+                    .map(|r| (r.name.as_str(), r.members.len()))
+                    .collect();
+                rooms.sort_unstable_by_key(|(name, _)| name.to_ascii_lowercase());
+                out.emit(Audience::One(conn), &Event::RoomList { rooms: &rooms });
+            }
+            Request::Topic { room, text } => self.topic(conn, room, text, out),
+            Request::Nick { .. } if self.accounts => {
+                out.emit(Audience::One(conn), &Event::NickLocked)
+            }
+            Request::Nick { new } => self.rename(conn, new, out),
+            Request::Invite { nick } => self.invite(conn, nick, out),
+            Request::Answer { nick, accept } => self.answer(conn, nick, accept, out),
+            Request::EndPrivate => self.end_pm(conn, out),
+            Request::Register { .. } | Request::Password { .. } | Request::Quit { .. } => {}
+        }
+    }
+
+    /// `conn` is gone (EOF, reset, write error, or the loop kicked it).
+    /// Everyone else is told, with the reason. Safe to call twice.
+    pub fn disconnected(&mut self, conn: ConnId, reason: &LeaveReason, out: &mut impl Sink) {
+        let Some(member) = self.members.remove(&conn) else {
+            return;
+        };
+        let Some(nick) = member.nick else {
+            return; // never joined: nobody knew it was here
+        };
+        log::info!("{nick} (#{conn}) left: {reason}");
+        self.invites.retain(|i| i.from != conn && i.to != conn);
+        if let Some(partner) = member.pm_with {
+            self.end_pm_of(partner);
+            out.emit(Audience::One(partner), &Event::PartnerLeft { nick: &nick });
+            log::info!("private conversation ended: {nick} left");
+        }
+        self.by_nick.remove(&nick.to_ascii_lowercase());
+        self.registered.retain(|&c| c != conn);
+        for key in &member.rooms {
+            self.leave_room(conn, key);
+        }
+        let event = Event::Quit {
+            nick: &nick,
+            reason,
+        };
+        self.to_neighbours(&member.rooms, None, &event, out);
+    }
+
+    /// The server is stopping: tell everyone and close every connection.
+    pub fn shutdown(&mut self, out: &mut impl Sink) {
+        for (&conn, _) in self.members.iter() {
+            out.emit(Audience::One(conn), &Event::ShuttingDown);
+            out.close(conn);
+        }
+        self.members.clear();
+        self.registered.clear();
+        self.rooms.retain(|key, _| *key == self.default_room);
+        for room in self.rooms.values_mut() {
+            room.members.clear();
+        }
+        self.by_nick.clear();
+        self.invites.clear();
+    }
+
+    /// A wanted nickname: joins at once, or with accounts asks for the
+    /// password first.
+    fn choose_name(&mut self, conn: ConnId, name: &str, out: &mut impl Sink) {
+        if !self.accounts {
+            return self.try_join(conn, name, out);
+        }
+        if let Err(e) = self.check_nick(conn, name) {
+            return out.emit(Audience::One(conn), &e);
+        }
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = Some(Login {
+                name: name.to_string(),
+                checking: false,
+                failures: 0,
+            });
+        }
+        out.password_prompt(conn, true);
+        let event = Event::PasswordAsked {
+            name,
+            min: config::MIN_PASSWORD_LEN,
+        };
+        out.emit(Audience::One(conn), &event);
+    }
+
+    /// The password for the name chosen. Never logged or echoed.
+    fn password(&mut self, conn: ConnId, password: &str, out: &mut impl Sink) {
+        let Some(login) = self.members.get_mut(&conn).and_then(|m| m.login.as_mut()) else {
+            return;
+        };
+        if login.checking {
+            // The loop stops reading a connection while its job runs, so
+            // this only happens with other sinks.
+            return out.emit(Audience::One(conn), &Event::StillChecking);
+        }
+        login.checking = true;
+        let job = AuthJob {
+            name: login.name.clone(),
+            password: password.to_string(),
+        };
+        out.authenticate(conn, job);
+    }
+
+    /// The loop's answer to a [`Sink::authenticate`] job for `conn`.
+    pub fn auth_done(&mut self, conn: ConnId, outcome: AuthOutcome, out: &mut impl Sink) {
+        let Some(member) = self.members.get_mut(&conn) else {
+            return; // left while its job was queued
+        };
+        let Some(login) = member.login.as_mut() else {
+            return;
+        };
+        login.checking = false;
+        let name = login.name.clone();
+        if self.by_nick.contains_key(&name.to_ascii_lowercase()) {
+            // Another connection logged in to this name while the check
+            // ran: whatever the answer, this login is over.
+            return self.lost_login(conn, &name, out);
+        }
+        let to = Audience::One(conn);
+        match outcome {
+            AuthOutcome::LoggedIn { name: stored } => {
+                self.finish_login(conn, &name, &stored, out);
+            }
+            AuthOutcome::Registered { name: stored } => {
+                out.emit(to, &Event::AccountRegistered { name: &stored });
+                self.finish_login(conn, &name, &stored, out);
+            }
+            AuthOutcome::WrongPassword => {
+                login.failures += 1;
+                let left = config::MAX_LOGIN_FAILURES.saturating_sub(login.failures);
+                out.emit(to, &Event::WrongPassword { name: &name, left });
+                if left == 0 {
+                    self.disconnected(conn, &LeaveReason::Closed, out);
+                    out.close(conn);
+                }
+            }
+            AuthOutcome::TooShort { min } => {
+                out.emit(to, &Event::PasswordTooShort { name: &name, min });
+            }
+            AuthOutcome::SaveFailed => out.emit(to, &Event::SaveFailed { name: &name }),
+            AuthOutcome::NoNewAccounts(spent) => {
+                if let Some(m) = self.members.get_mut(&conn) {
+                    m.login = None;
+                }
+                out.password_prompt(conn, false);
+                out.emit(to, &Event::NoNewAccounts(spent));
+            }
+        }
+    }
+
+    /// Password accepted: the login becomes the nickname, and every other
+    /// connection waiting for a password for that name is told and asked
+    /// for another name (one whose check is running hears it with its
+    /// answer, in `auth_done`).
+    fn finish_login(&mut self, conn: ConnId, typed: &str, stored: &str, out: &mut impl Sink) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = None;
+        }
+        out.password_prompt(conn, false);
+        self.try_join(conn, stored, out);
+        if !self.is_joined(conn) {
+            return;
+        }
+        // A scan of every member, but only on a successful login, which
+        // has just cost a hash of milliseconds anyway.
+        let losers: Vec<(ConnId, String)> = self
+            .members
+            .iter()
+            .filter_map(|(&c, m)| {
+                let l = m.login.as_ref()?;
+                (!l.checking && l.name.eq_ignore_ascii_case(typed)).then(|| (c, l.name.clone()))
+            })
+            .collect();
+        for (other, name) in losers {
+            self.lost_login(other, &name, out);
+        }
+    }
+
+    /// `conn` was entering the password for `name` when another connection
+    /// logged in to it: back to the name prompt.
+    fn lost_login(&mut self, conn: ConnId, name: &str, out: &mut impl Sink) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.login = None;
+        }
+        out.password_prompt(conn, false);
+        let nick = self
+            .by_nick
+            .get(&name.to_ascii_lowercase())
+            .and_then(|&c| self.nick(c))
+            .unwrap_or(name);
+        out.emit(Audience::One(conn), &Event::LoginLost { name: nick });
+    }
+
+    fn try_join(&mut self, conn: ConnId, nick: &str, out: &mut impl Sink) {
+        if let Err(e) = self.check_nick(conn, nick) {
+            return out.emit(Audience::One(conn), &e);
+        }
+        self.by_nick.insert(nick.to_ascii_lowercase(), conn);
+        if let Some(member) = self.members.get_mut(&conn) {
+            member.nick = Some(nick.to_string());
+        }
+        log::info!("#{conn} joined as {nick}");
+        self.registered.push(conn);
+        let key = self.default_room.clone();
+        if let Some(room) = self.rooms.get(&key) {
+            let others = self.names(room);
+            let room = &room.name;
+            out.emit(
+                Audience::One(conn),
+                &Event::Welcome {
+                    nick,
+                    room,
+                    others: &others,
+                },
+            );
+        }
+        self.enter_room(conn, &key, out);
+    }
+
+    /// Puts `conn` (named) into room `key`, creating it, and tells the
+    /// members already there.
+    fn enter_room(&mut self, conn: ConnId, key: &str, out: &mut impl Sink) {
+        let Some(nick) = self.nick(conn) else {
+            return;
+        };
+        if let Some(room) = self.rooms.get(key) {
+            let event = Event::Entered {
+                nick,
+                room: &room.name,
+            };
+            let to = Audience::Members {
+                members: &room.members,
+                except: None,
+            };
+            out.emit(to, &event);
+        }
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.members.push(conn);
+        }
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.rooms.push(key.to_string());
+        }
+    }
+
+    /// Takes `conn` out of room `key` (deleting the room if that empties
+    /// it and it is not the default). Tells nobody.
+    fn leave_room(&mut self, conn: ConnId, key: &str) {
+        if let Some(room) = self.rooms.get_mut(key) {
+            room.members.retain(|&c| c != conn);
+            if room.members.is_empty() && key != self.default_room {
+                self.rooms.remove(key);
+            }
+        }
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.rooms.retain(|r| r != key);
+        }
+    }
+
+    /// `/join ROOM`: a single-room user moves there. The old room hears it
+    /// left and where to; the new one hears it entered.
+    fn join(&mut self, conn: ConnId, name: &str, out: &mut impl Sink) {
+        let me = Audience::One(conn);
+        if let Err(RoomError) = validate_room(name) {
+            return out.emit(me, &Event::RoomInvalid { name });
+        }
+        let key = name.to_ascii_lowercase();
+        let Some(old) = self
+            .members
+            .get(&conn)
+            .and_then(|m| m.rooms.first())
+            .cloned()
+        else {
+            return;
+        };
+        if old == key {
+            let room = self.rooms.get(&key).map_or(name, |r| r.name.as_str());
+            return out.emit(me, &Event::AlreadyInRoom { room });
+        }
+        let Some(nick) = self.nick(conn).map(str::to_string) else {
+            return;
+        };
+        let target = self
+            .rooms
+            .entry(key.clone())
+            .or_insert_with(|| Channel::new(name))
+            .name
+            .clone();
+        self.leave_room(conn, &old);
+        if let Some(room) = self.rooms.get(&old) {
+            let reason = LeaveReason::Moved(target.clone());
+            let event = Event::Left {
+                nick: &nick,
+                room: &room.name,
+                reason: &reason,
+            };
+            let to = Audience::Members {
+                members: &room.members,
+                except: None,
+            };
+            out.emit(to, &event);
+        }
+        log::info!("{nick} (#{conn}) moved to {target}");
+        if let Some(room) = self.rooms.get(&key) {
+            let others = self.names(room);
+            let topic = room.topic.as_ref().map(|(text, _)| text.as_str());
+            let event = Event::Moved {
+                room: &room.name,
+                others: &others,
+                topic,
+            };
+            out.emit(me, &event);
+        }
+        self.enter_room(conn, &key, out);
+    }
+
+    /// Leaves one room. Single-room users cannot (they would be nowhere);
+    /// the line dialect never asks.
+    fn part(&mut self, conn: ConnId, name: &str, reason: Option<&str>, out: &mut impl Sink) {
+        let key = name.to_ascii_lowercase();
+        let inside = self
+            .members
+            .get(&conn)
+            .is_some_and(|m| m.rooms.contains(&key) && m.rooms.len() > 1);
+        let Some(nick) = self.nick(conn).filter(|_| inside).map(str::to_string) else {
+            return out.emit(Audience::One(conn), &Event::NotInRoom { room: name });
+        };
+        let reason = LeaveReason::Part(reason.map(str::to_string));
+        if let Some(room) = self.rooms.get(&key) {
+            let event = Event::Left {
+                nick: &nick,
+                room: &room.name,
+                reason: &reason,
+            };
+            let to = Audience::Members {
+                members: &room.members,
+                except: None,
+            };
+            out.emit(to, &event);
+        }
+        self.leave_room(conn, &key);
+    }
+
+    /// `/topic [TEXT]`: shows or sets the topic of a room `conn` is in.
+    fn topic(&mut self, conn: ConnId, name: Option<&str>, text: Option<&str>, out: &mut impl Sink) {
+        let key = match name {
+            Some(name) => name.to_ascii_lowercase(),
+            None => match self.members.get(&conn).and_then(|m| m.rooms.first()) {
+                Some(key) => key.clone(),
+                None => return,
+            },
+        };
+        let inside = self
+            .members
+            .get(&conn)
+            .is_some_and(|m| m.rooms.contains(&key));
+        let (Some(room), true) = (self.rooms.get(&key), inside) else {
+            let room = name.unwrap_or_default();
+            return out.emit(Audience::One(conn), &Event::NotInRoom { room });
+        };
+        let Some(text) = text else {
+            let topic = room.topic.as_ref().map(|(t, by)| (t.as_str(), by.as_str()));
+            let event = Event::Topic {
+                room: &room.name,
+                topic,
+            };
+            return out.emit(Audience::One(conn), &event);
+        };
+        let by = self.nick(conn).unwrap_or_default().to_string();
+        log::info!("{by} (#{conn}) set the topic of {}", room.name);
+        if let Some(room) = self.rooms.get_mut(&key) {
+            room.topic = (!text.is_empty()).then(|| (text.to_string(), by.clone()));
+        }
+        if let Some(room) = self.rooms.get(&key) {
+            let event = Event::TopicChanged {
+                by: &by,
+                room: &room.name,
+                text,
+            };
+            let to = Audience::Members {
+                members: &room.members,
+                except: None,
+            };
+            out.emit(to, &event);
+        }
+    }
+
+    /// `event` to everyone who shares one of `rooms` (lowercased names)
+    /// with the user it is about, once each, except `skip`.
+    fn to_neighbours(
+        &self,
+        rooms: &[String],
+        skip: Option<ConnId>,
+        event: &Event<'_>,
+        out: &mut impl Sink,
+    ) {
+        if let [only] = rooms {
+            // The common case, and every line user: no copy of the list.
+            if let Some(room) = self.rooms.get(only) {
+                let to = Audience::Members {
+                    members: &room.members,
+                    except: skip,
+                };
+                out.emit(to, event);
+            }
+            return;
+        }
+        let mut all: Vec<ConnId> = rooms
+            .iter()
+            .filter_map(|key| self.rooms.get(key))
+            .flat_map(|room| room.members.iter().copied())
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        let to = Audience::Members {
+            members: &all,
+            except: skip,
+        };
+        out.emit(to, event);
+    }
+
+    /// Checks a wanted nickname; the event explaining why it cannot be had.
+    fn check_nick<'a>(&self, conn: ConnId, nick: &'a str) -> Result<(), Event<'a>> {
+        protocol::validate_nick(nick).map_err(Event::NickInvalid)?;
+        match self.by_nick.get(&nick.to_ascii_lowercase()) {
+            Some(&owner) if owner != conn => Err(Event::NameInUse {
+                nick,
+                holder: if self.accounts {
+                    NameHolder::Session
+                } else {
+                    NameHolder::Nickname
+                },
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// A chat line: to the room's other members, or, for a single-room
+    /// user in a private conversation, to the partner only.
+    fn say(&mut self, conn: ConnId, room: Option<&str>, text: &str, out: &mut impl Sink) {
+        if room.is_none() {
+            if let Some(partner) = self.pm_partner(conn) {
+                return self.send_private(conn, partner, text, out);
+            }
+        }
+        self.to_room(conn, room, text, false, out);
+    }
+
+    /// `/me`: to the room's other members (a private conversation does not
+    /// change where actions go).
+    fn act(&mut self, conn: ConnId, room: Option<&str>, text: &str, out: &mut impl Sink) {
+        self.to_room(conn, room, text, true, out);
+    }
+
+    /// A line (`action` or not) from `conn` to the others in `room` (its
+    /// home room for `None`), which it must be in.
+    fn to_room(
+        &self,
+        conn: ConnId,
+        room: Option<&str>,
+        text: &str,
+        action: bool,
+        out: &mut impl Sink,
+    ) {
+        let channel = match room {
+            None => self.home(conn),
+            Some(name) => {
+                let key = name.to_ascii_lowercase();
+                let inside = self
+                    .members
+                    .get(&conn)
+                    .is_some_and(|m| m.rooms.contains(&key));
+                match self.rooms.get(&key) {
+                    Some(channel) if inside => Some(channel),
+                    _ => return out.emit(Audience::One(conn), &Event::NotInRoom { room: name }),
+                }
+            }
+        };
+        let (Some(channel), Some(from)) = (channel, self.nick(conn)) else {
+            return;
+        };
+        if channel.members.len() <= 1 {
+            return out.emit(Audience::One(conn), &Event::Alone);
+        }
+        let room = channel.name.as_str();
+        let event = if action {
+            Event::Acted { from, room, text }
+        } else {
+            log::debug!("[{from}] {text}");
+            Event::Said { from, room, text }
+        };
+        let to = Audience::Members {
+            members: &channel.members,
+            except: Some(conn),
+        };
+        out.emit(to, &event);
+    }
+
+    fn private(&mut self, conn: ConnId, target: &str, text: &str, out: &mut impl Sink) {
+        let Some(&to) = self.by_nick.get(&target.to_ascii_lowercase()) else {
+            return out.emit(Audience::One(conn), &Event::NoSuchUser { nick: target });
+        };
+        self.send_private(conn, to, text, out);
+    }
+
+    /// The line to `to`, and its confirmation back to `conn`. The content
+    /// is never logged.
+    fn send_private(&mut self, conn: ConnId, to: ConnId, text: &str, out: &mut impl Sink) {
+        let from = self.nick(conn).unwrap_or_default();
+        let to_nick = self.nick(to).unwrap_or_default();
+        out.emit(Audience::One(to), &Event::PrivateFrom { from, text });
+        out.emit(Audience::One(conn), &Event::PrivateTo { to: to_nick, text });
+    }
+
+    /// `/pm NICK`: invites NICK to a private conversation.
+    fn invite(&mut self, conn: ConnId, target: &str, out: &mut impl Sink) {
+        let me = Audience::One(conn);
+        let Some(&to) = self.by_nick.get(&target.to_ascii_lowercase()) else {
+            return out.emit(me, &Event::NoSuchUser { nick: target });
+        };
+        if to == conn {
+            return out.emit(me, &Event::InviteSelf);
+        }
+        if let Some(partner) = self.pm_partner(conn) {
+            let partner = self.nick(partner).unwrap_or_default();
+            return out.emit(me, &Event::AlreadyInPrivate { partner });
+        }
+        let to_nick = self.nick(to).unwrap_or(target);
+        if self.pm_partner(to).is_some() {
+            return out.emit(me, &Event::InviteeBusy { nick: to_nick });
+        }
+        self.expire_invites(out);
+        let to_nick = self.nick(to).unwrap_or(target);
+        if self.invites.iter().any(|i| i.from == conn && i.to == to) {
+            return out.emit(me, &Event::AlreadyInvited { nick: to_nick });
+        }
+        let secs = self.invite_timeout.as_secs_f64().ceil() as u64;
+        let expires = self.now() + self.invite_timeout;
+        self.invites.push(Invite {
+            from: conn,
+            to,
+            expires,
+        });
+        out.wake_at(expires);
+        let from = self.nick(conn).unwrap_or_default();
+        let to_nick = self.nick(to).unwrap_or(target);
+        out.emit(Audience::One(to), &Event::Invited { from, secs });
+        out.emit(me, &Event::InviteSent { to: to_nick, secs });
+    }
+
+    /// `/accept NICK` (`yes`) or `/decline NICK`.
+    fn answer(&mut self, conn: ConnId, target: &str, yes: bool, out: &mut impl Sink) {
+        self.expire_invites(out);
+        let me = Audience::One(conn);
+        let from = self.by_nick.get(&target.to_ascii_lowercase()).copied();
+        let found = from.and_then(|from| {
+            self.invites
+                .iter()
+                .position(|i| i.from == from && i.to == conn)
+        });
+        let (Some(from), Some(index)) = (from, found) else {
+            return out.emit(me, &Event::NoInvitation { nick: target });
+        };
+        if !yes {
+            self.invites.remove(index);
+            let my_nick = self.nick(conn).unwrap_or_default();
+            let them = self.nick(from).unwrap_or_default();
+            out.emit(Audience::One(from), &Event::Declined { by: my_nick });
+            return out.emit(me, &Event::YouDeclined { from: them });
+        }
+        for who in [conn, from] {
+            if let Some(partner) = self.pm_partner(who) {
+                // Possible: the invitation was sent before this started.
+                let busy = (who != conn).then(|| self.nick(from).unwrap_or_default());
+                let partner = self.nick(partner).unwrap_or_default();
+                return out.emit(me, &Event::CannotAccept { busy, partner });
+            }
+        }
+        self.invites.remove(index);
+        // Other pending invitations to or from either of them are moot now.
+        self.invites
+            .retain(|i| ![i.from, i.to].iter().any(|c| *c == conn || *c == from));
+        for (who, other) in [(conn, from), (from, conn)] {
+            if let Some(m) = self.members.get_mut(&who) {
+                m.pm_with = Some(other);
+            }
+        }
+        let my_nick = self.nick(conn).unwrap_or_default();
+        let them = self.nick(from).unwrap_or_default();
+        log::info!("private conversation started: {them} and {my_nick}");
+        out.emit(Audience::One(from), &Event::Accepted { by: my_nick });
+        out.emit(me, &Event::PrivateStarted { with: them });
+    }
+
+    /// `/endpm`: both partners go back to the room.
+    fn end_pm(&mut self, conn: ConnId, out: &mut impl Sink) {
+        let Some(partner) = self.pm_partner(conn) else {
+            return out.emit(Audience::One(conn), &Event::NotInPrivate);
+        };
+        self.end_pm_of(conn);
+        self.end_pm_of(partner);
+        let me = self.nick(conn).unwrap_or_default();
+        let them = self.nick(partner).unwrap_or_default();
+        log::info!("private conversation ended: {me} and {them}");
+        out.emit(Audience::One(conn), &Event::PrivateEnded { with: them });
+        out.emit(Audience::One(partner), &Event::PrivateEndedBy { by: me });
+    }
+
+    fn end_pm_of(&mut self, conn: ConnId) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.pm_with = None;
+        }
+    }
+
+    /// Removes the invitations past their deadline and tells both sides.
+    /// The loop calls it when the timer asked for with [`Sink::wake_at`]
+    /// fires; `/pm` and `/accept` call it too, so an expired invitation is
+    /// absent even if the loop has not got round to it.
+    pub fn expire_invites(&mut self, out: &mut impl Sink) {
+        let now = self.now();
+        if self.invites.iter().all(|i| i.expires > now) {
+            return;
+        }
+        let (expired, live): (Vec<Invite>, Vec<Invite>) =
+            self.invites.iter().partition(|i| i.expires <= now);
+        self.invites = live;
+        for i in expired {
+            let from = self.nick(i.from).unwrap_or_default();
+            let to = self.nick(i.to).unwrap_or_default();
+            out.emit(Audience::One(i.from), &Event::InviteExpiredTo { to });
+            out.emit(Audience::One(i.to), &Event::InviteExpiredFrom { from });
+        }
+    }
+
+    fn rename(&mut self, conn: ConnId, new: &str, out: &mut impl Sink) {
+        if let Err(e) = self.check_nick(conn, new) {
+            return out.emit(Audience::One(conn), &e);
+        }
+        let Some(member) = self.members.get_mut(&conn) else {
+            return;
+        };
+        if member.nick.as_deref() == Some(new) {
+            // Nothing changes, so nobody else needs to hear of it.
+            return out.emit(Audience::One(conn), &Event::NickUnchanged { nick: new });
+        }
+        let old = member.nick.replace(new.to_string()).unwrap_or_default();
+        self.by_nick.remove(&old.to_ascii_lowercase());
+        self.by_nick.insert(new.to_ascii_lowercase(), conn);
+        log::info!("{old} (#{conn}) is now known as {new}");
+        let event = Event::Renamed { old: &old, new };
+        let rooms = self
+            .members
+            .get(&conn)
+            .map(|m| m.rooms.clone())
+            .unwrap_or_default();
+        if rooms.is_empty() {
+            out.emit(Audience::One(conn), &event);
+        } else {
+            self.to_neighbours(&rooms, None, &event, out);
+        }
+    }
+
+    fn quit(&mut self, conn: ConnId, reason: Option<String>, out: &mut impl Sink) {
+        out.emit(Audience::One(conn), &Event::Goodbye);
+        self.disconnected(conn, &LeaveReason::Quit(reason), out);
+        self.members.remove(&conn);
+        out.close(conn);
+    }
+}

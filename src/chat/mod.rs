@@ -1,0 +1,365 @@
+//! The chat core's vocabulary: what users ask for ([`Request`]), what
+//! happened ([`Event`]), and who must hear of it ([`Audience`]).
+//!
+//! None of these types holds a byte of any grammar. A dialect
+//! ([`crate::dialect`]) turns a connection's lines into [`Request`]s and
+//! renders [`Event`]s into that connection's bytes; the [`Core`] in between
+//! knows who is here and what each request means. The same event, "alice
+//! said hi", becomes `[alice] hi` for a line user and
+//! `:alice!alice@loopchat PRIVMSG #lobby :hi` for an IRC user.
+
+mod core;
+
+pub use self::core::Core;
+
+use std::fmt;
+use std::time::Instant;
+
+use crate::accounts::{AuthJob, Spent};
+use crate::protocol::NickError;
+
+/// A connection's id: the event loop's slab key.
+pub type ConnId = usize;
+
+/// Longest room name, `#` included.
+pub const MAX_ROOM_LEN: usize = 33;
+
+/// A room name breaks the rules (see [`validate_room`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RoomError;
+
+/// Checks a room name: `#` then 1 to 32 ASCII letters, digits, `_` or `-`.
+/// The same names in every dialect; compared ignoring ASCII case.
+pub fn validate_room(name: &str) -> Result<(), RoomError> {
+    let Some(rest) = name.strip_prefix('#') else {
+        return Err(RoomError);
+    };
+    let ok = (1..MAX_ROOM_LEN).contains(&rest.len())
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok { Ok(()) } else { Err(RoomError) }
+}
+
+/// What a user asked for, with the grammar already taken off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Choose a nickname (with accounts: the account to log in as).
+    Register { nick: &'a str },
+    /// The password for the account named in `Register`.
+    Password { password: &'a str },
+    /// Say `text` to a room (`None`: the one room a single-room user is
+    /// in, or, in a private conversation, the partner).
+    Say {
+        room: Option<&'a str>,
+        text: &'a str,
+    },
+    /// An action (`/me`), to a room as for `Say`.
+    Act {
+        room: Option<&'a str>,
+        text: &'a str,
+    },
+    /// A private line to one user.
+    Msg { to: &'a str, text: &'a str },
+    /// Change nickname.
+    Nick { new: &'a str },
+    /// Who is in the room (a single-room user's room).
+    Who,
+    /// Join a room (a single-room user moves there).
+    Join { room: &'a str },
+    /// Leave a room.
+    Part {
+        room: &'a str,
+        reason: Option<&'a str>,
+    },
+    /// The list of rooms.
+    Rooms,
+    /// Show a room's topic (`text: None`), or set it. `room: None`: the
+    /// single-room user's room.
+    Topic {
+        room: Option<&'a str>,
+        text: Option<&'a str>,
+    },
+    /// Invite `nick` to a private conversation.
+    Invite { nick: &'a str },
+    /// Accept (or decline) `nick`'s invitation.
+    Answer { nick: &'a str, accept: bool },
+    /// End the private conversation.
+    EndPrivate,
+    /// Leave.
+    Quit { reason: Option<&'a str> },
+}
+
+/// Where a connection is in its life, as far as the core is concerned; a
+/// dialect reads its lines differently in each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stage {
+    /// Connected, no nickname yet.
+    Naming,
+    /// Accounts: the name is chosen and its password is asked.
+    Password,
+    /// In the room.
+    Joined,
+    /// Unknown to the core (left already).
+    Gone,
+}
+
+/// Why a user left; dialects show it to the others.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaveReason {
+    Quit(Option<String>),
+    /// Left one room for another (a single-room user's `/join`).
+    Moved(String),
+    /// Left one room (IRC `PART`).
+    Part(Option<String>),
+    Closed,
+    Reset,
+    WriteError,
+    SendQueueExceeded,
+    IdleTimeout,
+    RegisterTimeout,
+}
+
+impl fmt::Display for LeaveReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LeaveReason::Quit(None) => f.write_str("quit"),
+            LeaveReason::Quit(Some(why)) => write!(f, "quit: {why}"),
+            LeaveReason::Moved(to) => write!(f, "moved to {to}"),
+            LeaveReason::Part(None) => f.write_str("left"),
+            LeaveReason::Part(Some(why)) => write!(f, "left: {why}"),
+            LeaveReason::Closed => f.write_str("connection closed"),
+            LeaveReason::Reset => f.write_str("connection reset"),
+            LeaveReason::WriteError => f.write_str("write error"),
+            LeaveReason::SendQueueExceeded => f.write_str("send queue exceeded"),
+            LeaveReason::IdleTimeout => f.write_str("idle timeout"),
+            LeaveReason::RegisterTimeout => f.write_str("registration timeout"),
+        }
+    }
+}
+
+/// Why the server closes a connection it will not keep; a dialect renders
+/// it as that connection's last line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// `--max-clients` connections are open.
+    Full { max: usize },
+    /// `--max-per-ip` connections from this address are open.
+    TooManyFromAddress { max: usize },
+    /// The process is out of file descriptors.
+    NoDescriptors,
+    /// No nickname within `--register-timeout`.
+    RegisterTimeout { secs: u64 },
+    /// Output passed `--max-sendq`.
+    SendQueueExceeded,
+    /// Nothing received after the idle ping.
+    IdleTimeout { secs: u64 },
+}
+
+/// Who receives an event.
+#[derive(Debug, Clone, Copy)]
+pub enum Audience<'a> {
+    /// One connection.
+    One(ConnId),
+    /// Every connection in `members` except `except`: a broadcast, which
+    /// the renderer turns into bytes once per dialect present.
+    Members {
+        members: &'a [ConnId],
+        except: Option<ConnId>,
+    },
+}
+
+/// Whose account or session holds a name (see [`Event::NameInUse`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameHolder {
+    /// Another user has this nickname.
+    Nickname,
+    /// The account is logged in (one session per account).
+    Session,
+}
+
+/// Something that happened, for one connection or many. Every field is
+/// what a renderer needs; none of it is grammar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    // Choosing a name and logging in.
+    /// The wanted nickname breaks the rules.
+    NickInvalid(NickError),
+    /// The wanted name is held by someone else.
+    NameInUse { nick: &'a str, holder: NameHolder },
+    /// Accounts: the name is chosen; its password is asked.
+    PasswordAsked { name: &'a str, min: usize },
+    /// A password line arrived while the previous one is being checked.
+    StillChecking,
+    /// A new account was saved.
+    AccountRegistered { name: &'a str },
+    /// Wrong password; `left` tries remain (0: the connection is closed).
+    WrongPassword { name: &'a str, left: u32 },
+    /// A new account's password is too short.
+    PasswordTooShort { name: &'a str, min: usize },
+    /// A new account could not be saved.
+    SaveFailed { name: &'a str },
+    /// No new account now: the budget is spent; back to the name prompt.
+    NoNewAccounts(Spent),
+    /// Another connection logged in to `name` first; back to the name
+    /// prompt.
+    LoginLost { name: &'a str },
+
+    // The room.
+    /// To a single-room user who just chose a name and is now in `room`:
+    /// who else is there (in join order).
+    Welcome {
+        nick: &'a str,
+        room: &'a str,
+        others: &'a [&'a str],
+    },
+    /// To a single-room user who moved to `room`: who is there, its topic.
+    Moved {
+        room: &'a str,
+        others: &'a [&'a str],
+        topic: Option<&'a str>,
+    },
+    /// To a room's other members: `nick` joined it.
+    Entered { nick: &'a str, room: &'a str },
+    /// To a room's remaining members: `nick` left it (moved, parted).
+    Left {
+        nick: &'a str,
+        room: &'a str,
+        reason: &'a LeaveReason,
+    },
+    /// To everyone who shared a room with `nick`: it left the server.
+    Quit {
+        nick: &'a str,
+        reason: &'a LeaveReason,
+    },
+    /// `from` said `text` in `room`.
+    Said {
+        from: &'a str,
+        room: &'a str,
+        text: &'a str,
+    },
+    /// `from` did `text` (`/me`) in `room`.
+    Acted {
+        from: &'a str,
+        room: &'a str,
+        text: &'a str,
+    },
+    /// The speaker is alone: nobody received the line.
+    Alone,
+    /// The users in `room`, in join order.
+    Users { room: &'a str, names: &'a [&'a str] },
+    /// A room name that breaks the rules.
+    RoomInvalid { name: &'a str },
+    /// `/join` of the room one is in.
+    AlreadyInRoom { room: &'a str },
+    /// A room one is not in (for part or topic), or that does not exist.
+    NotInRoom { room: &'a str },
+    /// Every room with its number of members, by name.
+    RoomList { rooms: &'a [(&'a str, usize)] },
+    /// `room`'s topic (`None`: it has none), and who set it.
+    Topic {
+        room: &'a str,
+        topic: Option<(&'a str, &'a str)>,
+    },
+    /// To a room's members, the setter included: `by` set the topic.
+    TopicChanged {
+        by: &'a str,
+        room: &'a str,
+        text: &'a str,
+    },
+    /// `old` is now `new`.
+    Renamed { old: &'a str, new: &'a str },
+    /// The nickname asked for is the one the user has already.
+    NickUnchanged { nick: &'a str },
+    /// With accounts, the nickname is the account name.
+    NickLocked,
+
+    // Private lines and conversations.
+    /// To the recipient: a private line from `from`.
+    PrivateFrom { from: &'a str, text: &'a str },
+    /// To the sender: the private line to `to` was delivered.
+    PrivateTo { to: &'a str, text: &'a str },
+    /// No user by that name.
+    NoSuchUser { nick: &'a str },
+    /// `/pm` oneself.
+    InviteSelf,
+    /// The inviter is in a conversation with `partner` already.
+    AlreadyInPrivate { partner: &'a str },
+    /// The invitee is in a conversation already.
+    InviteeBusy { nick: &'a str },
+    /// The same invitation is pending.
+    AlreadyInvited { nick: &'a str },
+    /// To the invitee.
+    Invited { from: &'a str, secs: u64 },
+    /// To the inviter.
+    InviteSent { to: &'a str, secs: u64 },
+    /// `/accept` or `/decline` without a pending invitation from `nick`.
+    NoInvitation { nick: &'a str },
+    /// To the inviter: `by` declined.
+    Declined { by: &'a str },
+    /// To the one who declined.
+    YouDeclined { from: &'a str },
+    /// `/accept` while one side is in another conversation; `busy` is
+    /// `None` for the accepting user, else the inviter's nickname.
+    CannotAccept {
+        busy: Option<&'a str>,
+        partner: &'a str,
+    },
+    /// To the inviter: `by` accepted; the conversation started.
+    Accepted { by: &'a str },
+    /// To the accepting user: the conversation with `with` started.
+    PrivateStarted { with: &'a str },
+    /// `/endpm` outside a conversation.
+    NotInPrivate,
+    /// To the user who ended it.
+    PrivateEnded { with: &'a str },
+    /// To the partner of the one who ended it.
+    PrivateEndedBy { by: &'a str },
+    /// To the partner of one who left the server.
+    PartnerLeft { nick: &'a str },
+    /// To the inviter: the invitation to `to` expired.
+    InviteExpiredTo { to: &'a str },
+    /// To the invitee: `from`'s invitation expired.
+    InviteExpiredFrom { from: &'a str },
+
+    // The connection.
+    /// The user quit; the connection closes after this.
+    Goodbye,
+    /// The server is stopping.
+    ShuttingDown,
+    /// The idle check: answer within `grace_secs`.
+    Ping { grace_secs: u64 },
+    /// Flood control slowed this connection down.
+    SlowDown { rate: u32, burst: u32 },
+    /// The connection is being closed for this reason.
+    Refused(Refusal),
+}
+
+/// Where the core's events go. The hub implements it by rendering each
+/// event in the recipient's dialect; tests implement it with a `Vec`.
+pub trait Sink {
+    /// `event` happened, for `to`.
+    fn emit(&mut self, to: Audience<'_>, event: &Event<'_>);
+    /// Close `conn` once everything queued for it has been written. The
+    /// core has already forgotten `conn` when it calls this.
+    fn close(&mut self, conn: ConnId);
+    /// Check a password (slow: argon2), later, and answer with
+    /// [`Core::auth_done`]. The default drops the job, for sinks of cores
+    /// without accounts.
+    fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+        let _ = (conn, job);
+    }
+    /// Call [`Core::expire_invites`] at `at` (an invitation's deadline).
+    /// The default ignores it; expiry is then noticed lazily, on the next
+    /// `/pm` or `/accept`.
+    fn wake_at(&mut self, at: Instant) {
+        let _ = at;
+    }
+    /// A password is being asked of `conn` (`on`), or no longer is: a
+    /// transport that echoes for its client (telnet) stops, then resumes.
+    /// Called before the prompt, and before the welcome. The default does
+    /// nothing.
+    fn password_prompt(&mut self, conn: ConnId, on: bool) {
+        let _ = (conn, on);
+    }
+}

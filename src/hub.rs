@@ -1,0 +1,877 @@
+//! Where connections meet the chat core: each connection's dialect decodes
+//! its lines into [`Request`]s for the [`Core`], and the core's [`Event`]s
+//! are rendered into bytes for the connections that must receive them.
+//!
+//! This module knows nothing about sockets either. The event loop feeds it
+//! what happened to a connection ("K connected", "K sent this frame", "K
+//! went away", "K's password was checked") and it answers through an
+//! [`Outbox`]: "queue these bytes for K", "close K once its output is
+//! written". That split keeps the chat testable without a network, and
+//! keeps the loop about bytes only.
+//!
+//! Broadcast is where a chat server spends its time, so an event for N
+//! recipients is rendered **once per dialect** into a scratch buffer and the
+//! same bytes are handed to the outbox N times (the loop appends them to N
+//! send queues; it does not write them yet). Today every connection speaks
+//! the line dialect ([`crate::dialect::line`]), so that is once.
+
+use std::time::{Duration, Instant};
+
+use crate::accounts::{AuthJob, AuthOutcome};
+use crate::chat::{Audience, ConnId, Core, Event, LeaveReason, Refusal, Sink};
+use crate::dialect::line;
+use crate::framing::Frame;
+
+/// Where the hub's bytes go. The event loop implements this over its
+/// connections' send queues; tests implement it with a `Vec`.
+pub trait Outbox {
+    /// Queue `bytes` (whole lines) for connection `to`.
+    fn send(&mut self, to: ConnId, bytes: &[u8]);
+    /// Close `conn` once everything queued for it has been written. The
+    /// chat has already forgotten `conn` when it calls this.
+    fn close(&mut self, conn: ConnId);
+    /// Check a password (slow: argon2), later, and answer with
+    /// [`Hub::auth_done`]. Only used with accounts on; the default drops
+    /// the job, for outboxes of hubs without accounts.
+    fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+        let _ = (conn, job);
+    }
+    /// Call [`Hub::expire_invites`] at `at` (an invitation's deadline).
+    /// The loop puts this in its timer heap; the default ignores it, and
+    /// expiry is then noticed lazily, on the next `/accept`.
+    fn wake_at(&mut self, at: Instant) {
+        let _ = at;
+    }
+    /// A password is being asked of `conn` (`on`), or no longer is: the
+    /// loop tells a telnet client to stop, then resume, echoing what its
+    /// user types (`IAC WILL ECHO` / `IAC WONT ECHO`). Called before the
+    /// prompt, and before the welcome. The default does nothing: other
+    /// clients echo nothing, or mask passwords themselves.
+    fn password_prompt(&mut self, conn: ConnId, on: bool) {
+        let _ = (conn, on);
+    }
+}
+
+/// The chat core and the dialects of its connections.
+#[derive(Debug)]
+pub struct Hub {
+    core: Core,
+    /// `Some("HH:MM:SS")` when `--timestamps` is on; set by the loop.
+    clock: Option<String>,
+    max_line: usize,
+    /// A dialect's direct answer to a line (usage errors, help).
+    reply: Vec<u8>,
+    /// Reused for rendering, so a broadcast allocates nothing.
+    scratch: Vec<u8>,
+}
+
+impl Hub {
+    /// An empty chat. `max_line` is only quoted in the "too long" error.
+    pub fn new(max_line: usize) -> Hub {
+        Hub {
+            core: Core::new(),
+            clock: None,
+            max_line,
+            reply: Vec::new(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The chat state, for queries.
+    pub fn core(&self) -> &Core {
+        &self.core
+    }
+
+    /// Turns accounts on: after the nickname, a password is asked.
+    pub fn set_accounts(&mut self, on: bool) {
+        self.core.set_accounts(on);
+    }
+
+    /// Names the room line users start in (`--default-room`).
+    pub fn set_default_room(&mut self, name: &str) {
+        self.core.set_default_room(name);
+    }
+
+    /// Sets how long a `/pm` invitation stays valid.
+    pub fn set_invite_timeout(&mut self, timeout: Duration) {
+        self.core.set_invite_timeout(timeout);
+    }
+
+    /// The loop's time for this turn.
+    pub fn set_now(&mut self, now: Instant) {
+        self.core.set_now(now);
+    }
+
+    /// Turns the `HH:MM:SS ` prefix of chat lines on, with the time to show.
+    /// The loop calls this once per turn; `None` turns stamps off.
+    pub fn set_clock(&mut self, hhmmss: Option<&str>) {
+        match (hhmmss, &mut self.clock) {
+            (Some(now), Some(clock)) => {
+                clock.clear();
+                clock.push_str(now);
+            }
+            (Some(now), None) => self.clock = Some(now.to_string()),
+            (None, _) => self.clock = None,
+        }
+    }
+
+    /// `conn`'s private-conversation partner, if it is in one.
+    pub fn pm_partner(&self, conn: ConnId) -> Option<ConnId> {
+        self.core.pm_partner(conn)
+    }
+
+    /// Number of users who have chosen a nickname.
+    pub fn joined_count(&self) -> usize {
+        self.core.joined_count()
+    }
+
+    /// Whether `conn` has chosen a nickname.
+    pub fn is_joined(&self, conn: ConnId) -> bool {
+        self.core.is_joined(conn)
+    }
+
+    /// `conn`'s nickname, once it has one.
+    pub fn nick(&self, conn: ConnId) -> Option<&str> {
+        self.core.nick(conn)
+    }
+
+    /// The joined connections in join order, with their nicknames.
+    pub fn users(&self) -> impl Iterator<Item = (ConnId, &str)> {
+        self.core.users()
+    }
+
+    /// See [`Core::check_consistency`]. For tests.
+    pub fn check_consistency(&self) -> Result<(), String> {
+        self.core.check_consistency()
+    }
+
+    /// A new connection: the core learns of it, the dialect greets it.
+    pub fn connected(&mut self, conn: ConnId, out: &mut impl Outbox) {
+        self.core.connected(conn);
+        out.send(conn, line::GREETING.as_bytes());
+    }
+
+    /// One frame from `conn`'s framer: decoded by its dialect, then handed
+    /// to the core.
+    pub fn handle_frame(&mut self, conn: ConnId, frame: Frame<'_>, out: &mut impl Outbox) {
+        let stage = self.core.stage(conn);
+        self.reply.clear();
+        let request = line::decode(frame, stage, self.max_line, &mut self.reply);
+        if !self.reply.is_empty() {
+            out.send(conn, &self.reply);
+        }
+        if let Some(request) = request {
+            let (core, mut sink) = self.split(out);
+            core.handle(conn, request, &mut sink);
+        }
+    }
+
+    /// `conn` is gone (EOF, reset, write error, or the loop kicked it).
+    /// Safe to call twice.
+    pub fn disconnected(&mut self, conn: ConnId, reason: &LeaveReason, out: &mut impl Outbox) {
+        let (core, mut sink) = self.split(out);
+        core.disconnected(conn, reason, &mut sink);
+    }
+
+    /// The server is stopping: tell everyone and close every connection.
+    pub fn shutdown(&mut self, out: &mut impl Outbox) {
+        let (core, mut sink) = self.split(out);
+        core.shutdown(&mut sink);
+    }
+
+    /// The loop's answer to an [`Outbox::authenticate`] job for `conn`.
+    pub fn auth_done(&mut self, conn: ConnId, outcome: AuthOutcome, out: &mut impl Outbox) {
+        let (core, mut sink) = self.split(out);
+        core.auth_done(conn, outcome, &mut sink);
+    }
+
+    /// Expires due invitations (the timer asked for with
+    /// [`Outbox::wake_at`] fired).
+    pub fn expire_invites(&mut self, out: &mut impl Outbox) {
+        let (core, mut sink) = self.split(out);
+        core.expire_invites(&mut sink);
+    }
+
+    /// Tells `conn` something about its connection that is not chat (the
+    /// idle ping, a flood notice), if it is still known.
+    pub fn notify(&mut self, conn: ConnId, event: &Event<'_>, out: &mut impl Outbox) {
+        if self.core.stage(conn) != crate::chat::Stage::Gone {
+            let (_, mut sink) = self.split(out);
+            sink.emit(Audience::One(conn), event);
+        }
+    }
+
+    /// The last line for a connection being closed because of `refusal`,
+    /// in its dialect.
+    pub fn refusal(&self, conn: ConnId, refusal: Refusal) -> Vec<u8> {
+        let _ = conn; // every connection speaks the line dialect today
+        line::refusal_line(refusal).into_bytes()
+    }
+
+    /// The core, and a sink that renders its events into `out`.
+    fn split<'a, O: Outbox>(&'a mut self, out: &'a mut O) -> (&'a mut Core, Renderer<'a, O>) {
+        (
+            &mut self.core,
+            Renderer {
+                out,
+                clock: self.clock.as_deref(),
+                scratch: &mut self.scratch,
+            },
+        )
+    }
+}
+
+/// The core's [`Sink`] over an [`Outbox`]: renders each event once in the
+/// line dialect and queues the bytes for every recipient.
+struct Renderer<'a, O: Outbox> {
+    out: &'a mut O,
+    clock: Option<&'a str>,
+    scratch: &'a mut Vec<u8>,
+}
+
+impl<O: Outbox> Sink for Renderer<'_, O> {
+    fn emit(&mut self, to: Audience<'_>, event: &Event<'_>) {
+        self.scratch.clear();
+        line::render(event, self.clock, self.scratch);
+        match to {
+            Audience::One(conn) => self.out.send(conn, self.scratch),
+            Audience::Members { members, except } => {
+                for &conn in members {
+                    if Some(conn) != except {
+                        self.out.send(conn, self.scratch);
+                    }
+                }
+            }
+        }
+    }
+
+    fn close(&mut self, conn: ConnId) {
+        self.out.close(conn);
+    }
+
+    fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+        self.out.authenticate(conn, job);
+    }
+
+    fn wake_at(&mut self, at: Instant) {
+        self.out.wake_at(at);
+    }
+
+    fn password_prompt(&mut self, conn: ConnId, on: bool) {
+        self.out.password_prompt(conn, on);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::accounts::{Scope, Spent};
+    use crate::chat::LeaveReason;
+
+    /// Records everything the hub asks for.
+    #[derive(Default)]
+    pub(crate) struct Recorder {
+        pub sent: Vec<(ConnId, String)>,
+        pub closed: Vec<ConnId>,
+        pub jobs: Vec<(ConnId, AuthJob)>,
+    }
+
+    impl Outbox for Recorder {
+        fn send(&mut self, to: ConnId, line: &[u8]) {
+            // A send may carry several lines; record them one by one.
+            for l in String::from_utf8_lossy(line).lines() {
+                self.sent.push((to, l.to_string()));
+            }
+        }
+        fn close(&mut self, conn: ConnId) {
+            self.closed.push(conn);
+        }
+        fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
+            self.jobs.push((conn, job));
+        }
+    }
+
+    impl Recorder {
+        /// Lines sent to `to` since the last call, oldest first.
+        fn take(&mut self, to: ConnId) -> Vec<String> {
+            let (mine, rest) = std::mem::take(&mut self.sent)
+                .into_iter()
+                .partition(|(c, _)| *c == to);
+            self.sent = rest;
+            mine.into_iter().map(|(_, l)| l).collect()
+        }
+    }
+
+    fn say(room: &mut Hub, conn: ConnId, line: &str, out: &mut Recorder) {
+        room.handle_frame(conn, Frame::Line(line.as_bytes()), out);
+    }
+
+    fn joined_room(nicks: &[&str]) -> (Hub, Recorder) {
+        let mut room = Hub::new(4096);
+        let mut out = Recorder::default();
+        for (i, nick) in nicks.iter().enumerate() {
+            room.connected(i, &mut out);
+            say(&mut room, i, nick, &mut out);
+        }
+        out.sent.clear();
+        (room, out)
+    }
+
+    #[test]
+    fn join_sequence_matches_budget_chat() {
+        let mut room = Hub::new(4096);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        assert_eq!(
+            out.take(1),
+            ["* Welcome to loopchat! What shall I call you?"]
+        );
+        say(&mut room, 1, "alice", &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "* The room contains: ",
+                "* Welcome, alice! 1 user online. Type /help for commands.",
+                "* You are alone in the room.",
+            ]
+        );
+        room.connected(2, &mut out);
+        say(&mut room, 2, "/nick bob", &mut out);
+        assert_eq!(out.take(1), ["* bob has entered the room"]);
+        assert_eq!(
+            out.take(2)[1..],
+            [
+                "* The room contains: alice",
+                "* Welcome, bob! 2 users online. Type /help for commands."
+            ]
+        );
+    }
+
+    #[test]
+    fn chat_goes_to_the_others_only() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        room.connected(3, &mut out); // not joined: must not receive chat
+        out.sent.clear();
+        say(&mut room, 0, "hello", &mut out);
+        say(&mut room, 0, "//slash", &mut out);
+        assert_eq!(out.take(1), ["[a] hello", "[a] /slash"]);
+        assert_eq!(out.take(2), ["[a] hello", "[a] /slash"]);
+        assert!(
+            out.sent.is_empty(),
+            "no echo, nothing for unjoined: {:?}",
+            out.sent
+        );
+    }
+
+    #[test]
+    fn nickname_errors_ask_again() {
+        let (mut room, mut out) = joined_room(&["Bob"]);
+        room.connected(1, &mut out);
+        out.sent.clear();
+        say(&mut room, 1, "bob", &mut out);
+        assert_eq!(out.take(1), ["! Nickname bob is taken. Choose another."]);
+        say(&mut room, 1, "bob smith", &mut out);
+        let err = out.take(1);
+        assert!(
+            err[0].starts_with("! Invalid nickname: ' ' is not allowed"),
+            "{err:?}"
+        );
+        say(&mut room, 1, &"x".repeat(33), &mut out);
+        assert!(out.take(1)[0].contains("at most 32"));
+        say(&mut room, 1, "/who", &mut out);
+        assert_eq!(out.take(1), ["! Choose a nickname first."]);
+        say(&mut room, 1, "robert", &mut out);
+        assert_eq!(out.take(1)[0], "* The room contains: Bob");
+    }
+
+    /// `/who` counts in the singular for one, and `/nick` to the name one
+    /// already has renames nobody: only its sender hears about it. A
+    /// change of case is a real rename.
+    #[test]
+    fn who_alone_and_nick_to_the_same_name() {
+        let (mut room, mut out) = joined_room(&["bob"]);
+        say(&mut room, 0, "/who", &mut out);
+        assert_eq!(out.take(0), ["* 1 user online: bob"]);
+        room.connected(1, &mut out);
+        say(&mut room, 1, "carol", &mut out);
+        out.sent.clear();
+        say(&mut room, 0, "/nick bob", &mut out);
+        assert_eq!(out.take(0), ["* Your nickname is already bob."]);
+        assert!(out.sent.is_empty(), "{:?}", out.sent);
+        say(&mut room, 0, "/nick Bob", &mut out);
+        assert_eq!(out.take(0), ["* bob is now known as Bob"]);
+        assert_eq!(out.take(1), ["* bob is now known as Bob"]);
+        say(&mut room, 1, "/who", &mut out);
+        assert_eq!(out.take(1), ["* 2 users online: Bob, carol"]);
+    }
+
+    /// `/join` moves a line user: the old room hears where it went, the new
+    /// room hears it enter, the mover gets the new room's list; chat, `/who`,
+    /// renames and quits stay within the rooms concerned; empty rooms vanish
+    /// except the default one.
+    #[test]
+    fn rooms_join_who_topic_and_leaving() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        say(&mut room, 0, "/join #Rust", &mut out);
+        assert_eq!(
+            out.take(0),
+            ["* The room contains: ", "* You are now in #Rust."]
+        );
+        assert_eq!(out.take(1), ["* a has left the room (moved to #Rust)"]);
+        assert_eq!(out.take(2), ["* a has left the room (moved to #Rust)"]);
+        say(&mut room, 1, "/join #rust", &mut out);
+        assert_eq!(out.take(0), ["* b has entered the room"]);
+        assert_eq!(
+            out.take(1),
+            ["* The room contains: a", "* You are now in #Rust."]
+        );
+        assert_eq!(out.take(2), ["* b has left the room (moved to #Rust)"]);
+        say(&mut room, 0, "hi rust", &mut out);
+        assert_eq!(out.take(1), ["[a] hi rust"]);
+        assert!(out.take(2).is_empty(), "c is in #lobby");
+        say(&mut room, 2, "anyone?", &mut out);
+        assert_eq!(
+            out.take(2),
+            ["* You are alone in the room; nobody received that."]
+        );
+        say(&mut room, 0, "/who", &mut out);
+        assert_eq!(out.take(0), ["* 2 users online: a, b"]);
+        say(&mut room, 2, "/rooms", &mut out);
+        assert_eq!(out.take(2), ["* Rooms: #lobby (1), #Rust (2)"]);
+        say(&mut room, 0, "/topic", &mut out);
+        assert_eq!(out.take(0), ["* #Rust has no topic."]);
+        say(&mut room, 0, "/topic borrow checking", &mut out);
+        let set = "* a set the topic of #Rust: borrow checking";
+        assert_eq!(out.take(0), [set]);
+        assert_eq!(out.take(1), [set]);
+        say(&mut room, 1, "/topic", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["* Topic of #Rust (set by a): borrow checking"]
+        );
+        room.connected(3, &mut out);
+        say(&mut room, 3, "d", &mut out);
+        out.sent.clear();
+        say(&mut room, 3, "/join #rust", &mut out);
+        assert_eq!(
+            out.take(3),
+            [
+                "* The room contains: a, b",
+                "* You are now in #Rust.",
+                "* Topic: borrow checking"
+            ]
+        );
+        say(&mut room, 3, "/join #rust", &mut out);
+        assert_eq!(out.take(3), ["! You are already in #Rust."]);
+        for bad in ["/join rust", "/join #", "/join #a.b", "/join #a b"] {
+            say(&mut room, 3, bad, &mut out);
+        }
+        assert_eq!(
+            out.take(3),
+            [
+                "! Invalid room name rust: use # and 1 to 32 letters, digits, _ or -.",
+                "! Invalid room name #: use # and 1 to 32 letters, digits, _ or -.",
+                "! Invalid room name #a.b: use # and 1 to 32 letters, digits, _ or -.",
+                "! Usage: /join #ROOM",
+            ]
+        );
+        out.sent.clear();
+        // A rename and a quit reach the room-mates only.
+        say(&mut room, 0, "/nick A", &mut out);
+        assert_eq!(out.take(0), ["* a is now known as A"]);
+        assert_eq!(out.take(1), ["* a is now known as A"]);
+        assert!(out.take(2).is_empty());
+        room.disconnected(1, &LeaveReason::Closed, &mut out);
+        assert_eq!(out.take(0), ["* b has left the room (connection closed)"]);
+        assert!(out.take(2).is_empty());
+        // The last ones out of #Rust: it vanishes; #lobby never does.
+        say(&mut room, 0, "/join #lobby", &mut out);
+        say(&mut room, 3, "/join #lobby", &mut out);
+        say(&mut room, 2, "/join #elsewhere", &mut out);
+        out.sent.clear();
+        say(&mut room, 0, "/rooms", &mut out);
+        assert_eq!(out.take(0), ["* Rooms: #elsewhere (1), #lobby (2)"]);
+        room.check_consistency().unwrap();
+    }
+
+    #[test]
+    fn commands() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        say(&mut room, 0, "/WHO", &mut out);
+        assert_eq!(out.take(0), ["* 3 users online: a, b, c"]);
+        say(&mut room, 0, "/msg B psst", &mut out);
+        assert_eq!(out.take(1), ["(a) psst"]);
+        assert_eq!(out.take(0), ["(-> b) psst"]);
+        assert!(out.take(2).is_empty());
+        say(&mut room, 0, "/msg zed hi", &mut out);
+        assert_eq!(out.take(0), ["! No such user: zed."]);
+        say(&mut room, 0, "/me waves", &mut out);
+        assert_eq!(out.take(1), ["~ a waves"]);
+        assert_eq!(out.take(2), ["~ a waves"]);
+        say(&mut room, 0, "/nick A2", &mut out);
+        assert_eq!(out.take(0), ["* a is now known as A2"]);
+        assert_eq!(out.take(2), ["* a is now known as A2"]);
+        assert_eq!(out.take(1), ["* a is now known as A2"]);
+        say(&mut room, 1, "/nick a2", &mut out);
+        assert_eq!(out.take(1), ["! Nickname a2 is taken. Choose another."]);
+        say(&mut room, 0, "/frob", &mut out);
+        assert_eq!(
+            out.take(0),
+            ["! Unknown command /frob. Type /help for the list."]
+        );
+        say(&mut room, 0, "/quit bye all", &mut out);
+        assert_eq!(out.take(0), ["* Goodbye."]);
+        assert_eq!(out.closed, [0]);
+        assert_eq!(out.take(1), ["* A2 has left the room (quit: bye all)"]);
+        assert_eq!(out.take(2), ["* A2 has left the room (quit: bye all)"]);
+        assert_eq!(room.joined_count(), 2);
+        say(&mut room, 1, "/nick a2", &mut out);
+        assert_eq!(out.take(2), ["* b is now known as a2"], "old nick freed");
+    }
+
+    #[test]
+    fn bad_lines_get_errors_and_are_not_relayed() {
+        let (mut room, mut out) = joined_room(&["a", "b"]);
+        say(&mut room, 0, "\x1b[2Jboom", &mut out);
+        room.handle_frame(0, Frame::Line(b"\xff\xfe"), &mut out);
+        room.handle_frame(0, Frame::TooLong, &mut out);
+        say(&mut room, 0, "   ", &mut out);
+        say(&mut room, 0, "tab\tok", &mut out);
+        assert_eq!(
+            out.take(0),
+            [
+                "! Control characters are not allowed; line discarded.",
+                "! Line is not valid UTF-8; discarded.",
+                "! Line too long (max 4096 bytes); discarded.",
+            ]
+        );
+        assert_eq!(out.take(1), ["[a] tab\tok"]);
+    }
+
+    #[test]
+    fn alone_and_leaving() {
+        let (mut room, mut out) = joined_room(&["a", "b"]);
+        room.disconnected(1, &LeaveReason::Closed, &mut out);
+        room.disconnected(1, &LeaveReason::Closed, &mut out); // idempotent
+        assert_eq!(out.take(0), ["* b has left the room (connection closed)"]);
+        say(&mut room, 0, "anyone?", &mut out);
+        assert_eq!(
+            out.take(0),
+            ["* You are alone in the room; nobody received that."]
+        );
+    }
+
+    #[test]
+    fn timestamps_prefix_chat_lines_only() {
+        let (mut room, mut out) = joined_room(&["a", "b"]);
+        room.set_clock(Some("12:34:56"));
+        say(&mut room, 0, "hi", &mut out);
+        say(&mut room, 0, "/me nods", &mut out);
+        assert_eq!(out.take(1), ["12:34:56 [a] hi", "12:34:56 ~ a nods"]);
+    }
+
+    #[test]
+    fn private_conversation_flow() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        let t0 = Instant::now();
+        room.set_now(t0);
+        say(&mut room, 0, "/pm a", &mut out);
+        assert_eq!(out.take(0), ["! You cannot invite yourself."]);
+        say(&mut room, 0, "/pm zed", &mut out);
+        assert_eq!(out.take(0), ["! No such user: zed."]);
+        say(&mut room, 0, "/pm B", &mut out);
+        assert_eq!(out.take(0), ["* Invitation sent to b; it expires in 60 s."]);
+        assert_eq!(
+            out.take(1),
+            [
+                "* a invites you to a private conversation. Answer /accept a or /decline a (within 60 s)."
+            ]
+        );
+        say(&mut room, 1, "/accept c", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! No invitation from c (it may have expired)."]
+        );
+        say(&mut room, 1, "/accept a", &mut out);
+        assert_eq!(room.pm_partner(0), Some(1));
+        assert_eq!(room.pm_partner(1), Some(0));
+        assert!(out.take(0)[0].starts_with("* b accepted."));
+        assert!(out.take(1)[0].starts_with("* You are in a private conversation with a"));
+        say(&mut room, 0, "secret", &mut out);
+        assert_eq!(out.take(1), ["(a) secret"]);
+        assert_eq!(out.take(0), ["(-> b) secret"]);
+        say(&mut room, 2, "public", &mut out);
+        assert_eq!(out.take(0), ["[c] public"]);
+        assert_eq!(out.take(1), ["[c] public"]);
+        say(&mut room, 2, "/pm a", &mut out);
+        assert_eq!(out.take(2), ["! a is already in a private conversation."]);
+        say(&mut room, 0, "/pm c", &mut out);
+        assert!(out.take(0)[0].starts_with("! You are already in a private conversation with b"));
+        assert!(out.sent.is_empty(), "{:?}", out.sent);
+        say(&mut room, 1, "/endpm", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["* Private conversation with a ended. You are back in the room."]
+        );
+        assert_eq!(
+            out.take(0),
+            ["* b ended the private conversation. You are back in the room."]
+        );
+        say(&mut room, 1, "/endpm", &mut out);
+        assert_eq!(out.take(1), ["! You are not in a private conversation."]);
+        say(&mut room, 0, "back", &mut out);
+        assert_eq!(out.take(1), ["[a] back"]);
+        assert_eq!(out.take(2), ["[a] back"]);
+    }
+
+    #[test]
+    fn invitations_decline_expire_and_partner_leaving() {
+        let (mut room, mut out) = joined_room(&["a", "b", "c"]);
+        let t0 = Instant::now();
+        room.set_now(t0);
+        room.set_invite_timeout(Duration::from_secs(1));
+        say(&mut room, 0, "/pm b", &mut out);
+        say(&mut room, 1, "/decline a", &mut out);
+        assert_eq!(out.take(0)[1], "* b declined your invitation.");
+        assert_eq!(out.take(1)[1], "* You declined a's invitation.");
+        say(&mut room, 0, "/pm b", &mut out);
+        room.set_now(t0 + Duration::from_secs(2));
+        say(&mut room, 1, "/accept a", &mut out);
+        assert_eq!(
+            out.take(1)[1..],
+            [
+                "* a's invitation expired.",
+                "! No invitation from a (it may have expired)."
+            ]
+        );
+        assert_eq!(out.take(0)[1], "* Your invitation to b expired.");
+        assert_eq!(room.pm_partner(1), None);
+        say(&mut room, 2, "/pm b", &mut out);
+        say(&mut room, 1, "/accept c", &mut out);
+        out.sent.clear();
+        room.disconnected(2, &LeaveReason::Closed, &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "* c left; your private conversation ended. You are back in the room.",
+                "* c has left the room (connection closed)"
+            ]
+        );
+        assert_eq!(room.pm_partner(1), None);
+    }
+
+    /// Sends `password` as `conn` and returns the job the hub queued.
+    fn password(room: &mut Hub, conn: ConnId, pw: &str, out: &mut Recorder) -> AuthJob {
+        say(room, conn, pw, out);
+        let (c, job) = out.jobs.pop().expect("a job was queued");
+        assert_eq!(c, conn);
+        assert_eq!(job.password, pw);
+        job
+    }
+
+    #[test]
+    fn login_state_machine() {
+        let mut room = Hub::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        out.sent.clear();
+        say(&mut room, 1, "alice", &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "* Password for alice? (A new name is registered with the password you send now: at least 8 characters.)"
+            ]
+        );
+        assert!(!room.is_joined(1));
+        // A second connection may try alice meanwhile: the name is not
+        // reserved (the first right password wins, see below).
+        room.connected(2, &mut out);
+        out.sent.clear();
+        say(&mut room, 2, "ALICE", &mut out);
+        assert!(out.take(2)[0].starts_with("* Password for ALICE?"));
+
+        let job = password(&mut room, 1, "/nick is a password", &mut out);
+        assert_eq!(job.name, "alice");
+        say(&mut room, 1, "more", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! Still checking your password; wait for the answer."]
+        );
+        room.auth_done(1, AuthOutcome::TooShort { min: 8 }, &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Password too short: a new account needs at least 8 characters. Send another password for alice."
+            ]
+        );
+        password(&mut room, 1, "long enough", &mut out);
+        room.auth_done(1, AuthOutcome::SaveFailed, &mut out);
+        assert!(out.take(1)[0].starts_with("! Could not register alice"));
+        password(&mut room, 1, "long enough", &mut out);
+        room.auth_done(
+            1,
+            AuthOutcome::Registered {
+                name: "alice".into(),
+            },
+            &mut out,
+        );
+        assert_eq!(
+            out.take(1)[..2],
+            ["* Account alice registered.", "* The room contains: "]
+        );
+        assert!(room.is_joined(1));
+        room.check_consistency().unwrap();
+        // The other login for the name is over, and told so.
+        assert_eq!(
+            out.take(2),
+            ["! alice has just logged in on another connection. Choose another name."]
+        );
+
+        // Now logged in: a second login gets a clear error at the name.
+        say(&mut room, 2, "alice", &mut out);
+        assert_eq!(
+            out.take(2),
+            ["! alice is already logged in (one session per account). Choose another name."]
+        );
+        say(&mut room, 1, "/nick other", &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! With accounts, your nickname is your account name; /nick is off."]
+        );
+        // Nothing anyone sent as a password was relayed to anyone.
+        assert!(out.sent.iter().all(|(_, l)| !l.contains("long enough")));
+    }
+
+    #[test]
+    fn three_wrong_passwords_close_and_quit_frees_the_name() {
+        let mut room = Hub::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        say(&mut room, 1, "bob", &mut out);
+        out.sent.clear();
+        for left in [2, 1] {
+            password(&mut room, 1, "wrong", &mut out);
+            room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+            let plural = if left == 1 { "attempt" } else { "attempts" };
+            assert_eq!(
+                out.take(1),
+                [format!(
+                    "! Wrong password for bob. Try again ({left} {plural} left)."
+                )]
+            );
+        }
+        password(&mut room, 1, "wrong", &mut out);
+        room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+        assert_eq!(
+            out.take(1),
+            ["! Wrong password. Too many failures; goodbye."]
+        );
+        assert_eq!(out.closed, [1]);
+        // A late answer for a connection that left is ignored.
+        room.auth_done(1, AuthOutcome::WrongPassword, &mut out);
+        assert!(out.sent.is_empty());
+
+        // The name is free again; /quit while the password is asked works.
+        room.connected(2, &mut out);
+        say(&mut room, 2, "bob", &mut out);
+        say(&mut room, 2, "/QUIT", &mut out);
+        assert!(out.jobs.is_empty());
+        assert_eq!(out.closed, [1, 2]);
+        room.connected(3, &mut out);
+        out.sent.clear();
+        say(&mut room, 3, "bob", &mut out);
+        assert!(out.take(3)[0].starts_with("* Password for bob?"));
+        password(&mut room, 3, "right one", &mut out);
+        room.auth_done(3, AuthOutcome::LoggedIn { name: "Bob".into() }, &mut out);
+        assert_eq!(room.nick(3), Some("Bob"));
+    }
+
+    /// Three connections try one name; one's check is running when another
+    /// wins. The idle one is told at once, the checking one with its
+    /// answer (whatever it is); both are back at the name prompt.
+    #[test]
+    fn first_right_password_wins() {
+        let mut room = Hub::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        for conn in 1..=3 {
+            room.connected(conn, &mut out);
+            say(&mut room, conn, "carol", &mut out);
+        }
+        out.sent.clear();
+        password(&mut room, 2, "a guess", &mut out);
+        password(&mut room, 3, "carol-password", &mut out);
+        room.auth_done(
+            3,
+            AuthOutcome::LoggedIn {
+                name: "Carol".into(),
+            },
+            &mut out,
+        );
+        assert!(room.is_joined(3));
+        let lost = "! Carol has just logged in on another connection. Choose another name.";
+        assert_eq!(out.take(1), [lost]);
+        assert!(out.take(2).is_empty(), "told with its answer");
+        room.auth_done(2, AuthOutcome::WrongPassword, &mut out);
+        assert_eq!(out.take(2), [lost]);
+        for conn in [1, 2] {
+            say(&mut room, conn, "dan", &mut out);
+            assert!(out.take(conn)[0].starts_with("* Password for dan?"));
+        }
+        room.check_consistency().unwrap();
+    }
+
+    /// A spent budget of new accounts: the line says whose and when, and
+    /// the user is back at the name prompt.
+    #[test]
+    fn no_new_accounts_back_to_the_name() {
+        let mut room = Hub::new(4096);
+        room.set_accounts(true);
+        let mut out = Recorder::default();
+        room.connected(1, &mut out);
+        say(&mut room, 1, "eve", &mut out);
+        password(&mut room, 1, "eve-password", &mut out);
+        out.sent.clear();
+        let spent = |scope, count, period, wait| {
+            AuthOutcome::NoNewAccounts(Spent {
+                scope,
+                rate: crate::accounts::Rate {
+                    count,
+                    period: Duration::from_secs(period),
+                },
+                retry_after: Duration::from_millis(wait),
+            })
+        };
+        room.auth_done(1, spent(Scope::Address, 5, 3600, 719_001), &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Too many new accounts from your address (at most 5 per hour). Try again in 12 min, or choose an existing account's name."
+            ]
+        );
+        say(&mut room, 1, "eve", &mut out);
+        password(&mut room, 1, "eve-password", &mut out);
+        out.sent.clear();
+        room.auth_done(1, spent(Scope::Server, 60, 60, 200), &mut out);
+        assert_eq!(
+            out.take(1),
+            [
+                "! Too many new accounts on this server right now (at most 60 per minute). Try again in 1 s, or choose an existing account's name."
+            ]
+        );
+        assert_eq!(
+            crate::dialect::line::wait_text(Duration::from_secs(119)),
+            "119 s"
+        );
+        assert_eq!(
+            crate::dialect::line::wait_text(Duration::from_secs(120)),
+            "2 min"
+        );
+        assert_eq!(
+            crate::dialect::line::wait_text(Duration::from_millis(120_001)),
+            "3 min"
+        );
+    }
+}
