@@ -331,7 +331,7 @@ pub(crate) mod tests {
             out.take(1),
             [
                 "* The room contains: ",
-                "* Welcome, alice! 1 user online. Type /help for commands.",
+                "* Welcome, alice! 1 user online in #lobby. Type /help for commands.",
                 "* You are alone in the room.",
             ]
         );
@@ -342,7 +342,7 @@ pub(crate) mod tests {
             out.take(2)[1..],
             [
                 "* The room contains: alice",
-                "* Welcome, bob! 2 users online. Type /help for commands."
+                "* Welcome, bob! 2 users online in #lobby. Type /help for commands."
             ]
         );
     }

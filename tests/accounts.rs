@@ -29,7 +29,7 @@ fn register_login_and_nothing_in_clear() {
     a.send("alice-secret-1");
     a.expect("* Account alice registered.");
     a.expect("* The room contains: ");
-    a.expect("* Welcome, alice! 1 user online. Type /help for commands.");
+    a.expect("* Welcome, alice! 1 user online in #lobby. Type /help for commands.");
     a.expect("* You are alone in the room.");
 
     // One session per account: the name is refused while alice is on.
@@ -47,7 +47,7 @@ fn register_login_and_nothing_in_clear() {
     again.line_where(|l| l.starts_with("* Password for ALICE?"));
     again.send("alice-secret-1");
     again.expect("* The room contains: ");
-    again.expect("* Welcome, alice! 1 user online. Type /help for commands.");
+    again.expect("* Welcome, alice! 1 user online in #lobby. Type /help for commands.");
 
     let text = std::fs::read_to_string(&file).unwrap();
     let line = text

@@ -34,7 +34,7 @@ fn new_accounts_per_address_are_budgeted() {
     c.expect(&password_prompt("user1"));
     c.send("user-password");
     c.expect("* The room contains: ");
-    c.expect("* Welcome, user1! 1 user online. Type /help for commands.");
+    c.expect("* Welcome, user1! 1 user online in #lobby. Type /help for commands.");
     drop(login(&s, "user2", "user-password"));
 
     let text = std::fs::read_to_string(&file).unwrap();
@@ -96,7 +96,7 @@ fn a_name_waiting_for_its_password_does_not_lock_out_the_owner() {
     let mut owner = begin(&s, "ALICE");
     owner.send("alice-password");
     owner.expect("* The room contains: ");
-    owner.expect("* Welcome, alice! 1 user online. Type /help for commands.");
+    owner.expect("* Welcome, alice! 1 user online in #lobby. Type /help for commands.");
     squatter.expect("! alice has just logged in on another connection. Choose another name.");
     squatter.send("alice");
     squatter.expect("! alice is already logged in (one session per account). Choose another name.");

@@ -18,7 +18,7 @@ fn three_users_join_chat_and_no_echo() {
     b.expect("* Welcome to loopchat! What shall I call you?");
     b.send("bob");
     b.expect("* The room contains: alice");
-    b.expect("* Welcome, bob! 2 users online. Type /help for commands.");
+    b.expect("* Welcome, bob! 2 users online in #lobby. Type /help for commands.");
     a.expect("* bob has entered the room");
     let mut c = s.join("carol");
     a.expect("* carol has entered the room");
@@ -39,7 +39,7 @@ fn welcome_lists_users_and_alone_notice() {
     a.expect("* Welcome to loopchat! What shall I call you?");
     a.send("alice");
     a.expect("* The room contains: ");
-    a.expect("* Welcome, alice! 1 user online. Type /help for commands.");
+    a.expect("* Welcome, alice! 1 user online in #lobby. Type /help for commands.");
     a.expect("* You are alone in the room.");
     a.send("anyone?");
     a.expect("* You are alone in the room; nobody received that.");

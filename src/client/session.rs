@@ -521,7 +521,7 @@ mod tests {
         assert_eq!(s.users().len(), 3);
         assert_eq!(
             s.on_line(&ServerLine::parse(
-                "* Welcome, mee! 3 users online. Type /help"
+                "* Welcome, mee! 3 users online in #lobby. Type /help"
             )),
             None
         );
@@ -647,7 +647,7 @@ mod tests {
         assert_eq!(
             feed(
                 &mut s,
-                "* Welcome, alice! 2 users online. Type /help for commands."
+                "* Welcome, alice! 2 users online in #lobby. Type /help for commands."
             ),
             Some(SessionEvent::Changed)
         );

@@ -266,7 +266,7 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
             out,
             "! {name} has just logged in on another connection. Choose another name."
         ),
-        Event::Welcome { nick, others, .. } => {
+        Event::Welcome { nick, room, others } => {
             // Budget Chat's line first, then ours.
             out.extend_from_slice(protocol::ROOM_CONTAINS.as_bytes());
             push_list(out, others);
@@ -274,7 +274,7 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
             let plural = if online == 1 { "user" } else { "users" };
             let _ = writeln!(
                 out,
-                "\n* Welcome, {nick}! {online} {plural} online. Type /help for commands."
+                "\n* Welcome, {nick}! {online} {plural} online in {room}. Type /help for commands."
             );
             if others.is_empty() {
                 out.extend_from_slice(b"* You are alone in the room.\n");
