@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use super::{Audience, ConnId, Event, LeaveReason, NameHolder, Request, Sink, Stage};
+use super::{Audience, ConnId, Event, LeaveReason, NameHolder, Request, Sink, Stage, TextKind};
 use super::{RoomError, validate_room};
 use crate::accounts::{AuthJob, AuthOutcome};
 use crate::config;
@@ -37,6 +37,12 @@ struct Member {
     pm_with: Option<ConnId>,
     /// The rooms it is in (lowercased names), in the order joined.
     rooms: Vec<String>,
+    /// In any number of rooms, joined one by one (IRC); otherwise in
+    /// exactly one, the default room from the start (line users).
+    many: bool,
+    /// The user name shown in `nick!user@host` prefixes: IRC's `USER`, or
+    /// for a line user its first nickname.
+    user: String,
 }
 
 /// A room.
@@ -75,6 +81,17 @@ struct Invite {
     from: ConnId,
     to: ConnId,
     expires: Instant,
+}
+
+/// A read-only look at a room, for dialects that answer queries (IRC's
+/// NAMES, WHO, LIST).
+#[derive(Debug, Clone)]
+pub struct RoomView<'a> {
+    pub name: &'a str,
+    /// `(connection, nick, user)` in join order.
+    pub members: Vec<(ConnId, &'a str, &'a str)>,
+    /// The topic and who set it.
+    pub topic: Option<(&'a str, &'a str)>,
 }
 
 /// The chat state: every connection the loop has told us about.
@@ -173,6 +190,49 @@ impl Core {
         self.members.get(&conn)?.nick.as_deref()
     }
 
+    /// `conn`'s user name (for `nick!user@host`), once it has a nickname.
+    pub fn user(&self, conn: ConnId) -> Option<&str> {
+        let m = self.members.get(&conn)?;
+        m.nick.as_ref()?;
+        Some(&m.user)
+    }
+
+    /// The connection with nickname `nick` (any case).
+    pub fn find(&self, nick: &str) -> Option<ConnId> {
+        self.by_nick.get(&nick.to_ascii_lowercase()).copied()
+    }
+
+    /// Whether `conn` may have `nick`: no one else has it.
+    pub fn nick_free_for(&self, conn: ConnId, nick: &str) -> bool {
+        self.find(nick).is_none_or(|owner| owner == conn)
+    }
+
+    /// A room by name (any case): its name as written, its members' nicks
+    /// in join order, its topic and who set it.
+    pub fn room(&self, name: &str) -> Option<RoomView<'_>> {
+        let room = self.rooms.get(&name.to_ascii_lowercase())?;
+        Some(self.view(room))
+    }
+
+    /// Every room, by name.
+    pub fn all_rooms(&self) -> Vec<RoomView<'_>> {
+        let mut rooms: Vec<RoomView<'_>> = self.rooms.values().map(|r| self.view(r)).collect();
+        rooms.sort_unstable_by_key(|r| r.name.to_ascii_lowercase());
+        rooms
+    }
+
+    fn view<'a>(&'a self, room: &'a Channel) -> RoomView<'a> {
+        RoomView {
+            name: &room.name,
+            members: room
+                .members
+                .iter()
+                .filter_map(|&c| Some((c, self.nick(c)?, self.user(c)?)))
+                .collect(),
+            topic: room.topic.as_ref().map(|(t, by)| (t.as_str(), by.as_str())),
+        }
+    }
+
     /// The joined connections in join order, with their nicknames.
     pub fn users(&self) -> impl Iterator<Item = (ConnId, &str)> {
         self.registered
@@ -256,8 +316,20 @@ impl Core {
                 login: None,
                 pm_with: None,
                 rooms: Vec::new(),
+                many: false,
+                user: String::new(),
             },
         );
+    }
+
+    /// Makes `conn` a many-room user (an IRC client) whose prefixes show
+    /// `user`: registering will not put it in a room; it joins rooms
+    /// itself.
+    pub fn set_many_rooms(&mut self, conn: ConnId, user: &str) {
+        if let Some(m) = self.members.get_mut(&conn) {
+            m.many = true;
+            m.user = user.to_string();
+        }
     }
 
     /// One request from `conn`.
@@ -277,9 +349,8 @@ impl Core {
     /// A joined user's request.
     fn joined_request(&mut self, conn: ConnId, request: Request<'_>, out: &mut impl Sink) {
         match request {
-            Request::Say { room, text } => self.say(conn, room, text, out),
-            Request::Act { room, text } => self.act(conn, room, text, out),
-            Request::Msg { to, text } => self.private(conn, to, text, out),
+            Request::Say { room, text, kind } => self.say(conn, room, text, kind, out),
+            Request::Msg { to, text, kind } => self.private(conn, to, text, kind, out),
             Request::Who => {
                 if let Some(room) = self.home(conn) {
                     let names = self.names(room);
@@ -336,6 +407,7 @@ impl Core {
         }
         let event = Event::Quit {
             nick: &nick,
+            user: &member.user,
             reason,
         };
         self.to_neighbours(&member.rooms, None, &event, out);
@@ -499,6 +571,22 @@ impl Core {
         }
         log::info!("#{conn} joined as {nick}");
         self.registered.push(conn);
+        let many = match self.members.get_mut(&conn) {
+            Some(m) if m.many => true,
+            Some(m) => {
+                m.user = nick.to_string();
+                false
+            }
+            None => return,
+        };
+        if many {
+            let event = Event::Registered {
+                nick,
+                users: self.registered.len(),
+                rooms: self.rooms.len(),
+            };
+            return out.emit(Audience::One(conn), &event);
+        }
         let key = self.default_room.clone();
         if let Some(room) = self.rooms.get(&key) {
             let others = self.names(room);
@@ -518,12 +606,13 @@ impl Core {
     /// Puts `conn` (named) into room `key`, creating it, and tells the
     /// members already there.
     fn enter_room(&mut self, conn: ConnId, key: &str, out: &mut impl Sink) {
-        let Some(nick) = self.nick(conn) else {
+        let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) else {
             return;
         };
         if let Some(room) = self.rooms.get(key) {
             let event = Event::Entered {
                 nick,
+                user,
                 room: &room.name,
             };
             let to = Audience::Members {
@@ -562,6 +651,9 @@ impl Core {
             return out.emit(me, &Event::RoomInvalid { name });
         }
         let key = name.to_ascii_lowercase();
+        if self.members.get(&conn).is_some_and(|m| m.many) {
+            return self.join_another(conn, name, &key, out);
+        }
         let Some(old) = self
             .members
             .get(&conn)
@@ -588,6 +680,7 @@ impl Core {
             let reason = LeaveReason::Moved(target.clone());
             let event = Event::Left {
                 nick: &nick,
+                user: self.user(conn).unwrap_or_default(),
                 room: &room.name,
                 reason: &reason,
             };
@@ -611,6 +704,39 @@ impl Core {
         self.enter_room(conn, &key, out);
     }
 
+    /// A many-room user joins one more room (nothing happens if it is in
+    /// it already): the members hear it entered, and it gets the list of
+    /// names and the topic.
+    fn join_another(&mut self, conn: ConnId, name: &str, key: &str, out: &mut impl Sink) {
+        if self
+            .members
+            .get(&conn)
+            .is_some_and(|m| m.rooms.iter().any(|r| r == key))
+        {
+            return;
+        }
+        self.rooms
+            .entry(key.to_string())
+            .or_insert_with(|| Channel::new(name));
+        self.enter_room(conn, key, out);
+        let (Some(room), Some(nick), Some(user)) =
+            (self.rooms.get(key), self.nick(conn), self.user(conn))
+        else {
+            return;
+        };
+        log::info!("{nick} (#{conn}) joined {}", room.name);
+        let names = self.names(room);
+        let topic = room.topic.as_ref().map(|(t, by)| (t.as_str(), by.as_str()));
+        let event = Event::Joined {
+            nick,
+            user,
+            room: &room.name,
+            names: &names,
+            topic,
+        };
+        out.emit(Audience::One(conn), &event);
+    }
+
     /// Leaves one room. Single-room users cannot (they would be nowhere);
     /// the line dialect never asks.
     fn part(&mut self, conn: ConnId, name: &str, reason: Option<&str>, out: &mut impl Sink) {
@@ -618,14 +744,16 @@ impl Core {
         let inside = self
             .members
             .get(&conn)
-            .is_some_and(|m| m.rooms.contains(&key) && m.rooms.len() > 1);
+            .is_some_and(|m| m.rooms.contains(&key) && (m.many || m.rooms.len() > 1));
         let Some(nick) = self.nick(conn).filter(|_| inside).map(str::to_string) else {
             return out.emit(Audience::One(conn), &Event::NotInRoom { room: name });
         };
         let reason = LeaveReason::Part(reason.map(str::to_string));
+        let user = self.user(conn).unwrap_or_default();
         if let Some(room) = self.rooms.get(&key) {
             let event = Event::Left {
                 nick: &nick,
+                user,
                 room: &room.name,
                 reason: &reason,
             };
@@ -671,6 +799,7 @@ impl Core {
         if let Some(room) = self.rooms.get(&key) {
             let event = Event::TopicChanged {
                 by: &by,
+                user: self.user(conn).unwrap_or_default(),
                 room: &room.name,
                 text,
             };
@@ -732,33 +861,25 @@ impl Core {
         }
     }
 
-    /// A chat line: to the room's other members, or, for a single-room
-    /// user in a private conversation, to the partner only.
-    fn say(&mut self, conn: ConnId, room: Option<&str>, text: &str, out: &mut impl Sink) {
-        if room.is_none() {
-            if let Some(partner) = self.pm_partner(conn) {
-                return self.send_private(conn, partner, text, out);
-            }
-        }
-        self.to_room(conn, room, text, false, out);
-    }
-
-    /// `/me`: to the room's other members (a private conversation does not
-    /// change where actions go).
-    fn act(&mut self, conn: ConnId, room: Option<&str>, text: &str, out: &mut impl Sink) {
-        self.to_room(conn, room, text, true, out);
-    }
-
-    /// A line (`action` or not) from `conn` to the others in `room` (its
-    /// home room for `None`), which it must be in.
-    fn to_room(
-        &self,
+    /// A line to a room: to its other members, or, for a plain line of a
+    /// single-room user in a private conversation, to the partner only
+    /// (actions always go to the room).
+    fn say(
+        &mut self,
         conn: ConnId,
         room: Option<&str>,
         text: &str,
-        action: bool,
+        kind: TextKind,
         out: &mut impl Sink,
     ) {
+        if room.is_none() && kind == TextKind::Plain {
+            if let Some(partner) = self.pm_partner(conn) {
+                return self.send_private(conn, partner, text, kind, out);
+            }
+        }
+        // A notice never gets an error back (IRC's rule, against loops
+        // between bots).
+        let quiet = kind == TextKind::Notice;
         let channel = match room {
             None => self.home(conn),
             Some(name) => {
@@ -769,22 +890,30 @@ impl Core {
                     .is_some_and(|m| m.rooms.contains(&key));
                 match self.rooms.get(&key) {
                     Some(channel) if inside => Some(channel),
+                    _ if quiet => return,
                     _ => return out.emit(Audience::One(conn), &Event::NotInRoom { room: name }),
                 }
             }
         };
-        let (Some(channel), Some(from)) = (channel, self.nick(conn)) else {
+        let (Some(channel), Some(from), Some(user)) = (channel, self.nick(conn), self.user(conn))
+        else {
             return;
         };
         if channel.members.len() <= 1 {
-            return out.emit(Audience::One(conn), &Event::Alone);
+            if !quiet {
+                out.emit(Audience::One(conn), &Event::Alone);
+            }
+            return;
         }
-        let room = channel.name.as_str();
-        let event = if action {
-            Event::Acted { from, room, text }
-        } else {
+        if kind == TextKind::Plain {
             log::debug!("[{from}] {text}");
-            Event::Said { from, room, text }
+        }
+        let event = Event::Said {
+            from,
+            user,
+            room: &channel.name,
+            text,
+            kind,
         };
         let to = Audience::Members {
             members: &channel.members,
@@ -793,20 +922,50 @@ impl Core {
         out.emit(to, &event);
     }
 
-    fn private(&mut self, conn: ConnId, target: &str, text: &str, out: &mut impl Sink) {
+    fn private(
+        &mut self,
+        conn: ConnId,
+        target: &str,
+        text: &str,
+        kind: TextKind,
+        out: &mut impl Sink,
+    ) {
         let Some(&to) = self.by_nick.get(&target.to_ascii_lowercase()) else {
-            return out.emit(Audience::One(conn), &Event::NoSuchUser { nick: target });
+            if kind != TextKind::Notice {
+                out.emit(Audience::One(conn), &Event::NoSuchUser { nick: target });
+            }
+            return;
         };
-        self.send_private(conn, to, text, out);
+        self.send_private(conn, to, text, kind, out);
     }
 
-    /// The line to `to`, and its confirmation back to `conn`. The content
-    /// is never logged.
-    fn send_private(&mut self, conn: ConnId, to: ConnId, text: &str, out: &mut impl Sink) {
+    /// The line to `to`, and its confirmation back to `conn` (a dialect
+    /// that does not echo renders nothing for it). The content is never
+    /// logged.
+    fn send_private(
+        &mut self,
+        conn: ConnId,
+        to: ConnId,
+        text: &str,
+        kind: TextKind,
+        out: &mut impl Sink,
+    ) {
         let from = self.nick(conn).unwrap_or_default();
+        let user = self.user(conn).unwrap_or_default();
         let to_nick = self.nick(to).unwrap_or_default();
-        out.emit(Audience::One(to), &Event::PrivateFrom { from, text });
-        out.emit(Audience::One(conn), &Event::PrivateTo { to: to_nick, text });
+        let event = Event::PrivateFrom {
+            from,
+            user,
+            text,
+            kind,
+        };
+        out.emit(Audience::One(to), &event);
+        let event = Event::PrivateTo {
+            to: to_nick,
+            text,
+            kind,
+        };
+        out.emit(Audience::One(conn), &event);
     }
 
     /// `/pm NICK`: invites NICK to a private conversation.
@@ -817,6 +976,10 @@ impl Core {
         };
         if to == conn {
             return out.emit(me, &Event::InviteSelf);
+        }
+        if self.members.get(&to).is_some_and(|m| m.many) {
+            let nick = self.nick(to).unwrap_or(target);
+            return out.emit(me, &Event::InviteeCannot { nick });
         }
         if let Some(partner) = self.pm_partner(conn) {
             let partner = self.nick(partner).unwrap_or_default();
@@ -944,7 +1107,12 @@ impl Core {
         self.by_nick.remove(&old.to_ascii_lowercase());
         self.by_nick.insert(new.to_ascii_lowercase(), conn);
         log::info!("{old} (#{conn}) is now known as {new}");
-        let event = Event::Renamed { old: &old, new };
+        let user = self.user(conn).unwrap_or_default();
+        let event = Event::Renamed {
+            old: &old,
+            user,
+            new,
+        };
         let rooms = self
             .members
             .get(&conn)

@@ -10,7 +10,7 @@
 
 mod core;
 
-pub use self::core::Core;
+pub use self::core::{Core, RoomView};
 
 use std::fmt;
 use std::time::Instant;
@@ -41,6 +41,15 @@ pub fn validate_room(name: &str) -> Result<(), RoomError> {
     if ok { Ok(()) } else { Err(RoomError) }
 }
 
+/// What kind of text a user sends: a plain line, an action (`/me`, IRC's
+/// CTCP ACTION), or a notice (IRC `NOTICE`: never answered with an error).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextKind {
+    Plain,
+    Action,
+    Notice,
+}
+
 /// What a user asked for, with the grammar already taken off.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Request<'a> {
@@ -49,33 +58,33 @@ pub enum Request<'a> {
     /// The password for the account named in `Register`.
     Password { password: &'a str },
     /// Say `text` to a room (`None`: the one room a single-room user is
-    /// in, or, in a private conversation, the partner).
+    /// in, or, for a plain line in a private conversation, the partner).
     Say {
         room: Option<&'a str>,
         text: &'a str,
-    },
-    /// An action (`/me`), to a room as for `Say`.
-    Act {
-        room: Option<&'a str>,
-        text: &'a str,
+        kind: TextKind,
     },
     /// A private line to one user.
-    Msg { to: &'a str, text: &'a str },
+    Msg {
+        to: &'a str,
+        text: &'a str,
+        kind: TextKind,
+    },
     /// Change nickname.
     Nick { new: &'a str },
     /// Who is in the room (a single-room user's room).
     Who,
     /// Join a room (a single-room user moves there).
     Join { room: &'a str },
-    /// Leave a room.
+    /// Leave a room (many-room users only).
     Part {
         room: &'a str,
         reason: Option<&'a str>,
     },
     /// The list of rooms.
     Rooms,
-    /// Show a room's topic (`text: None`), or set it. `room: None`: the
-    /// single-room user's room.
+    /// Show a room's topic (`text: None`), or set it (`Some("")` clears
+    /// it). `room: None`: the single-room user's room.
     Topic {
         room: Option<&'a str>,
         text: Option<&'a str>,
@@ -199,6 +208,13 @@ pub enum Event<'a> {
     PasswordTooShort { name: &'a str, min: usize },
     /// A new account could not be saved.
     SaveFailed { name: &'a str },
+    /// To a many-room user who just chose a name: it is registered (and
+    /// in no room yet). The counts are for the welcome burst.
+    Registered {
+        nick: &'a str,
+        users: usize,
+        rooms: usize,
+    },
     /// No new account now: the budget is spent; back to the name prompt.
     NoNewAccounts(Spent),
     /// Another connection logged in to `name` first; back to the name
@@ -219,30 +235,43 @@ pub enum Event<'a> {
         others: &'a [&'a str],
         topic: Option<&'a str>,
     },
+    /// To a many-room user who joined `room`: who is there (itself last),
+    /// and the topic with who set it.
+    Joined {
+        nick: &'a str,
+        user: &'a str,
+        room: &'a str,
+        names: &'a [&'a str],
+        topic: Option<(&'a str, &'a str)>,
+    },
     /// To a room's other members: `nick` joined it.
-    Entered { nick: &'a str, room: &'a str },
-    /// To a room's remaining members: `nick` left it (moved, parted).
+    Entered {
+        nick: &'a str,
+        user: &'a str,
+        room: &'a str,
+    },
+    /// To a room's members: `nick` left it (moved, parted). A single-room
+    /// user who moved does not get its own; a many-room user who parted
+    /// does.
     Left {
         nick: &'a str,
+        user: &'a str,
         room: &'a str,
         reason: &'a LeaveReason,
     },
     /// To everyone who shared a room with `nick`: it left the server.
     Quit {
         nick: &'a str,
+        user: &'a str,
         reason: &'a LeaveReason,
     },
     /// `from` said `text` in `room`.
     Said {
         from: &'a str,
+        user: &'a str,
         room: &'a str,
         text: &'a str,
-    },
-    /// `from` did `text` (`/me`) in `room`.
-    Acted {
-        from: &'a str,
-        room: &'a str,
-        text: &'a str,
+        kind: TextKind,
     },
     /// The speaker is alone: nobody received the line.
     Alone,
@@ -264,11 +293,16 @@ pub enum Event<'a> {
     /// To a room's members, the setter included: `by` set the topic.
     TopicChanged {
         by: &'a str,
+        user: &'a str,
         room: &'a str,
         text: &'a str,
     },
-    /// `old` is now `new`.
-    Renamed { old: &'a str, new: &'a str },
+    /// `old` is now `new` (to itself and everyone sharing a room).
+    Renamed {
+        old: &'a str,
+        user: &'a str,
+        new: &'a str,
+    },
     /// The nickname asked for is the one the user has already.
     NickUnchanged { nick: &'a str },
     /// With accounts, the nickname is the account name.
@@ -276,9 +310,18 @@ pub enum Event<'a> {
 
     // Private lines and conversations.
     /// To the recipient: a private line from `from`.
-    PrivateFrom { from: &'a str, text: &'a str },
+    PrivateFrom {
+        from: &'a str,
+        user: &'a str,
+        text: &'a str,
+        kind: TextKind,
+    },
     /// To the sender: the private line to `to` was delivered.
-    PrivateTo { to: &'a str, text: &'a str },
+    PrivateTo {
+        to: &'a str,
+        text: &'a str,
+        kind: TextKind,
+    },
     /// No user by that name.
     NoSuchUser { nick: &'a str },
     /// `/pm` oneself.
@@ -287,6 +330,8 @@ pub enum Event<'a> {
     AlreadyInPrivate { partner: &'a str },
     /// The invitee is in a conversation already.
     InviteeBusy { nick: &'a str },
+    /// The invitee speaks a dialect without private conversations (IRC).
+    InviteeCannot { nick: &'a str },
     /// The same invitation is pending.
     AlreadyInvited { nick: &'a str },
     /// To the invitee.

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use crate::accounts::Scope;
 
-use crate::chat::{Event, NameHolder, Refusal, Request, Stage};
+use crate::chat::{Event, NameHolder, Refusal, Request, Stage, TextKind};
 use crate::framing::Frame;
 use crate::protocol::{self, NickError};
 
@@ -115,11 +115,13 @@ fn joined_line<'a>(line: &'a str, reply: &mut Vec<u8>) -> Option<Request<'a>> {
         Some(rest) if rest.starts_with('/') => Some(Request::Say {
             room: None,
             text: rest,
+            kind: TextKind::Plain,
         }),
         Some(command) => command_line(command, reply),
         None => Some(Request::Say {
             room: None,
             text: line,
+            kind: TextKind::Plain,
         }),
     }
 }
@@ -150,7 +152,11 @@ fn command_line<'a>(command: &'a str, reply: &mut Vec<u8>) -> Option<Request<'a>
             if to.is_empty() || text.is_empty() {
                 return usage("! Usage: /msg NICK TEXT\n");
             }
-            Some(Request::Msg { to, text })
+            Some(Request::Msg {
+                to,
+                text,
+                kind: TextKind::Plain,
+            })
         }
         "pm" => match one_word(arg) {
             Some(nick) => Some(Request::Invite { nick }),
@@ -170,7 +176,11 @@ fn command_line<'a>(command: &'a str, reply: &mut Vec<u8>) -> Option<Request<'a>
         "endpm" => Some(Request::EndPrivate),
         "me" => match arg.trim() {
             "" => usage("! Usage: /me TEXT\n"),
-            text => Some(Request::Act { room: None, text }),
+            text => Some(Request::Say {
+                room: None,
+                text,
+                kind: TextKind::Action,
+            }),
         },
         "quit" | "exit" | "logout" => {
             let reason = arg.trim();
@@ -296,16 +306,22 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
         }
         // The room is implied: a line user hears of its own room only.
         Event::Entered { nick, .. } => writeln!(out, "* {nick} has entered the room"),
-        Event::Left { nick, reason, .. } | Event::Quit { nick, reason } => {
+        Event::Left { nick, reason, .. } | Event::Quit { nick, reason, .. } => {
             writeln!(out, "* {nick} has left the room ({reason})")
         }
+        Event::Said {
+            from,
+            text,
+            kind: TextKind::Action,
+            ..
+        } => {
+            stamp(out);
+            writeln!(out, "~ {from} {text}")
+        }
+        // A notice from IRC reads like any other line here.
         Event::Said { from, text, .. } => {
             stamp(out);
             writeln!(out, "[{from}] {text}")
-        }
-        Event::Acted { from, text, .. } => {
-            stamp(out);
-            writeln!(out, "~ {from} {text}")
         }
         Event::Alone => writeln!(out, "* You are alone in the room; nobody received that."),
         Event::Users { names, .. } => {
@@ -336,23 +352,34 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
             room,
             topic: Some((text, by)),
         } => writeln!(out, "* Topic of {room} (set by {by}): {text}"),
-        Event::TopicChanged { by, room, text: "" } => {
+        Event::TopicChanged {
+            by, room, text: "", ..
+        } => {
             writeln!(out, "* {by} cleared the topic of {room}.")
         }
-        Event::TopicChanged { by, room, text } => {
+        Event::TopicChanged { by, room, text, .. } => {
             writeln!(out, "* {by} set the topic of {room}: {text}")
         }
-        Event::Renamed { old, new } => writeln!(out, "* {old} is now known as {new}"),
+        Event::Renamed { old, new, .. } => writeln!(out, "* {old} is now known as {new}"),
         Event::NickUnchanged { nick } => writeln!(out, "* Your nickname is already {nick}."),
         Event::NickLocked => writeln!(
             out,
             "! With accounts, your nickname is your account name; /nick is off."
         ),
-        Event::PrivateFrom { from, text } => {
+        Event::PrivateFrom {
+            from,
+            text,
+            kind: TextKind::Action,
+            ..
+        } => {
+            stamp(out);
+            writeln!(out, "({from}) * {from} {text}")
+        }
+        Event::PrivateFrom { from, text, .. } => {
             stamp(out);
             writeln!(out, "({from}) {text}")
         }
-        Event::PrivateTo { to, text } => {
+        Event::PrivateTo { to, text, .. } => {
             stamp(out);
             writeln!(out, "(-> {to}) {text}")
         }
@@ -361,6 +388,10 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
         Event::AlreadyInPrivate { partner } => writeln!(
             out,
             "! You are already in a private conversation with {partner}; /endpm first."
+        ),
+        Event::InviteeCannot { nick } => writeln!(
+            out,
+            "! {nick} is on IRC, where private conversations do not exist; use /msg {nick} TEXT."
         ),
         Event::InviteeBusy { nick } => {
             writeln!(out, "! {nick} is already in a private conversation.")
@@ -413,6 +444,8 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
         ),
         Event::InviteExpiredTo { to } => writeln!(out, "* Your invitation to {to} expired."),
         Event::InviteExpiredFrom { from } => writeln!(out, "* {from}'s invitation expired."),
+        // Only many-room (IRC) users get these; a line user never does.
+        Event::Registered { .. } | Event::Joined { .. } => Ok(()),
         Event::Goodbye => writeln!(out, "* Goodbye."),
         Event::ShuttingDown => writeln!(out, "* Server is shutting down."),
         Event::Ping { grace_secs } => writeln!(
@@ -500,14 +533,16 @@ mod tests {
             decoded("alice", Stage::Joined).0,
             Some(Request::Say {
                 room: None,
-                text: "alice"
+                text: "alice",
+                kind: TextKind::Plain,
             })
         );
         assert_eq!(
             decoded("//x", Stage::Joined).0,
             Some(Request::Say {
                 room: None,
-                text: "/x"
+                text: "/x",
+                kind: TextKind::Plain,
             })
         );
         assert_eq!(
@@ -531,12 +566,18 @@ mod tests {
         let room = "#lobby";
         let said = Event::Said {
             from: "a",
+            user: "a",
             room,
             text: "hi",
+            kind: TextKind::Plain,
         };
         render(&said, Some("12:00:00"), &mut out);
         render(
-            &Event::Entered { nick: "b", room },
+            &Event::Entered {
+                nick: "b",
+                user: "b",
+                room,
+            },
             Some("12:00:00"),
             &mut out,
         );
@@ -545,6 +586,7 @@ mod tests {
         let reason = LeaveReason::Quit(Some("bye".into()));
         let quit = Event::Quit {
             nick: "a",
+            user: "a",
             reason: &reason,
         };
         render(&quit, None, &mut out);
