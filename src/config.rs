@@ -36,6 +36,20 @@ pub const FLOOD_NOTICE_INTERVAL: Duration = Duration::from_secs(60);
 pub const DEFAULT_REGISTER_TIMEOUT: Duration = Duration::from_secs(30);
 /// Connections from one address (IPv6: one /64). IRC servers use 3 to 16.
 pub const DEFAULT_MAX_PER_IP: usize = 10;
+/// The server's name in the IRC dialect (`--server-name`): the source of
+/// numerics and the host part of every user's `nick!user@host`.
+pub const DEFAULT_SERVER_NAME: &str = "loopchat";
+/// The IRC `NETWORK` token (`--network`).
+pub const DEFAULT_NETWORK: &str = "loopchat";
+/// Longest IRC user name kept from `USER` (ngIRCd and others use 9-10).
+pub const MAX_IRC_USER_LEN: usize = 10;
+/// Longest IRC line accepted, without its CRLF and tags (RFC 1459: 512
+/// with CRLF). Tags may add up to the framer's `--max-line`.
+pub const IRC_MAX_LINE: usize = 510;
+/// How long a new connection on the main port waits for its first line
+/// before the line greeting is sent: IRC clients speak first and must not
+/// see it, Budget Chat clients wait for it.
+pub const GREETING_HOLD: Duration = Duration::from_millis(250);
 /// The room a line user starts in, and that exists even when empty.
 pub const DEFAULT_ROOM: &str = "#lobby";
 /// How long a `/pm` invitation waits for `/accept` or `/decline`.
@@ -142,6 +156,13 @@ pub struct Config {
     pub invite_timeout: Duration,
     /// `--default-room`: where line users start.
     pub default_room: String,
+    /// `--irc-listen`: more listeners, IRC from the first byte.
+    pub irc_listen: Vec<SocketAddr>,
+    /// `--server-name`, `--network` (and the MOTD, read by the binary from
+    /// `motd_file`).
+    pub irc: crate::dialect::irc::IrcConfig,
+    /// `--motd FILE`.
+    pub motd_file: Option<PathBuf>,
     /// `--accounts FILE`: names need passwords, stored there.
     pub accounts: Option<PathBuf>,
     /// New accounts per hour per address; 0 = unlimited.
@@ -170,6 +191,9 @@ impl Default for Config {
             log_level: log::LevelFilter::Info,
             invite_timeout: DEFAULT_INVITE_TIMEOUT,
             default_room: DEFAULT_ROOM.to_string(),
+            irc_listen: Vec::new(),
+            irc: crate::dialect::irc::IrcConfig::default(),
+            motd_file: None,
             accounts: None,
             new_accounts_per_ip: DEFAULT_NEW_ACCOUNTS_PER_IP,
             new_accounts_per_minute: DEFAULT_NEW_ACCOUNTS_PER_MINUTE,
@@ -187,7 +211,7 @@ impl Config {
 /// What the command line asks for.
 #[derive(Debug)]
 pub enum Command {
-    Run(Config),
+    Run(Box<Config>),
     /// `--add-user NAME`: add an account to the file (password on stdin).
     AddUser {
         accounts: PathBuf,
@@ -288,6 +312,30 @@ fn options() -> getopts::Options {
             DEFAULT_INVITE_TIMEOUT.as_secs()
         ),
         "SECS",
+    );
+    o.optmulti(
+        "",
+        "irc-listen",
+        "also listen on ADDR:PORT for IRC clients only (no greeting hold; repeatable), e.g. 127.0.0.1:6667",
+        "ADDR:PORT",
+    );
+    o.optopt(
+        "",
+        "server-name",
+        &format!("the server's name for IRC clients (default {DEFAULT_SERVER_NAME})"),
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "network",
+        &format!("the IRC network name (default {DEFAULT_NETWORK})"),
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "motd",
+        "a message of the day for IRC clients, read from FILE at start-up",
+        "FILE",
     );
     o.optopt(
         "",
@@ -438,6 +486,34 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     if let Some(v) = m.opt_str("invite-timeout") {
         c.invite_timeout = parse_secs("--invite-timeout", &v, INVITE_TIMEOUT_RANGE)?;
     }
+    for v in m.opt_strs("irc-listen") {
+        c.irc_listen.push(parse_addr(&v)?);
+    }
+    if let Some(v) = m.opt_str("server-name") {
+        let ok = (1..=63).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-');
+        if !ok {
+            return Err(format!(
+                "--server-name: {v:?} is not a host name (letters, digits, '.', '-')"
+            ));
+        }
+        c.irc.server = v;
+    }
+    if let Some(v) = m.opt_str("network") {
+        let ok = (1..=32).contains(&v.len())
+            && v.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !ok {
+            return Err(format!(
+                "--network: {v:?}: use 1 to 32 letters, digits, '-' or '_'"
+            ));
+        }
+        c.irc.network = v;
+    }
+    if let Some(v) = m.opt_str("motd") {
+        c.motd_file = Some(PathBuf::from(v));
+    }
     if let Some(v) = m.opt_str("default-room") {
         crate::chat::validate_room(&v).map_err(|_| {
             format!(
@@ -460,7 +536,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
             format!("--log-level: {v:?} is not one of off, error, warn, info, debug, trace")
         })?;
     }
-    Ok(Command::Run(c))
+    Ok(Command::Run(Box::new(c)))
 }
 
 fn parse_addr(s: &str) -> Result<SocketAddr, String> {
@@ -539,7 +615,7 @@ mod tests {
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         match parse_args(args.iter().map(|s| s.to_string()))? {
-            Command::Run(c) => Ok(c),
+            Command::Run(c) => Ok(*c),
             other => Err(format!("{other:?}")),
         }
     }

@@ -4,7 +4,8 @@
 //!
 //! This module knows nothing about sockets either. The event loop feeds it
 //! what happened to a connection ("K connected", "K sent this frame", "K
-//! went away", "K's password was checked") and it answers through an
+//! went away", "K's password was checked", "K's greeting is due", a timer)
+//! and it answers through an
 //! [`Outbox`]: "queue these bytes for K", "close K once its output is
 //! written". That split keeps the chat testable without a network, and
 //! keeps the loop about bytes only.
@@ -12,14 +13,21 @@
 //! Broadcast is where a chat server spends its time, so an event for N
 //! recipients is rendered **once per dialect** into a scratch buffer and the
 //! same bytes are handed to the outbox N times (the loop appends them to N
-//! send queues; it does not write them yet). Today every connection speaks
-//! the line dialect ([`crate::dialect::line`]), so that is once.
+//! send queues; it does not write them yet): a message to a room where line
+//! users and IRC users sit together is rendered twice, never once per
+//! recipient.
+//!
+//! Which dialect a connection speaks is decided here too: on the main port
+//! its first line tells ([`crate::dialect::sniff`]); until then it is
+//! *pending*, and the line greeting waits (see [`Hub::greet`]).
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::accounts::{AuthJob, AuthOutcome};
-use crate::chat::{Audience, ConnId, Core, Event, LeaveReason, Refusal, Sink};
-use crate::dialect::line;
+use crate::chat::{Audience, ConnId, Core, Event, LeaveReason, Refusal, Request, Sink, Stage};
+use crate::dialect::irc::{self, IrcConfig, IrcConn};
+use crate::dialect::{Dialect, line, sniff};
 use crate::framing::Frame;
 
 /// Where the hub's bytes go. The event loop implements this over its
@@ -52,17 +60,39 @@ pub trait Outbox {
     }
 }
 
+/// A connection's grammar, as far as the hub knows it.
+#[derive(Debug)]
+enum Speaks {
+    /// Main port, no line yet: the greeting waits.
+    Pending,
+    Line,
+    Irc(Box<IrcConn>),
+}
+
+impl Speaks {
+    fn dialect(&self) -> Dialect {
+        match self {
+            Speaks::Irc(_) => Dialect::Irc,
+            Speaks::Pending | Speaks::Line => Dialect::Line,
+        }
+    }
+}
+
 /// The chat core and the dialects of its connections.
 #[derive(Debug)]
 pub struct Hub {
     core: Core,
+    /// Every connection the loop told us about, and what it speaks.
+    speaks: HashMap<ConnId, Speaks>,
+    irc: IrcConfig,
     /// `Some("HH:MM:SS")` when `--timestamps` is on; set by the loop.
     clock: Option<String>,
     max_line: usize,
     /// A dialect's direct answer to a line (usage errors, help).
     reply: Vec<u8>,
-    /// Reused for rendering, so a broadcast allocates nothing.
-    scratch: Vec<u8>,
+    /// Reused for rendering, one per dialect, so a broadcast allocates
+    /// nothing.
+    scratch: [Vec<u8>; 2],
 }
 
 impl Hub {
@@ -70,16 +100,23 @@ impl Hub {
     pub fn new(max_line: usize) -> Hub {
         Hub {
             core: Core::new(),
+            speaks: HashMap::new(),
+            irc: IrcConfig::default(),
             clock: None,
             max_line,
             reply: Vec::new(),
-            scratch: Vec::new(),
+            scratch: [Vec::new(), Vec::new()],
         }
     }
 
     /// The chat state, for queries.
     pub fn core(&self) -> &Core {
         &self.core
+    }
+
+    /// The server's IRC identity (`--server-name`, `--network`, `--motd`).
+    pub fn set_irc_config(&mut self, cfg: IrcConfig) {
+        self.irc = cfg;
     }
 
     /// Turns accounts on: after the nickname, a password is asked.
@@ -140,20 +177,73 @@ impl Hub {
         self.core.users()
     }
 
+    /// The dialect `conn` speaks (the line dialect while undecided).
+    pub fn dialect(&self, conn: ConnId) -> Dialect {
+        self.speaks
+            .get(&conn)
+            .map_or(Dialect::Line, Speaks::dialect)
+    }
+
     /// See [`Core::check_consistency`]. For tests.
     pub fn check_consistency(&self) -> Result<(), String> {
         self.core.check_consistency()
     }
 
-    /// A new connection: the core learns of it, the dialect greets it.
+    /// A new line-dialect connection, greeted at once (tests, and anything
+    /// that knows its clients speak lines).
     pub fn connected(&mut self, conn: ConnId, out: &mut impl Outbox) {
         self.core.connected(conn);
+        self.speaks.insert(conn, Speaks::Line);
         out.send(conn, line::GREETING.as_bytes());
+    }
+
+    /// A new connection on the main port: its first line will say which
+    /// dialect it speaks. The loop calls [`Hub::greet`] after
+    /// [`crate::config::GREETING_HOLD`] if no line came.
+    pub fn connected_pending(&mut self, conn: ConnId) {
+        self.core.connected(conn);
+        self.speaks.insert(conn, Speaks::Pending);
+    }
+
+    /// A new connection on an IRC-only port (`--irc-listen`).
+    pub fn connected_irc(&mut self, conn: ConnId) {
+        self.core.connected(conn);
+        self.speaks.insert(conn, Speaks::Irc(Box::default()));
+    }
+
+    /// The greeting hold is over and `conn` has said nothing: it is a line
+    /// user waiting to be greeted (Budget Chat clients wait).
+    pub fn greet(&mut self, conn: ConnId, out: &mut impl Outbox) {
+        if let Some(speaks @ Speaks::Pending) = self.speaks.get_mut(&conn) {
+            *speaks = Speaks::Line;
+            out.send(conn, line::GREETING.as_bytes());
+        }
     }
 
     /// One frame from `conn`'s framer: decoded by its dialect, then handed
     /// to the core.
     pub fn handle_frame(&mut self, conn: ConnId, frame: Frame<'_>, out: &mut impl Outbox) {
+        let Some(speaks) = self.speaks.get_mut(&conn) else {
+            return; // gone already
+        };
+        if let Speaks::Pending = speaks {
+            let irc = matches!(frame, Frame::Line(first) if sniff(first) == Dialect::Irc);
+            if irc {
+                *speaks = Speaks::Irc(Box::default());
+            } else {
+                // A line user who did not wait for the greeting: greet it
+                // now, and take the line as its answer.
+                *speaks = Speaks::Line;
+                out.send(conn, line::GREETING.as_bytes());
+            }
+        }
+        match self.dialect(conn) {
+            Dialect::Line => self.line_frame(conn, frame, out),
+            Dialect::Irc => self.irc_frame(conn, frame, out),
+        }
+    }
+
+    fn line_frame(&mut self, conn: ConnId, frame: Frame<'_>, out: &mut impl Outbox) {
         let stage = self.core.stage(conn);
         self.reply.clear();
         let request = line::decode(frame, stage, self.max_line, &mut self.reply);
@@ -166,23 +256,165 @@ impl Hub {
         }
     }
 
+    fn irc_frame(&mut self, conn: ConnId, frame: Frame<'_>, out: &mut impl Outbox) {
+        self.reply.clear();
+        let text = match frame {
+            Frame::Line(bytes) => std::str::from_utf8(bytes).ok(),
+            Frame::TooLong => None,
+        };
+        let Some(Speaks::Irc(st)) = self.speaks.get_mut(&conn) else {
+            return;
+        };
+        let Some(text) = text else {
+            let why = if matches!(frame, Frame::TooLong) {
+                "Input line was too long"
+            } else {
+                "Line is not valid UTF-8; discarded"
+            };
+            let code = if matches!(frame, Frame::TooLong) {
+                "417"
+            } else {
+                "NOTICE"
+            };
+            irc::commands::numeric(&mut self.reply, &self.irc.server, code, st.target(), &[why]);
+            return out.send(conn, &self.reply);
+        };
+        // 512 bytes with CRLF, not counting tags.
+        let untagged = match text.strip_prefix('@') {
+            Some(rest) => rest.split_once(' ').map_or("", |(_, r)| r),
+            None => text,
+        };
+        if untagged.len() > crate::config::IRC_MAX_LINE {
+            let why = "Input line was too long";
+            irc::commands::numeric(
+                &mut self.reply,
+                &self.irc.server,
+                "417",
+                st.target(),
+                &[why],
+            );
+            return out.send(conn, &self.reply);
+        }
+        let mut actions = Vec::new();
+        irc::handle(
+            st,
+            text,
+            conn,
+            &self.core,
+            &self.irc,
+            &mut self.reply,
+            &mut actions,
+        );
+        if !self.reply.is_empty() {
+            out.send(conn, &self.reply);
+        }
+        for action in actions {
+            match action {
+                irc::Action::Request(request) => {
+                    let (core, mut sink) = self.split(out);
+                    core.handle(conn, request, &mut sink);
+                }
+                irc::Action::Register => self.irc_register(conn, out),
+                irc::Action::PartAll => {
+                    let rooms: Vec<String> = self.core.rooms_of(conn).map(str::to_string).collect();
+                    for room in &rooms {
+                        let (core, mut sink) = self.split(out);
+                        core.handle(conn, Request::Part { room, reason: None }, &mut sink);
+                    }
+                }
+            }
+        }
+        // The nick the core holds is the one numerics must name.
+        if let (Some(Speaks::Irc(st)), Some(nick)) =
+            (self.speaks.get_mut(&conn), self.core.nick(conn))
+        {
+            if st.nick.as_deref() != Some(nick) {
+                st.nick = Some(nick.to_string());
+            }
+        }
+    }
+
+    /// NICK, USER (and CAP END) are in: the core registers the nick; with
+    /// accounts, `PASS` is the password.
+    fn irc_register(&mut self, conn: ConnId, out: &mut impl Outbox) {
+        let Some(Speaks::Irc(st)) = self.speaks.get(&conn) else {
+            return;
+        };
+        let (Some(nick), Some(user)) = (st.nick.clone(), st.user.clone()) else {
+            return;
+        };
+        let password = st.password.clone();
+        self.core.set_many_rooms(conn, &user);
+        let (core, mut sink) = self.split(out);
+        core.handle(conn, Request::Register { nick: &nick }, &mut sink);
+        if core.stage(conn) == Stage::Password {
+            match password {
+                Some(password) => core.handle(
+                    conn,
+                    Request::Password {
+                        password: &password,
+                    },
+                    &mut sink,
+                ),
+                None => {
+                    // An IRC client cannot be asked: no PASS, no login.
+                    sink.emit(
+                        Audience::One(conn),
+                        &Event::WrongPassword {
+                            name: &nick,
+                            left: 0,
+                        },
+                    );
+                    core.handle(conn, Request::Quit { reason: None }, &mut sink);
+                }
+            }
+        }
+        self.sync_irc(conn);
+    }
+
+    /// Records whether `conn`'s IRC registration went through.
+    fn sync_irc(&mut self, conn: ConnId) {
+        let joined = self.core.is_joined(conn);
+        let nick = self.core.nick(conn).map(str::to_string);
+        if let Some(Speaks::Irc(st)) = self.speaks.get_mut(&conn) {
+            st.registered = joined;
+            if let Some(nick) = nick {
+                st.nick = Some(nick);
+            } else if !joined {
+                // Refused (taken meanwhile): the client must send NICK again.
+                st.nick = None;
+            }
+        }
+    }
+
     /// `conn` is gone (EOF, reset, write error, or the loop kicked it).
     /// Safe to call twice.
     pub fn disconnected(&mut self, conn: ConnId, reason: &LeaveReason, out: &mut impl Outbox) {
         let (core, mut sink) = self.split(out);
         core.disconnected(conn, reason, &mut sink);
+        self.speaks.remove(&conn);
     }
 
     /// The server is stopping: tell everyone and close every connection.
     pub fn shutdown(&mut self, out: &mut impl Outbox) {
         let (core, mut sink) = self.split(out);
         core.shutdown(&mut sink);
+        self.speaks.clear();
     }
 
-    /// The loop's answer to an [`Outbox::authenticate`] job for `conn`.
+    /// The loop's answer to an [`Outbox::authenticate`] job for `conn`. An
+    /// IRC client cannot be asked again, so a login that did not succeed
+    /// ends its connection.
     pub fn auth_done(&mut self, conn: ConnId, outcome: AuthOutcome, out: &mut impl Outbox) {
         let (core, mut sink) = self.split(out);
         core.auth_done(conn, outcome, &mut sink);
+        if self.dialect(conn) == Dialect::Irc {
+            if !self.core.is_joined(conn) && self.core.stage(conn) != Stage::Gone {
+                let (core, mut sink) = self.split(out);
+                core.handle(conn, Request::Quit { reason: None }, &mut sink);
+            }
+            self.sync_irc(conn);
+        }
     }
 
     /// Expires due invitations (the timer asked for with
@@ -195,7 +427,7 @@ impl Hub {
     /// Tells `conn` something about its connection that is not chat (the
     /// idle ping, a flood notice), if it is still known.
     pub fn notify(&mut self, conn: ConnId, event: &Event<'_>, out: &mut impl Outbox) {
-        if self.core.stage(conn) != crate::chat::Stage::Gone {
+        if self.core.stage(conn) != Stage::Gone {
             let (_, mut sink) = self.split(out);
             sink.emit(Audience::One(conn), event);
         }
@@ -204,8 +436,10 @@ impl Hub {
     /// The last line for a connection being closed because of `refusal`,
     /// in its dialect.
     pub fn refusal(&self, conn: ConnId, refusal: Refusal) -> Vec<u8> {
-        let _ = conn; // every connection speaks the line dialect today
-        line::refusal_line(refusal).into_bytes()
+        match self.dialect(conn) {
+            Dialect::Line => line::refusal_line(refusal).into_bytes(),
+            Dialect::Irc => irc::render::refusal_line(refusal),
+        }
     }
 
     /// The core, and a sink that renders its events into `out`.
@@ -214,6 +448,8 @@ impl Hub {
             &mut self.core,
             Renderer {
                 out,
+                speaks: &self.speaks,
+                irc: &self.irc,
                 clock: self.clock.as_deref(),
                 scratch: &mut self.scratch,
             },
@@ -221,24 +457,72 @@ impl Hub {
     }
 }
 
-/// The core's [`Sink`] over an [`Outbox`]: renders each event once in the
-/// line dialect and queues the bytes for every recipient.
+/// The core's [`Sink`] over an [`Outbox`]: renders each event in the
+/// recipient's dialect, once per dialect for a broadcast, and queues the
+/// bytes for every recipient.
 struct Renderer<'a, O: Outbox> {
     out: &'a mut O,
+    speaks: &'a HashMap<ConnId, Speaks>,
+    irc: &'a IrcConfig,
     clock: Option<&'a str>,
-    scratch: &'a mut Vec<u8>,
+    scratch: &'a mut [Vec<u8>; 2],
+}
+
+impl<O: Outbox> Renderer<'_, O> {
+    /// Renders `event` for `conn` into its dialect's scratch buffer (kept
+    /// from the last call when `fresh` is false: the broadcast case).
+    fn render(&mut self, conn: Option<ConnId>, dialect: Dialect, event: &Event<'_>) {
+        match dialect {
+            Dialect::Line => {
+                let buf = &mut self.scratch[0];
+                buf.clear();
+                line::render(event, self.clock, buf);
+            }
+            Dialect::Irc => {
+                let me = match conn.and_then(|c| self.speaks.get(&c)) {
+                    Some(Speaks::Irc(st)) => st.target(),
+                    _ => "*",
+                };
+                let buf = &mut self.scratch[1];
+                buf.clear();
+                irc::render(event, me, self.irc, buf);
+            }
+        }
+    }
 }
 
 impl<O: Outbox> Sink for Renderer<'_, O> {
     fn emit(&mut self, to: Audience<'_>, event: &Event<'_>) {
-        self.scratch.clear();
-        line::render(event, self.clock, self.scratch);
         match to {
-            Audience::One(conn) => self.out.send(conn, self.scratch),
+            Audience::One(conn) => {
+                let dialect = self
+                    .speaks
+                    .get(&conn)
+                    .map_or(Dialect::Line, Speaks::dialect);
+                self.render(Some(conn), dialect, event);
+                let buf = &self.scratch[dialect as usize];
+                if !buf.is_empty() {
+                    self.out.send(conn, buf);
+                }
+            }
             Audience::Members { members, except } => {
+                // Rendered lazily, once per dialect present.
+                let mut rendered = [false; 2];
                 for &conn in members {
-                    if Some(conn) != except {
-                        self.out.send(conn, self.scratch);
+                    if Some(conn) == except {
+                        continue;
+                    }
+                    let dialect = self
+                        .speaks
+                        .get(&conn)
+                        .map_or(Dialect::Line, Speaks::dialect);
+                    let i = dialect as usize;
+                    if !rendered[i] {
+                        self.render(None, dialect, event);
+                        rendered[i] = true;
+                    }
+                    if !self.scratch[i].is_empty() {
+                        self.out.send(conn, &self.scratch[i]);
                     }
                 }
             }
@@ -258,7 +542,15 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
     }
 
     fn password_prompt(&mut self, conn: ConnId, on: bool) {
-        self.out.password_prompt(conn, on);
+        // Telnet echo is a line-dialect matter.
+        if self
+            .speaks
+            .get(&conn)
+            .map_or(Dialect::Line, Speaks::dialect)
+            == Dialect::Line
+        {
+            self.out.password_prompt(conn, on);
+        }
     }
 }
 

@@ -265,7 +265,7 @@ impl Stderr {
 }
 
 /// `2026-11-30T04:01:02.345+01:00`, local time.
-fn timestamp() -> String {
+pub fn timestamp() -> String {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();

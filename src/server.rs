@@ -272,7 +272,8 @@ impl Outbox for Mailer<'_> {
 /// The whole server state. See the module docs for how a turn goes.
 pub struct Server {
     poll: Poll,
-    listener: TcpListener,
+    /// The main port first (both dialects, sniffed), then `--irc-listen`s.
+    listeners: Vec<Listener>,
     signals: Signals,
     config: Config,
     conns: Slab<Connection>,
@@ -296,8 +297,6 @@ pub struct Server {
     /// Held open so that, when the process runs out of descriptors, we can
     /// close it, accept the waiting connection, tell it why, and close it.
     spare_fd: Option<File>,
-    /// Stopped accepting at the per-turn cap; the backlog may hold more.
-    accept_more: bool,
     accept_paused: bool,
     next_serial: u64,
     shutting_down: bool,
@@ -334,6 +333,25 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     Ok(TcpListener::from_std(socket.into()))
 }
 
+/// One listening socket.
+struct Listener {
+    socket: TcpListener,
+    /// Every connection speaks IRC from its first byte (`--irc-listen`).
+    irc: bool,
+    /// Stopped accepting at the per-turn cap; the backlog may hold more.
+    more: bool,
+}
+
+/// The token of listener `i`: the main one at the very top, the IRC ones
+/// below the signal pipe's.
+fn listener_token(i: usize) -> Token {
+    if i == 0 {
+        LISTENER
+    } else {
+        Token(usize::MAX - 1 - i)
+    }
+}
+
 /// Binds nothing, spawns nothing: serves `listener` until SIGINT/SIGTERM.
 /// Returns an error only if the poll itself fails.
 pub fn run(listener: TcpListener, config: Config) -> io::Result<()> {
@@ -343,6 +361,23 @@ pub fn run(listener: TcpListener, config: Config) -> io::Result<()> {
 /// [`run`] with accounts: names need a password, checked against `store`.
 pub fn run_with_accounts(listener: TcpListener, config: Config, store: Accounts) -> io::Result<()> {
     Server::new(listener, config)?.with_accounts(store).serve()
+}
+
+/// [`run`] with IRC-only listeners and, optionally, accounts.
+pub fn run_with(
+    listener: TcpListener,
+    irc_listeners: Vec<TcpListener>,
+    config: Config,
+    store: Option<Accounts>,
+) -> io::Result<()> {
+    let mut server = Server::new(listener, config)?;
+    for socket in irc_listeners {
+        server.add_irc_listener(socket)?;
+    }
+    match store {
+        Some(store) => server.with_accounts(store).serve(),
+        None => server.serve(),
+    }
 }
 
 impl Server {
@@ -366,12 +401,17 @@ impl Server {
         );
         Ok(Server {
             poll,
-            listener,
+            listeners: vec![Listener {
+                socket: listener,
+                irc: false,
+                more: false,
+            }],
             signals,
             hub: {
                 let mut hub = Hub::new(config.max_line);
                 hub.set_invite_timeout(config.invite_timeout);
                 hub.set_default_room(&config.default_room);
+                hub.set_irc_config(config.irc.clone());
                 hub
             },
             config,
@@ -386,7 +426,6 @@ impl Server {
             line: Vec::new(),
             per_ip: HashMap::new(),
             spare_fd: File::open("/dev/null").ok(),
-            accept_more: false,
             accept_paused: false,
             next_serial: 0,
             shutting_down: false,
@@ -448,8 +487,12 @@ impl Server {
 
             for event in events.iter() {
                 match event.token() {
-                    LISTENER => self.accept(),
                     SIGNALS => self.on_signal(),
+                    t if self.listener_index(t).is_some() => {
+                        if let Some(i) = self.listener_index(t) {
+                            self.accept(i);
+                        }
+                    }
                     Token(k) => {
                         if event.is_writable() {
                             self.queue_flush(k);
@@ -462,7 +505,11 @@ impl Server {
             }
 
             if self.wants_accept() {
-                self.accept();
+                for i in 0..self.listeners.len() {
+                    if self.listeners[i].more {
+                        self.accept(i);
+                    }
+                }
             }
             for (k, serial) in carried {
                 if self.conns.get(k).is_some_and(|c| c.serial == serial) {
@@ -499,22 +546,46 @@ impl Server {
     /// (the last `accept()` stopped at its cap). Never while shutting down
     /// or paused, so neither makes the loop poll with a zero timeout.
     fn wants_accept(&self) -> bool {
-        self.accept_more && !self.accept_paused && !self.shutting_down
+        self.listeners.iter().any(|l| l.more) && !self.accept_paused && !self.shutting_down
     }
 
-    /// Accepts waiting connections, at most [`MAX_ACCEPTS_PER_TURN`].
-    fn accept(&mut self) {
-        self.accept_more = false;
+    /// Which listener `token` is, if it is one.
+    fn listener_index(&self, token: Token) -> Option<usize> {
+        (0..self.listeners.len()).find(|&i| listener_token(i) == token)
+    }
+
+    /// Adds a listener whose connections speak IRC from the first byte.
+    pub fn add_irc_listener(&mut self, mut socket: TcpListener) -> io::Result<()> {
+        let token = listener_token(self.listeners.len());
+        self.poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)?;
+        self.listeners.push(Listener {
+            socket,
+            irc: true,
+            more: false,
+        });
+        Ok(())
+    }
+
+    /// Accepts waiting connections on listener `i`, at most
+    /// [`MAX_ACCEPTS_PER_TURN`].
+    fn accept(&mut self, i: usize) {
+        let Some(listener) = self.listeners.get_mut(i) else {
+            return;
+        };
+        listener.more = false;
+        let irc = listener.irc;
         if self.accept_paused || self.shutting_down {
             return;
         }
         for _ in 0..MAX_ACCEPTS_PER_TURN {
-            match self.listener.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr),
+            match self.listeners[i].socket.accept() {
+                Ok((stream, addr)) => self.admit(stream, addr, irc),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if out_of_descriptors(&e) => {
-                    if !self.shed_with_spare_fd() {
+                    if !self.shed_with_spare_fd(i) {
                         return;
                     }
                 }
@@ -522,7 +593,7 @@ impl Server {
                 Err(e) => warn!("accept failed: {e}"),
             }
         }
-        self.accept_more = true; // the backlog may hold more: next turn
+        self.listeners[i].more = true; // the backlog may hold more: next turn
     }
 
     /// Out of descriptors with connections waiting. Closes the spare
@@ -531,12 +602,12 @@ impl Server {
     /// connection would sit in the backlog forever (edge-triggered: no new
     /// event) or, with level-triggered polling, wake us in a busy loop.
     /// Returns `true` if the caller should keep accepting.
-    fn shed_with_spare_fd(&mut self) -> bool {
+    fn shed_with_spare_fd(&mut self, i: usize) -> bool {
         if let Some(spare) = self.spare_fd.take() {
             drop(spare);
             // The refused connection is closed *before* the spare is taken
             // back, or the spare would have no descriptor to reopen with.
-            let accepted = match self.listener.accept() {
+            let accepted = match self.listeners[i].socket.accept() {
                 Ok((stream, addr)) => {
                     if self
                         .log_limiter
@@ -573,7 +644,7 @@ impl Server {
     }
 
     /// Sets up a freshly accepted connection, or refuses it.
-    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr) {
+    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr, irc: bool) {
         if self.conns.len() >= self.config.max_clients {
             if self
                 .log_limiter
@@ -651,8 +722,17 @@ impl Server {
             self.timers
                 .schedule(self.now + idle, Timer::IdleCheck { key, serial });
         }
-        let (hub, mut out) = self.split();
-        hub.connected(key, &mut out);
+        if irc {
+            self.hub.connected_irc(key);
+        } else {
+            // IRC clients speak first, line users wait to be greeted: hold
+            // the greeting for the first line, or this long.
+            self.hub.connected_pending(key);
+            self.timers.schedule(
+                self.now + config::GREETING_HOLD,
+                Timer::Greet { key, serial },
+            );
+        }
     }
 
     /// Reads from connection `k` until `WouldBlock`, handing each complete
@@ -962,7 +1042,15 @@ impl Server {
                     if self.spare_fd.is_none() {
                         self.spare_fd = File::open("/dev/null").ok();
                     }
-                    self.accept();
+                    for i in 0..self.listeners.len() {
+                        self.accept(i);
+                    }
+                }
+                Timer::Greet { key, serial } => {
+                    if self.live(key, serial) {
+                        let (hub, mut out) = self.split();
+                        hub.greet(key, &mut out);
+                    }
                 }
                 Timer::ShutdownDeadline => self.shutdown_expired = true,
                 Timer::InviteExpiry => {
@@ -990,7 +1078,7 @@ impl Server {
         };
         self.timers.retain(|t| match *t {
             Timer::RegisterDeadline { key, serial } => open(key, serial) && !hub.is_joined(key),
-            Timer::IdleCheck { key, serial } => open(key, serial),
+            Timer::IdleCheck { key, serial } | Timer::Greet { key, serial } => open(key, serial),
             Timer::Refill { key, serial } | Timer::Linger { key, serial } => same(key, serial),
             Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::InviteExpiry => true,
         });
@@ -1056,10 +1144,12 @@ impl Server {
         }
         info!("shutting down");
         self.shutting_down = true;
-        // The backlog is not read any more (see `wants_accept`).
-        self.accept_more = false;
-        if let Err(e) = self.poll.registry().deregister(&mut self.listener) {
-            debug!("deregister listener: {e}");
+        // The backlogs are not read any more (see `wants_accept`).
+        for l in &mut self.listeners {
+            l.more = false;
+            if let Err(e) = self.poll.registry().deregister(&mut l.socket) {
+                debug!("deregister listener: {e}");
+            }
         }
         self.timers
             .schedule(self.now + config::SHUTDOWN_GRACE, Timer::ShutdownDeadline);

@@ -27,6 +27,8 @@ pub enum Timer {
     RegisterDeadline { key: usize, serial: u64 },
     /// Check whether the connection has been silent too long.
     IdleCheck { key: usize, serial: u64 },
+    /// The greeting hold is over: greet the connection if it said nothing.
+    Greet { key: usize, serial: u64 },
     /// The connection's rate-limit bucket has a token again: resume reading.
     Refill { key: usize, serial: u64 },
     /// Give up on flushing a closing connection and close it now.

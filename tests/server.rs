@@ -246,10 +246,13 @@ fn telnet_client_works() {
     t.send_raw(&[
         255, 253, 3, 255, 251, 31, 255, 250, 31, 0, 80, 0, 24, 255, 240,
     ]);
-    t.line();
+    // IAC WONT SGA, IAC DONT NAWS (as the lossy decoding shows them) come
+    // at once; the greeting after its hold.
+    t.expect(
+        "\u{FFFD}\u{FFFD}\u{3}\u{FFFD}\u{FFFD}\u{1f}* Welcome to loopchat! What shall I call you?",
+    );
     t.send_raw(b"telly\r\n");
-    // IAC WONT SGA, IAC DONT NAWS, as the lossy decoding shows them.
-    t.expect("\u{FFFD}\u{FFFD}\u{3}\u{FFFD}\u{FFFD}\u{1f}* The room contains: b");
+    t.expect("* The room contains: b");
     b.expect("* telly has entered the room");
     t.send_raw(b"hi from telnet\r\n");
     b.expect("[telly] hi from telnet");

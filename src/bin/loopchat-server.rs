@@ -8,8 +8,8 @@ use loopchat::accounts::{self, Accounts, FileLock};
 use loopchat::config::{self, Command, Config};
 
 fn main() -> ExitCode {
-    let config = match config::parse_args(std::env::args().skip(1)) {
-        Ok(Command::Run(config)) => config,
+    let mut config = match config::parse_args(std::env::args().skip(1)) {
+        Ok(Command::Run(config)) => *config,
         Ok(Command::Help(usage)) => {
             print!("{usage}");
             return ExitCode::SUCCESS;
@@ -31,6 +31,19 @@ fn main() -> ExitCode {
         eprintln!("loopchat-server: {e}");
         return ExitCode::from(1);
     }
+    if let Some(path) = &config.motd_file {
+        match std::fs::read_to_string(path) {
+            Ok(text) => config.irc.motd = Some(text.lines().map(str::to_string).collect()),
+            Err(e) => {
+                eprintln!(
+                    "loopchat-server: cannot read the MOTD {}: {e}",
+                    path.display()
+                );
+                return ExitCode::from(1);
+            }
+        }
+    }
+    config.irc.created = loopchat::logging::timestamp();
     // Locked, loaded and checked before binding: a file another server
     // uses, a malformed file or one that cannot be written stops the
     // server at once. The lock is held until the process exits.
@@ -61,10 +74,23 @@ fn main() -> ExitCode {
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
     log::info!("listening on {addr}");
-    let served = match store {
-        Some(store) => loopchat::server::run_with_accounts(listener, config, store),
-        None => loopchat::server::run(listener, config),
-    };
+    let mut irc_listeners = Vec::new();
+    for want in config.irc_listen.clone() {
+        match loopchat::server::bind(want) {
+            Ok(l) => {
+                let addr = l.local_addr().map_or(want, |a| a);
+                println!("irc listening on {addr}");
+                log::info!("irc listening on {addr}");
+                irc_listeners.push(l);
+            }
+            Err(e) => {
+                eprintln!("loopchat-server: cannot listen on {want}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let _ = std::io::stdout().flush();
+    let served = loopchat::server::run_with(listener, irc_listeners, config, store);
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -2,7 +2,7 @@
 //! become its bytes.
 //!
 //! - [`line`]: loopchat's own grammar (Budget Chat plus commands).
-//! - [`irc`]: being built; so far the IRC message grammar.
+//! - [`irc`]: IRC, for irssi, weechat, hexchat and the like.
 //!
 //! Both dialects share one port, so the first line a connection sends
 //! decides which one it speaks ([`sniff`]).
@@ -10,13 +10,14 @@
 pub mod irc;
 pub mod line;
 
-/// The grammar a connection speaks.
+/// The grammar a connection speaks (the discriminant indexes per-dialect
+/// buffers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dialect {
     /// loopchat's line grammar (Budget Chat plus commands).
-    Line,
+    Line = 0,
     /// IRC.
-    Irc,
+    Irc = 1,
 }
 
 /// The words an IRC client's registration starts with.
