@@ -27,8 +27,8 @@ fn accounts_file() -> PathBuf {
 /// Connects and sends the account name `name`; the password prompt is consumed.
 fn begin(s: &TestServer, name: &str) -> Client {
     let mut c = s.connect();
-    c.expect("* Welcome to loopchat! What shall I call you?");
     c.send(name);
+    c.expect("* Welcome to loopchat! What shall I call you?");
     c.expect(&format!(
         "* Password for {name}? (A new name is registered with the password you send now: at least 8 characters.)"
     ));
@@ -188,7 +188,12 @@ fn start_on(listen: &str, args: &[&str]) -> TestServer {
         .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
         .parse()
         .unwrap();
-    TestServer { child, addr, log }
+    TestServer {
+        child,
+        addr,
+        log,
+        n: usize::MAX,
+    }
 }
 
 /// Item 5: `[::1]` is loopback, exempt from `--max-per-ip` like 127.0.0.1

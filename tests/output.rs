@@ -23,8 +23,8 @@ fn replies_longer_than_the_send_queue_cap_arrive_whole() {
     let mut clients = Vec::with_capacity(USERS);
     for (i, nick) in nicks.iter().enumerate() {
         let mut c = s.connect();
-        c.expect("* Welcome to loopchat! What shall I call you?");
         c.send(nick);
+        c.expect("* Welcome to loopchat! What shall I call you?");
         c.expect(&format!("* The room contains: {}", nicks[..i].join(", ")));
         c.line_where(|l| l.starts_with("* Welcome, "));
         if i == 0 {

@@ -39,9 +39,7 @@ const CONNECT_BATCH: usize = 256;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Connecting,
-    /// Connected, waiting for the server's first line.
-    Greeting,
-    /// Nickname sent, waiting for `* The room contains: ...`.
+    /// Connected, nickname sent, waiting for `* The room contains: ...`.
     Joining,
     Joined,
     /// To be removed (failed, or churn done with it).
@@ -90,7 +88,6 @@ struct Acc {
     duplicates: u64,
     foreign: u64,
     error_lines: u64,
-    greeting_nudges: u64,
     lat: LatencyHist,
     lat_uncorrected: LatencyHist,
     lat_second: LatencyHist,
@@ -126,10 +123,6 @@ fn io_kind(prefix: &str, e: &io::Error) -> String {
     format!("{prefix}_{k}")
 }
 
-/// How long a connected client waits for the greeting before sending its
-/// nickname anyway.
-const GREETING_WAIT: Duration = Duration::from_secs(1);
-
 /// The nickname of client `n`: unique per bench process, alphanumeric, so
 /// any Budget Chat server accepts it.
 fn nick(n: u64) -> String {
@@ -140,18 +133,6 @@ fn nick(n: u64) -> String {
 fn on_line(conn: &mut Conn, line: &[u8], now_ns: u64, acc: &mut Acc) {
     let parsed = dialect::classify(line);
     match conn.state {
-        State::Greeting => {
-            if let Line::Refused(_) = parsed {
-                acc.fail("refused_on_connect");
-                conn.state = State::Closing;
-                return;
-            }
-            dialect::nick_line(
-                &format!("lb{}n{}", std::process::id(), conn.nick),
-                &mut conn.out,
-            );
-            conn.state = State::Joining;
-        }
         State::Joining => match parsed {
             Line::Joined => {
                 conn.state = State::Joined;
@@ -289,7 +270,6 @@ struct Run<'c> {
     connect_origin: Instant,
     connect_base: u64,
     next_progress: Instant,
-    next_nudge: Instant,
 }
 
 impl<'c> Run<'c> {
@@ -319,7 +299,6 @@ impl<'c> Run<'c> {
                 duplicates: 0,
                 foreign: 0,
                 error_lines: 0,
-                greeting_nudges: 0,
                 lat: LatencyHist::new(),
                 lat_uncorrected: LatencyHist::new(),
                 lat_second: LatencyHist::new(),
@@ -331,7 +310,6 @@ impl<'c> Run<'c> {
             connect_origin: t0,
             connect_base: 0,
             next_progress: t0 + Duration::from_secs(1),
-            next_nudge: t0,
         })
     }
 
@@ -441,7 +419,15 @@ impl<'c> Run<'c> {
                     self.close(key);
                     return;
                 }
-                ConnectState::Connected => conn.state = State::Greeting,
+                ConnectState::Connected => {
+                    // The nickname goes out at once, greeting or not: a
+                    // Budget Chat server reads it whenever it comes, and
+                    // loopchat holds its greeting 250 ms for a first line
+                    // (to tell IRC clients apart). Sending also completes a
+                    // SYN-cookie handshake under a connect burst.
+                    dialect::nick_line(&nick(conn.nick), &mut conn.out);
+                    conn.state = State::Joining;
+                }
             }
         }
         if readable {
@@ -569,33 +555,12 @@ impl<'c> Run<'c> {
                 }
                 return Ok(now - start);
             }
-            self.nudge_silent(now);
             self.progress(now, "joining");
             let mut deadline = give_up.min(self.next_progress);
             if self.launched < want {
                 deadline = deadline.min(self.next_connect_at());
             }
             self.turn(deadline, events)?;
-        }
-    }
-
-    /// Sends the nickname on connections that got no greeting within
-    /// [`GREETING_WAIT`]. Some servers do not greet; and under a connect
-    /// burst a SYN-cookie handshake is only completed on the server's side
-    /// when the client sends something, so a silent client would wait forever.
-    fn nudge_silent(&mut self, now: Instant) {
-        if now < self.next_nudge {
-            return;
-        }
-        self.next_nudge = now + GREETING_WAIT / 4;
-        let Run { conns, acc, .. } = self;
-        for (_, conn) in conns.iter_mut() {
-            if conn.state == State::Greeting && now.duration_since(conn.started) >= GREETING_WAIT {
-                dialect::nick_line(&nick(conn.nick), &mut conn.out);
-                conn.state = State::Joining;
-                acc.greeting_nudges += 1;
-                flush(conn, acc);
-            }
         }
     }
 
@@ -689,7 +654,6 @@ impl CostWindow {
 
 fn base_report(run: &Run, join_time: Duration) -> Report {
     let mut r = Report::new(run.cfg.clone());
-    r.greeting_nudges = run.acc.greeting_nudges;
     r.joined = run.acc.joined_total;
     r.join_s = join_time.as_secs_f64();
     r.join_latency = run.acc.join_latency.summary();
@@ -967,7 +931,6 @@ fn churn(run: &mut Run, events: &mut Events) -> io::Result<Report> {
             run.acc.fail("join_timeout");
             run.close(k);
         }
-        run.nudge_silent(now);
         run.launch_due(now, None, Some(cfg.clients));
         if now >= run.next_progress {
             cost.tick(run);
@@ -1019,7 +982,7 @@ mod tests {
         };
         let mut conn = Conn {
             stream,
-            state: State::Greeting,
+            state: State::Joining,
             nick: 1,
             partial: Vec::new(),
             out: Vec::new(),

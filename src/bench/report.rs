@@ -63,8 +63,6 @@ pub struct Report {
     pub server: Option<ServerCost>,
     pub bench_cpu_s: Option<f64>,
     pub bench_rss_kib: Option<u64>,
-    /// Clients that got no greeting within 1 s and sent their nickname anyway.
-    pub greeting_nudges: u64,
     /// Idle: connections still joined at the end of the hold.
     pub held: u64,
     /// Churn: completed joins.
@@ -114,7 +112,6 @@ impl Report {
             server: None,
             bench_cpu_s: None,
             bench_rss_kib: None,
-            greeting_nudges: 0,
             held: 0,
             joins: 0,
             in_flight_at_end: 0,
@@ -193,7 +190,6 @@ impl Report {
                 "join_latency_us": lat_json(&Some(self.join_latency)),
                 "failures": self.failures,
                 "held": self.held,
-                "greeting_nudges": self.greeting_nudges,
             },
             "senders": self.senders,
             "sent": self.sent,

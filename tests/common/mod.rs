@@ -18,9 +18,17 @@ pub struct TestServer {
     pub child: Child,
     pub addr: SocketAddr,
     pub log: PathBuf,
+    /// Its number among this process's servers (for `irc_addr`).
+    pub n: usize,
 }
 
 static SERVERS: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// `--irc-listen` addresses by server number (see `TestServer::irc_addr`).
+    static IRC_ADDRS: std::cell::RefCell<Vec<(usize, SocketAddr)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
+}
 
 impl TestServer {
     /// Starts the server on 127.0.0.1 with a free port and extra `args`.
@@ -45,16 +53,45 @@ impl TestServer {
         let mut child = cmd.spawn().expect("spawn loopchat-server");
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut first = String::new();
-        BufReader::new(stdout)
+        let mut stdout = BufReader::new(stdout);
+        stdout
             .read_line(&mut first)
             .expect("read the listening line");
+        // One more line per --irc-listen, in order.
+        for _ in args.iter().filter(|a| **a == "--irc-listen") {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .expect("read an irc listening line");
+            if let Some(addr) = line.trim().strip_prefix("irc listening on ") {
+                if let Ok(addr) = addr.parse() {
+                    IRC_ADDRS.with(|a| a.borrow_mut().push((n, addr)));
+                }
+            }
+        }
         let addr = first
             .trim()
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
             .parse()
             .expect("an address");
-        TestServer { child, addr, log }
+        TestServer {
+            child,
+            addr,
+            log,
+            n,
+        }
+    }
+
+    /// The first `--irc-listen` address, as the server printed it.
+    pub fn irc_addr(&self) -> Option<SocketAddr> {
+        let n = self.n;
+        IRC_ADDRS.with(|a| {
+            a.borrow()
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, addr)| *addr)
+        })
     }
 
     pub fn pid(&self) -> u32 {
