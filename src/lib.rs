@@ -9,7 +9,7 @@
 //! |---|---|---|
 //! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering and answers | no |
 //! | [`chat`] | **the chat core**: users, nicknames, who hears what; requests in, events out, no grammar | no |
-//! | [`dialect`] | grammars: the line dialect (decode a line into a request, render an event into bytes) and the IRC message grammar | no |
+//! | [`dialect`] | grammars: the line dialect and IRC (decode a line into requests, render an event into bytes); the first line picks one | no |
 //! | [`protocol`] | the line grammar's markers and nickname rules, and parsing server lines (for the client and bench) | no |
 //! | [`hub`] | connections meet the core: each line decoded by its dialect, each event rendered once per dialect | no |
 //! | [`accounts`] | account names and argon2id hashes, the accounts file | no (a file) |
