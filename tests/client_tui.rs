@@ -356,14 +356,15 @@ fn a_line_kept_while_disconnected_is_sent_after_reconnecting() {
 
 /// Rooms in a real terminal, against a server whose default room is not
 /// `#lobby`: the status bar and the list follow a `/join`, a rule marks the
-/// move, the topic shows, and `/rooms` reaches the server.
+/// move, the topic shows, `/rooms` reaches the server, and after a
+/// reconnection the client returns to the room it was in.
 #[test]
 fn joining_another_room_shows_it() {
     if !Tmux::available() {
         eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
         return;
     }
-    let server = TestServer::start(&["--default-room", "#main"]);
+    let mut server = TestServer::start(&["--default-room", "#main"]);
     let addr = server.addr.to_string();
     // carol (a line bot) waits in #rust, with a topic.
     let mut carol = support::Client::spawn(&[&addr, "--nick", "carol"]);
@@ -403,5 +404,17 @@ fn joining_another_room_shows_it() {
     tmux.keys("a", &["Enter"]);
     tmux.wait_for("a", "the room list", |s| {
         s.contains("* Rooms: #main (2), #rust (1)")
+    });
+
+    // The server restarts, its default room now #lobby: the client
+    // reconnects and goes back to #rust by itself.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    tmux.wait_for("a", "the lost connection", |s| {
+        s.contains("connection lost")
+    });
+    let _again = ServerOn::start(&addr);
+    tmux.wait_for("a", "alice back in #rust", |s| {
+        s.contains("-- rejoining #rust") && s.contains("| alice | #rust | 1 online | connected")
     });
 }

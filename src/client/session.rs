@@ -43,6 +43,8 @@ pub enum SessionEvent {
     Refused(String),
     /// The user list, own nickname, room or topic changed.
     Changed,
+    /// The welcome named the room we start in (the server's default).
+    InRoom(String),
     /// `* You are now in #ROOM.`: the user moved to this room (`/join`).
     /// The user list is already the new room's (from the
     /// `* The room contains:` line just before).
@@ -292,6 +294,9 @@ pub struct Session {
     /// The room we are in, once the server has named it (in its welcome,
     /// then in `* You are now in #ROOM.` after each move).
     room: Option<String>,
+    /// The room we were in when the connection was lost, until the next
+    /// welcome: the full-screen interface moves back to it.
+    lost_room: Option<String>,
     /// The current room's topic, when the server has told it (after a
     /// move, on `/topic`, or when someone sets it); `None` when unknown or
     /// there is none.
@@ -313,6 +318,7 @@ impl Session {
             nick: None,
             users: UserList::default(),
             room: None,
+            lost_room: None,
             topic: None,
             password: None,
             pending: None,
@@ -376,6 +382,16 @@ impl Session {
         self.topic.as_deref()
     }
 
+    /// After a reconnection's welcome ([`SessionEvent::InRoom`]): the room
+    /// we were in when the connection was lost, if it is not the one the
+    /// server put us in, so that the caller can send `/join` for it. Asked
+    /// once: the room is forgotten by the call.
+    pub fn take_room_to_rejoin(&mut self) -> Option<String> {
+        let here = self.room.as_deref()?;
+        let lost = self.lost_room.take()?;
+        (!lost.eq_ignore_ascii_case(here)).then_some(lost)
+    }
+
     /// A connection was established. Returns the nickname to send at once,
     /// if one is known; otherwise the phase is [`Phase::NeedNick`].
     pub fn on_connected(&mut self) -> Option<String> {
@@ -406,7 +422,9 @@ impl Session {
         self.phase = Phase::Offline;
         self.pending = None;
         self.users.clear();
-        self.room = None;
+        if let Some(room) = self.room.take() {
+            self.lost_room = Some(room);
+        }
         self.topic = None;
     }
 
@@ -515,11 +533,7 @@ impl Session {
                     return Some(SessionEvent::Changed);
                 }
                 if let Some((name, room)) = welcome(text) {
-                    let mut changed = false;
-                    if let Some(room) = room {
-                        changed = self.room.as_deref() != Some(room);
-                        self.room = Some(room.to_string());
-                    }
+                    let mut event = None;
                     // With accounts the name is spelled as registered
                     // (`ALICE` logs in as `alice`): take the server's.
                     let me = self.nick.clone()?;
@@ -527,9 +541,15 @@ impl Session {
                         self.users.rename(&me, name);
                         self.nick = Some(name.to_string());
                         self.wanted = Some(name.to_string());
-                        changed = true;
+                        event = Some(SessionEvent::Changed);
                     }
-                    return changed.then_some(SessionEvent::Changed);
+                    if let Some(room) = room {
+                        if self.room.as_deref() != Some(room) {
+                            self.room = Some(room.to_string());
+                            event = Some(SessionEvent::InRoom(room.to_string()));
+                        }
+                    }
+                    return event;
                 }
                 match RoomNotice::parse(text)? {
                     RoomNotice::Entered(n) => self.users.add(n),
@@ -641,7 +661,10 @@ mod tests {
         // The welcome names the room (once: the same line again changes
         // nothing).
         let welcome = "* Welcome, mee! 3 users online in #lobby. Type /help";
-        assert_eq!(feed(&mut s, welcome), Some(SessionEvent::Changed));
+        assert_eq!(
+            feed(&mut s, welcome),
+            Some(SessionEvent::InRoom("#lobby".into()))
+        );
         assert_eq!(s.room(), Some("#lobby"));
         assert_eq!(feed(&mut s, welcome), None);
     }
@@ -719,6 +742,35 @@ mod tests {
         // A reconnection forgets the room until the server names it.
         s.on_disconnected();
         assert_eq!((s.room(), s.topic()), (None, None));
+    }
+
+    /// After a reconnection the room we were in is offered for a `/join`,
+    /// once, and only when the server put us elsewhere.
+    #[test]
+    fn the_lost_room_is_offered_after_the_welcome() {
+        let welcome = "* Welcome, me! 1 user online in #lobby. Type /help for commands.";
+        let mut s = in_lobby();
+        feed(&mut s, "* The room contains: ");
+        feed(&mut s, "* You are now in #rust.");
+        s.on_disconnected();
+        // Lost again before the welcome: still remembered.
+        s.on_connected();
+        s.on_disconnected();
+        s.on_connected();
+        feed(&mut s, "* The room contains: ");
+        assert_eq!(s.take_room_to_rejoin(), None, "not before the welcome");
+        assert_eq!(
+            feed(&mut s, welcome),
+            Some(SessionEvent::InRoom("#lobby".into()))
+        );
+        assert_eq!(s.take_room_to_rejoin(), Some("#rust".into()));
+        assert_eq!(s.take_room_to_rejoin(), None);
+        // Lost while in the default room: nothing to do.
+        s.on_disconnected();
+        s.on_connected();
+        feed(&mut s, "* The room contains: ");
+        feed(&mut s, welcome);
+        assert_eq!(s.take_room_to_rejoin(), None);
     }
 
     #[test]
@@ -875,7 +927,7 @@ mod tests {
                 &mut s,
                 "* Welcome, alice! 2 users online in #lobby. Type /help for commands."
             ),
-            Some(SessionEvent::Changed)
+            Some(SessionEvent::InRoom("#lobby".into()))
         );
         assert_eq!(s.nick(), Some("alice"));
         assert_eq!(s.users().names(), ["bob", "alice"]);
