@@ -16,7 +16,7 @@ use super::scrollback::{Entry, Kind, Scrollback};
 use super::session::{Phase, Session, SessionEvent};
 use super::text::display_str;
 use super::{is_password_quit, sendable_password};
-use crate::protocol::ServerLine;
+use crate::protocol::{NOTICE, ROOM_CONTAINS, ServerLine};
 
 /// Width of the user list on the right (hidden on narrow terminals).
 const USERS_WIDTH: u16 = 22;
@@ -157,10 +157,9 @@ impl App {
     /// `* You are now in`, so that everything of the new room is below it.
     fn room_rule(&mut self, time: &str, room: &str) {
         let rule = Entry::new(time, Kind::Room, None, room);
-        let contains = self
-            .scrollback
-            .from_newest(1)
-            .is_some_and(|e| e.kind == Kind::Notice && e.text.starts_with("The room contains:"));
+        let contains = self.scrollback.from_newest(1).is_some_and(|e| {
+            e.kind == Kind::Notice && e.text.starts_with(&ROOM_CONTAINS[NOTICE.len()..])
+        });
         self.keep_view(&rule);
         if contains {
             self.scrollback.insert_before_newest(2, rule);
