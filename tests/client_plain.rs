@@ -252,3 +252,45 @@ fn a_signal_leaves_like_quit() {
     alice.expect_line("* bot has left the room (quit)");
     assert_eq!(bot.wait_exit().code(), Some(0));
 }
+
+/// Rooms change nothing in line mode: `/join`, `/topic` and `/rooms` go to
+/// the server as typed, its answers come out verbatim, nothing is added to
+/// stdout or stderr, and the bot keeps chatting in the room it moved to.
+#[test]
+fn room_commands_pass_through_unchanged() {
+    let server = TestServer::start(&[]);
+    let mut alice = join(&server, "alice");
+    let mut bob = join(&server, "bob");
+    alice.expect_line("* bob has entered the room");
+    bob.send("/join #rust");
+    bob.send("/topic be kind");
+    bob.send("/rooms");
+    bob.send("hello rust");
+    for line in [
+        "* The room contains: ",
+        "* You are now in #rust.",
+        "* bob set the topic of #rust: be kind",
+        "* Rooms: #lobby (1), #rust (1)",
+        "* You are alone in the room; nobody received that.",
+    ] {
+        bob.expect_line(line);
+    }
+    alice.expect_line("* bob has left the room (moved to #rust)");
+    alice.send("/join #rust");
+    alice.expect_line("* Topic: be kind");
+    bob.expect_line("* alice has entered the room");
+    bob.send("hi alice");
+    alice.expect_line("[bob] hi alice");
+    bob.close_stdin();
+    assert!(bob.wait_exit().success());
+    // Bob's whole output since joining #rust is the server's lines.
+    let start = bob
+        .seen
+        .iter()
+        .position(|l| l == "* The room contains: ")
+        .unwrap();
+    for l in &bob.seen[start..] {
+        assert!(l.starts_with("* ") || l.starts_with('['), "{l:?}");
+    }
+    assert!(bob.stderr_now().is_empty(), "{:?}", bob.stderr_now());
+}

@@ -127,7 +127,7 @@ fn message_typed_in_one_client_appears_in_the_other() {
     tmux.wait_for("a", "bob's arrival", |s| {
         s.contains("* bob has entered the room")
     });
-    tmux.wait_for("b", "bob joined", |s| s.contains("Online (2)"));
+    tmux.wait_for("b", "bob joined", |s| s.contains("#lobby (2)"));
 
     // Bob starts a line; a message arriving meanwhile leaves it intact.
     tmux.keys("b", &["-l", "half typed"]);
@@ -187,7 +187,7 @@ fn message_typed_in_one_client_appears_in_the_other() {
     let s = tmux.wait_for("a", "bob's departure", |s| {
         s.contains("* bob has left the room (quit)")
     });
-    assert!(s.contains("Online (1)"), "{s}");
+    assert!(s.contains("#lobby (1)"), "{s}");
 
     // The terminal going away (hang-up) ends the client too, instead of
     // leaving it spinning on a dead descriptor.
@@ -238,7 +238,7 @@ fn asks_for_a_nickname_again_after_a_refusal_and_follows_resizes() {
     tmux.keys("c", &["-l", "carol"]);
     tmux.keys("c", &["Enter"]);
     tmux.wait_for("c", "carol joined", |s| {
-        s.contains("Online (2)") && s.contains("| carol |")
+        s.contains("#lobby (2)") && s.contains("| carol |")
     });
     tmux.wait_for("a", "carol's arrival", |s| {
         s.contains("* carol has entered the room")
@@ -247,10 +247,10 @@ fn asks_for_a_nickname_again_after_a_refusal_and_follows_resizes() {
     // A narrow window drops the user list; a wide one brings it back.
     tmux.run(&["resize-window", "-t", "c", "-x", "50", "-y", "12"]);
     tmux.wait_for("c", "the narrow layout", |s| {
-        !s.contains("Online (") && s.lines().count() <= 12
+        !s.contains("#lobby (") && s.lines().count() <= 12
     });
     tmux.run(&["resize-window", "-t", "c", "-x", "100", "-y", "30"]);
-    tmux.wait_for("c", "the wide layout", |s| s.contains("Online (2)"));
+    tmux.wait_for("c", "the wide layout", |s| s.contains("#lobby (2)"));
 
     // The server goes away: the interface says so and keeps retrying.
     server.child.kill().unwrap();
@@ -352,4 +352,69 @@ fn a_line_kept_while_disconnected_is_sent_after_reconnecting() {
     assert!(!s.contains("dropped"), "{s}");
     tmux.keys("a", &["Enter"]);
     bob.expect_line("[alice] kept line");
+}
+
+/// Rooms in a real terminal, against a server whose default room is not
+/// `#lobby`: the status bar and the list follow a `/join`, a rule marks the
+/// move, the topic shows, `/rooms` reaches the server, and after a
+/// reconnection the client returns to the room it was in.
+#[test]
+fn joining_another_room_shows_it() {
+    if !Tmux::available() {
+        eprintln!("note: tmux is not installed; skipping the full-screen end-to-end test");
+        return;
+    }
+    let mut server = TestServer::start(&["--default-room", "#main"]);
+    let addr = server.addr.to_string();
+    // carol (a line bot) waits in #rust, with a topic.
+    let mut carol = support::Client::spawn(&[&addr, "--nick", "carol"]);
+    carol.expect_prefix("* Welcome, carol!");
+    carol.send("/join #rust");
+    carol.expect_line("* You are now in #rust.");
+    carol.send("/topic be kind");
+    carol.expect_line("* carol set the topic of #rust: be kind");
+    let mut bob = support::Client::spawn(&[&addr, "--nick", "bob"]);
+    bob.expect_prefix("* Welcome, bob!");
+
+    let tmux = Tmux::new("rooms");
+    tmux.client("a", &addr, "--nick alice");
+    tmux.wait_for("a", "alice in #main", |s| {
+        s.contains("| alice | #main | 2 online | connected") && s.contains("#main (2)")
+    });
+    tmux.keys("a", &["-l", "/join #rust"]);
+    tmux.keys("a", &["Enter"]);
+    let s = tmux.wait_for("a", "alice in #rust", |s| {
+        s.contains("| alice | #rust | 2 online | connected | topic: be kind")
+    });
+    assert!(s.contains("#rust (2)") && !s.contains("#main (2)"), "{s}");
+    assert!(s.contains("── now in #rust ──"), "{s}");
+    assert!(s.contains("* The room contains: carol"), "{s}");
+    carol.expect_line("* alice has entered the room");
+    bob.expect_line("* alice has left the room (moved to #rust)");
+
+    // Departures from the new room are followed; /rooms is answered.
+    carol.send("/join #main");
+    carol.expect_line("* You are now in #main.");
+    tmux.wait_for("a", "carol's departure", |s| {
+        s.contains("* carol has left the room (moved to #main)")
+            && s.contains("#rust (1)")
+            && s.contains("| #rust | 1 online |")
+    });
+    tmux.keys("a", &["-l", "/rooms"]);
+    tmux.keys("a", &["Enter"]);
+    tmux.wait_for("a", "the room list", |s| {
+        s.contains("* Rooms: #main (2), #rust (1)")
+    });
+
+    // The server restarts, its default room now #lobby: the client
+    // reconnects and goes back to #rust by itself.
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    tmux.wait_for("a", "the lost connection", |s| {
+        s.contains("connection lost")
+    });
+    let _again = ServerOn::start(&addr);
+    tmux.wait_for("a", "alice back in #rust", |s| {
+        s.contains("-- rejoining #rust") && s.contains("| alice | #rust | 1 online | connected")
+    });
 }

@@ -358,5 +358,11 @@ mod tests {
         assert_eq!(classify_input("/clear"), ClientCommand::Clear);
         assert_eq!(classify_input("//quit"), ClientCommand::Send);
         assert_eq!(classify_input("/msg a b"), ClientCommand::Send);
+        // The room commands are the server's: passed through, never
+        // swallowed.
+        assert_eq!(classify_input("/join #rust"), ClientCommand::Send);
+        assert_eq!(classify_input("/JOIN #rust"), ClientCommand::Send);
+        assert_eq!(classify_input("/rooms"), ClientCommand::Send);
+        assert_eq!(classify_input("/topic be kind"), ClientCommand::Send);
     }
 }

@@ -47,6 +47,9 @@ pub enum Kind {
     Error,
     /// The client's own remarks (connection state, help).
     Client,
+    /// A room change: drawn as a rule across the pane, the text being the
+    /// room entered.
+    Room,
     /// A line of no known kind.
     Other,
 }
@@ -104,6 +107,21 @@ impl Scrollback {
             self.lines.pop_front();
         }
         self.lines.push_back(e);
+    }
+
+    /// Inserts `e` before the newest `back` lines (at the end if there
+    /// are fewer).
+    pub fn insert_before_newest(&mut self, back: usize, e: Entry) {
+        if self.lines.len() >= MAX_LINES {
+            self.lines.pop_front();
+        }
+        let at = self.lines.len().saturating_sub(back);
+        self.lines.insert(at, e);
+    }
+
+    /// The line `back` places before the newest (0: the newest).
+    pub fn from_newest(&self, back: usize) -> Option<&Entry> {
+        self.lines.iter().rev().nth(back)
     }
 
     pub fn len(&self) -> usize {
@@ -165,5 +183,10 @@ mod tests {
         assert_eq!(s.len(), MAX_LINES);
         assert_eq!(s.last().unwrap().text, (MAX_LINES + 4).to_string());
         assert_eq!(s.iter_rev().last().unwrap().text, "5");
+        s.insert_before_newest(2, Entry::new("t", Kind::Room, None, "#r"));
+        assert_eq!(s.len(), MAX_LINES);
+        assert_eq!(s.from_newest(2).unwrap().text, "#r");
+        assert_eq!(s.from_newest(1).unwrap().text, (MAX_LINES + 3).to_string());
+        assert_eq!(s.iter_rev().last().unwrap().text, "6");
     }
 }

@@ -1,5 +1,6 @@
 //! What the client knows about its place in the room: whether it has joined,
-//! under which nickname, and who else is online.
+//! under which nickname, in which room (and its topic, when told), and who
+//! else is in that room.
 //!
 //! Pure state fed with server lines, shared by the plain tool and the
 //! full-screen interface, so the joining rules (the nickname is sent, a `! `
@@ -11,6 +12,7 @@
 //! reconnection can answer the prompt by itself; it is never written
 //! anywhere and its `Debug` output is redacted.
 
+use crate::chat::validate_room;
 use crate::protocol::{NOTICE, PING, ServerLine, validate_nick};
 
 /// Where the client is in joining the room.
@@ -39,8 +41,14 @@ pub enum SessionEvent {
     Joined,
     /// The nickname was refused; the server's reason.
     Refused(String),
-    /// The user list or own nickname changed.
+    /// The user list, own nickname, room or topic changed.
     Changed,
+    /// The welcome named the room we start in (the server's default).
+    InRoom(String),
+    /// `* You are now in #ROOM.`: the user moved to this room (`/join`).
+    /// The user list is already the new room's (from the
+    /// `* The room contains:` line just before).
+    Moved(String),
     /// `* PING ...`: the server wants a sign of life (answer `/pong`).
     Ping,
     /// The server asks for the password of this name and none is known:
@@ -104,10 +112,19 @@ fn password_prompt_name(text: &str) -> Option<&str> {
     validate_nick(name).is_ok().then_some(name)
 }
 
-/// The name in `Welcome, NAME! ...` (the notice text without its marker).
-fn welcome_name(text: &str) -> Option<&str> {
-    let (name, _) = text.strip_prefix("Welcome, ")?.split_once("! ")?;
-    validate_nick(name).is_ok().then_some(name)
+/// The name in `Welcome, NAME! ...` (the notice text without its marker),
+/// and the room if the line names one (`... 2 users online in #lobby.`;
+/// servers before rooms did not).
+fn welcome(text: &str) -> Option<(&str, Option<&str>)> {
+    let (name, rest) = text.strip_prefix("Welcome, ")?.split_once("! ")?;
+    validate_nick(name).ok()?;
+    // A room name holds no `.`, so the first one ends it.
+    let room = rest
+        .split_once(" online in ")
+        .and_then(|(_, r)| r.split_once('.'))
+        .map(|(room, _)| room)
+        .filter(|room| validate_room(room).is_ok());
+    Some((name, room))
 }
 
 /// Most names the user list keeps: a server's notices cannot make it grow
@@ -181,15 +198,65 @@ pub enum RoomNotice<'a> {
         old: &'a str,
         new: &'a str,
     },
-    /// `* N users online: a, b` (the answer to `/who`).
+    /// `* N users online: a, b` (the answer to `/who`: the users of
+    /// your room).
     Who(Vec<&'a str>),
+    /// `* You are now in #rust.`: you moved (after `/join`).
+    NowIn(&'a str),
+    /// `* Topic: TEXT`, right after a move: the topic of the room you
+    /// entered.
+    Topic(&'a str),
+    /// What is known of a named room's topic: `* Topic of #rust (set by
+    /// alice): TEXT` and `* alice set the topic of #rust: TEXT` (`Some`),
+    /// `* #rust has no topic.` and `* alice cleared the topic of #rust.`
+    /// (`None`).
+    TopicOf {
+        room: &'a str,
+        topic: Option<&'a str>,
+    },
 }
 
 impl<'a> RoomNotice<'a> {
     /// Recognises the text of a `* ` notice (without the marker).
     pub fn parse(text: &'a str) -> Option<RoomNotice<'a>> {
+        let room = |r: &'a str| validate_room(r).is_ok().then_some(r);
+        if let Some(rest) = text.strip_prefix("You are now in ") {
+            return rest.strip_suffix('.').and_then(room).map(RoomNotice::NowIn);
+        }
+        if let Some(topic) = text.strip_prefix("Topic: ") {
+            return Some(RoomNotice::Topic(topic));
+        }
+        if let Some(rest) = text.strip_prefix("Topic of ") {
+            let (name, rest) = rest.split_once(" (set by ")?;
+            let (by, topic) = rest.split_once("): ")?;
+            validate_nick(by).ok()?;
+            return Some(RoomNotice::TopicOf {
+                room: room(name)?,
+                topic: Some(topic),
+            });
+        }
         let (first, rest) = text.split_once(' ')?;
+        if rest == "has no topic." {
+            return Some(RoomNotice::TopicOf {
+                room: room(first)?,
+                topic: None,
+            });
+        }
         if validate_nick(first).is_ok() {
+            if let Some(rest) = rest.strip_prefix("set the topic of ") {
+                // A room name holds no `:`, so the first `: ` ends it.
+                let (name, topic) = rest.split_once(": ")?;
+                return Some(RoomNotice::TopicOf {
+                    room: room(name)?,
+                    topic: Some(topic),
+                });
+            }
+            if let Some(rest) = rest.strip_prefix("cleared the topic of ") {
+                return Some(RoomNotice::TopicOf {
+                    room: room(rest.strip_suffix('.')?)?,
+                    topic: None,
+                });
+            }
             if rest == "has entered the room" {
                 return Some(RoomNotice::Entered(first));
             }
@@ -224,6 +291,16 @@ pub struct Session {
     /// Own nickname while joined.
     nick: Option<String>,
     users: UserList,
+    /// The room we are in, once the server has named it (in its welcome,
+    /// then in `* You are now in #ROOM.` after each move).
+    room: Option<String>,
+    /// The room we were in when the connection was lost, until the next
+    /// welcome: the full-screen interface moves back to it.
+    lost_room: Option<String>,
+    /// The current room's topic, when the server has told it (after a
+    /// move, on `/topic`, or when someone sets it); `None` when unknown or
+    /// there is none.
+    topic: Option<String>,
     /// The password to answer the prompt with by itself: from
     /// `--password-file`, then the one the server accepted. Forgotten when
     /// the server refuses it.
@@ -240,6 +317,9 @@ impl Session {
             wanted,
             nick: None,
             users: UserList::default(),
+            room: None,
+            lost_room: None,
+            topic: None,
             password: None,
             pending: None,
         }
@@ -287,8 +367,29 @@ impl Session {
         }
     }
 
+    /// The users of our room.
     pub fn users(&self) -> &UserList {
         &self.users
+    }
+
+    /// The room we are in, once the server has named it.
+    pub fn room(&self) -> Option<&str> {
+        self.room.as_deref()
+    }
+
+    /// The current room's topic, when known.
+    pub fn topic(&self) -> Option<&str> {
+        self.topic.as_deref()
+    }
+
+    /// After a reconnection's welcome ([`SessionEvent::InRoom`]): the room
+    /// we were in when the connection was lost, if it is not the one the
+    /// server put us in, so that the caller can send `/join` for it. Asked
+    /// once: the room is forgotten by the call.
+    pub fn take_room_to_rejoin(&mut self) -> Option<String> {
+        let here = self.room.as_deref()?;
+        let lost = self.lost_room.take()?;
+        (!lost.eq_ignore_ascii_case(here)).then_some(lost)
     }
 
     /// A connection was established. Returns the nickname to send at once,
@@ -297,6 +398,8 @@ impl Session {
         self.nick = None;
         self.pending = None;
         self.users.clear();
+        self.room = None;
+        self.topic = None;
         match self.wanted.clone() {
             Some(n) => {
                 self.phase = Phase::NickSent(n.clone());
@@ -319,6 +422,10 @@ impl Session {
         self.phase = Phase::Offline;
         self.pending = None;
         self.users.clear();
+        if let Some(room) = self.room.take() {
+            self.lost_room = Some(room);
+        }
+        self.topic = None;
     }
 
     /// The server's password prompt for `name`: answered with the
@@ -416,17 +523,33 @@ impl Session {
                 if text.starts_with(&PING[NOTICE.len()..]) {
                     return Some(SessionEvent::Ping);
                 }
-                if let Some(name) = welcome_name(text) {
+                if let Some(members) = line.room_members() {
+                    // Already in a room: this starts a move (`/join`). The
+                    // list is the new room's; its name and topic follow.
+                    let me = self.nick.clone()?;
+                    self.users.set(members);
+                    self.users.add(&me);
+                    self.topic = None;
+                    return Some(SessionEvent::Changed);
+                }
+                if let Some((name, room)) = welcome(text) {
+                    let mut event = None;
                     // With accounts the name is spelled as registered
                     // (`ALICE` logs in as `alice`): take the server's.
                     let me = self.nick.clone()?;
-                    if name == me || !name.eq_ignore_ascii_case(&me) {
-                        return None;
+                    if name != me && name.eq_ignore_ascii_case(&me) {
+                        self.users.rename(&me, name);
+                        self.nick = Some(name.to_string());
+                        self.wanted = Some(name.to_string());
+                        event = Some(SessionEvent::Changed);
                     }
-                    self.users.rename(&me, name);
-                    self.nick = Some(name.to_string());
-                    self.wanted = Some(name.to_string());
-                    return Some(SessionEvent::Changed);
+                    if let Some(room) = room {
+                        if self.room.as_deref() != Some(room) {
+                            self.room = Some(room.to_string());
+                            event = Some(SessionEvent::InRoom(room.to_string()));
+                        }
+                    }
+                    return event;
                 }
                 match RoomNotice::parse(text)? {
                     RoomNotice::Entered(n) => self.users.add(n),
@@ -443,6 +566,22 @@ impl Session {
                         }
                     }
                     RoomNotice::Who(names) => self.users.set(names),
+                    RoomNotice::NowIn(room) => {
+                        self.room = Some(room.to_string());
+                        return Some(SessionEvent::Moved(room.to_string()));
+                    }
+                    RoomNotice::Topic(topic) => self.topic = Some(topic.to_string()),
+                    RoomNotice::TopicOf { room, topic } => {
+                        // Only our room's topic is kept.
+                        if !self
+                            .room
+                            .as_deref()
+                            .is_some_and(|r| r.eq_ignore_ascii_case(room))
+                        {
+                            return None;
+                        }
+                        self.topic = topic.map(str::to_string);
+                    }
                 }
                 Some(SessionEvent::Changed)
             }
@@ -519,12 +658,151 @@ mod tests {
         // Chat lines that look like notices change nothing.
         feed(&mut s, "[x] z has entered the room");
         assert_eq!(s.users().len(), 3);
+        // The welcome names the room (once: the same line again changes
+        // nothing).
+        let welcome = "* Welcome, mee! 3 users online in #lobby. Type /help";
         assert_eq!(
-            s.on_line(&ServerLine::parse(
-                "* Welcome, mee! 3 users online in #lobby. Type /help"
-            )),
-            None
+            feed(&mut s, welcome),
+            Some(SessionEvent::InRoom("#lobby".into()))
         );
+        assert_eq!(s.room(), Some("#lobby"));
+        assert_eq!(feed(&mut s, welcome), None);
+    }
+
+    /// The welcome names the room, whatever the server's default; a
+    /// welcome without one (a server before rooms) leaves it unknown.
+    #[test]
+    fn the_welcome_names_the_room() {
+        for (line, room) in [
+            (
+                "* Welcome, me! 1 user online in #main. Type /help for commands.",
+                Some("#main"),
+            ),
+            (
+                "* Welcome, me! 2 users online in #Big_room-2. Type /help for commands.",
+                Some("#Big_room-2"),
+            ),
+            ("* Welcome, me! 2 users online. Type /help.", None),
+            ("* Welcome, me! 2 users online in lobby. Type /help.", None),
+            ("* Welcome, me! 2 users online in #a b. Type /help.", None),
+        ] {
+            let mut s = Session::new(Some("me".into()));
+            s.on_connected();
+            feed(&mut s, "* The room contains: ann");
+            feed(&mut s, line);
+            assert_eq!(s.room(), room, "{line}");
+            assert_eq!(s.users().names(), ["ann", "me"], "{line}");
+        }
+    }
+
+    fn in_lobby() -> Session {
+        let mut s = Session::new(Some("me".into()));
+        s.on_connected();
+        feed(&mut s, "* The room contains: ann, bo");
+        feed(
+            &mut s,
+            "* Welcome, me! 3 users online in #lobby. Type /help for commands.",
+        );
+        s
+    }
+
+    /// `/join #rust`: the room-contains line replaces the user list, the
+    /// next names the room, the topic follows when there is one; entered
+    /// and left lines then apply to the new room's list.
+    #[test]
+    fn a_move_replaces_the_room_and_its_users() {
+        let mut s = in_lobby();
+        assert_eq!(s.room(), Some("#lobby"));
+        assert_eq!(s.topic(), None);
+        assert_eq!(
+            feed(&mut s, "* The room contains: carol"),
+            Some(SessionEvent::Changed)
+        );
+        assert_eq!(s.users().names(), ["carol", "me"]);
+        assert_eq!(
+            feed(&mut s, "* You are now in #Rust."),
+            Some(SessionEvent::Moved("#Rust".into()))
+        );
+        assert_eq!(s.room(), Some("#Rust"));
+        assert_eq!(
+            feed(&mut s, "* Topic: ownership: and borrowing"),
+            Some(SessionEvent::Changed)
+        );
+        assert_eq!(s.topic(), Some("ownership: and borrowing"));
+        assert!(s.joined());
+        feed(&mut s, "* dan has entered the room");
+        feed(&mut s, "* carol has left the room (moved to #lobby)");
+        assert_eq!(s.users().names(), ["me", "dan"]);
+        // Back to a room without a topic, and alone there: the topic goes.
+        feed(&mut s, "* The room contains: ");
+        assert_eq!(s.users().names(), ["me"]);
+        assert_eq!(s.topic(), None);
+        feed(&mut s, "* You are now in #lobby.");
+        assert_eq!(s.room(), Some("#lobby"));
+        // A reconnection forgets the room until the server names it.
+        s.on_disconnected();
+        assert_eq!((s.room(), s.topic()), (None, None));
+    }
+
+    /// After a reconnection the room we were in is offered for a `/join`,
+    /// once, and only when the server put us elsewhere.
+    #[test]
+    fn the_lost_room_is_offered_after_the_welcome() {
+        let welcome = "* Welcome, me! 1 user online in #lobby. Type /help for commands.";
+        let mut s = in_lobby();
+        feed(&mut s, "* The room contains: ");
+        feed(&mut s, "* You are now in #rust.");
+        s.on_disconnected();
+        // Lost again before the welcome: still remembered.
+        s.on_connected();
+        s.on_disconnected();
+        s.on_connected();
+        feed(&mut s, "* The room contains: ");
+        assert_eq!(s.take_room_to_rejoin(), None, "not before the welcome");
+        assert_eq!(
+            feed(&mut s, welcome),
+            Some(SessionEvent::InRoom("#lobby".into()))
+        );
+        assert_eq!(s.take_room_to_rejoin(), Some("#rust".into()));
+        assert_eq!(s.take_room_to_rejoin(), None);
+        // Lost while in the default room: nothing to do.
+        s.on_disconnected();
+        s.on_connected();
+        feed(&mut s, "* The room contains: ");
+        feed(&mut s, welcome);
+        assert_eq!(s.take_room_to_rejoin(), None);
+    }
+
+    #[test]
+    fn the_topic_of_our_room_is_followed() {
+        let mut s = in_lobby();
+        let changed = Some(SessionEvent::Changed);
+        assert_eq!(
+            feed(&mut s, "* Topic of #Lobby (set by ann): hello: all"),
+            changed
+        );
+        assert_eq!(s.topic(), Some("hello: all"));
+        assert_eq!(feed(&mut s, "* #lobby has no topic."), changed);
+        assert_eq!(s.topic(), None);
+        assert_eq!(
+            feed(&mut s, "* ann set the topic of #lobby: be kind"),
+            changed
+        );
+        assert_eq!(s.topic(), Some("be kind"));
+        // Another room's topic (a server that answers `/topic #other`) is
+        // not ours.
+        assert_eq!(feed(&mut s, "* ann set the topic of #other: no"), None);
+        assert_eq!(feed(&mut s, "* #other has no topic."), None);
+        assert_eq!(s.topic(), Some("be kind"));
+        assert_eq!(feed(&mut s, "* ann cleared the topic of #lobby."), changed);
+        assert_eq!(s.topic(), None);
+        // Look-alikes change nothing: a chat line, a bad room name.
+        feed(&mut s, "[ann] * ann set the topic of #lobby: fake");
+        feed(&mut s, "* ann set the topic of lobby: fake");
+        feed(&mut s, "* You are now in rust.");
+        assert_eq!((s.room(), s.topic()), (Some("#lobby"), None));
+        // `/rooms` changes nothing either.
+        assert_eq!(feed(&mut s, "* Rooms: #lobby (3), #rust (1)"), None);
     }
 
     const PROMPT: &str = "* Password for alice? (A new name is registered with the password you send now: at least 8 characters.)";
@@ -649,7 +927,7 @@ mod tests {
                 &mut s,
                 "* Welcome, alice! 2 users online in #lobby. Type /help for commands."
             ),
-            Some(SessionEvent::Changed)
+            Some(SessionEvent::InRoom("#lobby".into()))
         );
         assert_eq!(s.nick(), Some("alice"));
         assert_eq!(s.users().names(), ["bob", "alice"]);

@@ -415,6 +415,18 @@ impl Tui {
                                 self.conn
                                     .send_line(self.poll.registry(), "/pong", conn_events);
                             }
+                            // Back in the default room after a
+                            // reconnection: return to the room we were in.
+                            Some(SessionEvent::InRoom(_)) => {
+                                if let Some(room) = self.app.session.take_room_to_rejoin() {
+                                    self.app.note(&now, &format!("rejoining {room}"));
+                                    self.conn.send_line(
+                                        self.poll.registry(),
+                                        &format!("/join {room}"),
+                                        conn_events,
+                                    );
+                                }
+                            }
                             Some(SessionEvent::Refused(_)) => self
                                 .app
                                 .note(&now, "nickname refused; type another and press Enter"),

@@ -14,8 +14,9 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use super::input::LineEditor;
 use super::scrollback::{Entry, Kind, Scrollback};
 use super::session::{Phase, Session, SessionEvent};
+use super::text::display_str;
 use super::{is_password_quit, sendable_password};
-use crate::protocol::ServerLine;
+use crate::protocol::{NOTICE, ROOM_CONTAINS, ServerLine};
 
 /// Width of the user list on the right (hidden on narrow terminals).
 const USERS_WIDTH: u16 = 22;
@@ -138,12 +139,33 @@ impl App {
     }
 
     fn push(&mut self, e: Entry) {
+        self.keep_view(&e);
+        self.scrollback.push(e);
+    }
+
+    /// Keeps the view still while the user reads older lines, as `e` is
+    /// added below it.
+    fn keep_view(&mut self, e: &Entry) {
         if self.scroll > 0 {
-            // Keep the view still while the user reads older lines.
-            self.scroll += wrap_entry(&e, self.pane.0.max(1) as usize).len();
+            self.scroll += wrap_entry(e, self.pane.0.max(1) as usize).len();
             self.unseen += 1;
         }
-        self.scrollback.push(e);
+    }
+
+    /// Marks a move to `room` in the scrollback with a rule, put before
+    /// the move's `* The room contains:` line when it is the one before
+    /// `* You are now in`, so that everything of the new room is below it.
+    fn room_rule(&mut self, time: &str, room: &str) {
+        let rule = Entry::new(time, Kind::Room, None, room);
+        let contains = self.scrollback.from_newest(1).is_some_and(|e| {
+            e.kind == Kind::Notice && e.text.starts_with(&ROOM_CONTAINS[NOTICE.len()..])
+        });
+        self.keep_view(&rule);
+        if contains {
+            self.scrollback.insert_before_newest(2, rule);
+        } else {
+            self.scrollback.push(rule);
+        }
     }
 
     /// A line from the server (already lossily decoded).
@@ -161,6 +183,9 @@ impl App {
         }
         if event == Some(SessionEvent::Joined) {
             self.typed_masked = was_masked;
+        }
+        if let Some(SessionEvent::Moved(room)) = &event {
+            self.room_rule(time, room);
         }
         event
     }
@@ -255,7 +280,12 @@ pub fn nick_color(nick: &str) -> Color {
     PALETTE[(h % PALETTE.len() as u32) as usize]
 }
 
-fn entry_spans(e: &Entry) -> Vec<Span<'static>> {
+/// A room change's rule: `── now in #rust ───...` to the pane's edge.
+const RULE: &str = "─";
+
+/// The spans of one scrollback line; `width` (the pane's) only sets how far
+/// a room change's rule runs.
+fn entry_spans(e: &Entry, width: usize) -> Vec<Span<'static>> {
     let nick = e.nick.clone().unwrap_or_default();
     let nick_style = Style::default().fg(nick_color(&nick));
     let mut spans = vec![Span::styled(
@@ -316,6 +346,17 @@ fn entry_spans(e: &Entry) -> Vec<Span<'static>> {
             spans.push(Span::styled(
                 format!("-- {}", e.text),
                 Style::default().fg(Color::Yellow),
+            ));
+        }
+        Kind::Room => {
+            let head = format!("{RULE}{RULE} now in {} ", e.text);
+            let used = e.time.chars().count() + 1 + head.chars().count();
+            let rule = RULE.repeat(width.saturating_sub(used).max(2));
+            spans.push(Span::styled(
+                format!("{head}{rule}"),
+                Style::default()
+                    .fg(Color::LightGreen)
+                    .add_modifier(Modifier::BOLD),
             ));
         }
         Kind::Other => spans.push(Span::raw(e.text.clone())),
@@ -381,7 +422,7 @@ fn wrap_spans(spans: Vec<Span<'static>>, width: usize) -> Vec<Line<'static>> {
 }
 
 fn wrap_entry(e: &Entry, width: usize) -> Vec<Line<'static>> {
-    wrap_spans(entry_spans(e), width)
+    wrap_spans(entry_spans(e, width), width)
 }
 
 /// Draws the whole screen.
@@ -449,9 +490,13 @@ fn draw_users(frame: &mut Frame, app: &App, area: Rect) {
             Line::from(Span::styled(n.clone(), style))
         })
         .collect();
-    let block = Block::default()
-        .borders(Borders::LEFT)
-        .title(format!(" Online ({}) ", users.len()));
+    // The list is the room's: titled with its name once the server has
+    // named it.
+    let title = match app.session.room() {
+        Some(room) => format!(" {room} ({}) ", users.len()),
+        None => format!(" Online ({}) ", users.len()),
+    };
+    let block = Block::default().borders(Borders::LEFT).title(title);
     frame.render_widget(Paragraph::new(lines).block(block), area);
 }
 
@@ -462,8 +507,13 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
         Phase::NeedPassword(_) => "password wanted (hidden)".to_string(),
         _ => format!("{} online", app.session.users().len()),
     };
+    let room = app
+        .session
+        .room()
+        .map(|r| format!("{r} | "))
+        .unwrap_or_default();
     let mut text = format!(
-        " loopchat | {} | {} | {} | {}",
+        " loopchat | {} | {} | {room}{} | {}",
         app.server, nick, online, app.conn_label
     );
     if app.scroll > 0 {
@@ -472,6 +522,11 @@ fn draw_status(frame: &mut Frame, app: &App, area: Rect) {
             text.push_str(&format!(", {} new below", app.unseen));
         }
         text.push_str(" (PgDn)");
+    }
+    // Last: the least needed, and as long as the server allows.
+    if let Some(topic) = app.session.topic() {
+        text.push_str(" | topic: ");
+        text.push_str(&display_str(topic));
     }
     let style = Style::default().fg(Color::Black).bg(Color::Blue);
     frame.render_widget(Paragraph::new(text).style(style), area);
@@ -638,6 +693,146 @@ mod tests {
         let s = render(&mut t, &mut app);
         assert_eq!(users(&s), ["anna", "me", "bo"]);
         assert!(s[8].contains("| 3 online |"), "{s:?}");
+    }
+
+    /// The user list's names: the last 21 columns (after the border) of
+    /// rows 1 to `last`, one name a row.
+    fn listed(s: &[String], width: usize, last: usize) -> Vec<String> {
+        s[1..=last]
+            .iter()
+            .map(|l| {
+                l.chars()
+                    .skip(width - 21)
+                    .collect::<String>()
+                    .trim()
+                    .to_string()
+            })
+            .filter(|n| !n.is_empty())
+            .collect()
+    }
+
+    /// In the room, as the server greets a line user: the room contains
+    /// ann, and the welcome names the room.
+    fn in_lobby() -> App {
+        let mut app = joined_app();
+        app.server_line(
+            "10:00",
+            "* Welcome, me! 2 users online in #lobby. Type /help for commands.",
+        );
+        app
+    }
+
+    /// The server's answer to `/join #rust`.
+    fn move_to_rust(app: &mut App) {
+        app.server_line("10:10", "* The room contains: carol, dan");
+        let ev = app.server_line("10:10", "* You are now in #rust.");
+        assert_eq!(ev, Some(SessionEvent::Moved("#rust".into())));
+        app.server_line("10:10", "* Topic: ownership and borrowing");
+    }
+
+    #[test]
+    fn the_status_bar_shows_the_room_after_the_welcome() {
+        let mut t = Terminal::new(TestBackend::new(80, 10)).unwrap();
+        let mut app = joined_app();
+        // A server that does not name the room: no room shown.
+        let s = render(&mut t, &mut app);
+        assert!(s[8].contains("| me | 2 online |"), "{s:?}");
+        let mut app = in_lobby();
+        let s = render(&mut t, &mut app);
+        assert!(
+            s[8].contains("| me | #lobby | 2 online | connected"),
+            "{s:?}"
+        );
+        // The user list is titled with the room.
+        assert!(s[0].contains("#lobby (2)"), "{s:?}");
+        assert_eq!(listed(&s, 80, 6), ["ann", "me"]);
+    }
+
+    #[test]
+    fn a_move_shows_the_new_room_its_users_and_topic() {
+        let mut t = Terminal::new(TestBackend::new(100, 14)).unwrap();
+        let mut app = in_lobby();
+        app.server_line("10:05", "[ann] bye");
+        move_to_rust(&mut app);
+        let s = render(&mut t, &mut app);
+        let status = &s[12];
+        assert!(
+            status.contains("| me | #rust | 3 online | connected | topic: ownership and borrowing"),
+            "{s:?}"
+        );
+        assert!(!status.contains("#lobby"), "{s:?}");
+        // The list is replaced by the new room's.
+        assert!(s[0].contains("#rust (3)"), "{s:?}");
+        assert_eq!(listed(&s, 100, 10), ["carol", "dan", "me"]);
+        // A rule across the pane marks the move, above the new room's lines.
+        let row = |needle: &str| {
+            s.iter()
+                .position(|l| l.contains(needle))
+                .unwrap_or_else(|| panic!("{needle} not in {s:?}"))
+        };
+        let rule = row("── now in #rust ──");
+        assert!(row("<ann> bye") < rule, "{s:?}");
+        assert_eq!(row("The room contains: carol, dan"), rule + 1, "{s:?}");
+        assert_eq!(row("You are now in #rust."), rule + 2, "{s:?}");
+        // The rule runs to the pane's edge (the list starts at column 78).
+        let pane: String = s[rule].chars().take(78).collect();
+        assert!(pane.ends_with("───"), "{pane:?}");
+        let buf = t.backend().buffer();
+        let x = s[rule].find("now in").unwrap();
+        let cell = &buf[(s[rule][..x].chars().count() as u16, rule as u16)];
+        assert_eq!(cell.fg, Color::LightGreen);
+        assert!(cell.modifier.contains(Modifier::BOLD));
+    }
+
+    #[test]
+    fn entered_and_left_keep_working_after_a_move() {
+        let mut t = Terminal::new(TestBackend::new(100, 12)).unwrap();
+        let mut app = in_lobby();
+        move_to_rust(&mut app);
+        app.server_line("10:11", "* eve has entered the room");
+        app.server_line("10:11", "* carol has left the room (moved to #lobby)");
+        app.server_line("10:12", "* dan is now known as danny");
+        let s = render(&mut t, &mut app);
+        assert_eq!(listed(&s, 100, 8), ["danny", "me", "eve"]);
+        assert!(s[0].contains("#rust (3)"), "{s:?}");
+        assert!(s[10].contains("| #rust | 3 online |"), "{s:?}");
+        // Back to the lobby, where ann is alone: the topic goes with the
+        // room it belonged to.
+        app.server_line("10:13", "* The room contains: ann");
+        app.server_line("10:13", "* You are now in #lobby.");
+        let s = render(&mut t, &mut app);
+        assert_eq!(listed(&s, 100, 8), ["ann", "me"]);
+        assert!(s[10].contains("| #lobby | 2 online | connected"), "{s:?}");
+        assert!(!s[10].contains("topic"), "{s:?}");
+        // `/topic` tells it; setting it shows at once; control characters
+        // in it are made visible.
+        app.server_line("10:14", "* ann set the topic of #lobby: tea\u{1b}[2J");
+        let s = render(&mut t, &mut app);
+        assert!(s[10].contains("| topic: tea^[[2J"), "{s:?}");
+    }
+
+    /// A move while the user reads older lines does not move the view.
+    #[test]
+    fn a_move_while_scrolled_up_keeps_the_view() {
+        let mut t = Terminal::new(TestBackend::new(100, 7)).unwrap();
+        let mut app = in_lobby();
+        for i in 0..30 {
+            app.server_line("10:00", &format!("[ann] line {i}"));
+        }
+        render(&mut t, &mut app);
+        app.page_up();
+        let before = render(&mut t, &mut app);
+        move_to_rust(&mut app);
+        let after = render(&mut t, &mut app);
+        // The pane's rows (the list, left of them, follows the room).
+        let pane = |s: &[String]| -> Vec<String> {
+            s[..5]
+                .iter()
+                .map(|l| l.chars().take(78).collect())
+                .collect()
+        };
+        assert_eq!(pane(&before), pane(&after));
+        assert!(after[5].contains("4 new below"), "{after:?}");
     }
 
     #[test]
