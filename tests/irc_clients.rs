@@ -41,43 +41,39 @@ mod irc_support;
 
 use irc_support::{Backend, Kind, chat_with_other_user, require, two_clients};
 
-fn needs(kind: Kind) -> bool {
-    require(kind.name(), kind.programs())
-}
-
 // --- Against loopchat: the client and an nc-style line user in #lobby.
 
 #[test]
 fn ii_chats_with_a_line_user() {
-    if needs(Kind::Ii) {
+    if require(&[Kind::Ii]) {
         chat_with_other_user(Backend::loopchat(), Kind::Ii);
     }
 }
 
 #[test]
 fn sic_chats_with_a_line_user() {
-    if needs(Kind::Sic) {
+    if require(&[Kind::Sic]) {
         chat_with_other_user(Backend::loopchat(), Kind::Sic);
     }
 }
 
 #[test]
 fn weechat_chats_with_a_line_user() {
-    if needs(Kind::Weechat) {
+    if require(&[Kind::Weechat]) {
         chat_with_other_user(Backend::loopchat(), Kind::Weechat);
     }
 }
 
 #[test]
 fn irssi_chats_with_a_line_user() {
-    if needs(Kind::Irssi) {
+    if require(&[Kind::Irssi]) {
         chat_with_other_user(Backend::loopchat(), Kind::Irssi);
     }
 }
 
 #[test]
 fn ii_and_sic_chat_with_each_other() {
-    if needs(Kind::Ii) && needs(Kind::Sic) {
+    if require(&[Kind::Ii, Kind::Sic]) {
         two_clients(Backend::loopchat(), Kind::Ii, Kind::Sic);
     }
 }
@@ -87,7 +83,7 @@ fn ii_and_sic_chat_with_each_other() {
 #[test]
 #[ignore = "harness self-check: needs ngircd; cargo test --test irc_clients -- --ignored"]
 fn selfcheck_ngircd_ii() {
-    if needs(Kind::Ii) {
+    if require(&[Kind::Ii]) {
         chat_with_other_user(Backend::ngircd(), Kind::Ii);
     }
 }
@@ -95,7 +91,7 @@ fn selfcheck_ngircd_ii() {
 #[test]
 #[ignore = "harness self-check: needs ngircd; cargo test --test irc_clients -- --ignored"]
 fn selfcheck_ngircd_sic() {
-    if needs(Kind::Sic) {
+    if require(&[Kind::Sic]) {
         chat_with_other_user(Backend::ngircd(), Kind::Sic);
     }
 }
@@ -103,7 +99,7 @@ fn selfcheck_ngircd_sic() {
 #[test]
 #[ignore = "harness self-check: needs ngircd; cargo test --test irc_clients -- --ignored"]
 fn selfcheck_ngircd_weechat() {
-    if needs(Kind::Weechat) {
+    if require(&[Kind::Weechat]) {
         chat_with_other_user(Backend::ngircd(), Kind::Weechat);
     }
 }
@@ -111,7 +107,7 @@ fn selfcheck_ngircd_weechat() {
 #[test]
 #[ignore = "harness self-check: needs ngircd; cargo test --test irc_clients -- --ignored"]
 fn selfcheck_ngircd_irssi() {
-    if needs(Kind::Irssi) {
+    if require(&[Kind::Irssi]) {
         chat_with_other_user(Backend::ngircd(), Kind::Irssi);
     }
 }
@@ -119,7 +115,7 @@ fn selfcheck_ngircd_irssi() {
 #[test]
 #[ignore = "harness self-check: needs ngircd; cargo test --test irc_clients -- --ignored"]
 fn selfcheck_ngircd_ii_and_sic() {
-    if needs(Kind::Ii) && needs(Kind::Sic) {
+    if require(&[Kind::Ii, Kind::Sic]) {
         two_clients(Backend::ngircd(), Kind::Ii, Kind::Sic);
     }
 }

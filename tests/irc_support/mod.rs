@@ -39,6 +39,8 @@ pub const WAIT: Duration = Duration::from_secs(20);
 const POLL: Duration = Duration::from_millis(50);
 /// The room every test meets in.
 pub const ROOM: &str = "#lobby";
+/// loopchat's line-dialect greeting.
+const LINE_GREETING: &str = "* Welcome to loopchat! What shall I call you?";
 /// The other user's nickname, on both backends.
 pub const PEER_NICK: &str = "ncuser";
 
@@ -57,15 +59,36 @@ pub fn find_program(prog: &str) -> Option<PathBuf> {
         })
 }
 
-/// Whether a test needing `programs` can run. When one is missing: outside
-/// CI it prints `SKIPPED: <client> not installed` and returns false; under
-/// CI (the `CI` variable set) a missing client is a failure.
-pub fn require(client: &str, programs: &[&str]) -> bool {
-    let missing: Vec<&str> = programs
+/// Whether weechat's FIFO plugin (package weechat-plugins) is installed.
+fn weechat_fifo_plugin() -> bool {
+    let lib_dirs = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .chain(["/usr/lib", "/usr/local/lib"].map(PathBuf::from));
+    lib_dirs
+        .into_iter()
+        .any(|d| d.join("weechat/plugins/fifo.so").exists())
+}
+
+/// Whether the test of these clients can run. When something is missing:
+/// outside CI it prints `SKIPPED: <client> not installed` and returns
+/// false; under CI (the `CI` variable set) a missing client is a failure.
+pub fn require(kinds: &[Kind]) -> bool {
+    let client = kinds
         .iter()
-        .copied()
+        .map(|k| k.name())
+        .collect::<Vec<_>>()
+        .join(" and ");
+    let mut missing: Vec<&str> = kinds
+        .iter()
+        .flat_map(|k| k.programs().iter().copied())
         .filter(|p| find_program(p).is_none())
         .collect();
+    if kinds.contains(&Kind::Weechat) && !weechat_fifo_plugin() {
+        missing.push("weechat-plugins (its fifo plugin)");
+    }
     if missing.is_empty() {
         return true;
     }
@@ -590,9 +613,7 @@ impl Peer {
         let mut conn = Conn::connect(backend.addr(), false);
         // The greeting comes at once today, and within ~250 ms once the
         // server waits to tell the dialects apart.
-        conn.wait("the greeting", backend, |l| {
-            l.starts_with("* Welcome to loopchat!")
-        });
+        conn.wait("the greeting", backend, |l| l == LINE_GREETING);
         conn.send(nick);
         let welcome = format!("* Welcome, {nick}!");
         conn.wait("its welcome", backend, |l| l.starts_with(&welcome));
@@ -1050,9 +1071,18 @@ impl Weechat {
     }
 
     fn command(&mut self, line: &str) {
-        let fifo = self
-            .fifo()
-            .unwrap_or_else(|| panic!("no weechat_fifo_* in {}", self.dir.path().display()));
+        let deadline = Instant::now() + WAIT;
+        let fifo = loop {
+            if let Some(f) = self.fifo() {
+                break f;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no weechat_fifo_* in {} (is the fifo plugin, package weechat-plugins, installed?)",
+                self.dir.path().display()
+            );
+            thread::sleep(POLL);
+        };
         fifo_write(&mut self.fifos, &fifo, line);
     }
 }
@@ -1073,7 +1103,6 @@ impl IrcClient for Weechat {
         self.room_log()
             .lines()
             .any(|l| l.contains(&me) && l.contains(&joined))
-            && self.fifo().is_some()
     }
     fn shows(&mut self, from: &str, text: &str) -> bool {
         self.room_log().lines().any(|l| {
@@ -1282,6 +1311,8 @@ pub struct Scenario {
     pub clients: Vec<Box<dyn IrcClient>>,
     pub peer: Peer,
     pub backend: Backend,
+    /// Which clients have been told to quit (their exit is then expected).
+    quitting: Vec<bool>,
 }
 
 impl Scenario {
@@ -1291,6 +1322,7 @@ impl Scenario {
             clients: Vec::new(),
             peer,
             backend,
+            quitting: Vec::new(),
         }
     }
 
@@ -1298,15 +1330,24 @@ impl Scenario {
     pub fn start(&mut self, kind: Kind) -> usize {
         let client = kind.start(self.backend.addr());
         self.clients.push(client);
+        self.quitting.push(false);
         self.clients.len() - 1
     }
 
-    /// Polls `probe` until it holds; panics after [`WAIT`] with the context.
+    /// Polls `probe` until it holds; panics after [`WAIT`] with the context,
+    /// or at once when waiting is pointless (see [`hopeless`](Self::hopeless)).
     pub fn wait(&mut self, what: &str, mut probe: impl FnMut(&mut Self) -> bool) {
         let start = Instant::now();
         loop {
             if probe(self) {
                 return;
+            }
+            if let Some(why) = self.hopeless() {
+                panic!(
+                    "{why}\n(while waiting for {what}; server: {})\n{}",
+                    self.backend.name(),
+                    self.context()
+                );
             }
             if start.elapsed() > WAIT {
                 panic!(
@@ -1317,6 +1358,39 @@ impl Scenario {
             }
             thread::sleep(POLL);
         }
+    }
+
+    /// Why no wait can succeed any more, if so: the server answered a client
+    /// in the line dialect (its lines start with `* ` or `! `, which no IRC
+    /// line does; the greeting alone does not count, as a client slower
+    /// than the server's ~250 ms hold may get it and still be taken for
+    /// IRC), or a client exited before it was told to quit.
+    fn hopeless(&mut self) -> Option<String> {
+        for (c, &quitting) in self.clients.iter_mut().zip(&self.quitting) {
+            let name = c.kind().name();
+            let transcript = c.proxy().transcript();
+            let line_dialect = transcript.lines().find(|l| {
+                l.split_once(' ').is_some_and(|(tag, text)| {
+                    tag.starts_with('S')
+                        && (text.starts_with("* ") || text.starts_with("! "))
+                        && text != LINE_GREETING
+                })
+            });
+            if let Some(l) = line_dialect {
+                let first = transcript
+                    .lines()
+                    .find(|l| l.starts_with('C'))
+                    .unwrap_or("(nothing)");
+                return Some(format!(
+                    "the server answered {name} in the line dialect ({l:?}): it did not take \
+                     {name}'s first line ({first:?}) as IRC"
+                ));
+            }
+            if !quitting && c.exited() {
+                return Some(format!("{name} exited before it was told to quit"));
+            }
+        }
+        None
     }
 
     /// Everything each side has shown so far.
@@ -1384,6 +1458,7 @@ impl Scenario {
     pub fn quit(&mut self, i: usize) {
         let name = self.clients[i].kind().name();
         let nick = self.clients[i].nick().to_string();
+        self.quitting[i] = true;
         self.clients[i].quit("bye");
         self.wait(&format!("the other user to see {nick} leave"), |s| {
             s.peer.saw_leave(&nick)
