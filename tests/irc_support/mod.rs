@@ -785,6 +785,13 @@ pub trait IrcClient {
     fn join(&mut self) {}
     /// Its own output shows it has joined `#lobby`.
     fn joined(&mut self) -> bool;
+    /// It has finished what it does after joining and shows the channel as
+    /// complete (irssi: `Join to #lobby was synced`, after its MODE #lobby,
+    /// WHO #lobby and MODE #lobby b were answered; weechat: the nick count
+    /// line it prints at 366). Clients without such a notion: true.
+    fn synced(&mut self) -> bool {
+        true
+    }
     /// Its output shows `text` said by `from` in `#lobby`.
     fn shows(&mut self, from: &str, text: &str) -> bool;
     /// Says `text` in `#lobby`.
@@ -1104,6 +1111,10 @@ impl IrcClient for Weechat {
             .lines()
             .any(|l| l.contains(&me) && l.contains(&joined))
     }
+    fn synced(&mut self) -> bool {
+        let count = format!("\t--\tChannel {ROOM}: ");
+        self.room_log().contains(&count)
+    }
     fn shows(&mut self, from: &str, text: &str) -> bool {
         self.room_log().lines().any(|l| {
             let mut f = l.splitn(3, '\t');
@@ -1260,6 +1271,10 @@ impl IrcClient for Irssi {
         self.room_log()
             .lines()
             .any(|l| l.contains(&me) && l.contains(&joined))
+    }
+    fn synced(&mut self) -> bool {
+        let synced = format!("-!- Irssi: Join to {ROOM} was synced");
+        self.room_log().contains(&synced)
     }
     fn shows(&mut self, from: &str, text: &str) -> bool {
         // `HH:MM <@nick> text` (the mode column is a space for none).
@@ -1454,10 +1469,16 @@ impl Scenario {
     }
 
     /// Client `i` quits; waits until the other user sees it leave and the
-    /// client's process ends (the server closes the link after QUIT).
+    /// client's process ends (the server closes the link after QUIT). First
+    /// it waits for the client to be [synced](IrcClient::synced), so its
+    /// after-join queries are checked too.
     pub fn quit(&mut self, i: usize) {
         let name = self.clients[i].kind().name();
         let nick = self.clients[i].nick().to_string();
+        self.wait(
+            &format!("{name} to show {ROOM} as synced (its queries after JOIN answered)"),
+            |s| s.clients[i].synced(),
+        );
         self.quitting[i] = true;
         self.clients[i].quit("bye");
         self.wait(&format!("the other user to see {nick} leave"), |s| {
