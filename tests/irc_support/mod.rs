@@ -1143,9 +1143,12 @@ impl IrcClient for Weechat {
     }
 }
 
-/// A private tmux server (its own `-L` socket), killed on drop.
+/// A private tmux server (its own `-L` socket), killed on drop, and its
+/// socket file removed.
 pub struct Tmux {
     socket: String,
+    /// The socket file, once the server runs.
+    socket_path: Option<PathBuf>,
 }
 
 static TMUXES: AtomicUsize = AtomicUsize::new(0);
@@ -1155,7 +1158,18 @@ impl Tmux {
         let n = TMUXES.fetch_add(1, Ordering::SeqCst);
         Tmux {
             socket: format!("loopchat-irc-{}-{n}-{tag}", std::process::id()),
+            socket_path: None,
         }
+    }
+
+    /// Starts `cmd` in a new detached `width`x`height` session `name`.
+    pub fn new_session(&mut self, name: &str, width: u16, height: u16, cmd: &str) {
+        let (w, h) = (width.to_string(), height.to_string());
+        self.run(&["new-session", "-d", "-s", name, "-x", &w, "-y", &h, cmd])
+            .unwrap_or_else(|| panic!("tmux new-session {cmd:?} failed"));
+        self.socket_path = self
+            .run(&["display-message", "-p", "-t", name, "#{socket_path}"])
+            .map(|p| PathBuf::from(p.trim()));
     }
 
     /// Runs a tmux command on this server; `None` if it failed.
@@ -1176,6 +1190,9 @@ impl Tmux {
 impl Drop for Tmux {
     fn drop(&mut self) {
         let _ = self.run(&["kill-server"]);
+        if let Some(p) = &self.socket_path {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
@@ -1212,20 +1229,9 @@ settings = {{
 "#
         );
         std::fs::write(dir.path().join("config"), config).expect("write irssi's config");
-        let tmux = Tmux::new("irssi");
+        let mut tmux = Tmux::new("irssi");
         let cmd = format!("exec irssi --home={home} --config={home}/config");
-        tmux.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            IRSSI_SESSION,
-            "-x",
-            "160",
-            "-y",
-            "50",
-            &cmd,
-        ])
-        .expect("start irssi in tmux");
+        tmux.new_session(IRSSI_SESSION, 160, 50, &cmd);
         Irssi {
             tmux,
             proxy,
