@@ -61,14 +61,13 @@ pub fn find_program(prog: &str) -> Option<PathBuf> {
 
 /// Whether weechat's FIFO plugin (package weechat-plugins) is installed.
 fn weechat_fifo_plugin() -> bool {
-    let lib_dirs = std::fs::read_dir("/usr/lib")
+    // /usr/lib/<multiarch triplet>/weechat/plugins on Debian.
+    std::fs::read_dir("/usr/lib")
         .into_iter()
         .flatten()
         .flatten()
         .map(|e| e.path())
-        .chain(["/usr/lib", "/usr/local/lib"].map(PathBuf::from));
-    lib_dirs
-        .into_iter()
+        .chain(["/usr/lib", "/usr/local/lib"].map(PathBuf::from))
         .any(|d| d.join("weechat/plugins/fifo.so").exists())
 }
 
@@ -100,11 +99,10 @@ pub fn require(kinds: &[Kind]) -> bool {
             missing.join(", ")
         );
     }
-    println!(
-        "SKIPPED: {client} not installed (missing: {})",
-        missing.join(", ")
-    );
-    eprintln!(
+    // Straight to the process's stderr, past the test runner's capture, so
+    // the skip shows in a plain `cargo test` run.
+    let _ = writeln!(
+        std::io::stderr(),
         "SKIPPED: {client} not installed (missing: {})",
         missing.join(", ")
     );
