@@ -527,18 +527,19 @@ impl Conn {
     /// Reads whatever has arrived.
     fn pump(&mut self) {
         let mut chunk = [0u8; 8192];
+        let mut end = None;
         while !self.eof {
             match self.stream.read(&mut chunk) {
                 Ok(0) => {
                     self.eof = true;
-                    self.lines.push("<closed>".into());
+                    end = Some("<closed>".to_string());
                 }
                 Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
                 Err(e) if e.kind() == ErrorKind::WouldBlock => break,
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => {
                     self.eof = true;
-                    self.lines.push(format!("<error: {e}>"));
+                    end = Some(format!("<error: {e}>"));
                 }
             }
         }
@@ -557,6 +558,7 @@ impl Conn {
             }
             self.lines.push(line);
         }
+        self.lines.extend(end);
     }
 
     /// Whether any line so far satisfies `pred` (every line, not only new
@@ -648,12 +650,6 @@ impl Peer {
         match self {
             Peer::LineUser { .. } => "line user",
             Peer::RawIrc { .. } => "raw IRC user",
-        }
-    }
-
-    fn conn(&mut self) -> &mut Conn {
-        match self {
-            Peer::LineUser { conn, .. } | Peer::RawIrc { conn, .. } => conn,
         }
     }
 
