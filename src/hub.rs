@@ -116,12 +116,16 @@ impl Hub {
 
     /// The server's IRC identity (`--server-name`, `--network`, `--motd`).
     pub fn set_irc_config(&mut self, cfg: IrcConfig) {
+        let sasl = self.irc.sasl;
         self.irc = cfg;
+        self.irc.sasl = sasl;
     }
 
-    /// Turns accounts on: after the nickname, a password is asked.
+    /// Turns accounts on: after the nickname, a password is asked (IRC
+    /// clients give it with SASL PLAIN or PASS).
     pub fn set_accounts(&mut self, on: bool) {
         self.core.set_accounts(on);
+        self.irc.sasl = on;
     }
 
     /// Names the room line users start in (`--default-room`).
@@ -315,6 +319,8 @@ impl Hub {
                     core.handle(conn, request, &mut sink);
                 }
                 irc::Action::Register => self.irc_register(conn, out),
+                irc::Action::Sasl { name, password } => self.irc_sasl(conn, &name, &password, out),
+                irc::Action::Welcome => self.irc_welcome(conn, out),
                 irc::Action::PartAll => {
                     let rooms: Vec<String> = self.core.rooms_of(conn).map(str::to_string).collect();
                     for room in &rooms {
@@ -372,12 +378,52 @@ impl Hub {
         self.sync_irc(conn);
     }
 
+    /// SASL PLAIN: log in as `name` now, inside CAP negotiation. The core
+    /// registers `name` (the account name is the nickname); the answer,
+    /// 903 or 904, is rendered when the password check is done.
+    fn irc_sasl(&mut self, conn: ConnId, name: &str, password: &str, out: &mut impl Outbox) {
+        let user = match self.speaks.get(&conn) {
+            Some(Speaks::Irc(st)) => st.user.clone().unwrap_or_else(|| name.to_string()),
+            _ => return,
+        };
+        self.core.set_many_rooms(conn, &user);
+        let (core, mut sink) = self.split(out);
+        core.handle(conn, Request::Register { nick: name }, &mut sink);
+        if core.stage(conn) == Stage::Password {
+            core.handle(conn, Request::Password { password }, &mut sink);
+        } else {
+            let event = Event::WrongPassword { name, left: 0 };
+            sink.emit(Audience::One(conn), &event);
+            core.handle(conn, Request::Quit { reason: None }, &mut sink);
+        }
+        self.sync_irc(conn);
+    }
+
+    /// `CAP END` after a SASL login: the welcome burst, now.
+    fn irc_welcome(&mut self, conn: ConnId, out: &mut impl Outbox) {
+        let Some(nick) = self.core.nick(conn).map(str::to_string) else {
+            return;
+        };
+        let event = Event::Registered {
+            nick: &nick,
+            users: self.core.joined_count(),
+            rooms: self.core.all_rooms().len(),
+        };
+        self.notify(conn, &event, out);
+        if let Some(Speaks::Irc(st)) = self.speaks.get_mut(&conn) {
+            st.welcomed = true;
+        }
+    }
+
     /// Records whether `conn`'s IRC registration went through.
     fn sync_irc(&mut self, conn: ConnId) {
         let joined = self.core.is_joined(conn);
         let nick = self.core.nick(conn).map(str::to_string);
         if let Some(Speaks::Irc(st)) = self.speaks.get_mut(&conn) {
             st.registered = joined;
+            // Outside CAP negotiation the registration event was the
+            // welcome burst itself.
+            st.welcomed = joined && !st.cap_open;
             if let Some(nick) = nick {
                 st.nick = Some(nick);
             } else if !joined {
@@ -479,13 +525,13 @@ impl<O: Outbox> Renderer<'_, O> {
                 line::render(event, self.clock, buf);
             }
             Dialect::Irc => {
-                let me = match conn.and_then(|c| self.speaks.get(&c)) {
-                    Some(Speaks::Irc(st)) => st.target(),
-                    _ => "*",
+                let (me, negotiating) = match conn.and_then(|c| self.speaks.get(&c)) {
+                    Some(Speaks::Irc(st)) => (st.target(), st.cap_open),
+                    _ => ("*", false),
                 };
                 let buf = &mut self.scratch[1];
                 buf.clear();
-                irc::render(event, me, self.irc, buf);
+                irc::render(event, me, negotiating, self.irc, buf);
             }
         }
     }

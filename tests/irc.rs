@@ -414,3 +414,86 @@ fn irc_listen_port() {
     nc.send("over here");
     c.expect(":liner!liner@loopchat PRIVMSG #lobby :over here");
 }
+
+/// A fresh accounts file path in a directory of its own.
+fn accounts_path(tag: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("loopchat-irc-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir.join("accounts.txt")
+}
+
+/// With `--accounts`: SASL PLAIN registers, then logs in (903 before
+/// `CAP END`, the welcome after it); a wrong password gets 904 and the
+/// connection ends; `PASS` works without CAP; no password at all is 464.
+#[test]
+fn accounts_with_sasl_and_pass() {
+    let file = accounts_path("sasl");
+    let path = file.to_str().expect("utf-8 path");
+    let s = TestServer::start(&["--accounts", path]);
+    let plain = |user: &str, pw: &str| {
+        // base64 of "\0user\0pw", by hand: the test has no base64 crate.
+        let raw = format!("\0{user}\0{pw}");
+        let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let mut out = String::new();
+        for chunk in raw.as_bytes().chunks(3) {
+            let b = [
+                chunk[0],
+                *chunk.get(1).unwrap_or(&0),
+                *chunk.get(2).unwrap_or(&0),
+            ];
+            let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+            for i in 0..4 {
+                if i <= chunk.len() {
+                    out.push(table[(n >> (18 - 6 * i) & 63) as usize] as char);
+                } else {
+                    out.push('=');
+                }
+            }
+        }
+        out
+    };
+    let sasl = |nick: &str, pw: &str| {
+        let mut c = Irc::connect(s.addr);
+        c.send("CAP LS 302");
+        c.expect(":loopchat CAP * LS :sasl");
+        c.send(&format!("NICK {nick}"));
+        c.send(&format!("USER {nick} 0 * :{nick}"));
+        c.send("CAP REQ :sasl");
+        c.expect(":loopchat CAP * ACK :sasl");
+        c.send("AUTHENTICATE PLAIN");
+        c.expect("AUTHENTICATE +");
+        c.send(&format!("AUTHENTICATE {}", plain(nick, pw)));
+        c
+    };
+    let mut c = sasl("sam", "sam-secret");
+    c.expect(":loopchat NOTICE * :Account sam registered.");
+    c.expect(":loopchat 900 sam sam!sam@loopchat sam :You are now logged in as sam");
+    c.expect(":loopchat 903 sam :SASL authentication successful");
+    c.send("CAP END");
+    assert!(c.line().starts_with(":loopchat 001 sam "));
+    c.until(" 422 ");
+    c.send("QUIT");
+    c.until("ERROR");
+
+    let mut c = sasl("sam", "sam-secret");
+    c.expect(":loopchat 900 sam sam!sam@loopchat sam :You are now logged in as sam");
+    c.expect(":loopchat 903 sam :SASL authentication successful");
+    c.send("QUIT");
+    c.until("ERROR");
+    let mut wrong = sasl("sam", "not-the-one");
+    wrong.expect(":loopchat 904 * :SASL authentication failed");
+    wrong.expect("ERROR :Closing link: quit");
+
+    let mut p = Irc::connect(s.addr);
+    p.send("PASS pat-secret");
+    p.send("NICK pat");
+    p.send("USER pat 0 * :Pat");
+    p.expect(":loopchat NOTICE * :Account pat registered.");
+    assert!(p.line().starts_with(":loopchat 001 pat "));
+    let mut none = Irc::connect(s.addr);
+    none.send("NICK nopass");
+    none.send("USER nopass 0 * :N");
+    none.expect(":loopchat 464 * :Password incorrect");
+    none.expect("ERROR :Closing link: quit");
+}

@@ -16,7 +16,7 @@ use crate::chat::{ConnId, Core, Request, TextKind, validate_room};
 use crate::protocol;
 
 /// What the hub must do after a line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action<'a> {
     /// Hand this request to the core.
     Request(Request<'a>),
@@ -24,6 +24,11 @@ pub enum Action<'a> {
     Register,
     /// `JOIN 0`: leave every room.
     PartAll,
+    /// SASL PLAIN credentials: log in as `name` now (the answer, 903 or
+    /// 904, comes before `CAP END`).
+    Sasl { name: String, password: String },
+    /// `CAP END` after a SASL login: send the welcome burst now.
+    Welcome,
 }
 
 /// Who may send a command.
@@ -50,6 +55,7 @@ const COMMANDS: &[Command] = &[
     cmd("NICK", Needs::Anytime, 0, nick),
     cmd("USER", Needs::Anytime, 4, user),
     cmd("PASS", Needs::Anytime, 1, pass),
+    cmd("AUTHENTICATE", Needs::Anytime, 1, authenticate),
     cmd("PING", Needs::Anytime, 0, ping),
     cmd("PONG", Needs::Anytime, 0, |_, _| {}),
     cmd("QUIT", Needs::Anytime, 0, quit),
@@ -164,7 +170,12 @@ pub fn handle<'a>(
 /// used, has ended.
 fn maybe_register(ctx: &mut Ctx<'_, '_>) {
     let st = &ctx.st;
-    if !st.registered && st.nick.is_some() && st.user.is_some() && !st.cap_open {
+    if st.cap_open {
+        return;
+    }
+    if st.registered && !st.welcomed {
+        ctx.actions.push(Action::Welcome);
+    } else if !st.registered && !st.sasl_sent && st.nick.is_some() && st.user.is_some() {
         ctx.actions.push(Action::Register);
     }
 }
@@ -179,15 +190,30 @@ fn cap(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
         message::write(ctx.reply, &[], Some(&server), "CAP", &all, true);
         ctx.reply.extend_from_slice(b"\r\n");
     };
+    // `sasl` (PLAIN) is the one capability, with accounts on.
+    let offered = if ctx.cfg.sasl { "sasl" } else { "" };
     match sub.as_str() {
-        // No capabilities yet: an empty list is a valid answer.
-        "LS" => say(&["LS", ""]),
-        "LIST" => say(&["LIST", ""]),
-        "REQ" => say(&["NAK", msg.param(1).unwrap_or_default()]),
+        "LS" => say(&["LS", offered]),
+        "LIST" => say(&["LIST", offered]),
+        "REQ" => {
+            let wanted = msg.param(1).unwrap_or_default();
+            let all_known = wanted
+                .split(' ')
+                .filter(|c| !c.is_empty())
+                .all(|c| !offered.is_empty() && c.eq_ignore_ascii_case(offered));
+            let answer = if all_known && !wanted.trim().is_empty() {
+                "ACK"
+            } else {
+                "NAK"
+            };
+            say(&[answer, wanted]);
+        }
         "END" => {}
         _ => return ctx.numeric("410", &[&sub, "Invalid CAP command"]),
     }
-    if ctx.st.registered {
+    // CAP after the welcome changes nothing; before it, registration
+    // waits for END (a SASL login may have registered the user already).
+    if ctx.st.welcomed {
         return;
     }
     if sub == "END" {
@@ -238,6 +264,82 @@ fn pass(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
         return ctx.numeric("462", &["You may not reregister"]);
     }
     ctx.st.password = msg.param(0).map(str::to_string);
+}
+
+/// SASL PLAIN (IRCv3 `sasl` 3.1): `AUTHENTICATE PLAIN`, `AUTHENTICATE +`,
+/// then the base64 of `authzid NUL authcid NUL password` in one message
+/// (400 bytes at most, which PLAIN never needs more than).
+fn authenticate(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
+    let arg = msg.param(0).unwrap_or_default();
+    if !ctx.cfg.sasl || ctx.st.registered || ctx.st.sasl_sent {
+        return ctx.numeric("904", &["SASL authentication failed"]);
+    }
+    if arg == "*" {
+        ctx.st.sasl_started = false;
+        return ctx.numeric("906", &["SASL authentication aborted"]);
+    }
+    if !ctx.st.sasl_started {
+        if arg.eq_ignore_ascii_case("PLAIN") {
+            ctx.st.sasl_started = true;
+            ctx.reply.extend_from_slice(b"AUTHENTICATE +\r\n");
+        } else {
+            ctx.numeric("908", &["PLAIN", "are available SASL mechanisms"]);
+            ctx.numeric("904", &["SASL authentication failed"]);
+        }
+        return;
+    }
+    ctx.st.sasl_started = false;
+    let creds = base64_decode(arg).and_then(|bytes| String::from_utf8(bytes).ok());
+    let Some(creds) = creds else {
+        return ctx.numeric("904", &["SASL authentication failed"]);
+    };
+    let mut parts = creds.split('\0');
+    let (_authzid, Some(name), Some(password)) = (parts.next(), parts.next(), parts.next()) else {
+        return ctx.numeric("904", &["SASL authentication failed"]);
+    };
+    if protocol::validate_nick(name).is_err() || password.is_empty() {
+        return ctx.numeric("904", &["SASL authentication failed"]);
+    }
+    ctx.st.sasl_sent = true;
+    ctx.actions.push(Action::Sasl {
+        name: name.to_string(),
+        password: password.to_string(),
+    });
+}
+
+/// Standard base64 with padding, as SASL sends it; `None` if malformed.
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    const MAX: usize = 400;
+    if text.len() > MAX || text.len() % 4 != 0 {
+        return None;
+    }
+    let value = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let mut out = Vec::with_capacity(text.len() / 4 * 3);
+    let bytes = text.as_bytes();
+    for (i, chunk) in bytes.chunks(4).enumerate() {
+        let last = i + 1 == bytes.len() / 4;
+        let pad = chunk.iter().rev().take_while(|&&c| c == b'=').count();
+        if pad > 2 || (pad > 0 && !last) {
+            return None;
+        }
+        let mut n = 0u32;
+        for &c in &chunk[..4 - pad] {
+            n = (n << 6) | value(c)?;
+        }
+        n <<= 6 * pad as u32;
+        let got = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&got[..3 - pad]);
+    }
+    Some(out)
 }
 
 fn ping(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
@@ -589,4 +691,23 @@ fn time(ctx: &mut Ctx<'_, '_>, _msg: &Message<'_>) {
     // The one clock reading in this module: a query about the time.
     let now = crate::logging::timestamp();
     ctx.numeric("391", &[&server, &now]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::base64_decode;
+
+    #[test]
+    fn base64() {
+        assert_eq!(
+            base64_decode("AGFsaWNlAHNlY3JldDEyMw==").unwrap(),
+            b"\0alice\0secret123"
+        );
+        assert_eq!(base64_decode("YWJj").unwrap(), b"abc");
+        assert_eq!(base64_decode("YWI=").unwrap(), b"ab");
+        assert_eq!(base64_decode(""), Some(Vec::new()));
+        assert_eq!(base64_decode("YW=j"), None);
+        assert_eq!(base64_decode("Y*Jj"), None);
+        assert_eq!(base64_decode("YWJ"), None);
+    }
 }

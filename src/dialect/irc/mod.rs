@@ -33,6 +33,15 @@ pub struct IrcConn {
     pub registered: bool,
     /// `AWAY` message, if set.
     pub away: Option<String>,
+    /// `AUTHENTICATE PLAIN` was sent: the next AUTHENTICATE is the
+    /// credentials.
+    pub sasl_started: bool,
+    /// The credentials are with the core: registration goes that way, not
+    /// through NICK and USER.
+    pub sasl_sent: bool,
+    /// The welcome burst (001...) was sent. With SASL, the core registers
+    /// the user before `CAP END`, and the burst waits for it.
+    pub welcomed: bool,
 }
 
 impl IrcConn {
@@ -55,8 +64,10 @@ pub struct IrcConfig {
     pub network: String,
     /// `--motd FILE`'s lines; `None` answers 422.
     pub motd: Option<Vec<String>>,
-    /// Start-up time, for 003 (`HH:MM:SS` style text, UTC).
+    /// Start-up time, for 003.
     pub created: String,
+    /// Accounts are on: `sasl` is offered in CAP (PLAIN only).
+    pub sasl: bool,
 }
 
 impl Default for IrcConfig {
@@ -66,6 +77,7 @@ impl Default for IrcConfig {
             network: crate::config::DEFAULT_NETWORK.to_string(),
             motd: None,
             created: "today".to_string(),
+            sasl: false,
         }
     }
 }

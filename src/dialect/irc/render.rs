@@ -13,8 +13,10 @@ use crate::chat::{Event, LeaveReason, NameHolder, Refusal, TextKind};
 
 /// Appends `event` as IRC lines for a client whose nick is `me` (`*`
 /// before registration; unused for events to many, which never depend on
-/// the recipient). Events IRC has no use for render nothing.
-pub fn render(event: &Event<'_>, me: &str, cfg: &IrcConfig, out: &mut Vec<u8>) {
+/// the recipient). `negotiating`: the client is inside CAP negotiation
+/// (a SASL login's answer is 903/904 then, and the welcome waits for
+/// `CAP END`). Events IRC has no use for render nothing.
+pub fn render(event: &Event<'_>, me: &str, negotiating: bool, cfg: &IrcConfig, out: &mut Vec<u8>) {
     let server = cfg.server.as_str();
     let num = |out: &mut Vec<u8>, code: &str, params: &[&str]| {
         numeric(out, server, code, me, params);
@@ -32,6 +34,9 @@ pub fn render(event: &Event<'_>, me: &str, cfg: &IrcConfig, out: &mut Vec<u8>) {
         Event::PasswordAsked { .. } | Event::StillChecking => {}
         Event::AccountRegistered { name } => {
             notice(out, server, me, &format!("Account {name} registered."));
+        }
+        Event::WrongPassword { .. } if negotiating => {
+            num(out, "904", &["SASL authentication failed"]);
         }
         Event::WrongPassword { .. } => num(out, "464", &["Password incorrect"]),
         Event::PasswordTooShort { min, .. } => num(
@@ -55,6 +60,18 @@ pub fn render(event: &Event<'_>, me: &str, cfg: &IrcConfig, out: &mut Vec<u8>) {
             )],
         ),
         Event::LoginLost { name } => num(out, "433", &[name, "Account is already logged in"]),
+        Event::Registered { nick, .. } if negotiating => {
+            let mask = format!("{nick}!{nick}@{server}");
+            let text = format!("You are now logged in as {nick}");
+            numeric(out, server, "900", nick, &[&mask, nick, &text]);
+            numeric(
+                out,
+                server,
+                "903",
+                nick,
+                &["SASL authentication successful"],
+            );
+        }
         Event::Registered { nick, users, rooms } => {
             welcome(out, cfg, nick, users, rooms);
         }
