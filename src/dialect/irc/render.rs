@@ -288,3 +288,130 @@ pub fn refusal_line(refusal: Refusal) -> Vec<u8> {
     error(&mut out, &refusal_text(refusal));
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(event: &Event<'_>, negotiating: bool) -> Vec<String> {
+        let mut out = Vec::new();
+        render(event, "me", negotiating, &IrcConfig::default(), &mut out);
+        let text = String::from_utf8(out).unwrap();
+        assert!(text.is_empty() || text.ends_with("\r\n"));
+        text.split_terminator("\r\n").map(str::to_string).collect()
+    }
+
+    #[test]
+    fn events_as_irc_lines() {
+        let said = Event::Said {
+            from: "ann",
+            user: "a",
+            room: "#lobby",
+            text: "hi",
+            kind: TextKind::Action,
+        };
+        assert_eq!(
+            lines(&said, false),
+            [":ann!a@loopchat PRIVMSG #lobby :\u{1}ACTION hi\u{1}"]
+        );
+        let joined = Event::Joined {
+            nick: "me",
+            user: "m",
+            room: "#a",
+            names: &["ann", "me"],
+            topic: Some(("tea", "ann")),
+        };
+        assert_eq!(
+            lines(&joined, false),
+            [
+                ":me!m@loopchat JOIN #a",
+                ":loopchat 332 me #a :tea",
+                ":loopchat 333 me #a ann :0",
+                ":loopchat 353 me = #a :ann me",
+                ":loopchat 366 me #a :End of /NAMES list",
+            ]
+        );
+        let reason = LeaveReason::Quit(Some("bye".into()));
+        let quit = Event::Quit {
+            nick: "ann",
+            user: "a",
+            reason: &reason,
+        };
+        assert_eq!(lines(&quit, false), [":ann!a@loopchat QUIT :Quit: bye"]);
+        let moved = LeaveReason::Moved("#b".into());
+        let left = Event::Left {
+            nick: "ann",
+            user: "a",
+            room: "#a",
+            reason: &moved,
+        };
+        assert_eq!(
+            lines(&left, false),
+            [":ann!a@loopchat PART #a :moved to #b"]
+        );
+        // Line-dialect matters render nothing.
+        assert!(lines(&Event::Alone, false).is_empty());
+        assert!(
+            lines(
+                &Event::PrivateTo {
+                    to: "x",
+                    text: "y",
+                    kind: TextKind::Plain
+                },
+                false
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn registration_inside_cap_negotiation_is_the_sasl_answer() {
+        let reg = Event::Registered {
+            nick: "sam",
+            users: 1,
+            rooms: 1,
+        };
+        let sasl = lines(&reg, true);
+        assert_eq!(sasl.len(), 2);
+        assert!(sasl[0].starts_with(":loopchat 900 sam sam!sam@loopchat sam :"));
+        assert!(sasl[1].starts_with(":loopchat 903 sam "));
+        let burst = lines(&reg, false);
+        assert!(burst[0].starts_with(":loopchat 001 sam "));
+        assert_eq!(
+            burst.last().unwrap(),
+            ":loopchat 422 sam :MOTD File is missing"
+        );
+        let wrong = Event::WrongPassword {
+            name: "sam",
+            left: 0,
+        };
+        assert_eq!(
+            lines(&wrong, true),
+            [":loopchat 904 me :SASL authentication failed"]
+        );
+        assert_eq!(
+            lines(&wrong, false),
+            [":loopchat 464 me :Password incorrect"]
+        );
+    }
+
+    #[test]
+    fn long_text_becomes_several_lines_within_512_bytes() {
+        let text = "ö".repeat(400);
+        let said = Event::Said {
+            from: "ann",
+            user: "a",
+            room: "#lobby",
+            text: &text,
+            kind: TextKind::Plain,
+        };
+        let got = lines(&said, false);
+        assert_eq!(got.len(), 2);
+        let joined: String = got
+            .iter()
+            .map(|l| l.strip_prefix(":ann!a@loopchat PRIVMSG #lobby :").unwrap())
+            .collect();
+        assert_eq!(joined, text);
+        assert!(got.iter().all(|l| l.len() + 2 <= 512));
+    }
+}
