@@ -497,3 +497,20 @@ fn accounts_with_sasl_and_pass() {
     none.expect(":loopchat 464 * :Password incorrect");
     none.expect("ERROR :Closing link: quit");
 }
+
+/// Protections apply to IRC connections unchanged, in IRC's words: the
+/// registration timeout and the idle ping (`:loopchat PING :loopchat`, answered by
+/// any line), then the idle timeout.
+#[test]
+fn protections_speak_irc() {
+    let s = TestServer::start(&["--register-timeout", "1", "--idle-timeout", "1"]);
+    let mut lazy = Irc::connect(s.addr);
+    lazy.send("CAP LS");
+    lazy.expect(":loopchat CAP * LS :");
+    lazy.expect("ERROR :Registration timeout: not registered within 1 s");
+    let mut idle = Irc::register(s.addr, "idle");
+    idle.expect(":loopchat PING :loopchat");
+    idle.send("PONG :loopchat");
+    idle.expect(":loopchat PING :loopchat");
+    idle.expect("ERROR :Ping timeout: 1 seconds");
+}
