@@ -37,8 +37,12 @@
 //! with the same bytes for each recipient; the loop's outbox appends them to each recipient's
 //! [`sendq::SendQueue`] and puts the recipient on the flush list. Before the
 //! loop sleeps again, `flush_pending` gives each recipient one `write()`
-//! carrying everything queued for it this turn. docs/architecture.md tells
-//! the same story with diagrams.
+//! carrying everything queued for it this turn. If IRC users are in the
+//! room too, the hub renders the same event a second time, once, in IRC
+//! ([`dialect::irc::render`]: `:alice!alice@loopchat PRIVMSG #lobby :hi`),
+//! and an IRC user's `PRIVMSG` travels the same way in reverse: decoded by
+//! [`dialect::irc::handle`] into the same "say" request. docs/architecture.md
+//! tells the same story with diagrams.
 
 pub mod accounts;
 pub mod bench;
