@@ -5,102 +5,42 @@
 
 mod common;
 
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::accounts::accounts_file_in;
+use common::tmux;
 
 /// A private tmux server (its own socket name), killed on drop.
-struct Tmux {
-    socket: String,
-}
+/// The tmux server of one test, running the admin command in session
+/// `admin`.
+struct Tmux(tmux::Tmux);
 
 impl Tmux {
     fn available() -> bool {
-        Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
+        tmux::Tmux::available()
     }
 
     fn new(tag: &str) -> Tmux {
-        Tmux {
-            socket: format!("loopchat-admin-{}-{tag}", std::process::id()),
-        }
+        Tmux(tmux::Tmux::new(&format!("admin-{tag}")))
     }
 
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// Runs `--add-user NAME` in a new session (tmux hands the command to
-    /// a shell); the shell then
-    /// prints the exit status and waits in `read`, which shows whether the
-    /// terminal echoes again. The trap keeps the shell alive on Ctrl-C
-    /// (a handled signal is reset to its default in the child).
     fn add_user(&self, file: &std::path::Path, name: &str) {
         let cmd = format!(
             "trap 'echo interrupted' INT; {} --accounts {} --add-user {name}; echo \"exit status $?\"; read x",
             env!("CARGO_BIN_EXE_loopchat-server"),
             file.display()
         );
-        self.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            "admin",
-            "-x",
-            "100",
-            "-y",
-            "20",
-            &cmd,
-        ]);
-    }
-
-    fn screen(&self) -> String {
-        self.run(&["capture-pane", "-p", "-t", "admin"])
+        self.0.session("admin", 100, 20, &cmd);
     }
 
     /// Polls the screen until `pred` holds; panics with the screen otherwise.
     fn wait_for(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let s = self.screen();
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what}; the screen:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        self.0
+            .wait_for("admin", what, Duration::from_secs(20), pred)
     }
 
     fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "admin"];
-        args.extend_from_slice(keys);
-        self.run(&args);
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
+        self.0.keys("admin", keys);
     }
 }
 

@@ -10,104 +10,52 @@ mod common;
 #[path = "client_support.rs"]
 mod support;
 
-use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use common::TestServer;
+use common::tmux;
 use support::{ServerOn, TIMEOUT, threads_of};
 
 /// A private tmux server (its own socket name), killed on drop.
-struct Tmux {
-    socket: String,
-}
+/// The tmux server of one test, with the client's sessions.
+struct Tmux(tmux::Tmux);
 
 impl Tmux {
     fn available() -> bool {
-        Command::new("tmux")
-            .arg("-V")
-            .output()
-            .is_ok_and(|o| o.status.success())
+        tmux::Tmux::available()
     }
 
     /// `tag` keeps tests running in parallel on separate tmux servers.
     fn new(tag: &str) -> Tmux {
-        Tmux {
-            socket: format!("loopchat-test-{}-{tag}", std::process::id()),
-        }
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("run tmux");
-        assert!(
-            out.status.success(),
-            "tmux {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        Tmux(tmux::Tmux::new(tag))
     }
 
     /// Starts `loopchat` full-screen in a new 100x30 session.
     fn client(&self, name: &str, addr: &str, args: &str) {
         let cmd = format!("exec {} {addr} {args}", env!("CARGO_BIN_EXE_loopchat"));
-        self.run(&[
-            "new-session",
-            "-d",
-            "-s",
-            name,
-            "-x",
-            "100",
-            "-y",
-            "30",
-            &cmd,
-        ]);
+        self.0.session(name, 100, 30, &cmd);
     }
 
     fn screen(&self, name: &str) -> String {
-        self.run(&["capture-pane", "-p", "-t", name])
+        self.0.screen(name)
     }
 
     /// Polls the screen until `pred` holds; panics with the screen otherwise.
     fn wait_for(&self, name: &str, what: &str, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            let s = self.screen(name);
-            if pred(&s) {
-                return s;
-            }
-            if Instant::now() > deadline {
-                panic!("timed out waiting for {what} in {name}'s screen:\n{s}");
-            }
-            thread::sleep(Duration::from_millis(50));
-        }
+        self.0.wait_for(name, what, TIMEOUT, pred)
     }
 
     fn keys(&self, name: &str, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", name];
-        args.extend_from_slice(keys);
-        self.run(&args);
+        self.0.keys(name, keys);
     }
 
     fn pid(&self, name: &str) -> u32 {
-        self.run(&["display-message", "-p", "-t", name, "#{pane_pid}"])
-            .trim()
-            .parse()
-            .expect("pane pid")
+        self.0.pane_pid(name)
     }
-}
 
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .arg("kill-server")
-            .output();
+    fn run(&self, args: &[&str]) -> String {
+        self.0.run(args)
     }
 }
 

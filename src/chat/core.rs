@@ -615,11 +615,7 @@ impl Core {
                 user,
                 room: &room.name,
             };
-            let to = Audience::Members {
-                members: &room.members,
-                except: None,
-            };
-            out.emit(to, &event);
+            Self::tell(room, &event, out);
         }
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.push(conn);
@@ -684,11 +680,7 @@ impl Core {
                 room: &room.name,
                 reason: &reason,
             };
-            let to = Audience::Members {
-                members: &room.members,
-                except: None,
-            };
-            out.emit(to, &event);
+            Self::tell(room, &event, out);
         }
         log::info!("{nick} (#{conn}) moved to {target}");
         if let Some(room) = self.rooms.get(&key) {
@@ -757,11 +749,7 @@ impl Core {
                 room: &room.name,
                 reason: &reason,
             };
-            let to = Audience::Members {
-                members: &room.members,
-                except: None,
-            };
-            out.emit(to, &event);
+            Self::tell(room, &event, out);
         }
         self.leave_room(conn, &key);
     }
@@ -803,12 +791,17 @@ impl Core {
                 room: &room.name,
                 text,
             };
-            let to = Audience::Members {
-                members: &room.members,
-                except: None,
-            };
-            out.emit(to, &event);
+            Self::tell(room, &event, out);
         }
+    }
+
+    /// `event` to every member of `room`.
+    fn tell(room: &Channel, event: &Event<'_>, out: &mut impl Sink) {
+        let to = Audience::Members {
+            members: &room.members,
+            except: None,
+        };
+        out.emit(to, event);
     }
 
     /// `event` to everyone who shares one of `rooms` (lowercased names)

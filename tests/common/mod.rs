@@ -338,3 +338,6 @@ impl Client {
 
 /// Helpers for servers with `--accounts FILE`.
 pub mod accounts;
+
+/// A private tmux server for terminal tests.
+pub mod tmux;
