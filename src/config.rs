@@ -39,6 +39,9 @@ pub const DEFAULT_MAX_PER_IP: usize = 10;
 /// The server's name in the IRC dialect (`--server-name`): the source of
 /// numerics and the host part of every user's `nick!user@host`.
 pub const DEFAULT_SERVER_NAME: &str = "loopchat";
+/// Rooms one IRC user may be in at once (`CHANLIMIT`): each room costs
+/// memory, and a user's JOINs should not be able to make thousands.
+pub const MAX_ROOMS_PER_USER: usize = 50;
 /// The IRC `NETWORK` token (`--network`).
 pub const DEFAULT_NETWORK: &str = "loopchat";
 /// Longest IRC user name kept from `USER` (ngIRCd and others use 9-10).

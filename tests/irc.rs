@@ -514,3 +514,42 @@ fn protections_speak_irc() {
     idle.expect(":loopchat PING :loopchat");
     idle.expect("ERROR :Ping timeout: 1 seconds");
 }
+
+/// An IRC user may be in at most 50 rooms at once (`CHANLIMIT=#:50`);
+/// every JOIN past that gets 405.
+#[test]
+fn room_limit_per_user() {
+    let s = TestServer::start(&["--max-rate", "0"]);
+    let mut a = Irc::register(s.addr, "ann");
+    // Long names: WHOIS's room list then needs more than one 319 line.
+    let many: Vec<String> = (0..52)
+        .map(|i| format!("#r{i}{}", "x".repeat(28)))
+        .collect();
+    for some in many.chunks(10) {
+        a.send(&format!("JOIN {}", some.join(",")));
+    }
+    let answers = a.until(" 405 ");
+    assert_eq!(
+        answers.last().map(String::as_str),
+        Some(
+            format!(
+                ":loopchat 405 ann {} :You have joined too many channels",
+                many[50]
+            )
+            .as_str()
+        )
+    );
+    a.expect(&format!(
+        ":loopchat 405 ann {} :You have joined too many channels",
+        many[51]
+    ));
+    a.send("WHOIS ann");
+    let whois = a.until(" 318 ");
+    let rooms: usize = whois
+        .iter()
+        .filter(|l| l.contains(" 319 "))
+        .map(|l| l.matches('#').count())
+        .sum();
+    assert_eq!(rooms, 50);
+    assert!(whois.iter().filter(|l| l.contains(" 319 ")).count() > 1);
+}

@@ -700,12 +700,14 @@ impl Core {
     /// it already): the members hear it entered, and it gets the list of
     /// names and the topic.
     fn join_another(&mut self, conn: ConnId, name: &str, key: &str, out: &mut impl Sink) {
-        if self
-            .members
-            .get(&conn)
-            .is_some_and(|m| m.rooms.iter().any(|r| r == key))
-        {
+        let Some(m) = self.members.get(&conn) else {
             return;
+        };
+        if m.rooms.iter().any(|r| r == key) {
+            return;
+        }
+        if m.rooms.len() >= config::MAX_ROOMS_PER_USER {
+            return out.emit(Audience::One(conn), &Event::TooManyRooms { room: name });
         }
         self.rooms
             .entry(key.to_string())

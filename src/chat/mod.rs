@@ -281,6 +281,8 @@ pub enum Event<'a> {
     RoomInvalid { name: &'a str },
     /// `/join` of the room one is in.
     AlreadyInRoom { room: &'a str },
+    /// A many-room user is in [`crate::config::MAX_ROOMS_PER_USER`] rooms.
+    TooManyRooms { room: &'a str },
     /// A room one is not in (for part or topic), or that does not exist.
     NotInRoom { room: &'a str },
     /// Every room with its number of members, by name.

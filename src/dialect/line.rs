@@ -445,7 +445,7 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
         Event::InviteExpiredTo { to } => writeln!(out, "* Your invitation to {to} expired."),
         Event::InviteExpiredFrom { from } => writeln!(out, "* {from}'s invitation expired."),
         // Only many-room (IRC) users get these; a line user never does.
-        Event::Registered { .. } | Event::Joined { .. } => Ok(()),
+        Event::Registered { .. } | Event::Joined { .. } | Event::TooManyRooms { .. } => Ok(()),
         Event::Goodbye => writeln!(out, "* Goodbye."),
         Event::ShuttingDown => writeln!(out, "* Server is shutting down."),
         Event::Ping { grace_secs } => writeln!(

@@ -499,22 +499,42 @@ fn names(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
 
 /// 353 lines (as many as 512 bytes need) and 366 for `room`.
 pub fn names_reply(out: &mut Vec<u8>, server: &str, target: &str, room: &str, nicks: &[&str]) {
-    let room_budget = message::MAX_LINE - (server.len() + target.len() + room.len() + 20);
+    list_numeric(out, server, "353", target, &["=", room], nicks);
+    numeric(out, server, "366", target, &[room, "End of /NAMES list"]);
+}
+
+/// `:server CODE target FIXED... :item item ...`, as many lines as 512
+/// bytes need (none for no items).
+pub fn list_numeric(
+    out: &mut Vec<u8>,
+    server: &str,
+    code: &str,
+    target: &str,
+    fixed: &[&str],
+    items: &[&str],
+) {
+    let fixed_len: usize = fixed.iter().map(|f| f.len() + 1).sum();
+    // ':' server ' ' code ' ' target ' ' fixed... ':' ... CRLF
+    let budget = message::MAX_LINE - (server.len() + code.len() + target.len() + fixed_len + 8);
+    let emit = |out: &mut Vec<u8>, line: &str| {
+        let mut params: Vec<&str> = fixed.to_vec();
+        params.push(line);
+        numeric(out, server, code, target, &params);
+    };
     let mut line = String::new();
-    for nick in nicks {
-        if !line.is_empty() && line.len() + 1 + nick.len() > room_budget {
-            numeric(out, server, "353", target, &["=", room, &line]);
+    for item in items {
+        if !line.is_empty() && line.len() + 1 + item.len() > budget {
+            emit(out, &line);
             line.clear();
         }
         if !line.is_empty() {
             line.push(' ');
         }
-        line.push_str(nick);
+        line.push_str(item);
     }
     if !line.is_empty() {
-        numeric(out, server, "353", target, &["=", room, &line]);
+        emit(out, &line);
     }
-    numeric(out, server, "366", target, &[room, "End of /NAMES list"]);
 }
 
 fn list(ctx: &mut Ctx<'_, '_>, _msg: &Message<'_>) {
@@ -563,9 +583,8 @@ fn whois(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
             ctx.numeric("311", &[nick, user, &server, "*", nick]);
             ctx.numeric("312", &[nick, &server, "loopchat"]);
             let rooms: Vec<&str> = ctx.core.rooms_of(conn).collect();
-            if !rooms.is_empty() {
-                ctx.numeric("319", &[nick, &rooms.join(" ")]);
-            }
+            let target = ctx.st.target().to_string();
+            list_numeric(ctx.reply, &server, "319", &target, &[nick], &rooms);
             ctx.numeric("318", &[nick, "End of /WHOIS list"]);
         }
         None => {

@@ -135,6 +135,9 @@ pub fn render(event: &Event<'_>, me: &str, negotiating: bool, cfg: &IrcConfig, o
         // IRC does not echo a user's own messages.
         Event::PrivateTo { .. } => {}
         Event::RoomInvalid { name } => num(out, "403", &[name, "No such channel"]),
+        Event::TooManyRooms { room } => {
+            num(out, "405", &[room, "You have joined too many channels"]);
+        }
         Event::NotInRoom { room } => num(out, "442", &[room, "You're not on that channel"]),
         Event::Topic { room, topic: None } => num(out, "331", &[room, "No topic is set"]),
         Event::Topic {
@@ -219,6 +222,7 @@ fn welcome(out: &mut Vec<u8>, cfg: &IrcConfig, nick: &str, users: usize, rooms: 
         format!("CHANNELLEN={}", crate::chat::MAX_ROOM_LEN),
         format!("TOPICLEN={}", super::message::MAX_LINE - 100),
         format!("NETWORK={}", cfg.network),
+        format!("CHANLIMIT=#:{}", crate::config::MAX_ROOMS_PER_USER),
         "MODES=1".to_string(),
         "TARGMAX=JOIN:,PART:,PRIVMSG:4,NOTICE:4".to_string(),
     ];
