@@ -1127,3 +1127,132 @@ impl Core {
         out.close(conn);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The core without any grammar: requests in, events (as `Debug` text)
+    //! and their audiences out.
+    use super::*;
+
+    /// Records each event with who receives it.
+    #[derive(Default)]
+    struct Log(Vec<(Vec<ConnId>, String)>);
+
+    impl Sink for Log {
+        fn emit(&mut self, to: Audience<'_>, event: &Event<'_>) {
+            let who = match to {
+                Audience::One(c) => vec![c],
+                Audience::Members { members, except } => members
+                    .iter()
+                    .copied()
+                    .filter(|&c| Some(c) != except)
+                    .collect(),
+            };
+            self.0.push((who, format!("{event:?}")));
+        }
+        fn close(&mut self, conn: ConnId) {
+            self.0.push((vec![conn], "close".into()));
+        }
+    }
+
+    impl Log {
+        fn take(&mut self) -> Vec<(Vec<ConnId>, String)> {
+            std::mem::take(&mut self.0)
+        }
+    }
+
+    fn user(core: &mut Core, conn: ConnId, nick: &str, many: bool, log: &mut Log) {
+        core.connected(conn);
+        if many {
+            core.set_many_rooms(conn, "u");
+        }
+        core.handle(conn, Request::Register { nick }, log);
+    }
+
+    #[test]
+    fn events_for_each_request() {
+        let mut core = Core::new();
+        let mut log = Log::default();
+        user(&mut core, 1, "ann", false, &mut log);
+        let got = log.take();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert!(
+            got[0]
+                .1
+                .starts_with("Welcome { nick: \"ann\", room: \"#lobby\", others: []")
+        );
+        assert_eq!(
+            got[1].0,
+            Vec::<ConnId>::new(),
+            "nobody else hears ann enter"
+        );
+
+        // A many-room user registers without a room, joins one.
+        user(&mut core, 2, "irc", true, &mut log);
+        assert_eq!(
+            log.take(),
+            [(
+                vec![2],
+                "Registered { nick: \"irc\", users: 2, rooms: 1 }".to_string()
+            )]
+        );
+        core.handle(2, Request::Join { room: "#Lobby" }, &mut log);
+        let got = log.take();
+        assert_eq!(got[0].0, vec![1]);
+        assert!(
+            got[0]
+                .1
+                .starts_with("Entered { nick: \"irc\", user: \"u\", room: \"#lobby\"")
+        );
+        assert_eq!(got[1].0, vec![2]);
+        assert!(got[1].1.contains("names: [\"ann\", \"irc\"]"), "{got:?}");
+
+        // Say: to the others in the room; a notice never errs.
+        let say = |room, text, kind| Request::Say { room, text, kind };
+        core.handle(1, say(None, "hi", TextKind::Plain), &mut log);
+        let got = log.take();
+        assert_eq!(got[0].0, vec![2]);
+        assert!(got[0].1.contains("text: \"hi\", kind: Plain"));
+        core.handle(2, say(Some("#nowhere"), "x", TextKind::Notice), &mut log);
+        assert!(log.take().is_empty(), "a notice to nowhere is silent");
+        core.handle(2, say(Some("#nowhere"), "x", TextKind::Plain), &mut log);
+        assert_eq!(
+            log.take(),
+            [(vec![2], "NotInRoom { room: \"#nowhere\" }".into())]
+        );
+
+        // Part: to everyone in the room, the parter included; single-room
+        // users cannot part.
+        core.handle(
+            1,
+            Request::Part {
+                room: "#lobby",
+                reason: None,
+            },
+            &mut log,
+        );
+        assert_eq!(
+            log.take(),
+            [(vec![1], "NotInRoom { room: \"#lobby\" }".into())]
+        );
+        core.handle(
+            2,
+            Request::Part {
+                room: "#lobby",
+                reason: Some("bye"),
+            },
+            &mut log,
+        );
+        let got = log.take();
+        assert_eq!(got[0].0, vec![1, 2]);
+        assert!(got[0].1.starts_with("Left { nick: \"irc\""));
+
+        // Quit: to those sharing a room (nobody, now), then close.
+        core.handle(2, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        assert_eq!(got[0], (vec![2], "Goodbye".into()));
+        assert_eq!(got.last().map(|g| g.1.as_str()), Some("close"));
+        assert!(got.iter().all(|(who, _)| !who.contains(&1)), "{got:?}");
+        core.check_consistency().unwrap();
+    }
+}
