@@ -553,3 +553,42 @@ fn room_limit_per_user() {
     assert_eq!(rooms, 50);
     assert!(whois.iter().filter(|l| l.contains(" 319 ")).count() > 1);
 }
+
+/// Odd and hostile IRC lines get answers, never a crash (the tests run a
+/// debug build, whose assertions are on): parameters that cannot be echoed
+/// as they are come back as `*`.
+#[test]
+fn hostile_irc_lines() {
+    let s = TestServer::start(&["--max-rate", "0"]);
+    let mut c = Irc::register(s.addr, "eve");
+    for line in [
+        "JOIN ::x",
+        "PART ,#a",
+        "PRIVMSG :x :y",
+        "PART #nowhere, ",
+        ":",
+        "@",
+        "@a :b",
+        "NICK :",
+        "MODE :",
+        "WHOIS :",
+        "TOPIC :",
+        "CAP",
+        "PRIVMSG #lobby \u{0}",
+        &format!("PRIVMSG eve :{}", "x".repeat(600)),
+    ] {
+        c.send(line);
+    }
+    let answers = c.sync();
+    assert!(
+        answers
+            .iter()
+            .any(|l| l == ":loopchat 403 eve * :No such channel"),
+        "{answers:?}"
+    );
+    assert!(answers.iter().any(|l| l.contains(" 417 ")), "{answers:?}");
+    assert_eq!(s.threads(), 1);
+    let mut other = Irc::register(s.addr, "bob");
+    other.send("WHOIS eve");
+    other.until(" 318 ");
+}

@@ -188,10 +188,12 @@ pub fn escape_tag_value(value: &str, out: &mut Vec<u8>) {
     }
 }
 
-/// Appends one message, without its line ending. Every parameter but the
-/// last must be a valid middle parameter (non-empty, no space, not starting
-/// with `:`); the last gets a colon when it needs one, or always with
-/// `colon_last` (for text, which some simple clients look for after " :").
+/// Appends one message, without its line ending. A parameter but the last
+/// that is not a valid middle parameter (empty, with a space, or starting
+/// with `:`) is written as `*`; the last gets a colon when it needs one, or
+/// always with `colon_last` (for text, which some simple clients look for
+/// after " :"). The caller keeps CR, LF and NUL out (the dialect refuses
+/// them in what clients send).
 /// Tags with an empty value are written bare (`@key`).
 pub fn write(
     out: &mut Vec<u8>,
@@ -222,8 +224,11 @@ pub fn write(
         return;
     };
     for param in middle {
-        debug_assert!(is_middle(param), "bad middle parameter {param:?}");
         out.push(b' ');
+        // A middle parameter cannot be empty, hold a space or start with
+        // ':'. Those echoed from a client (a bad channel name in a 403) may
+        // be anything: they are written as `*` rather than break the line.
+        let param = if is_middle(param) { param } else { "*" };
         out.extend_from_slice(param.as_bytes());
     }
     out.push(b' ');
@@ -380,6 +385,20 @@ mod tests {
             );
         }
         assert_eq!(split_utf8("", 10).count(), 0);
+    }
+
+    #[test]
+    fn bad_middle_parameters_cannot_break_the_line() {
+        let mut out = Vec::new();
+        write(
+            &mut out,
+            &[],
+            Some("s"),
+            "403",
+            &["me", ":x y", "", "No such channel"],
+            true,
+        );
+        assert_eq!(out, b":s 403 me * * :No such channel");
     }
 
     #[test]
