@@ -222,3 +222,36 @@ fn bad_usage_exits_2() {
     assert_eq!(help.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&help.stdout).starts_with("Usage: loopchat-bench"));
 }
+
+/// `--dialect irc`: the same fan-out, spoken as IRC (NICK/USER, JOIN,
+/// PRIVMSG) against loopchat's IRC dialect, exact and lossless.
+#[test]
+fn fanout_over_irc() {
+    let s = server();
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "fanout",
+            "--dialect",
+            "irc",
+            "--room",
+            "#bench",
+            "--clients",
+            "10",
+            "--senders",
+            "2",
+            "--rate",
+            "1000",
+            "--messages",
+            "200",
+            "--warmup",
+            "0.05",
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["params"]["dialect"], "irc");
+    assert_eq!(n(&j, "/connections/joined"), 10);
+    assert_eq!(n(&j, "/deliveries"), 200 * 9);
+    assert_eq!(n(&j, "/lost"), 0);
+    assert_eq!(n(&j, "/duplicates"), 0);
+}

@@ -58,6 +58,10 @@ pub struct Config {
     /// No progress lines on stderr.
     pub quiet: bool,
     pub server_pid: Option<u32>,
+    /// `--dialect`: the grammar the clients speak.
+    pub dialect: super::dialect::Dialect,
+    /// `--room`: the IRC channel to join and talk in.
+    pub room: String,
 }
 
 impl Config {
@@ -81,6 +85,8 @@ impl Config {
             json: false,
             quiet: false,
             server_pid: None,
+            dialect: super::dialect::Dialect::Line,
+            room: crate::config::DEFAULT_ROOM.to_string(),
         }
     }
 }
@@ -162,6 +168,18 @@ fn options() -> getopts::Options {
         "drain-timeout",
         "seconds to wait for in-flight messages after sending (default 5)",
         "SECS",
+    );
+    o.optopt(
+        "",
+        "dialect",
+        "what the clients speak: line (loopchat, Budget Chat; default) or irc (NICK/USER, JOIN --room, PRIVMSG)",
+        "NAME",
+    );
+    o.optopt(
+        "",
+        "room",
+        "irc: the channel to join and talk in (default #lobby)",
+        "#NAME",
     );
     o.optopt(
         "",
@@ -330,6 +348,18 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
         c.drain_timeout = v;
     }
     c.server_pid = num(&m, "server-pid")?;
+    if let Some(v) = m.opt_str("dialect") {
+        c.dialect = super::dialect::Dialect::parse(&v)
+            .ok_or_else(|| UsageError(format!("--dialect: unknown dialect {v:?}: line or irc")))?;
+    }
+    if let Some(v) = m.opt_str("room") {
+        if crate::chat::validate_room(&v).is_err() {
+            return Err(UsageError(format!(
+                "--room: {v:?} is not a room name: # and 1 to 32 letters, digits, _ or -"
+            )));
+        }
+        c.room = v;
+    }
     c.allow_loss = m.opt_present("allow-loss");
     c.json = m.opt_present("json");
     c.quiet = m.opt_present("quiet");

@@ -14,7 +14,7 @@
 //! latency from the moment the bench actually wrote the message is kept too.
 
 use super::cli::{Config, Workload};
-use super::dialect::{self, Line};
+use super::dialect::{Dialect, Line};
 use super::net::{self, ConnectState, Timer};
 use super::payload::{self, Stamp};
 use super::proc_stats::{self, ProcSample};
@@ -59,6 +59,8 @@ struct Conn {
     /// One per sender, once the fanout is set up.
     trackers: Vec<SeqTracker>,
     started: Instant,
+    /// The grammar it speaks (`--dialect`).
+    dialect: Dialect,
 }
 
 struct Sender {
@@ -131,7 +133,14 @@ fn nick(n: u64) -> String {
 
 /// Handles one complete line from `conn`.
 fn on_line(conn: &mut Conn, line: &[u8], now_ns: u64, acc: &mut Acc) {
-    let parsed = dialect::classify(line);
+    let parsed = conn.dialect.classify(line);
+    if let Line::Ping(token) = parsed {
+        // IRC servers disconnect clients that do not answer.
+        conn.out.extend_from_slice(b"PONG :");
+        conn.out.extend_from_slice(token);
+        conn.out.extend_from_slice(b"\r\n");
+        return;
+    }
     match conn.state {
         State::Joining => match parsed {
             Line::Joined => {
@@ -353,6 +362,7 @@ impl<'c> Run<'c> {
             sender: None,
             trackers: Vec::new(),
             started: Instant::now(),
+            dialect: self.cfg.dialect,
         });
     }
 
@@ -405,7 +415,11 @@ impl<'c> Run<'c> {
 
     fn on_event(&mut self, key: usize, readable: bool, writable: bool) {
         let Run {
-            conns, rbuf, acc, ..
+            conns,
+            rbuf,
+            acc,
+            cfg,
+            ..
         } = self;
         let Some(conn) = conns.get_mut(key) else {
             return;
@@ -425,7 +439,8 @@ impl<'c> Run<'c> {
                     // loopchat holds its greeting 250 ms for a first line
                     // (to tell IRC clients apart). Sending also completes a
                     // SYN-cookie handshake under a connect burst.
-                    dialect::nick_line(&nick(conn.nick), &mut conn.out);
+                    let dialect = conn.dialect;
+                    dialect.join_lines(&nick(conn.nick), &cfg.room, &mut conn.out);
                     conn.state = State::Joining;
                 }
             }
@@ -742,6 +757,7 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
                 if conn.out.len() - conn.out_pos >= MAX_OUT {
                     break;
                 }
+                cfg.dialect.message_prefix(&cfg.room, &mut conn.out);
                 payload::encode(
                     Stamp {
                         sender: i as u32,
@@ -990,6 +1006,7 @@ mod tests {
             sender: None,
             trackers: vec![SeqTracker::default()],
             started: Instant::now(),
+            dialect: Dialect::Line,
         };
         let mut acc = Run::new(&Config::new(
             Workload::Fanout,

@@ -152,6 +152,8 @@ impl Report {
         let c = &self.config;
         let params = json!({
             "addr": c.addr.to_string(),
+            "dialect": c.dialect.name(),
+            "room": c.room,
             "clients": c.clients,
             "senders": c.senders,
             "rate": c.rate,
