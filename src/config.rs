@@ -157,6 +157,8 @@ pub struct Config {
     pub log_file: Option<PathBuf>,
     pub log_level: log::LevelFilter,
     pub invite_timeout: Duration,
+    /// `--trace-turns`: log one line per loop turn that did something.
+    pub trace_turns: bool,
     /// `--default-room`: where line users start.
     pub default_room: String,
     /// `--irc-listen`: more listeners, IRC from the first byte.
@@ -193,6 +195,7 @@ impl Default for Config {
             log_file: None,
             log_level: log::LevelFilter::Info,
             invite_timeout: DEFAULT_INVITE_TIMEOUT,
+            trace_turns: false,
             default_room: DEFAULT_ROOM.to_string(),
             irc_listen: Vec::new(),
             irc: crate::dialect::irc::IrcConfig::default(),
@@ -315,6 +318,11 @@ fn options() -> getopts::Options {
             DEFAULT_INVITE_TIMEOUT.as_secs()
         ),
         "SECS",
+    );
+    o.optflag(
+        "",
+        "trace-turns",
+        "log one line per loop turn that did something: why poll() woke, lines read, broadcasts, writes (for learning how the loop works)",
     );
     o.optmulti(
         "",
@@ -489,6 +497,7 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     if let Some(v) = m.opt_str("invite-timeout") {
         c.invite_timeout = parse_secs("--invite-timeout", &v, INVITE_TIMEOUT_RANGE)?;
     }
+    c.trace_turns = m.opt_present("trace-turns");
     for v in m.opt_strs("irc-listen") {
         c.irc_listen.push(parse_addr(&v)?);
     }

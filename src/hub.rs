@@ -93,6 +93,9 @@ pub struct Hub {
     /// Reused for rendering, one per dialect, so a broadcast allocates
     /// nothing.
     scratch: [Vec<u8>; 2],
+    /// Events sent to many since [`Hub::take_broadcasts`] (for the loop's
+    /// `--trace-turns`).
+    broadcasts: u64,
 }
 
 impl Hub {
@@ -106,7 +109,13 @@ impl Hub {
             max_line,
             reply: Vec::new(),
             scratch: [Vec::new(), Vec::new()],
+            broadcasts: 0,
         }
+    }
+
+    /// Events sent to many (broadcasts) since the last call.
+    pub fn take_broadcasts(&mut self) -> u64 {
+        std::mem::take(&mut self.broadcasts)
     }
 
     /// The chat state, for queries.
@@ -498,6 +507,7 @@ impl Hub {
                 irc: &self.irc,
                 clock: self.clock.as_deref(),
                 scratch: &mut self.scratch,
+                broadcasts: &mut self.broadcasts,
             },
         )
     }
@@ -512,6 +522,7 @@ struct Renderer<'a, O: Outbox> {
     irc: &'a IrcConfig,
     clock: Option<&'a str>,
     scratch: &'a mut [Vec<u8>; 2],
+    broadcasts: &'a mut u64,
 }
 
 impl<O: Outbox> Renderer<'_, O> {
@@ -552,6 +563,7 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
                 }
             }
             Audience::Members { members, except } => {
+                *self.broadcasts += 1;
                 // Rendered lazily, once per dialect present.
                 let mut rendered = [false; 2];
                 for &conn in members {

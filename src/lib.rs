@@ -16,6 +16,7 @@
 //! | [`sendq`] | a connection's pending output, its cap, partial writes | no (any `Write`) |
 //! | [`ratelimit`] | flood control: a token bucket per connection | no |
 //! | [`timers`] | every timer of the loop in one heap | no |
+//! | [`turn_stats`] | what one turn of the loop did, for `--trace-turns` | no |
 //! | [`config`] | every limit's default and the command line | no |
 //! | [`logging`] | the server's log: dated lines, never blocking on stderr, storms summed up | no (stderr, a file) |
 //! | [`server`] | **the event loop**: accept, read, hand lines to the hub, flush, close | yes |
@@ -58,3 +59,4 @@ pub mod ratelimit;
 pub mod sendq;
 pub mod server;
 pub mod timers;
+pub mod turn_stats;

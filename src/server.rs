@@ -81,6 +81,7 @@ use crate::logging::{self, Kind};
 use crate::ratelimit::TokenBucket;
 use crate::sendq::SendQueue;
 use crate::timers::{self, Timer, Timers};
+use crate::turn_stats::{CountingWriter, TurnStats};
 
 /// Connection tokens are slab keys; these two sit at the top of the range,
 /// where the slab never gets to.
@@ -165,6 +166,7 @@ impl Penalty {
 /// no syscalls, except when a queue reaches its cap (see `send`).
 struct Mailer<'a> {
     conns: &'a mut Slab<Connection>,
+    stats: &'a mut TurnStats,
     flush_list: &'a mut Vec<usize>,
     overflowed: &'a mut Vec<usize>,
     broken: &'a mut Vec<usize>,
@@ -197,11 +199,17 @@ impl Outbox for Mailer<'_> {
         } else {
             line
         };
+        self.stats.queued += 1;
+        self.stats.queued_bytes += line.len() as u64;
         if c.sendq.push(line).is_err() {
             // The queue is full of bytes from *this* turn, which the kernel
             // has not been offered yet. Offer them now: only what it will
             // not take counts against the cap.
-            if c.sendq.write_to(&mut c.stream).is_err() {
+            let mut w = CountingWriter::new(&mut c.stream);
+            let written = c.sendq.write_to(&mut w);
+            self.stats.writes += w.calls;
+            self.stats.written_bytes += w.bytes;
+            if written.is_err() {
                 c.closing = true;
                 self.broken.push(to);
                 return;
@@ -316,6 +324,11 @@ pub struct Server {
     penalties: HashMap<IpAddr, Penalty>,
     /// How many more accounts may be registered, per address and in all.
     new_accounts: NewAccountBudget,
+    /// What this turn did (`--trace-turns` logs it), and its number.
+    turn: TurnStats,
+    turn_no: u64,
+    /// The connection whose lines were handled last (to count connections).
+    turn_last_conn: Option<usize>,
     /// Sums up storms of accept/refusal log lines (see `logging::Limiter`).
     log_limiter: logging::Limiter,
 }
@@ -439,6 +452,9 @@ impl Server {
             penalties: HashMap::new(),
             new_accounts,
             log_limiter: logging::Limiter::new(),
+            turn: TurnStats::default(),
+            turn_no: 0,
+            turn_last_conn: None,
         })
     }
 
@@ -469,6 +485,7 @@ impl Server {
             };
             let timeout = self.limit_for_trim(timeout);
             let timeout = self.limit_for_log_summary(now, timeout);
+            let slept_from = Instant::now();
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
                     continue; // a signal arrived; it is also in the pipe
@@ -477,6 +494,11 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            self.turn = TurnStats {
+                slept: self.now.duration_since(slept_from),
+                ..TurnStats::default()
+            };
+            self.turn_last_conn = None;
             self.hub.set_now(self.now);
             self.tick_clock();
             self.log_limiter.flush(self.now, |s| info!("{s}"));
@@ -487,17 +509,23 @@ impl Server {
 
             for event in events.iter() {
                 match event.token() {
-                    SIGNALS => self.on_signal(),
+                    SIGNALS => {
+                        self.turn.signals += 1;
+                        self.on_signal();
+                    }
                     t if self.listener_index(t).is_some() => {
+                        self.turn.accepts += 1;
                         if let Some(i) = self.listener_index(t) {
                             self.accept(i);
                         }
                     }
                     Token(k) => {
                         if event.is_writable() {
+                            self.turn.writable += 1;
                             self.queue_flush(k);
                         }
                         if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            self.turn.readable += 1;
                             self.read_from(k);
                         }
                     }
@@ -533,6 +561,11 @@ impl Server {
                 self.last_busy = Instant::now();
             } else {
                 self.trim_heap_if_quiet();
+            }
+            self.turn.broadcasts = self.hub.take_broadcasts();
+            self.turn_no += 1;
+            if self.config.trace_turns && self.turn.did_something() {
+                info!("{}", self.turn.line(self.turn_no, self.now.elapsed()));
             }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
@@ -851,6 +884,11 @@ impl Server {
             };
             let (hub, mut out) = self.split();
             hub.handle_frame(k, frame, &mut out);
+            self.turn.lines += 1;
+            if self.turn_last_conn != Some(k) {
+                self.turn_last_conn = Some(k);
+                self.turn.conns_read += 1;
+            }
             self.line = line;
         }
     }
@@ -912,7 +950,10 @@ impl Server {
             return;
         }
         let held = c.sendq.capacity();
-        let written = c.sendq.write_to(&mut c.stream);
+        let mut w = CountingWriter::new(&mut c.stream);
+        let written = c.sendq.write_to(&mut w);
+        self.turn.writes += w.calls;
+        self.turn.written_bytes += w.bytes;
         self.released += held - c.sendq.capacity().min(held);
         if let Err(e) = written {
             debug!("#{k}: write error: {e}");
@@ -981,6 +1022,7 @@ impl Server {
                 continue;
             }
             let mut c = self.conns.remove(k);
+            self.turn.closed += 1;
             // The room forgot it already, unless it is being freed for a
             // reason the room has not heard (harmless: a no-op then).
             let (hub, mut out) = self.split();
@@ -1012,6 +1054,8 @@ impl Server {
         let mut fired = 0;
         while let Some(timer) = self.timers.pop_due(self.now) {
             fired += 1;
+            self.turn.timers += 1;
+            self.turn.first_timer.get_or_insert(timer.name());
             match timer {
                 Timer::RegisterDeadline { key, serial } => {
                     if self.live(key, serial) && !self.hub.is_joined(key) {
@@ -1344,6 +1388,7 @@ impl Server {
             &mut self.hub,
             Mailer {
                 conns: &mut self.conns,
+                stats: &mut self.turn,
                 flush_list: &mut self.flush_list,
                 overflowed: &mut self.overflowed,
                 broken: &mut self.broken,

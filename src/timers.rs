@@ -57,6 +57,22 @@ const COMPACT_MIN: usize = 1024;
 /// Capacity (entries) the heap keeps however empty it gets.
 const KEEP_CAPACITY: usize = 64;
 
+impl Timer {
+    /// The kind's name, for `--trace-turns`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Timer::RegisterDeadline { .. } => "RegisterDeadline",
+            Timer::IdleCheck { .. } => "IdleCheck",
+            Timer::Greet { .. } => "Greet",
+            Timer::Refill { .. } => "Refill",
+            Timer::Linger { .. } => "Linger",
+            Timer::ResumeAccept => "ResumeAccept",
+            Timer::ShutdownDeadline => "ShutdownDeadline",
+            Timer::InviteExpiry => "InviteExpiry",
+        }
+    }
+}
+
 /// A min-heap of (deadline, timer).
 #[derive(Debug, Default)]
 pub struct Timers {
