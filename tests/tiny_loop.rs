@@ -8,11 +8,11 @@
 //! `cargo test --all-targets` does not (it builds examples as test
 //! harnesses, without their `main`), so .ci/run runs `cargo build
 //! --examples` first. When the binary is missing or older than its source,
-//! the tests say so on stderr and pass.
+//! the tests say so on stderr (uncaptured) and pass.
 
 mod common;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -58,7 +58,12 @@ impl TinyLoop {
         let bin = match example_binary() {
             Ok(bin) => bin,
             Err(why) => {
-                eprintln!("skipped: {why}; run `cargo build --examples`, then this test again");
+                // Straight to stderr, not `eprintln!`, which the test
+                // harness captures and hides for a test that passes.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "skipped: {why}; run `cargo build --examples`, then this test again"
+                );
                 return None;
             }
         };
