@@ -13,8 +13,8 @@
 //!    Fix: `SendQueue::write_to` (src/sendq.rs) keeps the offset; WRITABLE
 //!    interest while bytes remain (`Server::flush`); a cap drops the slow
 //!    reader instead (`Mailer::send`, `--max-sendq`).
-//! 2. One `write()` per line per recipient. Fix: `Mailer::send` only
-//!    appends; `Server::flush_pending` writes each connection once a turn.
+//! 2. One `write()` per line per recipient. Fix: `Mailer::send` appends
+//!    to a queue; `Server::flush_pending` writes each one once a turn.
 //! 3. No line-length limit: `partial` grows while a client sends no newline
 //!    (tests/tiny_loop.rs shows it). Fix: `LineFramer` (src/framing.rs)
 //!    says `Frame::TooLong` before the newline and drops the rest.
