@@ -7,7 +7,8 @@
 //! comes for the rest), keeps a partial line for the next read (TCP carries
 //! bytes, not lines), and on `Ok(0)` first handles the lines already sent.
 //!
-//! What it gets wrong on purpose, and where loopchat gets it right:
+//! What it gets wrong on purpose, and where loopchat gets it right
+//! (`Server`, `Mailer`, `FAIR_READ` and `set_keepalive` are in src/server.rs):
 //! 1. `write()` straight to the socket, result ignored: a short write drops
 //!    the end of a line, `WouldBlock` (a slow reader) drops whole lines.
 //!    Fix: `SendQueue::write_to` (src/sendq.rs) keeps the offset; WRITABLE
@@ -25,7 +26,8 @@
 //!    (EMFILE), one more `nc` kills the room. No connection limit either.
 //!    Fix: `Server::accept`, `Server::shed_with_spare_fd`; `--max-clients`
 //!    and `--max-per-ip` in `Server::admit`.
-//! 6. Nagle left on: small lines wait for ACKs. Fix: `Server::admit`.
+//! 6. Nagle left on: small lines wait for ACKs. Fix: `set_nodelay` in
+//!    `Server::admit`.
 //! 7. No timers: a client that never names itself keeps its slot, a peer
 //!    gone without a FIN is never noticed. Fix: src/timers.rs
 //!    (`Timer::RegisterDeadline`, `Timer::IdleCheck`), `set_keepalive`.
