@@ -21,6 +21,14 @@
 //! to docs/. `--quick` (CI) runs tiny sizes, checks that nothing was lost,
 //! and asserts no speed. Under `cargo test --all-targets` (no `--bench`
 //! argument) it exits at once.
+//!
+//! `--reduced` keeps the sizes and the point length but sweeps fewer rates
+//! and skips the idle workload (see `Plan::reduced`; about 2 minutes per
+//! server per run instead of 5). `--also-loopchat NAME=PATH` adds another
+//! loopchat-server build to the same run, e.g. an older commit's for a
+//! before/after comparison:
+//! `cargo bench --bench fanout -- --runs 3 --reduced --also-loopchat
+//! loopchat-e14533d=/path/to/old/target/release/loopchat-server`.
 
 use loopchat::bench::{self, Config, Report, Workload};
 use serde_json::{Value, json};
@@ -127,6 +135,21 @@ impl Plan {
             idle_hold: Duration::from_secs(2),
             churn_duration: Duration::from_secs(3),
             reference_rate: 1000.0,
+        }
+    }
+
+    /// `--reduced`: the full plan's sizes and point length, fewer rates
+    /// (from just below the thread-per-client capacity, through the
+    /// 1,000 msg/s reference, up past loopchat's capacity) and no idle
+    /// workload (the baseline's 10,000-client idle run alone takes up to
+    /// 120 s per run). For a before/after comparison that fits a shared
+    /// machine's time budget.
+    fn reduced() -> Plan {
+        Plan {
+            rates_small: vec![5e2, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5],
+            rates_large: vec![1e2, 2e2, 5e2, 1e3, 2e3, 5e3, 1e4],
+            idle_clients: 0,
+            ..Plan::full()
         }
     }
 
@@ -242,7 +265,8 @@ struct ServerResults {
     name: &'static str,
     small: Sweep,
     large: Sweep,
-    idle: Report,
+    /// `None` when the plan has no idle workload.
+    idle: Option<Report>,
     idle_rss_empty_kib: u64,
     churn: Report,
 }
@@ -308,7 +332,12 @@ fn run_server(kind: &ServerKind, plan: &Plan) -> Result<ServerResults, String> {
         plan.reference_rate,
     )?;
     let large = sweep(kind, plan, plan.sweep_large_clients, &plan.rates_large, 0.0)?;
-    let (idle, idle_rss_empty_kib) = idle(kind, plan)?;
+    let (idle, idle_rss_empty_kib) = if plan.idle_clients > 0 {
+        let (r, empty) = idle(kind, plan)?;
+        (Some(r), empty)
+    } else {
+        (None, 0)
+    };
     let churn = churn(kind, plan)?;
     Ok(ServerResults {
         name: kind.name,
@@ -327,8 +356,11 @@ struct Headline {
     cap_small_deliveries: Option<f64>,
     ref_p50: Option<f64>,
     ref_p99: Option<f64>,
+    cap_small_p99: Option<f64>,
     cap_large_rate: Option<f64>,
     cap_large_deliveries: Option<f64>,
+    cap_large_p99: Option<f64>,
+    ref_large_p99: Option<f64>,
     cap_large_cpu_s_per_m: Option<f64>,
     cap_large_writes: Option<f64>,
     cap_large_bench_cpu_share: Option<f64>,
@@ -344,6 +376,7 @@ fn headline(r: &ServerResults, plan: &Plan) -> Headline {
         let p = &r.small.points[i];
         h.cap_small_rate = Some(p.config.rate);
         h.cap_small_deliveries = Some(p.deliveries_per_s());
+        h.cap_small_p99 = p.latency.map(|l| l.p99 as f64);
     }
     if let Some(p) = r
         .small
@@ -354,10 +387,19 @@ fn headline(r: &ServerResults, plan: &Plan) -> Headline {
         h.ref_p50 = p.latency.map(|l| l.p50 as f64);
         h.ref_p99 = p.latency.map(|l| l.p99 as f64);
     }
+    if let Some(p) = r
+        .large
+        .points
+        .iter()
+        .find(|p| p.config.rate == plan.reference_rate)
+    {
+        h.ref_large_p99 = p.latency.map(|l| l.p99 as f64);
+    }
     if let Some(i) = r.large.capacity {
         let p = &r.large.points[i];
         h.cap_large_rate = Some(p.config.rate);
         h.cap_large_deliveries = Some(p.deliveries_per_s());
+        h.cap_large_p99 = p.latency.map(|l| l.p99 as f64);
         if let Some(s) = p.server {
             h.cap_large_cpu_s_per_m = s.cpu_us_per_1k_deliveries.map(|v| v / 1000.0);
             h.cap_large_writes = s.write_syscalls_per_delivery;
@@ -366,14 +408,16 @@ fn headline(r: &ServerResults, plan: &Plan) -> Headline {
             }
         }
     }
-    if let Some(s) = r.idle.server {
-        if r.idle.held > 0 {
-            let grown = s.rss_end_kib.saturating_sub(r.idle_rss_empty_kib) as f64 * 1024.0;
-            h.idle_rss_per_conn_b = Some(grown / r.idle.held as f64);
+    if let Some(idle) = &r.idle {
+        if let Some(s) = idle.server {
+            if idle.held > 0 {
+                let grown = s.rss_end_kib.saturating_sub(r.idle_rss_empty_kib) as f64 * 1024.0;
+                h.idle_rss_per_conn_b = Some(grown / idle.held as f64);
+            }
+            h.idle_threads = Some(s.threads as f64);
         }
-        h.idle_threads = Some(s.threads as f64);
+        h.idle_joined = Some(idle.held as f64);
     }
-    h.idle_joined = Some(r.idle.held as f64);
     h.churn_joins = Some(r.churn.joins_per_s());
     h
 }
@@ -431,6 +475,12 @@ fn table(all: &[Runs], plan: &Plan) -> String {
             true,
         ),
         (
+            format!("p99 at capacity, {s} clients (us)"),
+            |h| h.cap_small_p99,
+            0,
+            false,
+        ),
+        (
             format!("p50 at {} msg/s, {s} clients (us)", plan.reference_rate),
             |h| h.ref_p50,
             0,
@@ -453,6 +503,18 @@ fn table(all: &[Runs], plan: &Plan) -> String {
             |h| h.cap_large_deliveries,
             0,
             true,
+        ),
+        (
+            format!("p99 at capacity, {l} clients (us)"),
+            |h| h.cap_large_p99,
+            0,
+            false,
+        ),
+        (
+            format!("p99 at {} msg/s, {l} clients (us)", plan.reference_rate),
+            |h| h.ref_large_p99,
+            0,
+            false,
         ),
         (
             format!("server CPU s per million deliveries at capacity, {l} clients"),
@@ -493,6 +555,9 @@ fn table(all: &[Runs], plan: &Plan) -> String {
         ("churn (joins/s)".into(), |h| h.churn_joins, 0, true),
     ];
     for (label, get, digits, higher_better) in rows {
+        if plan.idle_clients == 0 && label.contains("idle") {
+            continue;
+        }
         let vals: Vec<Option<f64>> = heads
             .iter()
             .map(|runs| median(runs.iter().filter_map(get).collect()))
@@ -669,13 +734,35 @@ fn main() {
     }
     let quick = args.iter().any(|a| a == "--quick");
     let update_docs = args.iter().any(|a| a == "--update-docs");
-    let plan = if quick { Plan::quick() } else { Plan::full() };
+    let reduced = args.iter().any(|a| a == "--reduced");
+    let plan = if quick {
+        Plan::quick()
+    } else if reduced {
+        Plan::reduced()
+    } else {
+        Plan::full()
+    };
+    // `--also-loopchat NAME=PATH` (repeatable): another loopchat-server
+    // build (e.g. an older commit's), measured with the same plan and the
+    // same arguments, alternating with the others in every run. The
+    // ratio column still compares the first two columns.
+    let also: Vec<(&'static str, PathBuf)> = args
+        .windows(2)
+        .filter(|w| w[0] == "--also-loopchat")
+        .filter_map(|w| {
+            let (name, path) = w[1].split_once('=')?;
+            Some((
+                &*Box::leak(name.to_string().into_boxed_str()),
+                PathBuf::from(path),
+            ))
+        })
+        .collect();
     bench::proc_stats::raise_nofile_limit();
     let started = Instant::now();
 
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let self_exe = std::env::current_exe().expect("own executable path");
-    let kinds = [
+    let mut kinds = vec![
         ServerKind {
             name: "loopchat",
             program: PathBuf::from(env!("CARGO_BIN_EXE_loopchat-server")),
@@ -702,6 +789,12 @@ fn main() {
                 .collect(),
         },
     ];
+    for (name, path) in also {
+        let mut k = kinds[0].clone();
+        k.name = name;
+        k.program = path;
+        kinds.push(k);
+    }
     let runs: usize = args
         .iter()
         .position(|a| a == "--runs")
@@ -737,8 +830,15 @@ fn main() {
     let _ = std::fs::create_dir_all(&out_dir);
     let md = table(&all, &plan);
     println!("\n{md}");
+    let tag = if quick {
+        "quick"
+    } else if reduced {
+        "reduced"
+    } else {
+        "full"
+    };
     let raw = json!({
-        "mode": if quick { "quick" } else { "full" },
+        "mode": tag,
         "machine": machine(),
         "unix_time": std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0),
         "elapsed_s": started.elapsed().as_secs_f64(),
@@ -747,14 +847,13 @@ fn main() {
             "runs": k.runs.iter().map(|r| json!({
                 "fanout_small": sweep_json(&r.small),
                 "fanout_large": sweep_json(&r.large),
-                "idle": r.idle.to_json(),
+                "idle": r.idle.as_ref().map(Report::to_json),
                 "idle_rss_empty_kib": r.idle_rss_empty_kib,
                 "churn": r.churn.to_json(),
             })).collect::<Vec<_>>(),
         })).collect::<Vec<_>>(),
         "table_markdown": md,
     });
-    let tag = if quick { "quick" } else { "full" };
     let json_path = out_dir.join(format!("fanout-{tag}.json"));
     match serde_json::to_string_pretty(&raw) {
         Ok(text) => {
