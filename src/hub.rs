@@ -21,11 +21,12 @@
 //! its first line tells ([`crate::dialect::sniff`]); until then it is
 //! *pending*, and the line greeting waits (see [`Hub::greet`]).
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::accounts::{AuthJob, AuthOutcome};
-use crate::chat::{Audience, ConnId, Core, Event, LeaveReason, Refusal, Request, Sink, Stage};
+use crate::chat::{
+    Audience, ConnId, ConnTable, Core, Event, LeaveReason, Refusal, Request, Sink, Stage,
+};
 use crate::dialect::irc::{self, IrcConfig, IrcConn};
 use crate::dialect::{Dialect, line, sniff};
 use crate::framing::Frame;
@@ -83,7 +84,7 @@ impl Speaks {
 pub struct Hub {
     core: Core,
     /// Every connection the loop told us about, and what it speaks.
-    speaks: HashMap<ConnId, Speaks>,
+    speaks: ConnTable<Speaks>,
     irc: IrcConfig,
     /// `Some("HH:MM:SS")` when `--timestamps` is on; set by the loop.
     clock: Option<String>,
@@ -103,7 +104,7 @@ impl Hub {
     pub fn new(max_line: usize) -> Hub {
         Hub {
             core: Core::new(),
-            speaks: HashMap::new(),
+            speaks: ConnTable::default(),
             irc: IrcConfig::default(),
             clock: None,
             max_line,
@@ -192,9 +193,7 @@ impl Hub {
 
     /// The dialect `conn` speaks (the line dialect while undecided).
     pub fn dialect(&self, conn: ConnId) -> Dialect {
-        self.speaks
-            .get(&conn)
-            .map_or(Dialect::Line, Speaks::dialect)
+        self.speaks.get(conn).map_or(Dialect::Line, Speaks::dialect)
     }
 
     /// See [`Core::check_consistency`]. For tests.
@@ -227,7 +226,7 @@ impl Hub {
     /// The greeting hold is over and `conn` has said nothing: it is a line
     /// user waiting to be greeted (Budget Chat clients wait).
     pub fn greet(&mut self, conn: ConnId, out: &mut impl Outbox) {
-        if let Some(speaks @ Speaks::Pending) = self.speaks.get_mut(&conn) {
+        if let Some(speaks @ Speaks::Pending) = self.speaks.get_mut(conn) {
             *speaks = Speaks::Line;
             out.send(conn, line::GREETING.as_bytes());
         }
@@ -236,7 +235,7 @@ impl Hub {
     /// One frame from `conn`'s framer: decoded by its dialect, then handed
     /// to the core.
     pub fn handle_frame(&mut self, conn: ConnId, frame: Frame<'_>, out: &mut impl Outbox) {
-        let Some(speaks) = self.speaks.get_mut(&conn) else {
+        let Some(speaks) = self.speaks.get_mut(conn) else {
             return; // gone already
         };
         if let Speaks::Pending = speaks {
@@ -275,7 +274,7 @@ impl Hub {
             Frame::Line(bytes) => std::str::from_utf8(bytes).ok(),
             Frame::TooLong => None,
         };
-        let Some(Speaks::Irc(st)) = self.speaks.get_mut(&conn) else {
+        let Some(Speaks::Irc(st)) = self.speaks.get_mut(conn) else {
             return;
         };
         let Some(text) = text else {
@@ -341,7 +340,7 @@ impl Hub {
         }
         // The nick the core holds is the one numerics must name.
         if let (Some(Speaks::Irc(st)), Some(nick)) =
-            (self.speaks.get_mut(&conn), self.core.nick(conn))
+            (self.speaks.get_mut(conn), self.core.nick(conn))
         {
             if st.nick.as_deref() != Some(nick) {
                 st.nick = Some(nick.to_string());
@@ -352,7 +351,7 @@ impl Hub {
     /// NICK, USER (and CAP END) are in: the core registers the nick; with
     /// accounts, `PASS` is the password.
     fn irc_register(&mut self, conn: ConnId, out: &mut impl Outbox) {
-        let Some(Speaks::Irc(st)) = self.speaks.get(&conn) else {
+        let Some(Speaks::Irc(st)) = self.speaks.get(conn) else {
             return;
         };
         let (Some(nick), Some(user)) = (st.nick.clone(), st.user.clone()) else {
@@ -391,7 +390,7 @@ impl Hub {
     /// registers `name` (the account name is the nickname); the answer,
     /// 903 or 904, is rendered when the password check is done.
     fn irc_sasl(&mut self, conn: ConnId, name: &str, password: &str, out: &mut impl Outbox) {
-        let user = match self.speaks.get(&conn) {
+        let user = match self.speaks.get(conn) {
             Some(Speaks::Irc(st)) => st.user.clone().unwrap_or_else(|| name.to_string()),
             _ => return,
         };
@@ -419,7 +418,7 @@ impl Hub {
             rooms: self.core.all_rooms().len(),
         };
         self.notify(conn, &event, out);
-        if let Some(Speaks::Irc(st)) = self.speaks.get_mut(&conn) {
+        if let Some(Speaks::Irc(st)) = self.speaks.get_mut(conn) {
             st.welcomed = true;
         }
     }
@@ -428,7 +427,7 @@ impl Hub {
     fn sync_irc(&mut self, conn: ConnId) {
         let joined = self.core.is_joined(conn);
         let nick = self.core.nick(conn).map(str::to_string);
-        if let Some(Speaks::Irc(st)) = self.speaks.get_mut(&conn) {
+        if let Some(Speaks::Irc(st)) = self.speaks.get_mut(conn) {
             st.registered = joined;
             // Outside CAP negotiation the registration event was the
             // welcome burst itself.
@@ -447,7 +446,7 @@ impl Hub {
     pub fn disconnected(&mut self, conn: ConnId, reason: &LeaveReason, out: &mut impl Outbox) {
         let (core, mut sink) = self.split(out);
         core.disconnected(conn, reason, &mut sink);
-        self.speaks.remove(&conn);
+        self.speaks.remove(conn);
     }
 
     /// The server is stopping: tell everyone and close every connection.
@@ -518,7 +517,7 @@ impl Hub {
 /// bytes for every recipient.
 struct Renderer<'a, O: Outbox> {
     out: &'a mut O,
-    speaks: &'a HashMap<ConnId, Speaks>,
+    speaks: &'a ConnTable<Speaks>,
     irc: &'a IrcConfig,
     clock: Option<&'a str>,
     scratch: &'a mut [Vec<u8>; 2],
@@ -536,7 +535,7 @@ impl<O: Outbox> Renderer<'_, O> {
                 line::render(event, self.clock, buf);
             }
             Dialect::Irc => {
-                let (me, negotiating) = match conn.and_then(|c| self.speaks.get(&c)) {
+                let (me, negotiating) = match conn.and_then(|c| self.speaks.get(c)) {
                     Some(Speaks::Irc(st)) => (st.target(), st.cap_open),
                     _ => ("*", false),
                 };
@@ -552,10 +551,7 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
     fn emit(&mut self, to: Audience<'_>, event: &Event<'_>) {
         match to {
             Audience::One(conn) => {
-                let dialect = self
-                    .speaks
-                    .get(&conn)
-                    .map_or(Dialect::Line, Speaks::dialect);
+                let dialect = self.speaks.get(conn).map_or(Dialect::Line, Speaks::dialect);
                 self.render(Some(conn), dialect, event);
                 let buf = &self.scratch[dialect as usize];
                 if !buf.is_empty() {
@@ -570,10 +566,7 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
                     if Some(conn) == except {
                         continue;
                     }
-                    let dialect = self
-                        .speaks
-                        .get(&conn)
-                        .map_or(Dialect::Line, Speaks::dialect);
+                    let dialect = self.speaks.get(conn).map_or(Dialect::Line, Speaks::dialect);
                     let i = dialect as usize;
                     if !rendered[i] {
                         self.render(None, dialect, event);
@@ -601,12 +594,7 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
 
     fn password_prompt(&mut self, conn: ConnId, on: bool) {
         // Telnet echo is a line-dialect matter.
-        if self
-            .speaks
-            .get(&conn)
-            .map_or(Dialect::Line, Speaks::dialect)
-            == Dialect::Line
-        {
+        if self.speaks.get(conn).map_or(Dialect::Line, Speaks::dialect) == Dialect::Line {
             self.out.password_prompt(conn, on);
         }
     }

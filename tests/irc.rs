@@ -349,7 +349,7 @@ fn line_and_irc_users_share_a_room() {
     while got.len() < long.len() {
         let l = irc.line();
         let text = l
-            .strip_prefix(":nell!nelly@loopchat PRIVMSG #lobby :")
+            .strip_prefix(":nell!nell@loopchat PRIVMSG #lobby :")
             .unwrap_or_else(|| panic!("{l:?}"));
         got.push_str(text);
     }

@@ -18,10 +18,11 @@
 //! invitation timer ([`Core::expire_invites`]), and shutdown.
 
 use std::collections::HashMap;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{Audience, ConnId, Event, LeaveReason, NameHolder, Request, Sink, Stage, TextKind};
-use super::{RoomError, validate_room};
+use super::{ConnTable, RoomError, validate_room};
 use crate::accounts::{AuthJob, AuthOutcome};
 use crate::config;
 use crate::protocol;
@@ -35,14 +36,82 @@ struct Member {
     login: Option<Login>,
     /// The partner of a private conversation: plain lines go to them only.
     pm_with: Option<ConnId>,
-    /// The rooms it is in (lowercased names), in the order joined.
-    rooms: Vec<String>,
+    /// The rooms it is in (lowercased names, shared with the room table),
+    /// in the order joined.
+    rooms: RoomList,
     /// In any number of rooms, joined one by one (IRC); otherwise in
     /// exactly one, the default room from the start (line users).
     many: bool,
-    /// The user name shown in `nick!user@host` prefixes: IRC's `USER`, or
-    /// for a line user its first nickname.
-    user: String,
+    /// The user name shown in `nick!user@host` prefixes: IRC's `USER`;
+    /// `None` (a line user): its nickname.
+    user: Option<Box<str>>,
+}
+
+/// The rooms a member is in. Most members (every line user) are in one:
+/// that case holds the shared name inline, with no allocation of its own.
+#[derive(Debug, Clone, Default)]
+enum RoomList {
+    #[default]
+    None,
+    One(Rc<str>),
+    Many(Vec<Rc<str>>),
+}
+
+impl RoomList {
+    fn iter(&self) -> impl Iterator<Item = &str> {
+        let (one, many): (Option<&Rc<str>>, &[Rc<str>]) = match self {
+            RoomList::None => (None, &[]),
+            RoomList::One(r) => (Some(r), &[]),
+            RoomList::Many(v) => (None, v),
+        };
+        one.into_iter().chain(many).map(|r| &**r)
+    }
+
+    fn first(&self) -> Option<&str> {
+        self.iter().next()
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            RoomList::None => 0,
+            RoomList::One(_) => 1,
+            RoomList::Many(v) => v.len(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        self.iter().any(|r| r == key)
+    }
+
+    fn push(&mut self, key: Rc<str>) {
+        *self = match std::mem::take(self) {
+            RoomList::None => RoomList::One(key),
+            RoomList::One(first) => RoomList::Many(vec![first, key]),
+            RoomList::Many(mut v) => {
+                v.push(key);
+                RoomList::Many(v)
+            }
+        };
+    }
+
+    fn remove(&mut self, key: &str) {
+        *self = match std::mem::take(self) {
+            RoomList::One(r) if &*r == key => RoomList::None,
+            RoomList::Many(mut v) => {
+                v.retain(|r| &**r != key);
+                match v.len() {
+                    0 => RoomList::None,
+                    1 => RoomList::One(v.remove(0)),
+                    _ => RoomList::Many(v),
+                }
+            }
+            other => other,
+        };
+    }
 }
 
 /// A room.
@@ -97,11 +166,11 @@ pub struct RoomView<'a> {
 /// The chat state: every connection the loop has told us about.
 #[derive(Debug, Default)]
 pub struct Core {
-    members: HashMap<ConnId, Member>,
+    members: ConnTable<Member>,
     /// Connections with a nickname, in the order they chose it.
     registered: Vec<ConnId>,
     /// Lowercased room name -> room.
-    rooms: HashMap<String, Channel>,
+    rooms: HashMap<Rc<str>, Channel>,
     /// Lowercased name of the room a new line user starts in.
     default_room: String,
     /// Lowercased nickname -> connection, for uniqueness and `/msg`.
@@ -133,8 +202,8 @@ impl Core {
     /// exists even when empty. Call before anyone joins.
     pub fn set_default_room(&mut self, name: &str) {
         let key = name.to_ascii_lowercase();
-        self.rooms.remove(&self.default_room);
-        self.rooms.insert(key.clone(), Channel::new(name));
+        self.rooms.remove(&*self.default_room);
+        self.rooms.insert(key.as_str().into(), Channel::new(name));
         self.default_room = key;
     }
 
@@ -162,7 +231,7 @@ impl Core {
 
     /// Where `conn` is in its life (a dialect reads lines by it).
     pub fn stage(&self, conn: ConnId) -> Stage {
-        match self.members.get(&conn) {
+        match self.members.get(conn) {
             None => Stage::Gone,
             Some(m) if m.nick.is_some() => Stage::Joined,
             Some(m) if m.login.is_some() => Stage::Password,
@@ -172,7 +241,7 @@ impl Core {
 
     /// `conn`'s private-conversation partner, if it is in one.
     pub fn pm_partner(&self, conn: ConnId) -> Option<ConnId> {
-        self.members.get(&conn)?.pm_with
+        self.members.get(conn)?.pm_with
     }
 
     /// Number of users who have chosen a nickname.
@@ -187,14 +256,14 @@ impl Core {
 
     /// `conn`'s nickname, once it has one.
     pub fn nick(&self, conn: ConnId) -> Option<&str> {
-        self.members.get(&conn)?.nick.as_deref()
+        self.members.get(conn)?.nick.as_deref()
     }
 
     /// `conn`'s user name (for `nick!user@host`), once it has a nickname.
     pub fn user(&self, conn: ConnId) -> Option<&str> {
-        let m = self.members.get(&conn)?;
-        m.nick.as_ref()?;
-        Some(&m.user)
+        let m = self.members.get(conn)?;
+        let nick = m.nick.as_deref()?;
+        Some(m.user.as_deref().unwrap_or(nick))
     }
 
     /// The connection with nickname `nick` (any case).
@@ -210,7 +279,7 @@ impl Core {
     /// A room by name (any case): its name as written, its members' nicks
     /// in join order, its topic and who set it.
     pub fn room(&self, name: &str) -> Option<RoomView<'_>> {
-        let room = self.rooms.get(&name.to_ascii_lowercase())?;
+        let room = self.rooms.get(&*name.to_ascii_lowercase())?;
         Some(self.view(room))
     }
 
@@ -243,7 +312,7 @@ impl Core {
     /// The rooms `conn` is in, by display name, in the order joined.
     pub fn rooms_of(&self, conn: ConnId) -> impl Iterator<Item = &str> {
         self.members
-            .get(&conn)
+            .get(conn)
             .into_iter()
             .flat_map(|m| m.rooms.iter())
             .filter_map(|key| self.rooms.get(key).map(|r| r.name.as_str()))
@@ -260,7 +329,7 @@ impl Core {
 
     /// The room a single-room user is in (its first room).
     fn home(&self, conn: ConnId) -> Option<&Channel> {
-        let key = self.members.get(&conn)?.rooms.first()?;
+        let key = self.members.get(conn)?.rooms.first()?;
         self.rooms.get(key)
     }
 
@@ -275,19 +344,19 @@ impl Core {
             ));
         }
         for (key, room) in &self.rooms {
-            if room.members.is_empty() && *key != self.default_room {
+            if room.members.is_empty() && **key != *self.default_room {
                 return Err(format!("{} is empty but still exists", room.name));
             }
             for c in &room.members {
-                let listed = self.members.get(c).is_some_and(|m| m.rooms.contains(key));
+                let listed = self.members.get(*c).is_some_and(|m| m.rooms.contains(key));
                 if !listed || self.nick(*c).is_none() {
                     return Err(format!("#{c} is in {} but does not know it", room.name));
                 }
             }
         }
-        for (c, m) in &self.members {
-            for key in &m.rooms {
-                if !self.rooms.get(key).is_some_and(|r| r.members.contains(c)) {
+        for (c, m) in self.members.iter() {
+            for key in m.rooms.iter() {
+                if !self.rooms.get(key).is_some_and(|r| r.members.contains(&c)) {
                     return Err(format!("#{c} thinks it is in {key}"));
                 }
             }
@@ -315,9 +384,9 @@ impl Core {
                 nick: None,
                 login: None,
                 pm_with: None,
-                rooms: Vec::new(),
+                rooms: RoomList::default(),
                 many: false,
-                user: String::new(),
+                user: None,
             },
         );
     }
@@ -326,9 +395,9 @@ impl Core {
     /// `user`: registering will not put it in a room; it joins rooms
     /// itself.
     pub fn set_many_rooms(&mut self, conn: ConnId, user: &str) {
-        if let Some(m) = self.members.get_mut(&conn) {
+        if let Some(m) = self.members.get_mut(conn) {
             m.many = true;
-            m.user = user.to_string();
+            m.user = Some(user.into());
         }
     }
 
@@ -387,7 +456,7 @@ impl Core {
     /// `conn` is gone (EOF, reset, write error, or the loop kicked it).
     /// Everyone else is told, with the reason. Safe to call twice.
     pub fn disconnected(&mut self, conn: ConnId, reason: &LeaveReason, out: &mut impl Sink) {
-        let Some(member) = self.members.remove(&conn) else {
+        let Some(member) = self.members.remove(conn) else {
             return;
         };
         let Some(nick) = member.nick else {
@@ -402,12 +471,12 @@ impl Core {
         }
         self.by_nick.remove(&nick.to_ascii_lowercase());
         self.registered.retain(|&c| c != conn);
-        for key in &member.rooms {
+        for key in member.rooms.iter() {
             self.leave_room(conn, key);
         }
         let event = Event::Quit {
             nick: &nick,
-            user: &member.user,
+            user: member.user.as_deref().unwrap_or(&nick),
             reason,
         };
         self.to_neighbours(&member.rooms, None, &event, out);
@@ -415,13 +484,13 @@ impl Core {
 
     /// The server is stopping: tell everyone and close every connection.
     pub fn shutdown(&mut self, out: &mut impl Sink) {
-        for (&conn, _) in self.members.iter() {
+        for (conn, _) in self.members.iter() {
             out.emit(Audience::One(conn), &Event::ShuttingDown);
             out.close(conn);
         }
         self.members.clear();
         self.registered.clear();
-        self.rooms.retain(|key, _| *key == self.default_room);
+        self.rooms.retain(|key, _| **key == *self.default_room);
         for room in self.rooms.values_mut() {
             room.members.clear();
         }
@@ -438,7 +507,7 @@ impl Core {
         if let Err(e) = self.check_nick(conn, name) {
             return out.emit(Audience::One(conn), &e);
         }
-        if let Some(m) = self.members.get_mut(&conn) {
+        if let Some(m) = self.members.get_mut(conn) {
             m.login = Some(Login {
                 name: name.to_string(),
                 checking: false,
@@ -455,7 +524,7 @@ impl Core {
 
     /// The password for the name chosen. Never logged or echoed.
     fn password(&mut self, conn: ConnId, password: &str, out: &mut impl Sink) {
-        let Some(login) = self.members.get_mut(&conn).and_then(|m| m.login.as_mut()) else {
+        let Some(login) = self.members.get_mut(conn).and_then(|m| m.login.as_mut()) else {
             return;
         };
         if login.checking {
@@ -473,7 +542,7 @@ impl Core {
 
     /// The loop's answer to a [`Sink::authenticate`] job for `conn`.
     pub fn auth_done(&mut self, conn: ConnId, outcome: AuthOutcome, out: &mut impl Sink) {
-        let Some(member) = self.members.get_mut(&conn) else {
+        let Some(member) = self.members.get_mut(conn) else {
             return; // left while its job was queued
         };
         let Some(login) = member.login.as_mut() else {
@@ -509,7 +578,7 @@ impl Core {
             }
             AuthOutcome::SaveFailed => out.emit(to, &Event::SaveFailed { name: &name }),
             AuthOutcome::NoNewAccounts(spent) => {
-                if let Some(m) = self.members.get_mut(&conn) {
+                if let Some(m) = self.members.get_mut(conn) {
                     m.login = None;
                 }
                 out.password_prompt(conn, false);
@@ -523,7 +592,7 @@ impl Core {
     /// for another name (one whose check is running hears it with its
     /// answer, in `auth_done`).
     fn finish_login(&mut self, conn: ConnId, typed: &str, stored: &str, out: &mut impl Sink) {
-        if let Some(m) = self.members.get_mut(&conn) {
+        if let Some(m) = self.members.get_mut(conn) {
             m.login = None;
         }
         out.password_prompt(conn, false);
@@ -536,7 +605,7 @@ impl Core {
         let losers: Vec<(ConnId, String)> = self
             .members
             .iter()
-            .filter_map(|(&c, m)| {
+            .filter_map(|(c, m)| {
                 let l = m.login.as_ref()?;
                 (!l.checking && l.name.eq_ignore_ascii_case(typed)).then(|| (c, l.name.clone()))
             })
@@ -549,7 +618,7 @@ impl Core {
     /// `conn` was entering the password for `name` when another connection
     /// logged in to it: back to the name prompt.
     fn lost_login(&mut self, conn: ConnId, name: &str, out: &mut impl Sink) {
-        if let Some(m) = self.members.get_mut(&conn) {
+        if let Some(m) = self.members.get_mut(conn) {
             m.login = None;
         }
         out.password_prompt(conn, false);
@@ -566,18 +635,13 @@ impl Core {
             return out.emit(Audience::One(conn), &e);
         }
         self.by_nick.insert(nick.to_ascii_lowercase(), conn);
-        if let Some(member) = self.members.get_mut(&conn) {
+        if let Some(member) = self.members.get_mut(conn) {
             member.nick = Some(nick.to_string());
         }
         log::info!("#{conn} joined as {nick}");
         self.registered.push(conn);
-        let many = match self.members.get_mut(&conn) {
-            Some(m) if m.many => true,
-            Some(m) => {
-                m.user = nick.to_string();
-                false
-            }
-            None => return,
+        let Some(many) = self.members.get(conn).map(|m| m.many) else {
+            return;
         };
         if many {
             let event = Event::Registered {
@@ -588,7 +652,7 @@ impl Core {
             return out.emit(Audience::One(conn), &event);
         }
         let key = self.default_room.clone();
-        if let Some(room) = self.rooms.get(&key) {
+        if let Some(room) = self.rooms.get(&*key) {
             let others = self.names(room);
             let room = &room.name;
             out.emit(
@@ -620,8 +684,10 @@ impl Core {
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.push(conn);
         }
-        if let Some(m) = self.members.get_mut(&conn) {
-            m.rooms.push(key.to_string());
+        if let Some(m) = self.members.get_mut(conn) {
+            if let Some((shared, _)) = self.rooms.get_key_value(key) {
+                m.rooms.push(Rc::clone(shared));
+            }
         }
     }
 
@@ -634,8 +700,8 @@ impl Core {
                 self.rooms.remove(key);
             }
         }
-        if let Some(m) = self.members.get_mut(&conn) {
-            m.rooms.retain(|r| r != key);
+        if let Some(m) = self.members.get_mut(conn) {
+            m.rooms.remove(key);
         }
     }
 
@@ -647,19 +713,19 @@ impl Core {
             return out.emit(me, &Event::RoomInvalid { name });
         }
         let key = name.to_ascii_lowercase();
-        if self.members.get(&conn).is_some_and(|m| m.many) {
+        if self.members.get(conn).is_some_and(|m| m.many) {
             return self.join_another(conn, name, &key, out);
         }
         let Some(old) = self
             .members
-            .get(&conn)
+            .get(conn)
             .and_then(|m| m.rooms.first())
-            .cloned()
+            .map(str::to_string)
         else {
             return;
         };
         if old == key {
-            let room = self.rooms.get(&key).map_or(name, |r| r.name.as_str());
+            let room = self.rooms.get(&*key).map_or(name, |r| r.name.as_str());
             return out.emit(me, &Event::AlreadyInRoom { room });
         }
         let Some(nick) = self.nick(conn).map(str::to_string) else {
@@ -667,12 +733,12 @@ impl Core {
         };
         let target = self
             .rooms
-            .entry(key.clone())
+            .entry(key.as_str().into())
             .or_insert_with(|| Channel::new(name))
             .name
             .clone();
         self.leave_room(conn, &old);
-        if let Some(room) = self.rooms.get(&old) {
+        if let Some(room) = self.rooms.get(&*old) {
             let reason = LeaveReason::Moved(target.clone());
             let event = Event::Left {
                 nick: &nick,
@@ -683,7 +749,7 @@ impl Core {
             Self::tell(room, &event, out);
         }
         log::info!("{nick} (#{conn}) moved to {target}");
-        if let Some(room) = self.rooms.get(&key) {
+        if let Some(room) = self.rooms.get(&*key) {
             let others = self.names(room);
             let topic = room.topic.as_ref().map(|(text, _)| text.as_str());
             let event = Event::Moved {
@@ -700,7 +766,7 @@ impl Core {
     /// it already): the members hear it entered, and it gets the list of
     /// names and the topic.
     fn join_another(&mut self, conn: ConnId, name: &str, key: &str, out: &mut impl Sink) {
-        let Some(m) = self.members.get(&conn) else {
+        let Some(m) = self.members.get(conn) else {
             return;
         };
         if m.rooms.iter().any(|r| r == key) {
@@ -710,7 +776,7 @@ impl Core {
             return out.emit(Audience::One(conn), &Event::TooManyRooms { room: name });
         }
         self.rooms
-            .entry(key.to_string())
+            .entry(key.into())
             .or_insert_with(|| Channel::new(name));
         self.enter_room(conn, key, out);
         let (Some(room), Some(nick), Some(user)) =
@@ -737,14 +803,14 @@ impl Core {
         let key = name.to_ascii_lowercase();
         let inside = self
             .members
-            .get(&conn)
+            .get(conn)
             .is_some_and(|m| m.rooms.contains(&key) && (m.many || m.rooms.len() > 1));
         let Some(nick) = self.nick(conn).filter(|_| inside).map(str::to_string) else {
             return out.emit(Audience::One(conn), &Event::NotInRoom { room: name });
         };
         let reason = LeaveReason::Part(reason.map(str::to_string));
         let user = self.user(conn).unwrap_or_default();
-        if let Some(room) = self.rooms.get(&key) {
+        if let Some(room) = self.rooms.get(&*key) {
             let event = Event::Left {
                 nick: &nick,
                 user,
@@ -760,16 +826,16 @@ impl Core {
     fn topic(&mut self, conn: ConnId, name: Option<&str>, text: Option<&str>, out: &mut impl Sink) {
         let key = match name {
             Some(name) => name.to_ascii_lowercase(),
-            None => match self.members.get(&conn).and_then(|m| m.rooms.first()) {
-                Some(key) => key.clone(),
+            None => match self.members.get(conn).and_then(|m| m.rooms.first()) {
+                Some(key) => key.to_string(),
                 None => return,
             },
         };
         let inside = self
             .members
-            .get(&conn)
+            .get(conn)
             .is_some_and(|m| m.rooms.contains(&key));
-        let (Some(room), true) = (self.rooms.get(&key), inside) else {
+        let (Some(room), true) = (self.rooms.get(&*key), inside) else {
             let room = name.unwrap_or_default();
             return out.emit(Audience::One(conn), &Event::NotInRoom { room });
         };
@@ -783,10 +849,10 @@ impl Core {
         };
         let by = self.nick(conn).unwrap_or_default().to_string();
         log::info!("{by} (#{conn}) set the topic of {}", room.name);
-        if let Some(room) = self.rooms.get_mut(&key) {
+        if let Some(room) = self.rooms.get_mut(&*key) {
             room.topic = (!text.is_empty()).then(|| (text.to_string(), by.clone()));
         }
-        if let Some(room) = self.rooms.get(&key) {
+        if let Some(room) = self.rooms.get(&*key) {
             let event = Event::TopicChanged {
                 by: &by,
                 user: self.user(conn).unwrap_or_default(),
@@ -810,14 +876,14 @@ impl Core {
     /// with the user it is about, once each, except `skip`.
     fn to_neighbours(
         &self,
-        rooms: &[String],
+        rooms: &RoomList,
         skip: Option<ConnId>,
         event: &Event<'_>,
         out: &mut impl Sink,
     ) {
-        if let [only] = rooms {
+        if let RoomList::One(only) = rooms {
             // The common case, and every line user: no copy of the list.
-            if let Some(room) = self.rooms.get(only) {
+            if let Some(room) = self.rooms.get(&**only) {
                 let to = Audience::Members {
                     members: &room.members,
                     except: skip,
@@ -881,9 +947,9 @@ impl Core {
                 let key = name.to_ascii_lowercase();
                 let inside = self
                     .members
-                    .get(&conn)
+                    .get(conn)
                     .is_some_and(|m| m.rooms.contains(&key));
-                match self.rooms.get(&key) {
+                match self.rooms.get(&*key) {
                     Some(channel) if inside => Some(channel),
                     _ if quiet => return,
                     _ => return out.emit(Audience::One(conn), &Event::NotInRoom { room: name }),
@@ -972,7 +1038,7 @@ impl Core {
         if to == conn {
             return out.emit(me, &Event::InviteSelf);
         }
-        if self.members.get(&to).is_some_and(|m| m.many) {
+        if self.members.get(to).is_some_and(|m| m.many) {
             let nick = self.nick(to).unwrap_or(target);
             return out.emit(me, &Event::InviteeCannot { nick });
         }
@@ -1036,7 +1102,7 @@ impl Core {
         self.invites
             .retain(|i| ![i.from, i.to].iter().any(|c| *c == conn || *c == from));
         for (who, other) in [(conn, from), (from, conn)] {
-            if let Some(m) = self.members.get_mut(&who) {
+            if let Some(m) = self.members.get_mut(who) {
                 m.pm_with = Some(other);
             }
         }
@@ -1062,7 +1128,7 @@ impl Core {
     }
 
     fn end_pm_of(&mut self, conn: ConnId) {
-        if let Some(m) = self.members.get_mut(&conn) {
+        if let Some(m) = self.members.get_mut(conn) {
             m.pm_with = None;
         }
     }
@@ -1091,7 +1157,9 @@ impl Core {
         if let Err(e) = self.check_nick(conn, new) {
             return out.emit(Audience::One(conn), &e);
         }
-        let Some(member) = self.members.get_mut(&conn) else {
+        // The prefix the others know it by is the one before the change.
+        let user = self.user(conn).unwrap_or_default().to_string();
+        let Some(member) = self.members.get_mut(conn) else {
             return;
         };
         if member.nick.as_deref() == Some(new) {
@@ -1102,15 +1170,14 @@ impl Core {
         self.by_nick.remove(&old.to_ascii_lowercase());
         self.by_nick.insert(new.to_ascii_lowercase(), conn);
         log::info!("{old} (#{conn}) is now known as {new}");
-        let user = self.user(conn).unwrap_or_default();
         let event = Event::Renamed {
             old: &old,
-            user,
+            user: &user,
             new,
         };
         let rooms = self
             .members
-            .get(&conn)
+            .get(conn)
             .map(|m| m.rooms.clone())
             .unwrap_or_default();
         if rooms.is_empty() {
@@ -1123,7 +1190,7 @@ impl Core {
     fn quit(&mut self, conn: ConnId, reason: Option<String>, out: &mut impl Sink) {
         out.emit(Audience::One(conn), &Event::Goodbye);
         self.disconnected(conn, &LeaveReason::Quit(reason), out);
-        self.members.remove(&conn);
+        self.members.remove(conn);
         out.close(conn);
     }
 }

@@ -9,8 +9,10 @@
 //! `:alice!alice@loopchat PRIVMSG #lobby :hi` for an IRC user.
 
 mod core;
+mod table;
 
 pub use self::core::{Core, RoomView};
+pub use self::table::ConnTable;
 
 use std::fmt;
 use std::time::Instant;

@@ -3,8 +3,8 @@
 //! writer). Lines end in CRLF and never pass 512 bytes; a long text is
 //! split into several messages at UTF-8 character boundaries.
 //!
-//! Every user's prefix is `nick!user@SERVER`: line users' user name is
-//! their first nickname, and no address is shown.
+//! Every user's prefix is `nick!user@SERVER`: a line user's user name is
+//! its nickname, and no address is shown.
 
 use super::commands::{lusers_reply, motd_reply, names_reply, numeric};
 use super::message::{self, split_utf8, text_room};
