@@ -494,6 +494,9 @@ impl Server {
                 return Err(e);
             }
             self.now = Instant::now();
+            // `now` is re-taken after a password hash; the turn's length
+            // counts from here.
+            let turn_started = self.now;
             self.turn = TurnStats {
                 slept: self.now.duration_since(slept_from),
                 ..TurnStats::default()
@@ -565,7 +568,7 @@ impl Server {
             self.turn.broadcasts = self.hub.take_broadcasts();
             self.turn_no += 1;
             if self.config.trace_turns && self.turn.did_something() {
-                info!("{}", self.turn.line(self.turn_no, self.now.elapsed()));
+                info!("{}", self.turn.line(self.turn_no, turn_started.elapsed()));
             }
 
             if self.shutting_down && (self.conns.is_empty() || self.shutdown_expired) {
