@@ -37,7 +37,7 @@
 //! 9. A client is freed mid-batch, and a failed write to it is ignored.
 //!    Safe only while a client is removed by its own event: once one can
 //!    close another, an accept later in the batch reuses the slab key and
-//!    gets the dead one's event. Fix: `closing`, `Server::free_closed`.
+//!    gets the dead one's event. Fix: `Phase::Closing`, `Server::free_closed`.
 //! 10. The chat rules live in the socket code, testable only with sockets.
 //!     Fix: `Core` (src/chat/) knows no sockets; `Hub` (src/hub.rs) and
 //!     the dialects (src/dialect/) turn its events into bytes.

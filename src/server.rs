@@ -43,7 +43,7 @@
 //!   this turn. WRITABLE interest is asked for only while bytes remain after
 //!   that, and dropped as soon as the queue is empty; otherwise an idle
 //!   server would wake up for every socket that is (always) writable.
-//! - **Close later.** A connection that must go is only *marked* (`closing`)
+//! - **Close later.** A connection that must go is only *marked* (`Phase::Closing`)
 //!   while the turn runs; it is deregistered and its slab slot freed in
 //!   [`Server::free_closed`], after every event of the batch. A slab key is
 //!   therefore never reused while an event for its old owner is in hand.
@@ -124,17 +124,39 @@ struct Connection {
     flood_noticed: Option<Instant>,
     /// Already on `flush_list` this turn.
     flush_queued: bool,
-    /// Leaving: read nothing more, accept no more output, free once the
-    /// queue is written (or the linger timer says stop waiting).
-    closing: bool,
-    /// Already on `to_free`.
-    freeing: bool,
+    /// Open, closing, or about to be freed.
+    phase: Phase,
     last_input: Instant,
     /// An idle ping was sent and not answered yet.
     pinged: bool,
     /// A password check for it is queued: stop reading until it is done,
     /// so lines sent after the password wait for the answer.
     auth_pending: bool,
+}
+
+/// Where a connection is on its way out. Closing only ever moves forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Open,
+    /// Leaving: read nothing more, accept no more output, free once the
+    /// queue is written (or the linger timer says stop waiting).
+    Closing,
+    /// On `to_free`: deregistered and dropped at the end of the turn.
+    Freeing,
+}
+
+impl Phase {
+    /// Closing or being freed: no more reading, no more output.
+    fn closing(self) -> bool {
+        self != Phase::Open
+    }
+
+    /// Starts closing (a connection being freed stays so).
+    fn close(&mut self) {
+        if *self == Phase::Open {
+            *self = Phase::Closing;
+        }
+    }
 }
 
 /// A password check waiting for its turn (see `Server::run_auth_job`).
@@ -180,7 +202,7 @@ impl Outbox for Mailer<'_> {
         let Some(c) = self.conns.get_mut(to) else {
             return;
         };
-        if c.closing {
+        if c.phase.closing() {
             return;
         }
         // A telnet client letting us echo (a password is asked) shows a
@@ -210,14 +232,14 @@ impl Outbox for Mailer<'_> {
             self.stats.writes += w.calls;
             self.stats.written_bytes += w.bytes;
             if written.is_err() {
-                c.closing = true;
+                c.phase.close();
                 self.broken.push(to);
                 return;
             }
             if c.sendq.push(line).is_err() {
                 // A slow reader. It is kicked in `flush_pending`, once the
                 // room is done with this input; until then it gets nothing.
-                c.closing = true;
+                c.phase.close();
                 self.overflowed.push(to);
                 return;
             }
@@ -261,7 +283,7 @@ impl Outbox for Mailer<'_> {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        c.closing = true;
+        c.phase.close();
         // Duplicate timers are harmless: the first to fire frees it.
         self.timers.schedule(
             self.now + config::CLOSE_LINGER,
@@ -740,8 +762,7 @@ impl Server {
             throttled: false,
             flood_noticed: None,
             flush_queued: false,
-            closing: false,
-            freeing: false,
+            phase: Phase::Open,
             last_input: self.now,
             pinged: false,
             auth_pending: false,
@@ -832,7 +853,7 @@ impl Server {
             let Some(c) = self.conns.get_mut(k) else {
                 return false;
             };
-            if c.closing || c.throttled || c.auth_pending {
+            if c.phase.closing() || c.throttled || c.auth_pending {
                 return false;
             }
             if c.framer.buffered() == 0 {
@@ -949,7 +970,7 @@ impl Server {
             return;
         };
         c.flush_queued = false;
-        if c.freeing {
+        if c.phase == Phase::Freeing {
             return;
         }
         let held = c.sendq.capacity();
@@ -962,7 +983,7 @@ impl Server {
             debug!("#{k}: write error: {e}");
             return self.peer_gone(k, LeaveReason::WriteError, true);
         }
-        if c.closing && c.sendq.is_empty() {
+        if c.phase.closing() && c.sendq.is_empty() {
             return self.free_later(k);
         }
         let want = if c.sendq.is_empty() {
@@ -992,7 +1013,7 @@ impl Server {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
-        if c.freeing {
+        if c.phase == Phase::Freeing {
             return;
         }
         let nick = self.hub.nick(k).unwrap_or("-");
@@ -1009,9 +1030,8 @@ impl Server {
 
     fn free_later(&mut self, k: usize) {
         if let Some(c) = self.conns.get_mut(k) {
-            if !c.freeing {
-                c.freeing = true;
-                c.closing = true;
+            if c.phase != Phase::Freeing {
+                c.phase = Phase::Freeing;
                 self.to_free.push(k);
             }
         }
@@ -1021,7 +1041,7 @@ impl Server {
     /// slots can be reused from the next turn on.
     fn free_closed(&mut self) {
         for k in std::mem::take(&mut self.to_free) {
-            if !self.conns.get(k).is_some_and(|c| c.freeing) {
+            if !self.conns.get(k).is_some_and(|c| c.phase == Phase::Freeing) {
                 continue;
             }
             let mut c = self.conns.remove(k);
@@ -1121,7 +1141,7 @@ impl Server {
         let open = |key: usize, serial: u64| {
             conns
                 .get(key)
-                .is_some_and(|c| c.serial == serial && !c.closing)
+                .is_some_and(|c| c.serial == serial && !c.phase.closing())
         };
         self.timers.retain(|t| match *t {
             Timer::RegisterDeadline { key, serial } => open(key, serial) && !hub.is_joined(key),
@@ -1213,7 +1233,7 @@ impl Server {
         self.auth_queue.retain(|q| {
             conns
                 .get(q.key)
-                .is_some_and(|c| c.serial == q.serial && !c.closing)
+                .is_some_and(|c| c.serial == q.serial && !c.phase.closing())
         });
         self.auth_queue.iter().map(|q| self.not_before(q.key)).min()
     }
@@ -1323,7 +1343,7 @@ impl Server {
     fn live(&self, key: usize, serial: u64) -> bool {
         self.conns
             .get(key)
-            .is_some_and(|c| c.serial == serial && !c.closing)
+            .is_some_and(|c| c.serial == serial && !c.phase.closing())
     }
 
     /// With `--timestamps`, gives the room the current HH:MM:SS (local).
