@@ -44,6 +44,21 @@ impl Tmux {
     }
 }
 
+/// Runs `--add-user zed` on the terminal, types `first` and `second` at
+/// its two prompts, and returns the screen once the exit status shows.
+fn add_zed(tmux: &Tmux, file: &std::path::Path, first: &str, second: &str) -> String {
+    tmux.add_user(file, "zed");
+    tmux.wait_for("the prompt", |s| s.contains("Password for zed:"));
+    tmux.keys(&["-l", first]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the second prompt", |s| {
+        s.contains("Password for zed (again):")
+    });
+    tmux.keys(&["-l", second]);
+    tmux.keys(&["Enter"]);
+    tmux.wait_for("the exit status", |s| s.contains("exit status"))
+}
+
 /// The prompt appears, the typed password is never on screen, a mismatch
 /// is refused, and echo is back once the command is done.
 #[test]
@@ -54,16 +69,7 @@ fn add_user_on_a_terminal_prompts_without_echo() {
     }
     let file = accounts_file_in("admin-tty");
     let tmux = Tmux::new("prompt");
-    tmux.add_user(&file, "zed");
-    tmux.wait_for("the prompt", |s| s.contains("Password for zed:"));
-    tmux.keys(&["-l", "Sw0rdfish-1"]);
-    tmux.keys(&["Enter"]);
-    tmux.wait_for("the second prompt", |s| {
-        s.contains("Password for zed (again):")
-    });
-    tmux.keys(&["-l", "Sw0rdfish-1"]);
-    tmux.keys(&["Enter"]);
-    let s = tmux.wait_for("the exit status", |s| s.contains("exit status"));
+    let s = add_zed(&tmux, &file, "Sw0rdfish-1", "Sw0rdfish-1");
     assert!(s.contains("exit status 0"), "{s}");
     assert!(!s.contains("Sw0rdfish"), "the password was echoed:\n{s}");
     // Echo is on again: the shell's `read` shows what is typed.
@@ -84,16 +90,7 @@ fn add_user_on_a_terminal_mismatch_and_ctrl_c() {
     }
     let file = accounts_file_in("admin-tty");
     let tmux = Tmux::new("mismatch");
-    tmux.add_user(&file, "zed");
-    tmux.wait_for("the prompt", |s| s.contains("Password for zed:"));
-    tmux.keys(&["-l", "Sw0rdfish-1"]);
-    tmux.keys(&["Enter"]);
-    tmux.wait_for("the second prompt", |s| {
-        s.contains("Password for zed (again):")
-    });
-    tmux.keys(&["-l", "Sw0rdfish-2"]);
-    tmux.keys(&["Enter"]);
-    let s = tmux.wait_for("the exit status", |s| s.contains("exit status"));
+    let s = add_zed(&tmux, &file, "Sw0rdfish-1", "Sw0rdfish-2");
     assert!(
         s.contains("loopchat-server: the two passwords differ; nothing was changed"),
         "{s}"
