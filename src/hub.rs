@@ -277,36 +277,26 @@ impl Hub {
         let Some(Speaks::Irc(st)) = self.speaks.get_mut(conn) else {
             return;
         };
-        let Some(text) = text else {
-            let why = if matches!(frame, Frame::TooLong) {
-                "Input line was too long"
+        // 512 bytes with CRLF, not counting tags.
+        let too_long = match text {
+            Some(text) => {
+                let untagged = match text.strip_prefix('@') {
+                    Some(rest) => rest.split_once(' ').map_or("", |(_, r)| r),
+                    None => text,
+                };
+                untagged.len() > crate::config::IRC_MAX_LINE
+            }
+            None => matches!(frame, Frame::TooLong),
+        };
+        let (Some(text), false) = (text, too_long) else {
+            let (code, why) = if too_long {
+                ("417", "Input line was too long")
             } else {
-                "Line is not valid UTF-8; discarded"
-            };
-            let code = if matches!(frame, Frame::TooLong) {
-                "417"
-            } else {
-                "NOTICE"
+                ("NOTICE", "Line is not valid UTF-8; discarded")
             };
             irc::commands::numeric(&mut self.reply, &self.irc.server, code, st.target(), &[why]);
             return out.send(conn, &self.reply);
         };
-        // 512 bytes with CRLF, not counting tags.
-        let untagged = match text.strip_prefix('@') {
-            Some(rest) => rest.split_once(' ').map_or("", |(_, r)| r),
-            None => text,
-        };
-        if untagged.len() > crate::config::IRC_MAX_LINE {
-            let why = "Input line was too long";
-            irc::commands::numeric(
-                &mut self.reply,
-                &self.irc.server,
-                "417",
-                st.target(),
-                &[why],
-            );
-            return out.send(conn, &self.reply);
-        }
         let mut actions = Vec::new();
         irc::handle(
             st,
@@ -525,8 +515,8 @@ struct Renderer<'a, O: Outbox> {
 }
 
 impl<O: Outbox> Renderer<'_, O> {
-    /// Renders `event` for `conn` into its dialect's scratch buffer (kept
-    /// from the last call when `fresh` is false: the broadcast case).
+    /// Renders `event` into `dialect`'s scratch buffer, for `conn` (its nick
+    /// is the target of IRC numerics) or, with `None`, for many.
     fn render(&mut self, conn: Option<ConnId>, dialect: Dialect, event: &Event<'_>) {
         match dialect {
             Dialect::Line => {

@@ -533,26 +533,22 @@ impl Server {
             let mut busy = !events.is_empty() || !carried.is_empty() || self.wants_accept();
 
             for event in events.iter() {
-                match event.token() {
-                    SIGNALS => {
-                        self.turn.signals += 1;
-                        self.on_signal();
+                let token = event.token();
+                if token == SIGNALS {
+                    self.turn.signals += 1;
+                    self.on_signal();
+                } else if let Some(i) = self.listener_index(token) {
+                    self.turn.accepts += 1;
+                    self.accept(i);
+                } else {
+                    let Token(k) = token;
+                    if event.is_writable() {
+                        self.turn.writable += 1;
+                        self.queue_flush(k);
                     }
-                    t if self.listener_index(t).is_some() => {
-                        self.turn.accepts += 1;
-                        if let Some(i) = self.listener_index(t) {
-                            self.accept(i);
-                        }
-                    }
-                    Token(k) => {
-                        if event.is_writable() {
-                            self.turn.writable += 1;
-                            self.queue_flush(k);
-                        }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            self.turn.readable += 1;
-                            self.read_from(k);
-                        }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        self.turn.readable += 1;
+                        self.read_from(k);
                     }
                 }
             }
@@ -569,7 +565,8 @@ impl Server {
                     self.read_from(k);
                 }
             }
-            busy |= self.run_timers() > 0;
+            self.run_timers();
+            busy |= self.turn.timers > 0;
             self.flush_pending();
             self.free_closed();
             // The slow part last, after this turn's output is on its way:
@@ -1046,8 +1043,8 @@ impl Server {
             }
             let mut c = self.conns.remove(k);
             self.turn.closed += 1;
-            // The room forgot it already, unless it is being freed for a
-            // reason the room has not heard (harmless: a no-op then).
+            // The chat forgot it already, unless it is being freed for a
+            // reason the chat has not heard (harmless: a no-op then).
             let (hub, mut out) = self.split();
             hub.disconnected(k, &LeaveReason::Closed, &mut out);
             if let Err(e) = self.poll.registry().deregister(&mut c.stream) {
@@ -1072,11 +1069,9 @@ impl Server {
         }
     }
 
-    /// Fires every due timer. Returns how many fired (stale ones too).
-    fn run_timers(&mut self) -> usize {
-        let mut fired = 0;
+    /// Fires every due timer (counted in `turn.timers`, stale ones too).
+    fn run_timers(&mut self) {
         while let Some(timer) = self.timers.pop_due(self.now) {
-            fired += 1;
             self.turn.timers += 1;
             self.turn.first_timer.get_or_insert(timer.name());
             match timer {
@@ -1126,7 +1121,6 @@ impl Server {
                 }
             }
         }
-        fired
     }
 
     /// Drops the timers that would do nothing when they fire, by the same

@@ -10,15 +10,11 @@ use super::ConnId;
 #[derive(Debug, Clone)]
 pub struct ConnTable<T> {
     slots: Vec<Option<T>>,
-    len: usize,
 }
 
 impl<T> Default for ConnTable<T> {
     fn default() -> Self {
-        ConnTable {
-            slots: Vec::new(),
-            len: 0,
-        }
+        ConnTable { slots: Vec::new() }
     }
 }
 
@@ -31,41 +27,20 @@ impl<T> ConnTable<T> {
         self.slots.get_mut(conn)?.as_mut()
     }
 
-    pub fn contains_key(&self, conn: ConnId) -> bool {
-        self.get(conn).is_some()
-    }
-
     /// Puts `value` at `conn`, returning what was there.
     pub fn insert(&mut self, conn: ConnId, value: T) -> Option<T> {
         if conn >= self.slots.len() {
             self.slots.resize_with(conn + 1, || None);
         }
-        let old = self.slots[conn].replace(value);
-        if old.is_none() {
-            self.len += 1;
-        }
-        old
+        self.slots[conn].replace(value)
     }
 
     pub fn remove(&mut self, conn: ConnId) -> Option<T> {
-        let old = self.slots.get_mut(conn)?.take();
-        if old.is_some() {
-            self.len -= 1;
-        }
-        old
+        self.slots.get_mut(conn)?.take()
     }
 
     pub fn clear(&mut self) {
         self.slots.clear();
-        self.len = 0;
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The entries in id order.
@@ -87,13 +62,12 @@ mod tests {
         assert_eq!(t.insert(3, "c"), None);
         assert_eq!(t.insert(1, "a"), None);
         assert_eq!(t.insert(3, "C"), Some("c"));
-        assert_eq!(t.len(), 2);
         assert_eq!(t.get(3), Some(&"C"));
         assert_eq!(t.get(2), None);
         assert_eq!(t.get(99), None);
         assert_eq!(t.iter().collect::<Vec<_>>(), [(1, &"a"), (3, &"C")]);
         assert_eq!(t.remove(1), Some("a"));
         assert_eq!(t.remove(1), None);
-        assert_eq!(t.len(), 1);
+        assert_eq!(t.iter().count(), 1);
     }
 }

@@ -14,7 +14,7 @@ use crate::accounts::Scope;
 
 use crate::chat::{Event, NameHolder, Refusal, Request, Stage, TextKind};
 use crate::framing::Frame;
-use crate::protocol::{self, NickError};
+use crate::protocol;
 
 /// The first thing a line user sees.
 pub const GREETING: &str = "* Welcome to loopchat! What shall I call you?\n";
@@ -220,13 +220,7 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
     };
     // Writing into a Vec cannot fail.
     let _ = match *event {
-        Event::NickInvalid(e) => {
-            let why = match e {
-                NickError::Empty => "a nickname cannot be empty".to_string(),
-                other => other.to_string(),
-            };
-            writeln!(out, "! Invalid nickname: {why}. Choose another.")
-        }
+        Event::NickInvalid(why) => writeln!(out, "! Invalid nickname: {why}. Choose another."),
         Event::NameInUse { nick, holder } => match holder {
             NameHolder::Nickname => writeln!(out, "! Nickname {nick} is taken. Choose another."),
             NameHolder::Session => writeln!(

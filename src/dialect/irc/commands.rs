@@ -122,8 +122,7 @@ pub fn numeric(out: &mut Vec<u8>, server: &str, code: &str, target: &str, params
     let mut all: Vec<&str> = Vec::with_capacity(params.len() + 1);
     all.push(target);
     all.extend_from_slice(params);
-    message::write(out, &[], Some(server), code, &all, true);
-    out.extend_from_slice(b"\r\n");
+    message::write_line(out, Some(server), code, &all, true);
 }
 
 /// Reads one line from an IRC connection: answers what the dialect answers
@@ -182,19 +181,12 @@ fn maybe_register(ctx: &mut Ctx<'_, '_>) {
 
 fn cap(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
     let sub = msg.param(0).unwrap_or_default().to_ascii_uppercase();
-    let target = ctx.st.target().to_string();
-    let server = ctx.cfg.server.clone();
-    let mut say = |params: &[&str]| {
-        let mut all = vec![target.as_str()];
-        all.extend_from_slice(params);
-        message::write(ctx.reply, &[], Some(&server), "CAP", &all, true);
-        ctx.reply.extend_from_slice(b"\r\n");
-    };
+
     // `sasl` (PLAIN) is the one capability, with accounts on.
     let offered = if ctx.cfg.sasl { "sasl" } else { "" };
     match sub.as_str() {
-        "LS" => say(&["LS", offered]),
-        "LIST" => say(&["LIST", offered]),
+        "LS" => ctx.numeric("CAP", &["LS", offered]),
+        "LIST" => ctx.numeric("CAP", &["LIST", offered]),
         "REQ" => {
             let wanted = msg.param(1).unwrap_or_default();
             let all_known = wanted
@@ -206,7 +198,7 @@ fn cap(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
             } else {
                 "NAK"
             };
-            say(&[answer, wanted]);
+            ctx.numeric("CAP", &[answer, wanted]);
         }
         "END" => {}
         _ => return ctx.numeric("410", &[&sub, "Invalid CAP command"]),
@@ -347,15 +339,7 @@ fn ping(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
         return ctx.numeric("409", &["No origin specified"]);
     };
     let server = ctx.cfg.server.clone();
-    message::write(
-        ctx.reply,
-        &[],
-        Some(&server),
-        "PONG",
-        &[&server, token],
-        true,
-    );
-    ctx.reply.extend_from_slice(b"\r\n");
+    numeric(ctx.reply, &server, "PONG", &server, &[token]);
 }
 
 fn quit<'a>(ctx: &mut Ctx<'a, '_>, msg: &Message<'a>) {
@@ -426,18 +410,10 @@ fn send_text<'a>(ctx: &mut Ctx<'a, '_>, msg: &Message<'a>, is_notice: bool) {
     // CTCP other than ACTION, colour codes) are not relayed.
     if text.chars().any(|c| c.is_control() && c != '\t') {
         if !is_notice {
-            let target = ctx.st.target().to_string();
-            let server = ctx.cfg.server.clone();
-            let text = "Control characters are not allowed; message discarded";
-            message::write(
-                ctx.reply,
-                &[],
-                Some(&server),
+            ctx.numeric(
                 "NOTICE",
-                &[&target, text],
-                true,
+                &["Control characters are not allowed; message discarded"],
             );
-            ctx.reply.extend_from_slice(b"\r\n");
         }
         return;
     }

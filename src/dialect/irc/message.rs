@@ -238,6 +238,19 @@ pub fn write(
     out.extend_from_slice(last.as_bytes());
 }
 
+/// [`write`] without tags, then `\r\n`: one whole line as the server
+/// sends it. Every line of the IRC dialect's output is written by this.
+pub fn write_line(
+    out: &mut Vec<u8>,
+    source: Option<&str>,
+    command: &str,
+    params: &[&str],
+    colon_last: bool,
+) {
+    write(out, &[], source, command, params, colon_last);
+    out.extend_from_slice(b"\r\n");
+}
+
 /// Whether `param` can be sent without a leading colon.
 fn is_middle(param: &str) -> bool {
     !param.is_empty() && !param.starts_with(':') && !param.contains(' ')

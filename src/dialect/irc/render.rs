@@ -256,8 +256,7 @@ fn text_lines(out: &mut Vec<u8>, source: &str, target: &str, text: &str, kind: T
 
 /// `:source COMMAND params\r\n`.
 fn line(out: &mut Vec<u8>, source: &str, command: &str, params: &[&str], colon_last: bool) {
-    message::write(out, &[], Some(source), command, params, colon_last);
-    out.extend_from_slice(b"\r\n");
+    message::write_line(out, Some(source), command, params, colon_last);
 }
 
 fn notice(out: &mut Vec<u8>, server: &str, me: &str, text: &str) {
@@ -266,8 +265,7 @@ fn notice(out: &mut Vec<u8>, server: &str, me: &str, text: &str) {
 
 /// `ERROR :text`: the last line before the server closes.
 fn error(out: &mut Vec<u8>, text: &str) {
-    message::write(out, &[], None, "ERROR", &[text], true);
-    out.extend_from_slice(b"\r\n");
+    message::write_line(out, None, "ERROR", &[text], true);
 }
 
 /// Why a connection is being closed, for `ERROR`.
