@@ -548,7 +548,9 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
                     self.out.send(conn, buf);
                 }
             }
-            Audience::Members { members, except } => {
+            Audience::Members {
+                members, except, ..
+            } => {
                 *self.broadcasts += 1;
                 // Rendered lazily, once per dialect present.
                 let mut rendered = [false; 2];

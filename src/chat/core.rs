@@ -21,7 +21,9 @@ use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::{Audience, ConnId, Event, LeaveReason, NameHolder, Request, Sink, Stage, TextKind};
+use super::{
+    Audience, ConnId, Event, LeaveReason, NameHolder, Request, RoomId, Sink, Stage, TextKind,
+};
 use super::{ConnTable, RoomError, validate_room};
 use crate::accounts::{AuthJob, AuthOutcome};
 use crate::config;
@@ -117,6 +119,7 @@ impl RoomList {
 /// A room.
 #[derive(Debug)]
 struct Channel {
+    id: RoomId,
     /// As first written (`#Rust`); looked up lowercased.
     name: String,
     /// In join order: the broadcast list.
@@ -126,8 +129,9 @@ struct Channel {
 }
 
 impl Channel {
-    fn new(name: &str) -> Channel {
+    fn new(name: &str, id: RoomId) -> Channel {
         Channel {
+            id,
             name: name.to_string(),
             members: Vec::new(),
             topic: None,
@@ -185,6 +189,8 @@ pub struct Core {
     /// logging in to one name at once (the first right password wins), so
     /// that typing a name without its password cannot lock its owner out.
     accounts: bool,
+    /// The last [`RoomId`] handed out.
+    last_room_id: u64,
 }
 
 impl Core {
@@ -203,8 +209,16 @@ impl Core {
     pub fn set_default_room(&mut self, name: &str) {
         let key = name.to_ascii_lowercase();
         self.rooms.remove(&*self.default_room);
-        self.rooms.insert(key.as_str().into(), Channel::new(name));
+        let id = self.new_room_id();
+        self.rooms
+            .insert(key.as_str().into(), Channel::new(name, id));
         self.default_room = key;
+    }
+
+    /// A fresh room id (one may be wasted when the room exists already).
+    fn new_room_id(&mut self) -> RoomId {
+        self.last_room_id += 1;
+        RoomId(self.last_room_id)
     }
 
     /// Turns accounts on: after the nickname, a password is asked and
@@ -731,10 +745,11 @@ impl Core {
         let Some(nick) = self.nick(conn).map(str::to_string) else {
             return;
         };
+        let id = self.new_room_id();
         let target = self
             .rooms
             .entry(key.as_str().into())
-            .or_insert_with(|| Channel::new(name))
+            .or_insert_with(|| Channel::new(name, id))
             .name
             .clone();
         self.leave_room(conn, &old);
@@ -775,9 +790,10 @@ impl Core {
         if m.rooms.len() >= config::MAX_ROOMS_PER_USER {
             return out.emit(Audience::One(conn), &Event::TooManyRooms { room: name });
         }
+        let id = self.new_room_id();
         self.rooms
             .entry(key.into())
-            .or_insert_with(|| Channel::new(name));
+            .or_insert_with(|| Channel::new(name, id));
         self.enter_room(conn, key, out);
         let (Some(room), Some(nick), Some(user)) =
             (self.rooms.get(key), self.nick(conn), self.user(conn))
@@ -868,6 +884,7 @@ impl Core {
         let to = Audience::Members {
             members: &room.members,
             except: None,
+            room: Some(room.id),
         };
         out.emit(to, event);
     }
@@ -887,6 +904,7 @@ impl Core {
                 let to = Audience::Members {
                     members: &room.members,
                     except: skip,
+                    room: Some(room.id),
                 };
                 out.emit(to, event);
             }
@@ -902,6 +920,7 @@ impl Core {
         let to = Audience::Members {
             members: &all,
             except: skip,
+            room: None,
         };
         out.emit(to, event);
     }
@@ -979,6 +998,7 @@ impl Core {
         let to = Audience::Members {
             members: &channel.members,
             except: Some(conn),
+            room: Some(channel.id),
         };
         out.emit(to, &event);
     }
@@ -1209,7 +1229,9 @@ mod tests {
         fn emit(&mut self, to: Audience<'_>, event: &Event<'_>) {
             let who = match to {
                 Audience::One(c) => vec![c],
-                Audience::Members { members, except } => members
+                Audience::Members {
+                    members, except, ..
+                } => members
                     .iter()
                     .copied()
                     .filter(|&c| Some(c) != except)

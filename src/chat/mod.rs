@@ -177,8 +177,17 @@ pub enum Audience<'a> {
     Members {
         members: &'a [ConnId],
         except: Option<ConnId>,
+        /// The room it happens in, when there is one: the output path
+        /// stores a room's broadcasts side by side, so a member's queue
+        /// holds one span for many of them (see [`crate::output`]).
+        room: Option<RoomId>,
     },
 }
+
+/// A room's identity, never reused while the server runs (a name can be,
+/// once the room has emptied and gone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct RoomId(pub u64);
 
 /// Whose account or session holds a name (see [`Event::NameInUse`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
