@@ -11,7 +11,7 @@
 //! (`Server`, `Mailer`, `FAIR_READ` and `set_keepalive` are in src/server.rs):
 //! 1. `write()` straight to the socket, result ignored: a short write drops
 //!    the end of a line, `WouldBlock` (a slow reader) drops whole lines.
-//!    Fix: `SendQueue::write_to` (src/sendq.rs) keeps the offset; WRITABLE
+//!    Fix: `SendQueue::write_to` (src/output/sendq.rs) keeps the offset; WRITABLE
 //!    interest while bytes remain (`Server::flush`); a cap drops the slow
 //!    reader instead (`Mailer::send`, `--max-sendq`).
 //! 2. One `write()` per line per recipient. Fix: `Mailer::send` appends

@@ -26,6 +26,11 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 /// far more than a reading client ever falls behind, while 1,000 stuck
 /// clients cannot take more than 256 MiB.
 pub const DEFAULT_MAX_SENDQ: usize = 256 * 1024;
+/// Output held for all connections together (shared broadcast chunks and
+/// each connection's own bytes) before the connections owing the oldest
+/// bytes are cut. A small host's budget: a broadcast is stored once, so
+/// this is many minutes of a busy server's traffic owed to slow readers.
+pub const DEFAULT_MAX_OUTPUT_MEMORY: usize = 64 << 20;
 /// Lines per second one connection may send once its burst is spent.
 pub const DEFAULT_MAX_RATE: u32 = 10;
 /// Lines a connection may send at once before the rate applies.
@@ -115,6 +120,8 @@ pub const MAX_CLIENTS_RANGE: RangeInclusive<usize> = 1..=1_000_000;
 pub const MAX_LINE_RANGE: RangeInclusive<usize> = 64..=65_536;
 /// `--max-sendq`, in bytes: 1 KiB to 1 GiB.
 pub const MAX_SENDQ_RANGE: RangeInclusive<usize> = 1024..=1 << 30;
+/// `--max-output-memory`, in bytes: 1 MiB to 1 TiB.
+pub const MAX_OUTPUT_MEMORY_RANGE: RangeInclusive<usize> = 1 << 20..=1 << 40;
 /// `--max-rate`, lines per second; 0 = unlimited.
 pub const MAX_RATE_RANGE: RangeInclusive<u32> = 0..=1_000_000;
 /// `--burst`, lines.
@@ -144,6 +151,8 @@ pub struct Config {
     pub max_clients: usize,
     pub max_line: usize,
     pub max_sendq: usize,
+    /// Output held for all connections before the oldest debtors are cut.
+    pub max_output_memory: usize,
     /// Lines per second; 0 = unlimited.
     pub max_rate: u32,
     pub burst: u32,
@@ -185,6 +194,7 @@ impl Default for Config {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_line: DEFAULT_MAX_LINE,
             max_sendq: DEFAULT_MAX_SENDQ,
+            max_output_memory: DEFAULT_MAX_OUTPUT_MEMORY,
             max_rate: DEFAULT_MAX_RATE,
             burst: DEFAULT_BURST,
             register_timeout: DEFAULT_REGISTER_TIMEOUT,
@@ -260,6 +270,16 @@ fn options() -> getopts::Options {
             "unsent output per connection before it is dropped as a slow reader; k/m suffixes allowed (1k to {}m; default {}k)",
             MAX_SENDQ_RANGE.end() >> 20,
             DEFAULT_MAX_SENDQ / 1024
+        ),
+        "BYTES",
+    );
+    o.optopt(
+        "",
+        "max-output-memory",
+        &format!(
+            "output held for all connections together; past it, the connections owing the oldest bytes are dropped as slow readers; k/m/g suffixes allowed (1m to {}g; default {}m)",
+            MAX_OUTPUT_MEMORY_RANGE.end() >> 30,
+            DEFAULT_MAX_OUTPUT_MEMORY >> 20
         ),
         "BYTES",
     );
@@ -472,7 +492,10 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
         c.max_line = parse_num("--max-line", &v, MAX_LINE_RANGE)?;
     }
     if let Some(v) = m.opt_str("max-sendq") {
-        c.max_sendq = parse_size("--max-sendq", &v)?;
+        c.max_sendq = parse_size("--max-sendq", &v, MAX_SENDQ_RANGE)?;
+    }
+    if let Some(v) = m.opt_str("max-output-memory") {
+        c.max_output_memory = parse_size("--max-output-memory", &v, MAX_OUTPUT_MEMORY_RANGE)?;
     }
     if let Some(v) = m.opt_str("max-rate") {
         c.max_rate = parse_num("--max-rate", &v, MAX_RATE_RANGE)?;
@@ -597,8 +620,8 @@ fn parse_secs(name: &str, s: &str, range: RangeInclusive<u64>) -> Result<Duratio
     }
 }
 
-/// `65536`, `64k`, `64KiB`, `1m`, within [`MAX_SENDQ_RANGE`].
-fn parse_size(name: &str, s: &str) -> Result<usize, String> {
+/// `65536`, `64k`, `64KiB`, `1m`, `2g`, within `range`.
+fn parse_size(name: &str, s: &str, range: RangeInclusive<usize>) -> Result<usize, String> {
     let lower = s.trim().to_ascii_lowercase();
     let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
         Some(i) => lower.split_at(i),
@@ -608,16 +631,28 @@ fn parse_size(name: &str, s: &str) -> Result<usize, String> {
     let mult = match unit {
         "" | "b" => 1,
         "k" | "kb" | "kib" => 1024,
-        "m" | "mb" | "mib" => 1024 * 1024,
+        "m" | "mb" | "mib" => 1 << 20,
+        "g" | "gb" | "gib" => 1 << 30,
         _ => return Err(not_a_size()),
     };
     let n: usize = digits.parse().map_err(|_| not_a_size())?;
     match n.checked_mul(mult) {
-        Some(v) if MAX_SENDQ_RANGE.contains(&v) => Ok(v),
+        Some(v) if range.contains(&v) => Ok(v),
         _ => Err(format!(
-            "{name}: {s} is out of range (1k to {}m)",
-            MAX_SENDQ_RANGE.end() >> 20
+            "{name}: {s} is out of range ({} to {})",
+            show_size(*range.start()),
+            show_size(*range.end())
         )),
+    }
+}
+
+/// `1024` as `1k`, `1 << 20` as `1m`: how sizes are shown in errors.
+fn show_size(n: usize) -> String {
+    match n {
+        n if n >= 1 << 30 && n % (1 << 30) == 0 => format!("{}g", n >> 30),
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{}m", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{}k", n >> 10),
+        n => n.to_string(),
     }
 }
 

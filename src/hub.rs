@@ -30,12 +30,24 @@ use crate::chat::{
 use crate::dialect::irc::{self, IrcConfig, IrcConn};
 use crate::dialect::{Dialect, line, sniff};
 use crate::framing::Frame;
+use crate::output::Stream;
 
 /// Where the hub's bytes go. The event loop implements this over its
 /// connections' send queues; tests implement it with a `Vec`.
 pub trait Outbox {
     /// Queue `bytes` (whole lines) for connection `to`.
     fn send(&mut self, to: ConnId, bytes: &[u8]);
+    /// Queue the same `bytes` (one broadcast in one dialect's rendering)
+    /// for every connection in `to`, in order. `stream` says which room
+    /// and rendering they belong to, so the loop can store them once and
+    /// keep a room's lines side by side (see [`crate::output`]); this
+    /// default queues a copy for each.
+    fn send_many(&mut self, stream: Stream, bytes: &[u8], to: impl Iterator<Item = ConnId>) {
+        let _ = stream;
+        for conn in to {
+            self.send(conn, bytes);
+        }
+    }
     /// Close `conn` once everything queued for it has been written. The
     /// chat has already forgotten `conn` when it calls this.
     fn close(&mut self, conn: ConnId);
@@ -549,24 +561,39 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
                 }
             }
             Audience::Members {
-                members, except, ..
+                members,
+                except,
+                room,
             } => {
                 *self.broadcasts += 1;
-                // Rendered lazily, once per dialect present.
-                let mut rendered = [false; 2];
+                let speaks = self.speaks;
+                let dialect_of = |c: ConnId| speaks.get(c).map_or(Dialect::Line, Speaks::dialect);
+                let mut present = [false; 2];
                 for &conn in members {
-                    if Some(conn) == except {
+                    if Some(conn) != except {
+                        present[dialect_of(conn) as usize] = true;
+                    }
+                }
+                // Rendered once per dialect present, handed over once: the
+                // loop stores the bytes once for all its recipients.
+                for dialect in [Dialect::Line, Dialect::Irc] {
+                    if !present[dialect as usize] {
                         continue;
                     }
-                    let dialect = self.speaks.get(conn).map_or(Dialect::Line, Speaks::dialect);
-                    let i = dialect as usize;
-                    if !rendered[i] {
-                        self.render(None, dialect, event);
-                        rendered[i] = true;
+                    self.render(None, dialect, event);
+                    let bytes = &self.scratch[dialect as usize];
+                    if bytes.is_empty() {
+                        continue;
                     }
-                    if !self.scratch[i].is_empty() {
-                        self.out.send(conn, &self.scratch[i]);
-                    }
+                    let stream = Stream {
+                        room: room.map_or(0, |r| r.0),
+                        dialect: dialect as u8,
+                    };
+                    let to = members
+                        .iter()
+                        .copied()
+                        .filter(|&c| Some(c) != except && dialect_of(c) == dialect);
+                    self.out.send_many(stream, bytes, to);
                 }
             }
         }

@@ -13,7 +13,7 @@
 //! | [`protocol`] | the line grammar's markers and nickname rules, and parsing server lines (for the client and bench) | no |
 //! | [`hub`] | connections meet the core: each line decoded by its dialect, each event rendered once per dialect | no |
 //! | [`accounts`] | account names and argon2id hashes, the accounts file | no (a file) |
-//! | [`sendq`] | a connection's pending output, its cap, partial writes | no (any `Write`) |
+//! | [`output`] | output: each broadcast stored once ([`output::Pool`]), each connection's spans of it ([`output::SendQueue`]), the cap, `writev` | no (any `Write`) |
 //! | [`ratelimit`] | flood control: a token bucket per connection | no |
 //! | [`timers`] | every timer of the loop in one heap | no |
 //! | [`turn_stats`] | what one turn of the loop did, for `--trace-turns` | no |
@@ -34,11 +34,12 @@
 //! the connection's dialect ([`dialect::line::decode`]) reads it as the
 //! request "say hi", and the core ([`chat::Core`]) decides who hears it: the
 //! event "alice said hi", for every other member. The hub renders that event
-//! once ([`dialect::line::render`]: `[alice] hi\n`) and calls `Outbox::send`
-//! with the same bytes for each recipient; the loop's outbox appends them to each recipient's
-//! [`sendq::SendQueue`] and puts the recipient on the flush list. Before the
-//! loop sleeps again, `flush_pending` gives each recipient one `write()`
-//! carrying everything queued for it this turn. If IRC users are in the
+//! once ([`dialect::line::render`]: `[alice] hi\n`) and hands the bytes
+//! and the list of recipients to `Outbox::send_many`; the loop's outbox
+//! stores them **once** in the [`output::Pool`], adds a span pointing at
+//! them to each recipient's [`output::SendQueue`] and puts the recipient on
+//! the flush list. Before the loop sleeps again, `flush_pending` gives each
+//! recipient one `writev()` carrying everything queued for it this turn. If IRC users are in the
 //! room too, the hub renders the same event a second time, once, in IRC
 //! ([`dialect::irc::render`]: `:alice!alice@loopchat PRIVMSG #lobby :hi`),
 //! and an IRC user's `PRIVMSG` travels the same way in reverse: decoded by
@@ -54,9 +55,9 @@ pub mod dialect;
 pub mod framing;
 pub mod hub;
 pub mod logging;
+pub mod output;
 pub mod protocol;
 pub mod ratelimit;
-pub mod sendq;
 pub mod server;
 pub mod timers;
 pub mod turn_stats;

@@ -78,8 +78,8 @@ use crate::dialect::line;
 use crate::framing::{Frame, LineFramer};
 use crate::hub::{Hub, Outbox};
 use crate::logging::{self, Kind};
+use crate::output::{Piece, Pool, SendQueue, Stream};
 use crate::ratelimit::TokenBucket;
-use crate::sendq::SendQueue;
 use crate::timers::{self, Timer, Timers};
 use crate::turn_stats::{CountingWriter, TurnStats};
 
@@ -188,6 +188,7 @@ impl Penalty {
 /// no syscalls, except when a queue reaches its cap (see `send`).
 struct Mailer<'a> {
     conns: &'a mut Slab<Connection>,
+    pool: &'a mut Pool,
     stats: &'a mut TurnStats,
     flush_list: &'a mut Vec<usize>,
     overflowed: &'a mut Vec<usize>,
@@ -197,8 +198,10 @@ struct Mailer<'a> {
     now: Instant,
 }
 
-impl Outbox for Mailer<'_> {
-    fn send(&mut self, to: ConnId, line: &[u8]) {
+impl Mailer<'_> {
+    /// Queues `line` for `to`: as a span of `shared` (a broadcast stored
+    /// once in the pool) when there is one, else as `to`'s own bytes.
+    fn deliver(&mut self, to: ConnId, line: &[u8], shared: Option<Piece>) {
         let Some(c) = self.conns.get_mut(to) else {
             return;
         };
@@ -206,10 +209,10 @@ impl Outbox for Mailer<'_> {
             return;
         }
         // A telnet client letting us echo (a password is asked) shows a
-        // bare \n as a line feed only: it gets the NVT's \r\n. Rare, so the
-        // copy does not matter.
+        // bare \n as a line feed only: it gets the NVT's \r\n, in its own
+        // bytes. Rare, so the copy does not matter.
         let crlf;
-        let line = if c.framer.remote_echo() {
+        let (line, shared) = if c.framer.remote_echo() {
             crlf = line.iter().fold(Vec::new(), |mut v, &b| {
                 if b == b'\n' {
                     v.push(b'\r');
@@ -217,18 +220,22 @@ impl Outbox for Mailer<'_> {
                 v.push(b);
                 v
             });
-            &crlf[..]
+            (&crlf[..], None)
         } else {
-            line
+            (line, shared)
+        };
+        let push = |q: &mut SendQueue, pool: &mut Pool| match shared {
+            Some(piece) => q.push_shared(pool, piece),
+            None => q.push(pool, line),
         };
         self.stats.queued += 1;
         self.stats.queued_bytes += line.len() as u64;
-        if c.sendq.push(line).is_err() {
+        if push(&mut c.sendq, self.pool).is_err() {
             // The queue is full of bytes from *this* turn, which the kernel
             // has not been offered yet. Offer them now: only what it will
             // not take counts against the cap.
             let mut w = CountingWriter::new(&mut c.stream);
-            let written = c.sendq.write_to(&mut w);
+            let written = c.sendq.write_to(self.pool, &mut w);
             self.stats.writes += w.calls;
             self.stats.written_bytes += w.bytes;
             if written.is_err() {
@@ -236,7 +243,7 @@ impl Outbox for Mailer<'_> {
                 self.broken.push(to);
                 return;
             }
-            if c.sendq.push(line).is_err() {
+            if push(&mut c.sendq, self.pool).is_err() {
                 // A slow reader. It is kicked in `flush_pending`, once the
                 // room is done with this input; until then it gets nothing.
                 c.phase.close();
@@ -248,6 +255,21 @@ impl Outbox for Mailer<'_> {
             c.flush_queued = true;
             self.flush_list.push(to);
         }
+    }
+}
+
+impl Outbox for Mailer<'_> {
+    fn send(&mut self, to: ConnId, line: &[u8]) {
+        self.deliver(to, line, None);
+    }
+
+    /// One copy in the pool; a span of it for each recipient.
+    fn send_many(&mut self, stream: Stream, bytes: &[u8], to: impl Iterator<Item = ConnId>) {
+        let piece = self.pool.append(stream, bytes);
+        for conn in to {
+            self.deliver(conn, bytes, Some(piece));
+        }
+        self.pool.settle(piece);
     }
 
     fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
@@ -307,6 +329,9 @@ pub struct Server {
     signals: Signals,
     config: Config,
     conns: Slab<Connection>,
+    /// Every broadcast's bytes, once, for the send queues' spans; and the
+    /// tally of output memory that `--max-output-memory` caps.
+    pool: Pool,
     hub: Hub,
     timers: Timers,
     /// Connections with output queued this turn.
@@ -334,8 +359,6 @@ pub struct Server {
     now: Instant,
     /// For `--timestamps`: the Unix second last formatted.
     clock_second: i64,
-    /// Bytes of buffer memory freed since the heap was last trimmed.
-    released: usize,
     /// The end of the last turn that read, wrote or fired a timer.
     last_busy: Instant,
     /// `--accounts`: the store, owned by the loop, written by auth jobs.
@@ -467,7 +490,7 @@ impl Server {
             shutdown_expired: false,
             now: Instant::now(),
             clock_second: -1,
-            released: 0,
+            pool: Pool::new(),
             last_busy: Instant::now(),
             accounts: None,
             auth_queue: VecDeque::new(),
@@ -953,11 +976,51 @@ impl Server {
                 self.peer_gone(k, LeaveReason::WriteError, true);
                 continue;
             }
-            let Some(k) = self.flush_list.pop() else {
-                return;
-            };
-            self.flush(k);
+            if let Some(k) = self.flush_list.pop() {
+                self.flush(k);
+                continue;
+            }
+            if self.pool.held() > self.config.max_output_memory && self.cut_oldest_debtors() {
+                continue;
+            }
+            return;
         }
+    }
+
+    /// `--max-output-memory` was passed: what the kernel would not take
+    /// this turn is more than the server may hold. Like Redis's
+    /// `maxmemory-clients`, cut the connections owing the oldest bytes (they
+    /// pin the oldest chunks, which every faster reader has left behind)
+    /// until the tally is back under the limit. Returns whether it cut any.
+    fn cut_oldest_debtors(&mut self) -> bool {
+        let limit = self.config.max_output_memory;
+        let held = self.pool.held();
+        let mut debtors: Vec<(u64, usize)> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.phase == Phase::Open)
+            .filter_map(|(k, c)| c.sendq.age(&self.pool).map(|age| (age, k)))
+            .collect();
+        debtors.sort_unstable();
+        let mut cut = 0;
+        for (_, k) in debtors {
+            if self.pool.held() <= limit {
+                break;
+            }
+            self.kick(
+                k,
+                Refusal::SendQueueExceeded,
+                LeaveReason::SendQueueExceeded,
+            );
+            cut += 1;
+        }
+        warn!(
+            "output memory {} KiB passed --max-output-memory ({} KiB): cut {cut} connection(s) owing the oldest bytes; {} KiB held now",
+            held / 1024,
+            limit / 1024,
+            self.pool.held() / 1024
+        );
+        cut > 0
     }
 
     /// Writes `k`'s queue until it is empty or the socket is full, then
@@ -970,12 +1033,10 @@ impl Server {
         if c.phase == Phase::Freeing {
             return;
         }
-        let held = c.sendq.capacity();
         let mut w = CountingWriter::new(&mut c.stream);
-        let written = c.sendq.write_to(&mut w);
+        let written = c.sendq.write_to(&mut self.pool, &mut w);
         self.turn.writes += w.calls;
         self.turn.written_bytes += w.bytes;
-        self.released += held - c.sendq.capacity().min(held);
         if let Err(e) = written {
             debug!("#{k}: write error: {e}");
             return self.peer_gone(k, LeaveReason::WriteError, true);
@@ -1019,7 +1080,8 @@ impl Server {
             c.addr,
             c.sendq.len()
         );
-        c.sendq.replace_with(&self.hub.refusal(k, refusal));
+        c.sendq
+            .replace_with(&mut self.pool, &self.hub.refusal(k, refusal));
         let (hub, mut out) = self.split();
         hub.disconnected(k, &reason, &mut out);
         out.close(k);
@@ -1042,6 +1104,7 @@ impl Server {
                 continue;
             }
             let mut c = self.conns.remove(k);
+            c.sendq.clear(&mut self.pool);
             self.turn.closed += 1;
             // The chat forgot it already, unless it is being freed for a
             // reason the chat has not heard (harmless: a no-op then).
@@ -1368,7 +1431,7 @@ impl Server {
     /// no later than [`QUIET_BEFORE_TRIM`] after the last busy turn, so the
     /// end of a quiet second is noticed.
     fn limit_for_trim(&self, timeout: Option<Duration>) -> Option<Duration> {
-        if self.released < TRIM_AFTER_RELEASED {
+        if self.pool.released() < TRIM_AFTER_RELEASED {
             return timeout;
         }
         let quiet_at = timers::until(self.last_busy + QUIET_BEFORE_TRIM, Instant::now());
@@ -1384,7 +1447,11 @@ impl Server {
     /// paste): `malloc_trim` walks the whole heap.
     fn trim_heap_if_quiet(&mut self) {
         let quiet = self.now.duration_since(self.last_busy) >= QUIET_BEFORE_TRIM;
-        if quiet && self.released >= TRIM_AFTER_RELEASED {
+        if quiet && self.pool.released() >= TRIM_AFTER_RELEASED {
+            self.pool.drop_spares();
+            // Taken outside `debug!`, whose arguments are not evaluated
+            // when debug logging is off.
+            let released = self.pool.take_released();
             #[cfg(all(target_os = "linux", target_env = "gnu"))]
             // SAFETY: malloc_trim only returns free heap pages to the kernel.
             unsafe {
@@ -1392,10 +1459,9 @@ impl Server {
             }
             debug!(
                 "trimmed heap ({} KiB of buffers released since the last trim; {} timers pending)",
-                self.released / 1024,
+                released / 1024,
                 self.timers.len()
             );
-            self.released = 0;
         }
     }
 
@@ -1405,6 +1471,7 @@ impl Server {
             &mut self.hub,
             Mailer {
                 conns: &mut self.conns,
+                pool: &mut self.pool,
                 stats: &mut self.turn,
                 flush_list: &mut self.flush_list,
                 overflowed: &mut self.overflowed,

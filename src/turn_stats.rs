@@ -118,6 +118,13 @@ impl<W: Write> Write for CountingWriter<'_, W> {
         Ok(n)
     }
 
+    fn write_vectored(&mut self, bufs: &[io::IoSlice<'_>]) -> io::Result<usize> {
+        self.calls += 1;
+        let n = self.inner.write_vectored(bufs)?;
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }

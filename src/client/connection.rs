@@ -15,7 +15,7 @@ use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
 use super::framing::{LineReader, RawLine};
-use crate::sendq::SendQueue;
+use crate::output::{Pool, SendQueue};
 
 /// The socket's token in the client's `Poll`.
 pub const SOCKET: Token = Token(0);
@@ -78,6 +78,8 @@ pub struct Connection {
     state: State,
     reader: LineReader,
     queue: SendQueue,
+    /// The queue's memory tally (the client has no broadcasts to share).
+    pool: Pool,
     backoff: Duration,
     reconnect: bool,
 }
@@ -92,6 +94,7 @@ impl Connection {
             // No cap of its own: the line tool stops reading stdin while
             // 64 KiB are queued, and a person types slowly.
             queue: SendQueue::new(usize::MAX),
+            pool: Pool::new(),
             backoff: FIRST_BACKOFF,
             reconnect,
         }
@@ -226,7 +229,7 @@ impl Connection {
             return false;
         }
         // Cannot fail: the queue has no cap (see `new`).
-        let _ = self.queue.push_line(line.as_bytes());
+        let _ = self.queue.push_line(&mut self.pool, line.as_bytes());
         self.flush(registry, out);
         true
     }
@@ -239,7 +242,7 @@ impl Connection {
 
     fn flush(&mut self, registry: &Registry, out: &mut Vec<ConnEvent>) {
         if let State::Connected { stream, .. } = &mut self.state {
-            if let Err(e) = self.queue.write_to(stream) {
+            if let Err(e) = self.queue.write_to(&mut self.pool, stream) {
                 self.lost(registry, format!("write error: {e}"), true, out);
             }
         }
@@ -345,7 +348,7 @@ impl Connection {
             _ => {}
         }
         self.reader.clear();
-        self.queue.clear();
+        self.queue.clear(&mut self.pool);
     }
 
     fn lost(

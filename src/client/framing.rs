@@ -1,5 +1,5 @@
 //! Line framing for the client's two byte streams (the socket and a piped
-//! stdin). Writing uses the server's [`crate::sendq::SendQueue`].
+//! stdin). Writing uses the server's [`crate::output::SendQueue`].
 //!
 //! Unlike the server's `LineFramer`, which refuses an over-long line, the
 //! client must still show it: a server that never sends a newline must not
