@@ -126,6 +126,10 @@ struct Channel {
     members: Vec<ConnId>,
     /// The topic and who set it.
     topic: Option<(String, String)>,
+    /// Members who joined quietly (`--quiet-joins-above`) and have not
+    /// spoken here since, sorted. Empty, and so without an allocation,
+    /// unless the room has been above the threshold.
+    hidden: Vec<ConnId>,
 }
 
 impl Channel {
@@ -135,6 +139,41 @@ impl Channel {
             name: name.to_string(),
             members: Vec::new(),
             topic: None,
+            hidden: Vec::new(),
+        }
+    }
+
+    fn is_hidden(&self, conn: ConnId) -> bool {
+        self.hidden.binary_search(&conn).is_ok()
+    }
+
+    fn hide(&mut self, conn: ConnId) {
+        if let Err(at) = self.hidden.binary_search(&conn) {
+            self.hidden.insert(at, conn);
+        }
+    }
+
+    /// Whether `conn` was hidden.
+    fn unhide(&mut self, conn: ConnId) -> bool {
+        match self.hidden.binary_search(&conn) {
+            Ok(at) => {
+                self.hidden.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The members who know `conn` is here: all of them, unless it joined
+    /// quietly and has not spoken since; then those who joined after it,
+    /// whose list of names showed it.
+    fn knowers(&self, conn: ConnId) -> &[ConnId] {
+        if !self.is_hidden(conn) {
+            return &self.members;
+        }
+        match self.members.iter().position(|&c| c == conn) {
+            Some(at) => &self.members[at + 1..],
+            None => &[],
         }
     }
 }
@@ -191,6 +230,10 @@ pub struct Core {
     accounts: bool,
     /// The last [`RoomId`] handed out.
     last_room_id: u64,
+    /// `--quiet-joins-above N`: joins to a room that then has more than N
+    /// members are not announced, and leaves from one are not told to line
+    /// users. `None`: off.
+    quiet_above: Option<usize>,
 }
 
 impl Core {
@@ -230,6 +273,24 @@ impl Core {
     /// Sets how long a `/pm` invitation stays valid.
     pub fn set_invite_timeout(&mut self, timeout: Duration) {
         self.invite_timeout = timeout;
+    }
+
+    /// `--quiet-joins-above N` (`None`: off). A join is quiet when the room,
+    /// the joiner counted, then has more than N members: nobody is told,
+    /// and the joiner stays hidden in that room until it speaks there,
+    /// when the members who joined before it are told it entered (IRC
+    /// shows that JOIN, line users see nothing). A hidden member's leave
+    /// (part, move, quit) reaches only those who joined after it (their
+    /// list of names showed it), and its renames too. A leave from a room
+    /// of more than N members (the leaver counted) is quiet for line
+    /// users. Lists of names show everyone.
+    pub fn set_quiet_joins_above(&mut self, n: Option<usize>) {
+        self.quiet_above = n;
+    }
+
+    /// Whether a room of `len` members is above `--quiet-joins-above`.
+    fn is_big(&self, len: usize) -> bool {
+        self.quiet_above.is_some_and(|n| len > n)
     }
 
     /// Gives the core the loop's current time (once per turn), so that
@@ -367,6 +428,12 @@ impl Core {
                     return Err(format!("#{c} is in {} but does not know it", room.name));
                 }
             }
+            if !room.hidden.windows(2).all(|w| w[0] < w[1]) {
+                return Err(format!("{}: hidden list not sorted", room.name));
+            }
+            if let Some(c) = room.hidden.iter().find(|c| !room.members.contains(c)) {
+                return Err(format!("#{c} is hidden in {} but not in it", room.name));
+            }
         }
         for (c, m) in self.members.iter() {
             for key in m.rooms.iter() {
@@ -485,15 +552,18 @@ impl Core {
         }
         self.by_nick.remove(&nick.to_ascii_lowercase());
         self.registered.retain(|&c| c != conn);
-        for key in member.rooms.iter() {
-            self.leave_room(conn, key);
-        }
-        let event = Event::Quit {
+        // Told while still in the rooms: who knows of it depends on where
+        // it sits in each room's list.
+        let event = |quiet| Event::Quit {
             nick: &nick,
             user: member.user.as_deref().unwrap_or(&nick),
             reason,
+            quiet,
         };
-        self.to_neighbours(&member.rooms, None, &event, out);
+        self.to_knowers(conn, &member.rooms, false, &event(false), &event(true), out);
+        for key in member.rooms.iter() {
+            self.leave_room(conn, key);
+        }
     }
 
     /// The server is stopping: tell everyone and close every connection.
@@ -507,6 +577,7 @@ impl Core {
         self.rooms.retain(|key, _| **key == *self.default_room);
         for room in self.rooms.values_mut() {
             room.members.clear();
+            room.hidden.clear();
         }
         self.by_nick.clear();
         self.invites.clear();
@@ -682,21 +753,31 @@ impl Core {
     }
 
     /// Puts `conn` (named) into room `key`, creating it, and tells the
-    /// members already there.
+    /// members already there, unless the join is quiet (then it is hidden
+    /// there until it speaks).
     fn enter_room(&mut self, conn: ConnId, key: &str, out: &mut impl Sink) {
         let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) else {
             return;
         };
+        let mut quiet = false;
         if let Some(room) = self.rooms.get(key) {
-            let event = Event::Entered {
-                nick,
-                user,
-                room: &room.name,
-            };
-            Self::tell(room, &event, out);
+            // The joiner counts: the room it is in now is the one compared.
+            quiet = self.is_big(room.members.len() + 1);
+            if !quiet {
+                let event = Event::Entered {
+                    nick,
+                    user,
+                    room: &room.name,
+                    quiet: false,
+                };
+                Self::tell(room, &event, out);
+            }
         }
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.push(conn);
+            if quiet {
+                room.hide(conn);
+            }
         }
         if let Some(m) = self.members.get_mut(conn) {
             if let Some((shared, _)) = self.rooms.get_key_value(key) {
@@ -710,6 +791,7 @@ impl Core {
     fn leave_room(&mut self, conn: ConnId, key: &str) {
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.retain(|&c| c != conn);
+            room.unhide(conn);
             if room.members.is_empty() && key != self.default_room {
                 self.rooms.remove(key);
             }
@@ -752,17 +834,9 @@ impl Core {
             .or_insert_with(|| Channel::new(name, id))
             .name
             .clone();
+        let reason = LeaveReason::Moved(target.clone());
+        self.announce_leave(conn, &old, &reason, false, out);
         self.leave_room(conn, &old);
-        if let Some(room) = self.rooms.get(&*old) {
-            let reason = LeaveReason::Moved(target.clone());
-            let event = Event::Left {
-                nick: &nick,
-                user: self.user(conn).unwrap_or_default(),
-                room: &room.name,
-                reason: &reason,
-            };
-            Self::tell(room, &event, out);
-        }
         log::info!("{nick} (#{conn}) moved to {target}");
         if let Some(room) = self.rooms.get(&*key) {
             let others = self.names(room);
@@ -821,21 +895,75 @@ impl Core {
             .members
             .get(conn)
             .is_some_and(|m| m.rooms.contains(&key) && (m.many || m.rooms.len() > 1));
-        let Some(nick) = self.nick(conn).filter(|_| inside).map(str::to_string) else {
+        if !inside || !self.is_joined(conn) {
             return out.emit(Audience::One(conn), &Event::NotInRoom { room: name });
-        };
-        let reason = LeaveReason::Part(reason.map(str::to_string));
-        let user = self.user(conn).unwrap_or_default();
-        if let Some(room) = self.rooms.get(&*key) {
-            let event = Event::Left {
-                nick: &nick,
-                user,
-                room: &room.name,
-                reason: &reason,
-            };
-            Self::tell(room, &event, out);
         }
+        let reason = LeaveReason::Part(reason.map(str::to_string));
+        self.announce_leave(conn, &key, &reason, true, out);
         self.leave_room(conn, &key);
+    }
+
+    /// Tells room `key` that `conn`, still in it, is leaving it: everyone
+    /// who knows it is there ([`Channel::knowers`]), and `conn` itself if
+    /// `me` (IRC echoes a PART). Quiet in a room above the threshold.
+    fn announce_leave(
+        &self,
+        conn: ConnId,
+        key: &str,
+        reason: &LeaveReason,
+        me: bool,
+        out: &mut impl Sink,
+    ) {
+        let (Some(room), Some(nick), Some(user)) =
+            (self.rooms.get(key), self.nick(conn), self.user(conn))
+        else {
+            return;
+        };
+        let event = |quiet| Event::Left {
+            nick,
+            user,
+            room: &room.name,
+            reason,
+            quiet,
+        };
+        let quiet = self.is_big(room.members.len());
+        if !room.is_hidden(conn) {
+            let to = Audience::Members {
+                members: &room.members,
+                except: (!me).then_some(conn),
+                room: Some(room.id),
+            };
+            return out.emit(to, &event(quiet));
+        }
+        if me {
+            out.emit(Audience::One(conn), &event(false));
+        }
+        Self::tell_some(room.knowers(conn), &event(quiet), out);
+    }
+
+    /// `conn`, hidden in room `key` since its quiet join, speaks there (or
+    /// sets the topic): the members who joined before it never saw it
+    /// enter, so they see it now, before its words. Nothing if it is not
+    /// hidden.
+    fn reveal(&mut self, conn: ConnId, key: &str, out: &mut impl Sink) {
+        if !self.rooms.get_mut(key).is_some_and(|r| r.unhide(conn)) {
+            return;
+        }
+        let (Some(room), Some(nick), Some(user)) =
+            (self.rooms.get(key), self.nick(conn), self.user(conn))
+        else {
+            return;
+        };
+        let Some(at) = room.members.iter().position(|&c| c == conn) else {
+            return;
+        };
+        let event = Event::Entered {
+            nick,
+            user,
+            room: &room.name,
+            quiet: true,
+        };
+        Self::tell_some(&room.members[..at], &event, out);
     }
 
     /// `/topic [TEXT]`: shows or sets the topic of a room `conn` is in.
@@ -868,6 +996,7 @@ impl Core {
         if let Some(room) = self.rooms.get_mut(&*key) {
             room.topic = (!text.is_empty()).then(|| (text.to_string(), by.clone()));
         }
+        self.reveal(conn, &key, out);
         if let Some(room) = self.rooms.get(&*key) {
             let event = Event::TopicChanged {
                 by: &by,
@@ -889,40 +1018,90 @@ impl Core {
         out.emit(to, event);
     }
 
-    /// `event` to everyone who shares one of `rooms` (lowercased names)
-    /// with the user it is about, once each, except `skip`.
-    fn to_neighbours(
+    /// `event` to some of a room's members (`members`, a part of its
+    /// list), when there are any. Not marked as the room's: the rest of
+    /// the room does not get it.
+    fn tell_some(members: &[ConnId], event: &Event<'_>, out: &mut impl Sink) {
+        if !members.is_empty() {
+            let to = Audience::Members {
+                members,
+                except: None,
+                room: None,
+            };
+            out.emit(to, event);
+        }
+    }
+
+    /// `event` about `conn` to everyone who knows it is in one of `rooms`
+    /// (lowercased names; see [`Channel::knowers`]), once each, and to
+    /// `conn` itself if `me`. Those who hear it only through rooms above
+    /// `--quiet-joins-above` get `big` instead (the quiet form of a leave).
+    fn to_knowers(
         &self,
+        conn: ConnId,
         rooms: &RoomList,
-        skip: Option<ConnId>,
+        me: bool,
         event: &Event<'_>,
+        big: &Event<'_>,
         out: &mut impl Sink,
     ) {
+        let except = (!me).then_some(conn);
         if let RoomList::One(only) = rooms {
             // The common case, and every line user: no copy of the list.
-            if let Some(room) = self.rooms.get(&**only) {
+            let Some(room) = self.rooms.get(&**only) else {
+                return;
+            };
+            let event = if self.is_big(room.members.len()) {
+                big
+            } else {
+                event
+            };
+            if !room.is_hidden(conn) {
                 let to = Audience::Members {
                     members: &room.members,
-                    except: skip,
+                    except,
                     room: Some(room.id),
                 };
-                out.emit(to, event);
+                return out.emit(to, event);
             }
-            return;
+            if me {
+                out.emit(Audience::One(conn), event);
+            }
+            return Self::tell_some(room.knowers(conn), event, out);
         }
-        let mut all: Vec<ConnId> = rooms
-            .iter()
-            .filter_map(|key| self.rooms.get(key))
-            .flat_map(|room| room.members.iter().copied())
-            .collect();
-        all.sort_unstable();
-        all.dedup();
+        let (mut loud, mut quiet) = (Vec::new(), Vec::new());
+        for room in rooms.iter().filter_map(|key| self.rooms.get(key)) {
+            let to = if self.is_big(room.members.len()) {
+                &mut quiet
+            } else {
+                &mut loud
+            };
+            to.extend_from_slice(room.knowers(conn));
+        }
+        if me {
+            loud.push(conn);
+        }
+        loud.sort_unstable();
+        loud.dedup();
+        // Someone sharing a small room and a big one hears the loud form,
+        // once.
+        quiet.retain(|c| loud.binary_search(c).is_err());
+        quiet.sort_unstable();
+        quiet.dedup();
         let to = Audience::Members {
-            members: &all,
-            except: skip,
+            members: &loud,
+            except,
             room: None,
         };
         out.emit(to, event);
+        if !quiet.is_empty() {
+            let to = Audience::Members {
+                members: &quiet,
+                except,
+                room: None,
+            };
+            out.emit(to, big);
+        }
     }
 
     /// Checks a wanted nickname; the event explaining why it cannot be had.
@@ -960,8 +1139,11 @@ impl Core {
         // A notice never gets an error back (IRC's rule, against loops
         // between bots).
         let quiet = kind == TextKind::Notice;
-        let channel = match room {
-            None => self.home(conn),
+        let key = match room {
+            None => match self.members.get(conn).and_then(|m| m.rooms.first()) {
+                Some(key) => key.to_string(),
+                None => return,
+            },
             Some(name) => {
                 let key = name.to_ascii_lowercase();
                 let inside = self
@@ -969,22 +1151,24 @@ impl Core {
                     .get(conn)
                     .is_some_and(|m| m.rooms.contains(&key));
                 match self.rooms.get(&*key) {
-                    Some(channel) if inside => Some(channel),
+                    Some(_) if inside => key,
                     _ if quiet => return,
                     _ => return out.emit(Audience::One(conn), &Event::NotInRoom { room: name }),
                 }
             }
         };
-        let (Some(channel), Some(from), Some(user)) = (channel, self.nick(conn), self.user(conn))
-        else {
-            return;
-        };
-        if channel.members.len() <= 1 {
+        if self.rooms.get(&*key).is_some_and(|c| c.members.len() <= 1) {
             if !quiet {
                 out.emit(Audience::One(conn), &Event::Alone);
             }
             return;
         }
+        self.reveal(conn, &key, out);
+        let (Some(channel), Some(from), Some(user)) =
+            (self.rooms.get(&*key), self.nick(conn), self.user(conn))
+        else {
+            return;
+        };
         if kind == TextKind::Plain {
             log::debug!("[{from}] {text}");
         }
@@ -1203,7 +1387,7 @@ impl Core {
         if rooms.is_empty() {
             out.emit(Audience::One(conn), &event);
         } else {
-            self.to_neighbours(&rooms, None, &event, out);
+            self.to_knowers(conn, &rooms, true, &event, &event, out);
         }
     }
 
