@@ -1528,4 +1528,227 @@ mod tests {
         assert!(got.iter().all(|(who, _)| !who.contains(&1)), "{got:?}");
         core.check_consistency().unwrap();
     }
+
+    /// A core with `--quiet-joins-above 2`: line users `a` (1) and `b` (2)
+    /// in `#lobby`, then IRC users `c` (3), `d` (4), `e` (5) joining it.
+    fn big_lobby(log: &mut Log) -> Core {
+        let mut core = Core::new();
+        core.set_quiet_joins_above(Some(2));
+        user(&mut core, 1, "a", false, log);
+        user(&mut core, 2, "b", false, log);
+        for (conn, nick) in [(3, "c"), (4, "d"), (5, "e")] {
+            user(&mut core, conn, nick, true, log);
+            core.handle(conn, Request::Join { room: "#lobby" }, log);
+        }
+        core.check_consistency().unwrap();
+        core
+    }
+
+    fn say(text: &str) -> Request<'_> {
+        Request::Say {
+            room: Some("#lobby"),
+            text,
+            kind: TextKind::Plain,
+        }
+    }
+
+    /// Up to N members (the joiner counted) a join is announced; above,
+    /// nobody hears it: the joiner alone gets its confirmation.
+    #[test]
+    fn joins_above_the_threshold_are_announced_to_nobody() {
+        let mut log = Log::default();
+        let _core = big_lobby(&mut log);
+        let got = log.take();
+        let entered: Vec<&(Vec<ConnId>, String)> = got
+            .iter()
+            .filter(|(_, e)| e.starts_with("Entered"))
+            .collect();
+        // a's entry has no audience, b's reaches a; c, d, e are quiet.
+        assert_eq!(entered.len(), 2, "{got:?}");
+        assert_eq!(entered[0].0, Vec::<ConnId>::new());
+        assert_eq!(entered[1].0, vec![1]);
+        assert!(entered[1].1.contains("nick: \"b\""), "{entered:?}");
+        assert!(entered[1].1.ends_with("quiet: false }"), "{entered:?}");
+        // Each IRC joiner still got its own JOIN and names (everyone).
+        let joined: Vec<&(Vec<ConnId>, String)> = got
+            .iter()
+            .filter(|(_, e)| e.starts_with("Joined"))
+            .collect();
+        assert_eq!(joined.len(), 3);
+        assert_eq!(joined[2].0, vec![5]);
+        assert!(
+            joined[2]
+                .1
+                .contains("names: [\"a\", \"b\", \"c\", \"d\", \"e\"]")
+        );
+    }
+
+    /// A hidden member's first words are preceded by a quiet `Entered` to
+    /// those who joined before it (not to those after: their names list
+    /// showed it); its later words come alone. Setting the topic reveals
+    /// too.
+    #[test]
+    fn first_words_reveal_a_hidden_member_to_those_before_it() {
+        let mut log = Log::default();
+        let mut core = big_lobby(&mut log);
+        log.take();
+        core.handle(4, say("hi"), &mut log);
+        let got = log.take();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, vec![1, 2, 3]);
+        assert_eq!(
+            got[0].1,
+            "Entered { nick: \"d\", user: \"u\", room: \"#lobby\", quiet: true }"
+        );
+        assert_eq!(got[1].0, vec![1, 2, 3, 5]);
+        assert!(got[1].1.starts_with("Said { from: \"d\""), "{got:?}");
+        core.handle(4, say("again"), &mut log);
+        let got = log.take();
+        assert_eq!(got.len(), 1, "revealed once: {got:?}");
+        core.check_consistency().unwrap();
+
+        let topic = Request::Topic {
+            room: Some("#lobby"),
+            text: Some("tea"),
+        };
+        core.handle(5, topic, &mut log);
+        let got = log.take();
+        assert_eq!(got[0].0, vec![1, 2, 3, 4]);
+        assert!(got[0].1.starts_with("Entered { nick: \"e\""), "{got:?}");
+        assert!(got[1].1.starts_with("TopicChanged"), "{got:?}");
+    }
+
+    /// A hidden member's part reaches itself (IRC's PART echo) and those
+    /// who joined after it, quietly (the room is big); its rename reaches
+    /// itself and them too. A revealed member's quit reaches everyone,
+    /// quiet while the room is above N and loud once it is not.
+    #[test]
+    fn leaves_and_renames_reach_those_who_know() {
+        let mut log = Log::default();
+        let mut core = big_lobby(&mut log);
+        log.take();
+        core.handle(4, Request::Nick { new: "dd" }, &mut log);
+        let got = log.take();
+        let to: Vec<ConnId> = got.iter().flat_map(|(who, _)| who.clone()).collect();
+        assert_eq!(to, [4, 5], "{got:?}");
+        let part = Request::Part {
+            room: "#lobby",
+            reason: None,
+        };
+        core.handle(4, part, &mut log);
+        let got = log.take();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, vec![4]);
+        assert!(got[0].1.ends_with("quiet: false }"), "{got:?}");
+        assert_eq!(got[1].0, vec![5]);
+        assert!(got[1].1.ends_with("quiet: true }"), "{got:?}");
+        core.check_consistency().unwrap();
+
+        // A hidden member with nobody after it leaves unheard.
+        core.handle(5, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let heard: Vec<&(Vec<ConnId>, String)> = got
+            .iter()
+            .filter(|(who, e)| e.starts_with("Quit") && !who.is_empty())
+            .collect();
+        assert!(heard.is_empty(), "{got:?}");
+
+        // c speaks (revealed), then quits from a room of 3 > 2: quiet.
+        core.handle(3, say("bye"), &mut log);
+        log.take();
+        user(&mut core, 6, "f", true, &mut log);
+        core.handle(6, Request::Join { room: "#lobby" }, &mut log);
+        core.handle(6, say("hello"), &mut log);
+        log.take();
+        core.handle(3, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let quit = got.iter().find(|(_, e)| e.starts_with("Quit")).unwrap();
+        assert_eq!(quit.0, vec![1, 2, 6]);
+        assert!(quit.1.ends_with("quiet: true }"), "{quit:?}");
+        // Now a, b, f: 3 > 2 still; f's quit leaves 2 behind, from a room
+        // of 3: quiet. Then b's from a room of 2: loud.
+        core.handle(6, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let quit = got.iter().find(|(_, e)| e.starts_with("Quit")).unwrap();
+        assert!(quit.1.ends_with("quiet: true }"), "{quit:?}");
+        core.handle(2, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let quit = got.iter().find(|(_, e)| e.starts_with("Quit")).unwrap();
+        assert_eq!(quit.0, vec![1]);
+        assert!(quit.1.ends_with("quiet: false }"), "{quit:?}");
+        core.check_consistency().unwrap();
+    }
+
+    /// An IRC user in several rooms quits: rooms where it is hidden add
+    /// only those who joined after it; someone sharing a small room and a
+    /// big one hears the loud form, once.
+    #[test]
+    fn a_quit_across_rooms_skips_where_it_is_hidden() {
+        let mut log = Log::default();
+        let mut core = big_lobby(&mut log);
+        // c (3) and d (4) also share #small, where d's join was announced.
+        core.handle(3, Request::Join { room: "#small" }, &mut log);
+        core.handle(4, Request::Join { room: "#small" }, &mut log);
+        log.take();
+        core.handle(4, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let quits: Vec<&(Vec<ConnId>, String)> =
+            got.iter().filter(|(_, e)| e.starts_with("Quit")).collect();
+        assert_eq!(quits.len(), 2, "{got:?}");
+        // c through #small (loud), though d is hidden from c in #lobby.
+        assert_eq!(quits[0].0, vec![3]);
+        assert!(quits[0].1.ends_with("quiet: false }"));
+        // e joined #lobby after d: told, quietly. a and b: not at all.
+        assert_eq!(quits[1].0, vec![5]);
+        assert!(quits[1].1.ends_with("quiet: true }"));
+        core.check_consistency().unwrap();
+    }
+
+    /// A line user moving out of a big room where it is hidden: only the
+    /// later joiners hear it, quietly; moving into a big room is quiet.
+    /// `/who` lists hidden members.
+    #[test]
+    fn moves_follow_the_same_rules() {
+        let mut log = Log::default();
+        let mut core = Core::new();
+        core.set_quiet_joins_above(Some(1));
+        for (conn, nick) in [(1, "a"), (2, "b"), (3, "c")] {
+            user(&mut core, conn, nick, false, &mut log);
+        }
+        log.take();
+        core.handle(2, Request::Who, &mut log);
+        let got = log.take();
+        assert!(got[0].1.contains("names: [\"a\", \"b\", \"c\"]"), "{got:?}");
+        core.handle(2, Request::Join { room: "#x" }, &mut log);
+        let got = log.take();
+        let left = got.iter().find(|(_, e)| e.starts_with("Left")).unwrap();
+        assert_eq!(left.0, vec![3]);
+        assert!(left.1.ends_with("quiet: true }"), "{left:?}");
+        // Into #x, empty: a room of 1 is not above 1: b is not hidden.
+        assert!(!core.rooms.get("#x").unwrap().is_hidden(2));
+        core.handle(3, Request::Join { room: "#x" }, &mut log);
+        let got = log.take();
+        assert!(
+            got.iter().all(|(_, e)| !e.starts_with("Entered")),
+            "{got:?}"
+        );
+        assert!(core.rooms.get("#x").unwrap().is_hidden(3));
+        core.check_consistency().unwrap();
+    }
+
+    /// Off (the default), every join is announced and nobody is hidden,
+    /// however big the room.
+    #[test]
+    fn off_by_default() {
+        let mut log = Log::default();
+        let mut core = Core::new();
+        for conn in 1..=20 {
+            user(&mut core, conn, &format!("u{conn}"), false, &mut log);
+        }
+        let got = log.take();
+        let entered = got.iter().filter(|(_, e)| e.starts_with("Entered")).count();
+        assert_eq!(entered, 20);
+        assert!(got.iter().all(|(_, e)| !e.contains("quiet: true")));
+        assert!(core.rooms.values().all(|r| r.hidden.is_empty()));
+    }
 }
