@@ -1139,11 +1139,8 @@ impl Core {
         // A notice never gets an error back (IRC's rule, against loops
         // between bots).
         let quiet = kind == TextKind::Notice;
-        let key = match room {
-            None => match self.members.get(conn).and_then(|m| m.rooms.first()) {
-                Some(key) => key.to_string(),
-                None => return,
-            },
+        let channel = match room {
+            None => self.home(conn),
             Some(name) => {
                 let key = name.to_ascii_lowercase();
                 let inside = self
@@ -1151,24 +1148,32 @@ impl Core {
                     .get(conn)
                     .is_some_and(|m| m.rooms.contains(&key));
                 match self.rooms.get(&*key) {
-                    Some(_) if inside => key,
+                    Some(channel) if inside => Some(channel),
                     _ if quiet => return,
                     _ => return out.emit(Audience::One(conn), &Event::NotInRoom { room: name }),
                 }
             }
         };
-        if self.rooms.get(&*key).is_some_and(|c| c.members.len() <= 1) {
+        let (Some(channel), Some(from), Some(user)) = (channel, self.nick(conn), self.user(conn))
+        else {
+            return;
+        };
+        if channel.members.len() <= 1 {
             if !quiet {
                 out.emit(Audience::One(conn), &Event::Alone);
             }
             return;
         }
-        self.reveal(conn, &key, out);
-        let (Some(channel), Some(from), Some(user)) =
-            (self.rooms.get(&*key), self.nick(conn), self.user(conn))
-        else {
+        if channel.is_hidden(conn) {
+            // A quiet joiner's first words (rare): reveal it, then say them
+            // as anyone would (the check keeps this to one round).
+            let key = channel.name.to_ascii_lowercase();
+            self.reveal(conn, &key, out);
+            if self.rooms.get(&*key).is_some_and(|r| !r.is_hidden(conn)) {
+                self.say(conn, room, text, kind, out);
+            }
             return;
-        };
+        }
         if kind == TextKind::Plain {
             log::debug!("[{from}] {text}");
         }
