@@ -134,6 +134,8 @@ pub const IDLE_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=86_400;
 pub const MAX_PER_IP_RANGE: RangeInclusive<usize> = 0..=1_000_000;
 /// `--invite-timeout`, seconds.
 pub const INVITE_TIMEOUT_RANGE: RangeInclusive<u64> = 1..=86_400;
+/// `--quiet-joins-above`, members.
+pub const QUIET_JOINS_RANGE: RangeInclusive<usize> = 0..=1_000_000;
 /// `--new-accounts-per-ip` (per hour) and `--new-accounts-per-minute`;
 /// 0 = unlimited.
 pub const NEW_ACCOUNTS_RANGE: RangeInclusive<u32> = 0..=1_000_000;
@@ -170,6 +172,10 @@ pub struct Config {
     pub trace_turns: bool,
     /// `--default-room`: where line users start.
     pub default_room: String,
+    /// `--quiet-joins-above N`: rooms of more than N members announce no
+    /// joins (see [`crate::chat::Core::set_quiet_joins_above`]); `None`:
+    /// off.
+    pub quiet_joins_above: Option<usize>,
     /// `--irc-listen`: more listeners, IRC from the first byte.
     pub irc_listen: Vec<SocketAddr>,
     /// `--server-name`, `--network` (and the MOTD, read by the binary from
@@ -207,6 +213,7 @@ impl Default for Config {
             invite_timeout: DEFAULT_INVITE_TIMEOUT,
             trace_turns: false,
             default_room: DEFAULT_ROOM.to_string(),
+            quiet_joins_above: None,
             irc_listen: Vec::new(),
             irc: crate::dialect::irc::IrcConfig::default(),
             motd_file: None,
@@ -375,6 +382,15 @@ fn options() -> getopts::Options {
             "the room line users start in, # and 1 to 32 letters, digits, _ or - (default {DEFAULT_ROOM})"
         ),
         "NAME",
+    );
+    o.optopt(
+        "",
+        "quiet-joins-above",
+        &format!(
+            "in a room with more than N members (the one joining or leaving counted), joins are not announced and leaves are not told to line users; IRC clients see a quiet joiner's JOIN when it first speaks, and its PART or QUIT only if they saw it join; /who and NAMES list everyone; 0 = every room ({}; default off)",
+            span(&QUIET_JOINS_RANGE)
+        ),
+        "N",
     );
     o.optflag(
         "",
@@ -557,6 +573,9 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
         })?;
         c.default_room = v;
     }
+    if let Some(v) = m.opt_str("quiet-joins-above") {
+        c.quiet_joins_above = Some(parse_num("--quiet-joins-above", &v, QUIET_JOINS_RANGE)?);
+    }
     if let Some(v) = m.opt_str("new-accounts-per-ip") {
         c.new_accounts_per_ip = parse_num("--new-accounts-per-ip", &v, NEW_ACCOUNTS_RANGE)?;
     }
@@ -695,6 +714,7 @@ mod tests {
         assert_eq!(c.accounts, Some(PathBuf::from("a.txt")));
         assert_eq!(c.invite_timeout, Duration::from_secs(1));
         assert_eq!(c.new_accounts_per_ip, DEFAULT_NEW_ACCOUNTS_PER_IP);
+        assert_eq!(c.quiet_joins_above, None, "off by default");
         let c = parse(&[
             "--new-accounts-per-ip",
             "0",
@@ -753,6 +773,9 @@ mod tests {
             &["--max-sendq", "1023"],
             &["--max-sendq", "1025m"],
             &["--max-sendq", "99999999999999999999k"],
+            &["--quiet-joins-above", "-1"],
+            &["--quiet-joins-above", "1000001"],
+            &["--quiet-joins-above", "some"],
         ] {
             let e = parse(bad).expect_err(&format!("{bad:?} should fail"));
             assert!(e.starts_with(bad[0]), "{bad:?}: {e}");
@@ -782,6 +805,10 @@ mod tests {
         .unwrap();
         assert_eq!(c.register_timeout, Duration::from_secs(3600));
         assert_eq!(c.max_line, 65536);
+        for (n, want) in [("0", 0), ("1000000", 1_000_000)] {
+            let c = parse(&["--quiet-joins-above", n]).unwrap();
+            assert_eq!(c.quiet_joins_above, Some(want));
+        }
         assert_eq!(c.max_sendq, 1 << 30);
     }
 

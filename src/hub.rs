@@ -160,6 +160,12 @@ impl Hub {
         self.core.set_invite_timeout(timeout);
     }
 
+    /// `--quiet-joins-above N` (`None`: off); see
+    /// [`Core::set_quiet_joins_above`].
+    pub fn set_quiet_joins_above(&mut self, n: Option<usize>) {
+        self.core.set_quiet_joins_above(n);
+    }
+
     /// The loop's time for this turn.
     pub fn set_now(&mut self, now: Instant) {
         self.core.set_now(now);

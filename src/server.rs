@@ -469,6 +469,7 @@ impl Server {
                 let mut hub = Hub::new(config.max_line);
                 hub.set_invite_timeout(config.invite_timeout);
                 hub.set_default_room(&config.default_room);
+                hub.set_quiet_joins_above(config.quiet_joins_above);
                 hub.set_irc_config(config.irc.clone());
                 hub
             },

@@ -7,7 +7,10 @@
 //! - no framer holds more than one line's worth of bytes;
 //! - every chat line reaches every other user in the sender's room exactly
 //!   once, in order, and never its sender, a user in another room, or an
-//!   unjoined connection.
+//!   unjoined connection;
+//! - all of it with `--quiet-joins-above` off, 0, 1 or 2 (a quiet joiner's
+//!   first line is revealed to IRC users only: line users get the line
+//!   alone).
 //!
 //! Besides, `fixed_seed_transcript` runs one long sequence from a fixed seed
 //! and compares everything each connection received, byte for byte, with
@@ -159,8 +162,12 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
 
     #[test]
-    fn core_invariants(steps in proptest::collection::vec(step_with_rooms(), 1..60)) {
+    fn core_invariants(
+        steps in proptest::collection::vec(step_with_rooms(), 1..60),
+        quiet_above in proptest::option::of(0usize..3),
+    ) {
         let mut room = Hub::new(MAX_LINE);
+        room.set_quiet_joins_above(quiet_above);
         let mut out = Mailbox::default();
         let mut framers: HashMap<usize, LineFramer> = HashMap::new();
 

@@ -85,6 +85,7 @@ fn help_shows_ranges_and_warns_about_clear_text() {
         "1 to 3600",
         "64 to 65536",
         "off or 1 to 86400",
+        "0 = every room (0 to 1000000; default off)",
         "in clear text",
     ] {
         assert!(help.contains(want), "--help lacks {want:?}:\n{help}");

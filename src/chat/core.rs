@@ -126,6 +126,10 @@ struct Channel {
     members: Vec<ConnId>,
     /// The topic and who set it.
     topic: Option<(String, String)>,
+    /// Members who joined quietly (`--quiet-joins-above`) and have not
+    /// spoken here since, sorted. Empty, and so without an allocation,
+    /// unless the room has been above the threshold.
+    hidden: Vec<ConnId>,
 }
 
 impl Channel {
@@ -135,6 +139,41 @@ impl Channel {
             name: name.to_string(),
             members: Vec::new(),
             topic: None,
+            hidden: Vec::new(),
+        }
+    }
+
+    fn is_hidden(&self, conn: ConnId) -> bool {
+        self.hidden.binary_search(&conn).is_ok()
+    }
+
+    fn hide(&mut self, conn: ConnId) {
+        if let Err(at) = self.hidden.binary_search(&conn) {
+            self.hidden.insert(at, conn);
+        }
+    }
+
+    /// Whether `conn` was hidden.
+    fn unhide(&mut self, conn: ConnId) -> bool {
+        match self.hidden.binary_search(&conn) {
+            Ok(at) => {
+                self.hidden.remove(at);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The members who know `conn` is here: all of them, unless it joined
+    /// quietly and has not spoken since; then those who joined after it,
+    /// whose list of names showed it.
+    fn knowers(&self, conn: ConnId) -> &[ConnId] {
+        if !self.is_hidden(conn) {
+            return &self.members;
+        }
+        match self.members.iter().position(|&c| c == conn) {
+            Some(at) => &self.members[at + 1..],
+            None => &[],
         }
     }
 }
@@ -191,6 +230,10 @@ pub struct Core {
     accounts: bool,
     /// The last [`RoomId`] handed out.
     last_room_id: u64,
+    /// `--quiet-joins-above N`: joins to a room that then has more than N
+    /// members are not announced, and leaves from one are not told to line
+    /// users. `None`: off.
+    quiet_above: Option<usize>,
 }
 
 impl Core {
@@ -230,6 +273,24 @@ impl Core {
     /// Sets how long a `/pm` invitation stays valid.
     pub fn set_invite_timeout(&mut self, timeout: Duration) {
         self.invite_timeout = timeout;
+    }
+
+    /// `--quiet-joins-above N` (`None`: off). A join is quiet when the room,
+    /// the joiner counted, then has more than N members: nobody is told,
+    /// and the joiner stays hidden in that room until it speaks there,
+    /// when the members who joined before it are told it entered (IRC
+    /// shows that JOIN, line users see nothing). A hidden member's leave
+    /// (part, move, quit) reaches only those who joined after it (their
+    /// list of names showed it), and its renames too. A leave from a room
+    /// of more than N members (the leaver counted) is quiet for line
+    /// users. Lists of names show everyone.
+    pub fn set_quiet_joins_above(&mut self, n: Option<usize>) {
+        self.quiet_above = n;
+    }
+
+    /// Whether a room of `len` members is above `--quiet-joins-above`.
+    fn is_big(&self, len: usize) -> bool {
+        self.quiet_above.is_some_and(|n| len > n)
     }
 
     /// Gives the core the loop's current time (once per turn), so that
@@ -367,6 +428,12 @@ impl Core {
                     return Err(format!("#{c} is in {} but does not know it", room.name));
                 }
             }
+            if !room.hidden.windows(2).all(|w| w[0] < w[1]) {
+                return Err(format!("{}: hidden list not sorted", room.name));
+            }
+            if let Some(c) = room.hidden.iter().find(|c| !room.members.contains(c)) {
+                return Err(format!("#{c} is hidden in {} but not in it", room.name));
+            }
         }
         for (c, m) in self.members.iter() {
             for key in m.rooms.iter() {
@@ -485,15 +552,18 @@ impl Core {
         }
         self.by_nick.remove(&nick.to_ascii_lowercase());
         self.registered.retain(|&c| c != conn);
-        for key in member.rooms.iter() {
-            self.leave_room(conn, key);
-        }
-        let event = Event::Quit {
+        // Told while still in the rooms: who knows of it depends on where
+        // it sits in each room's list.
+        let event = |quiet| Event::Quit {
             nick: &nick,
             user: member.user.as_deref().unwrap_or(&nick),
             reason,
+            quiet,
         };
-        self.to_neighbours(&member.rooms, None, &event, out);
+        self.to_knowers(conn, &member.rooms, false, &event(false), &event(true), out);
+        for key in member.rooms.iter() {
+            self.leave_room(conn, key);
+        }
     }
 
     /// The server is stopping: tell everyone and close every connection.
@@ -507,6 +577,7 @@ impl Core {
         self.rooms.retain(|key, _| **key == *self.default_room);
         for room in self.rooms.values_mut() {
             room.members.clear();
+            room.hidden.clear();
         }
         self.by_nick.clear();
         self.invites.clear();
@@ -682,21 +753,31 @@ impl Core {
     }
 
     /// Puts `conn` (named) into room `key`, creating it, and tells the
-    /// members already there.
+    /// members already there, unless the join is quiet (then it is hidden
+    /// there until it speaks).
     fn enter_room(&mut self, conn: ConnId, key: &str, out: &mut impl Sink) {
         let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) else {
             return;
         };
+        let mut quiet = false;
         if let Some(room) = self.rooms.get(key) {
-            let event = Event::Entered {
-                nick,
-                user,
-                room: &room.name,
-            };
-            Self::tell(room, &event, out);
+            // The joiner counts: the room it is in now is the one compared.
+            quiet = self.is_big(room.members.len() + 1);
+            if !quiet {
+                let event = Event::Entered {
+                    nick,
+                    user,
+                    room: &room.name,
+                    quiet: false,
+                };
+                Self::tell(room, &event, out);
+            }
         }
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.push(conn);
+            if quiet {
+                room.hide(conn);
+            }
         }
         if let Some(m) = self.members.get_mut(conn) {
             if let Some((shared, _)) = self.rooms.get_key_value(key) {
@@ -710,6 +791,7 @@ impl Core {
     fn leave_room(&mut self, conn: ConnId, key: &str) {
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.retain(|&c| c != conn);
+            room.unhide(conn);
             if room.members.is_empty() && key != self.default_room {
                 self.rooms.remove(key);
             }
@@ -752,17 +834,9 @@ impl Core {
             .or_insert_with(|| Channel::new(name, id))
             .name
             .clone();
+        let reason = LeaveReason::Moved(target.clone());
+        self.announce_leave(conn, &old, &reason, false, out);
         self.leave_room(conn, &old);
-        if let Some(room) = self.rooms.get(&*old) {
-            let reason = LeaveReason::Moved(target.clone());
-            let event = Event::Left {
-                nick: &nick,
-                user: self.user(conn).unwrap_or_default(),
-                room: &room.name,
-                reason: &reason,
-            };
-            Self::tell(room, &event, out);
-        }
         log::info!("{nick} (#{conn}) moved to {target}");
         if let Some(room) = self.rooms.get(&*key) {
             let others = self.names(room);
@@ -821,21 +895,75 @@ impl Core {
             .members
             .get(conn)
             .is_some_and(|m| m.rooms.contains(&key) && (m.many || m.rooms.len() > 1));
-        let Some(nick) = self.nick(conn).filter(|_| inside).map(str::to_string) else {
+        if !inside || !self.is_joined(conn) {
             return out.emit(Audience::One(conn), &Event::NotInRoom { room: name });
-        };
-        let reason = LeaveReason::Part(reason.map(str::to_string));
-        let user = self.user(conn).unwrap_or_default();
-        if let Some(room) = self.rooms.get(&*key) {
-            let event = Event::Left {
-                nick: &nick,
-                user,
-                room: &room.name,
-                reason: &reason,
-            };
-            Self::tell(room, &event, out);
         }
+        let reason = LeaveReason::Part(reason.map(str::to_string));
+        self.announce_leave(conn, &key, &reason, true, out);
         self.leave_room(conn, &key);
+    }
+
+    /// Tells room `key` that `conn`, still in it, is leaving it: everyone
+    /// who knows it is there ([`Channel::knowers`]), and `conn` itself if
+    /// `me` (IRC echoes a PART). Quiet in a room above the threshold.
+    fn announce_leave(
+        &self,
+        conn: ConnId,
+        key: &str,
+        reason: &LeaveReason,
+        me: bool,
+        out: &mut impl Sink,
+    ) {
+        let (Some(room), Some(nick), Some(user)) =
+            (self.rooms.get(key), self.nick(conn), self.user(conn))
+        else {
+            return;
+        };
+        let event = |quiet| Event::Left {
+            nick,
+            user,
+            room: &room.name,
+            reason,
+            quiet,
+        };
+        let quiet = self.is_big(room.members.len());
+        if !room.is_hidden(conn) {
+            let to = Audience::Members {
+                members: &room.members,
+                except: (!me).then_some(conn),
+                room: Some(room.id),
+            };
+            return out.emit(to, &event(quiet));
+        }
+        if me {
+            out.emit(Audience::One(conn), &event(false));
+        }
+        Self::tell_some(room.knowers(conn), &event(quiet), out);
+    }
+
+    /// `conn`, hidden in room `key` since its quiet join, speaks there (or
+    /// sets the topic): the members who joined before it never saw it
+    /// enter, so they see it now, before its words. Nothing if it is not
+    /// hidden.
+    fn reveal(&mut self, conn: ConnId, key: &str, out: &mut impl Sink) {
+        if !self.rooms.get_mut(key).is_some_and(|r| r.unhide(conn)) {
+            return;
+        }
+        let (Some(room), Some(nick), Some(user)) =
+            (self.rooms.get(key), self.nick(conn), self.user(conn))
+        else {
+            return;
+        };
+        let Some(at) = room.members.iter().position(|&c| c == conn) else {
+            return;
+        };
+        let event = Event::Entered {
+            nick,
+            user,
+            room: &room.name,
+            quiet: true,
+        };
+        Self::tell_some(&room.members[..at], &event, out);
     }
 
     /// `/topic [TEXT]`: shows or sets the topic of a room `conn` is in.
@@ -868,6 +996,7 @@ impl Core {
         if let Some(room) = self.rooms.get_mut(&*key) {
             room.topic = (!text.is_empty()).then(|| (text.to_string(), by.clone()));
         }
+        self.reveal(conn, &key, out);
         if let Some(room) = self.rooms.get(&*key) {
             let event = Event::TopicChanged {
                 by: &by,
@@ -889,40 +1018,90 @@ impl Core {
         out.emit(to, event);
     }
 
-    /// `event` to everyone who shares one of `rooms` (lowercased names)
-    /// with the user it is about, once each, except `skip`.
-    fn to_neighbours(
+    /// `event` to some of a room's members (`members`, a part of its
+    /// list), when there are any. Not marked as the room's: the rest of
+    /// the room does not get it.
+    fn tell_some(members: &[ConnId], event: &Event<'_>, out: &mut impl Sink) {
+        if !members.is_empty() {
+            let to = Audience::Members {
+                members,
+                except: None,
+                room: None,
+            };
+            out.emit(to, event);
+        }
+    }
+
+    /// `event` about `conn` to everyone who knows it is in one of `rooms`
+    /// (lowercased names; see [`Channel::knowers`]), once each, and to
+    /// `conn` itself if `me`. Those who hear it only through rooms above
+    /// `--quiet-joins-above` get `big` instead (the quiet form of a leave).
+    fn to_knowers(
         &self,
+        conn: ConnId,
         rooms: &RoomList,
-        skip: Option<ConnId>,
+        me: bool,
         event: &Event<'_>,
+        big: &Event<'_>,
         out: &mut impl Sink,
     ) {
+        let except = (!me).then_some(conn);
         if let RoomList::One(only) = rooms {
             // The common case, and every line user: no copy of the list.
-            if let Some(room) = self.rooms.get(&**only) {
+            let Some(room) = self.rooms.get(&**only) else {
+                return;
+            };
+            let event = if self.is_big(room.members.len()) {
+                big
+            } else {
+                event
+            };
+            if !room.is_hidden(conn) {
                 let to = Audience::Members {
                     members: &room.members,
-                    except: skip,
+                    except,
                     room: Some(room.id),
                 };
-                out.emit(to, event);
+                return out.emit(to, event);
             }
-            return;
+            if me {
+                out.emit(Audience::One(conn), event);
+            }
+            return Self::tell_some(room.knowers(conn), event, out);
         }
-        let mut all: Vec<ConnId> = rooms
-            .iter()
-            .filter_map(|key| self.rooms.get(key))
-            .flat_map(|room| room.members.iter().copied())
-            .collect();
-        all.sort_unstable();
-        all.dedup();
+        let (mut loud, mut quiet) = (Vec::new(), Vec::new());
+        for room in rooms.iter().filter_map(|key| self.rooms.get(key)) {
+            let to = if self.is_big(room.members.len()) {
+                &mut quiet
+            } else {
+                &mut loud
+            };
+            to.extend_from_slice(room.knowers(conn));
+        }
+        if me {
+            loud.push(conn);
+        }
+        loud.sort_unstable();
+        loud.dedup();
+        // Someone sharing a small room and a big one hears the loud form,
+        // once.
+        quiet.retain(|c| loud.binary_search(c).is_err());
+        quiet.sort_unstable();
+        quiet.dedup();
         let to = Audience::Members {
-            members: &all,
-            except: skip,
+            members: &loud,
+            except,
             room: None,
         };
         out.emit(to, event);
+        if !quiet.is_empty() {
+            let to = Audience::Members {
+                members: &quiet,
+                except,
+                room: None,
+            };
+            out.emit(to, big);
+        }
     }
 
     /// Checks a wanted nickname; the event explaining why it cannot be had.
@@ -982,6 +1161,16 @@ impl Core {
         if channel.members.len() <= 1 {
             if !quiet {
                 out.emit(Audience::One(conn), &Event::Alone);
+            }
+            return;
+        }
+        if channel.is_hidden(conn) {
+            // A quiet joiner's first words (rare): reveal it, then say them
+            // as anyone would (the check keeps this to one round).
+            let key = channel.name.to_ascii_lowercase();
+            self.reveal(conn, &key, out);
+            if self.rooms.get(&*key).is_some_and(|r| !r.is_hidden(conn)) {
+                self.say(conn, room, text, kind, out);
             }
             return;
         }
@@ -1203,7 +1392,7 @@ impl Core {
         if rooms.is_empty() {
             out.emit(Audience::One(conn), &event);
         } else {
-            self.to_neighbours(&rooms, None, &event, out);
+            self.to_knowers(conn, &rooms, true, &event, &event, out);
         }
     }
 
@@ -1343,5 +1532,228 @@ mod tests {
         assert_eq!(got.last().map(|g| g.1.as_str()), Some("close"));
         assert!(got.iter().all(|(who, _)| !who.contains(&1)), "{got:?}");
         core.check_consistency().unwrap();
+    }
+
+    /// A core with `--quiet-joins-above 2`: line users `a` (1) and `b` (2)
+    /// in `#lobby`, then IRC users `c` (3), `d` (4), `e` (5) joining it.
+    fn big_lobby(log: &mut Log) -> Core {
+        let mut core = Core::new();
+        core.set_quiet_joins_above(Some(2));
+        user(&mut core, 1, "a", false, log);
+        user(&mut core, 2, "b", false, log);
+        for (conn, nick) in [(3, "c"), (4, "d"), (5, "e")] {
+            user(&mut core, conn, nick, true, log);
+            core.handle(conn, Request::Join { room: "#lobby" }, log);
+        }
+        core.check_consistency().unwrap();
+        core
+    }
+
+    fn say(text: &str) -> Request<'_> {
+        Request::Say {
+            room: Some("#lobby"),
+            text,
+            kind: TextKind::Plain,
+        }
+    }
+
+    /// Up to N members (the joiner counted) a join is announced; above,
+    /// nobody hears it: the joiner alone gets its confirmation.
+    #[test]
+    fn joins_above_the_threshold_are_announced_to_nobody() {
+        let mut log = Log::default();
+        let _core = big_lobby(&mut log);
+        let got = log.take();
+        let entered: Vec<&(Vec<ConnId>, String)> = got
+            .iter()
+            .filter(|(_, e)| e.starts_with("Entered"))
+            .collect();
+        // a's entry has no audience, b's reaches a; c, d, e are quiet.
+        assert_eq!(entered.len(), 2, "{got:?}");
+        assert_eq!(entered[0].0, Vec::<ConnId>::new());
+        assert_eq!(entered[1].0, vec![1]);
+        assert!(entered[1].1.contains("nick: \"b\""), "{entered:?}");
+        assert!(entered[1].1.ends_with("quiet: false }"), "{entered:?}");
+        // Each IRC joiner still got its own JOIN and names (everyone).
+        let joined: Vec<&(Vec<ConnId>, String)> = got
+            .iter()
+            .filter(|(_, e)| e.starts_with("Joined"))
+            .collect();
+        assert_eq!(joined.len(), 3);
+        assert_eq!(joined[2].0, vec![5]);
+        assert!(
+            joined[2]
+                .1
+                .contains("names: [\"a\", \"b\", \"c\", \"d\", \"e\"]")
+        );
+    }
+
+    /// A hidden member's first words are preceded by a quiet `Entered` to
+    /// those who joined before it (not to those after: their names list
+    /// showed it); its later words come alone. Setting the topic reveals
+    /// too.
+    #[test]
+    fn first_words_reveal_a_hidden_member_to_those_before_it() {
+        let mut log = Log::default();
+        let mut core = big_lobby(&mut log);
+        log.take();
+        core.handle(4, say("hi"), &mut log);
+        let got = log.take();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, vec![1, 2, 3]);
+        assert_eq!(
+            got[0].1,
+            "Entered { nick: \"d\", user: \"u\", room: \"#lobby\", quiet: true }"
+        );
+        assert_eq!(got[1].0, vec![1, 2, 3, 5]);
+        assert!(got[1].1.starts_with("Said { from: \"d\""), "{got:?}");
+        core.handle(4, say("again"), &mut log);
+        let got = log.take();
+        assert_eq!(got.len(), 1, "revealed once: {got:?}");
+        core.check_consistency().unwrap();
+
+        let topic = Request::Topic {
+            room: Some("#lobby"),
+            text: Some("tea"),
+        };
+        core.handle(5, topic, &mut log);
+        let got = log.take();
+        assert_eq!(got[0].0, vec![1, 2, 3, 4]);
+        assert!(got[0].1.starts_with("Entered { nick: \"e\""), "{got:?}");
+        assert!(got[1].1.starts_with("TopicChanged"), "{got:?}");
+    }
+
+    /// A hidden member's part reaches itself (IRC's PART echo) and those
+    /// who joined after it, quietly (the room is big); its rename reaches
+    /// itself and them too. A revealed member's quit reaches everyone,
+    /// quiet while the room is above N and loud once it is not.
+    #[test]
+    fn leaves_and_renames_reach_those_who_know() {
+        let mut log = Log::default();
+        let mut core = big_lobby(&mut log);
+        log.take();
+        core.handle(4, Request::Nick { new: "dd" }, &mut log);
+        let got = log.take();
+        let to: Vec<ConnId> = got.iter().flat_map(|(who, _)| who.clone()).collect();
+        assert_eq!(to, [4, 5], "{got:?}");
+        let part = Request::Part {
+            room: "#lobby",
+            reason: None,
+        };
+        core.handle(4, part, &mut log);
+        let got = log.take();
+        assert_eq!(got.len(), 2, "{got:?}");
+        assert_eq!(got[0].0, vec![4]);
+        assert!(got[0].1.ends_with("quiet: false }"), "{got:?}");
+        assert_eq!(got[1].0, vec![5]);
+        assert!(got[1].1.ends_with("quiet: true }"), "{got:?}");
+        core.check_consistency().unwrap();
+
+        // A hidden member with nobody after it leaves unheard.
+        core.handle(5, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let heard: Vec<&(Vec<ConnId>, String)> = got
+            .iter()
+            .filter(|(who, e)| e.starts_with("Quit") && !who.is_empty())
+            .collect();
+        assert!(heard.is_empty(), "{got:?}");
+
+        // c speaks (revealed), then quits from a room of 3 > 2: quiet.
+        core.handle(3, say("bye"), &mut log);
+        log.take();
+        user(&mut core, 6, "f", true, &mut log);
+        core.handle(6, Request::Join { room: "#lobby" }, &mut log);
+        core.handle(6, say("hello"), &mut log);
+        log.take();
+        core.handle(3, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let quit = got.iter().find(|(_, e)| e.starts_with("Quit")).unwrap();
+        assert_eq!(quit.0, vec![1, 2, 6]);
+        assert!(quit.1.ends_with("quiet: true }"), "{quit:?}");
+        // Now a, b, f: 3 > 2 still; f's quit leaves 2 behind, from a room
+        // of 3: quiet. Then b's from a room of 2: loud.
+        core.handle(6, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let quit = got.iter().find(|(_, e)| e.starts_with("Quit")).unwrap();
+        assert!(quit.1.ends_with("quiet: true }"), "{quit:?}");
+        core.handle(2, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let quit = got.iter().find(|(_, e)| e.starts_with("Quit")).unwrap();
+        assert_eq!(quit.0, vec![1]);
+        assert!(quit.1.ends_with("quiet: false }"), "{quit:?}");
+        core.check_consistency().unwrap();
+    }
+
+    /// An IRC user in several rooms quits: rooms where it is hidden add
+    /// only those who joined after it; someone sharing a small room and a
+    /// big one hears the loud form, once.
+    #[test]
+    fn a_quit_across_rooms_skips_where_it_is_hidden() {
+        let mut log = Log::default();
+        let mut core = big_lobby(&mut log);
+        // c (3) and d (4) also share #small, where d's join was announced.
+        core.handle(3, Request::Join { room: "#small" }, &mut log);
+        core.handle(4, Request::Join { room: "#small" }, &mut log);
+        log.take();
+        core.handle(4, Request::Quit { reason: None }, &mut log);
+        let got = log.take();
+        let quits: Vec<&(Vec<ConnId>, String)> =
+            got.iter().filter(|(_, e)| e.starts_with("Quit")).collect();
+        assert_eq!(quits.len(), 2, "{got:?}");
+        // c through #small (loud), though d is hidden from c in #lobby.
+        assert_eq!(quits[0].0, vec![3]);
+        assert!(quits[0].1.ends_with("quiet: false }"));
+        // e joined #lobby after d: told, quietly. a and b: not at all.
+        assert_eq!(quits[1].0, vec![5]);
+        assert!(quits[1].1.ends_with("quiet: true }"));
+        core.check_consistency().unwrap();
+    }
+
+    /// A line user moving out of a big room where it is hidden: only the
+    /// later joiners hear it, quietly; moving into a big room is quiet.
+    /// `/who` lists hidden members.
+    #[test]
+    fn moves_follow_the_same_rules() {
+        let mut log = Log::default();
+        let mut core = Core::new();
+        core.set_quiet_joins_above(Some(1));
+        for (conn, nick) in [(1, "a"), (2, "b"), (3, "c")] {
+            user(&mut core, conn, nick, false, &mut log);
+        }
+        log.take();
+        core.handle(2, Request::Who, &mut log);
+        let got = log.take();
+        assert!(got[0].1.contains("names: [\"a\", \"b\", \"c\"]"), "{got:?}");
+        core.handle(2, Request::Join { room: "#x" }, &mut log);
+        let got = log.take();
+        let left = got.iter().find(|(_, e)| e.starts_with("Left")).unwrap();
+        assert_eq!(left.0, vec![3]);
+        assert!(left.1.ends_with("quiet: true }"), "{left:?}");
+        // Into #x, empty: a room of 1 is not above 1: b is not hidden.
+        assert!(!core.rooms.get("#x").unwrap().is_hidden(2));
+        core.handle(3, Request::Join { room: "#x" }, &mut log);
+        let got = log.take();
+        assert!(
+            got.iter().all(|(_, e)| !e.starts_with("Entered")),
+            "{got:?}"
+        );
+        assert!(core.rooms.get("#x").unwrap().is_hidden(3));
+        core.check_consistency().unwrap();
+    }
+
+    /// Off (the default), every join is announced and nobody is hidden,
+    /// however big the room.
+    #[test]
+    fn off_by_default() {
+        let mut log = Log::default();
+        let mut core = Core::new();
+        for conn in 1..=20 {
+            user(&mut core, conn, &format!("u{conn}"), false, &mut log);
+        }
+        let got = log.take();
+        let entered = got.iter().filter(|(_, e)| e.starts_with("Entered")).count();
+        assert_eq!(entered, 20);
+        assert!(got.iter().all(|(_, e)| !e.contains("quiet: true")));
+        assert!(core.rooms.values().all(|r| r.hidden.is_empty()));
     }
 }

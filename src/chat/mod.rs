@@ -255,26 +255,35 @@ pub enum Event<'a> {
         names: &'a [&'a str],
         topic: Option<(&'a str, &'a str)>,
     },
-    /// To a room's other members: `nick` joined it.
+    /// To a room's other members: `nick` joined it. `quiet`: it joined
+    /// quietly earlier (`--quiet-joins-above`) and has just spoken, so the
+    /// members who never saw it join see it now, before its words. Only a
+    /// dialect that keeps a member list (IRC) shows a quiet one.
     Entered {
         nick: &'a str,
         user: &'a str,
         room: &'a str,
+        quiet: bool,
     },
     /// To a room's members: `nick` left it (moved, parted). A single-room
     /// user who moved does not get its own; a many-room user who parted
-    /// does.
+    /// does. `quiet`: the room is above `--quiet-joins-above`, where only
+    /// a dialect that keeps a member list (IRC) shows it.
     Left {
         nick: &'a str,
         user: &'a str,
         room: &'a str,
         reason: &'a LeaveReason,
+        quiet: bool,
     },
     /// To everyone who shared a room with `nick`: it left the server.
+    /// `quiet` as for [`Event::Left`] (the recipients' rooms are all above
+    /// the threshold).
     Quit {
         nick: &'a str,
         user: &'a str,
         reason: &'a LeaveReason,
+        quiet: bool,
     },
     /// `from` said `text` in `room`.
     Said {

@@ -298,6 +298,11 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
             }
             Ok(())
         }
+        // `--quiet-joins-above`: a big room's comings and goings are not
+        // told to line users, who keep no member list to update.
+        Event::Entered { quiet: true, .. }
+        | Event::Left { quiet: true, .. }
+        | Event::Quit { quiet: true, .. } => Ok(()),
         // The room is implied: a line user hears of its own room only.
         Event::Entered { nick, .. } => writeln!(out, "* {nick} has entered the room"),
         Event::Left { nick, reason, .. } | Event::Quit { nick, reason, .. } => {
@@ -571,6 +576,7 @@ mod tests {
                 nick: "b",
                 user: "b",
                 room,
+                quiet: false,
             },
             Some("12:00:00"),
             &mut out,
@@ -582,8 +588,42 @@ mod tests {
             nick: "a",
             user: "a",
             reason: &reason,
+            quiet: false,
         };
         render(&quit, None, &mut out);
         assert_eq!(out, b"* a has left the room (quit: bye)\n");
+    }
+
+    /// `--quiet-joins-above`: the quiet forms of entering and leaving
+    /// render nothing for a line user (so nothing is sent).
+    #[test]
+    fn quiet_comings_and_goings_render_nothing() {
+        let mut out = Vec::new();
+        let reason = LeaveReason::Part(None);
+        let (nick, user, room) = ("a", "a", "#big");
+        for event in [
+            Event::Entered {
+                nick,
+                user,
+                room,
+                quiet: true,
+            },
+            Event::Left {
+                nick,
+                user,
+                room,
+                reason: &reason,
+                quiet: true,
+            },
+            Event::Quit {
+                nick,
+                user,
+                reason: &reason,
+                quiet: true,
+            },
+        ] {
+            render(&event, None, &mut out);
+            assert!(out.is_empty(), "{event:?}: {out:?}");
+        }
     }
 }

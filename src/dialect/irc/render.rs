@@ -92,7 +92,11 @@ pub fn render(event: &Event<'_>, me: &str, negotiating: bool, cfg: &IrcConfig, o
             }
             names_reply(out, server, me, room, names);
         }
-        Event::Entered { nick, user, room } => {
+        // A quiet one too: the client's member list must match the
+        // PARTs and QUITs it will get.
+        Event::Entered {
+            nick, user, room, ..
+        } => {
             line(out, &prefix(nick, user), "JOIN", &[room], false);
         }
         Event::Left {
@@ -100,6 +104,7 @@ pub fn render(event: &Event<'_>, me: &str, negotiating: bool, cfg: &IrcConfig, o
             user,
             room,
             reason,
+            ..
         } => {
             let why = match reason {
                 LeaveReason::Part(None) => None,
@@ -111,7 +116,9 @@ pub fn render(event: &Event<'_>, me: &str, negotiating: bool, cfg: &IrcConfig, o
                 None => line(out, &prefix(nick, user), "PART", &[room], false),
             }
         }
-        Event::Quit { nick, user, reason } => {
+        Event::Quit {
+            nick, user, reason, ..
+        } => {
             let why = match reason {
                 LeaveReason::Quit(None) => "Quit".to_string(),
                 LeaveReason::Quit(Some(r)) => format!("Quit: {r}"),
@@ -334,23 +341,36 @@ mod tests {
             ]
         );
         let reason = LeaveReason::Quit(Some("bye".into()));
-        let quit = Event::Quit {
-            nick: "ann",
-            user: "a",
-            reason: &reason,
-        };
-        assert_eq!(lines(&quit, false), [":ann!a@loopchat QUIT :Quit: bye"]);
-        let moved = LeaveReason::Moved("#b".into());
-        let left = Event::Left {
-            nick: "ann",
-            user: "a",
-            room: "#a",
-            reason: &moved,
-        };
-        assert_eq!(
-            lines(&left, false),
-            [":ann!a@loopchat PART #a :moved to #b"]
-        );
+        // IRC shows the quiet forms (`--quiet-joins-above`) like the
+        // others: its member lists must stay right.
+        for quiet in [false, true] {
+            let quit = Event::Quit {
+                nick: "ann",
+                user: "a",
+                reason: &reason,
+                quiet,
+            };
+            assert_eq!(lines(&quit, false), [":ann!a@loopchat QUIT :Quit: bye"]);
+            let moved = LeaveReason::Moved("#b".into());
+            let left = Event::Left {
+                nick: "ann",
+                user: "a",
+                room: "#a",
+                reason: &moved,
+                quiet,
+            };
+            assert_eq!(
+                lines(&left, false),
+                [":ann!a@loopchat PART #a :moved to #b"]
+            );
+            let entered = Event::Entered {
+                nick: "ann",
+                user: "a",
+                room: "#a",
+                quiet,
+            };
+            assert_eq!(lines(&entered, false), [":ann!a@loopchat JOIN #a"]);
+        }
         // Line-dialect matters render nothing.
         assert!(lines(&Event::Alone, false).is_empty());
         assert!(
