@@ -611,6 +611,7 @@ impl Server {
             self.turn.broadcasts = self.hub.take_broadcasts();
             self.turn_no += 1;
             if self.config.trace_turns && self.turn.did_something() {
+                self.turn.held_bytes = self.pool.held();
                 info!("{}", self.turn.line(self.turn_no, turn_started.elapsed()));
             }
 
@@ -1034,6 +1035,7 @@ impl Server {
         if c.phase == Phase::Freeing {
             return;
         }
+        self.turn.max_spans = self.turn.max_spans.max(c.sendq.spans());
         let mut w = CountingWriter::new(&mut c.stream);
         let written = c.sendq.write_to(&mut self.pool, &mut w);
         self.turn.writes += w.calls;

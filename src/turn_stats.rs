@@ -37,6 +37,10 @@ pub struct TurnStats {
     pub written_bytes: u64,
     /// Connections freed at the end of the turn.
     pub closed: u32,
+    /// Bytes held for output at the end of the turn (shared chunks and
+    /// queues' own bytes), and the most spans one flushed queue owed.
+    pub held_bytes: usize,
+    pub max_spans: usize,
 }
 
 impl TurnStats {
@@ -72,7 +76,8 @@ impl TurnStats {
         let _ = write!(
             s,
             " {}; read {} line(s) from {} conn(s); {} broadcast(s), {} queued ({} B); \
-             {} write(s), {} B written; {} closed; took {:.3} ms",
+             {} write(s), {} B written; {} closed; {} B held, longest queue {} span(s); \
+             took {:.3} ms",
             why.join(", "),
             self.lines,
             self.conns_read,
@@ -82,6 +87,8 @@ impl TurnStats {
             self.writes,
             self.written_bytes,
             self.closed,
+            self.held_bytes,
+            self.max_spans,
             ms(took)
         );
         s
@@ -147,12 +154,14 @@ mod tests {
         t.queued_bytes = 20;
         t.writes = 2;
         t.written_bytes = 20;
+        t.max_spans = 1;
         assert!(t.did_something());
         let line = t.line(7, Duration::from_micros(250));
         assert_eq!(
             line,
             "turn 7: slept 1500.0 ms, woke for 1 readable; read 1 line(s) from 1 conn(s); \
-             1 broadcast(s), 2 queued (20 B); 2 write(s), 20 B written; 0 closed; took 0.250 ms"
+             1 broadcast(s), 2 queued (20 B); 2 write(s), 20 B written; 0 closed; \
+             0 B held, longest queue 1 span(s); took 0.250 ms"
         );
         let mut sink = Vec::new();
         let mut w = CountingWriter::new(&mut sink);
