@@ -11,11 +11,12 @@
 //!    then the bench waits for 1.5 s of quiet, so the server has trimmed
 //!    what the joins left); every receiver stops reading while each sender
 //!    sends `--lag-bytes` (default 200 KiB) in `--size`-byte messages, stays
-//!    paused 2 s after the last send, then reads everything. Reported: the
-//!    server's peak sampled RSS from the first send to the end of the
-//!    drain, its RSS before the first send, VmHWM, and receivers the server
-//!    cut (a cut receiver is not loss, but its backlog was not held: raise
-//!    `--max-sendq`).
+//!    paused until 2 s after the last message reached the senders (who read,
+//!    and receive each other's messages: the server has then handled every
+//!    message), then reads everything. Reported: the server's peak sampled
+//!    RSS from the first send to the end of the drain, its RSS at the first
+//!    send, VmHWM, and receivers the server cut (a cut receiver is not
+//!    loss, but its backlog was not held: raise `--max-sendq`).
 //!
 //! Options: `--runs N` (default 1; the docs quote medians of 3), `--server
 //! PATH` (default: this package's `loopchat-server`, which `cargo bench`
@@ -258,9 +259,9 @@ fn describe_storm(r: &Report) -> String {
 
 fn describe_lag(r: &Report) -> String {
     let (peak, hwm) = mem(r);
-    let before = r.memory.as_ref().map_or(0, |m| m.peak_in(&["settle"]));
+    let before = r.memory.as_ref().map_or(0, |m| m.start_of("send"));
     format!(
-        "{} receivers paused {:.1} s, {} msgs of {} B; peak RSS {} (before sending {}, VmHWM {}); lost {}, cut {} ({} messages undelivered), failures {:?}",
+        "{} receivers paused {:.1} s, {} msgs of {} B; peak RSS {} (at the first send {}, VmHWM {}); lost {}, cut {} ({} messages undelivered), failures {:?}",
         r.lag.map_or(0, |l| l.receivers),
         r.lag.map_or(0.0, |l| l.paused_s),
         r.sent,
@@ -391,8 +392,8 @@ fn main() {
     if !lags.is_empty() {
         let rows: [Figure; 5] = [
             (
-                "lag: server RSS before sending (MiB)",
-                |r| r.memory.as_ref().map_or(0, |m| m.peak_in(&["settle"])) as f64 / 1024.0,
+                "lag: server RSS at the first send (MiB)",
+                |r| r.memory.as_ref().map_or(0, |m| m.start_of("send")) as f64 / 1024.0,
                 1,
             ),
             (

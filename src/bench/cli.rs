@@ -106,7 +106,8 @@ pub struct Config {
     /// `--lag`: fanout receivers that stop reading while the senders send.
     pub lag: Option<Lag>,
     /// `--lag-pause`: how long they stop reading (from the first send; with
-    /// `lag_after_send`, until that long after the last send).
+    /// `lag_after_send`, until that long after the last message reached
+    /// every receiver still reading: the server has handled them all).
     pub lag_pause: Duration,
     pub lag_after_send: bool,
     /// `--settle`: how long nothing must come from the server before the
@@ -242,7 +243,7 @@ fn options() -> getopts::Options {
     o.optflag(
         "",
         "lag-after-send",
-        "the --lag receivers stop reading from the first send until --lag-pause seconds after the last one (the whole backlog waits for them)",
+        "the --lag receivers stop reading from the first send until --lag-pause seconds after the last message reached every receiver still reading (the whole backlog waits for them; with none reading, after the last send)",
     );
     o.optopt(
         "",

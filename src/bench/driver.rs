@@ -797,7 +797,8 @@ impl<'c> Run<'c> {
         }
     }
 
-    /// The last send: with `--lag-after-send` the resume time is now known.
+    /// Sending is over (with `--lag-after-send`: and it reached every
+    /// reader): the resume time is now known.
     fn sending_done(&mut self, now: Instant) {
         let cfg = self.cfg;
         if let Some(lag) = self.lag.as_mut() {
@@ -846,6 +847,24 @@ impl<'c> Run<'c> {
     /// Whether some lagging receivers have not resumed yet.
     fn lag_pending(&self) -> bool {
         self.lag.as_ref().is_some_and(|l| l.resumed_at.is_none())
+    }
+
+    /// Waits (at most `--drain-timeout`) until every message sent has
+    /// reached every receiver that reads: then the server has handled them
+    /// all, and the lagging receivers' whole backlog exists. Without such
+    /// receivers there is nothing to wait for.
+    fn wait_readers(&mut self, events: &mut Events) -> io::Result<()> {
+        let give_up = Instant::now() + self.cfg.drain_timeout;
+        loop {
+            let now = Instant::now();
+            let delivered = self.acc.receivers_per_msg == 0
+                || self.acc.senders.iter().all(|s| s.ack_base >= s.next_seq);
+            if delivered || now >= give_up {
+                return Ok(());
+            }
+            self.progress(now, "fan-out");
+            self.turn(give_up.min(self.next_progress), events)?;
+        }
     }
 
     /// After the last send, waits for the lagging receivers to resume.
@@ -1283,7 +1302,10 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         };
         run.turn(deadline, events)?;
     };
-    run.sending_done(send_stop);
+    if run.lag.is_some() && cfg.lag_after_send {
+        run.wait_readers(events)?;
+    }
+    run.sending_done(Instant::now());
     let measure_end = send_end
         .map_or(send_stop, |e| e.min(send_stop))
         .max(measure_start);

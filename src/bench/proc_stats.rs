@@ -163,8 +163,11 @@ pub struct RssTrack {
     /// which phase of the run.
     pub peak_at_s: f64,
     pub peak_phase: &'static str,
-    /// The peak of each phase, in the order the phases began.
+    /// Each phase's peak, in the order the phases began.
     pub by_phase: Vec<(&'static str, u64)>,
+    /// Each phase's first sample (taken as it begins): the RSS the phase
+    /// started from.
+    pub phase_start: Vec<(&'static str, u64)>,
     /// VmHWM at the last sample.
     pub hwm_kib: u64,
     phase: &'static str,
@@ -203,8 +206,19 @@ impl RssTrack {
         }
         match self.by_phase.iter_mut().find(|(p, _)| *p == self.phase) {
             Some((_, peak)) => *peak = (*peak).max(s.rss_kib),
-            None => self.by_phase.push((self.phase, s.rss_kib)),
+            None => {
+                self.by_phase.push((self.phase, s.rss_kib));
+                self.phase_start.push((self.phase, s.rss_kib));
+            }
         }
+    }
+
+    /// The first sample of `phase` (0 when it was not sampled).
+    pub fn start_of(&self, phase: &str) -> u64 {
+        self.phase_start
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map_or(0, |&(_, kib)| kib)
     }
 
     /// The highest sample over `phases` (0 when none was sampled in them).
@@ -287,6 +301,8 @@ mod tests {
         assert_eq!((t.samples, t.start_kib, t.last_kib), (5, 100, 120));
         assert_eq!((t.peak_kib, t.peak_at_s, t.peak_phase), (300, 0.5, "join"));
         assert_eq!(t.by_phase, [("join", 300), ("send", 250)]);
+        assert_eq!(t.phase_start, [("join", 100), ("send", 200)]);
+        assert_eq!((t.start_of("send"), t.start_of("drain")), (200, 0));
         assert_eq!(t.peak_in(&["send", "drain"]), 250);
         assert_eq!(t.peak_in(&["drain"]), 0);
         assert_eq!(t.hwm_kib, 300);

@@ -250,6 +250,7 @@ impl Report {
                 "rss_peak_at_s": m.peak_at_s,
                 "rss_peak_phase": m.peak_phase,
                 "rss_peak_by_phase_kib": m.by_phase.iter().map(|&(p, k)| (p.to_string(), json!(k))).collect::<serde_json::Map<_, _>>(),
+                "rss_start_by_phase_kib": m.phase_start.iter().map(|&(p, k)| (p.to_string(), json!(k))).collect::<serde_json::Map<_, _>>(),
                 "rss_load_peak_kib": self.load_peak_rss_kib(),
                 "rss_end_kib": m.last_kib,
                 "hwm_kib": m.hwm_kib,
