@@ -21,7 +21,12 @@
 //! Options: `--runs N` (default 1; the docs quote medians of 3), `--server
 //! PATH` (default: this package's `loopchat-server`, which `cargo bench`
 //! builds as target/release/loopchat-server), `--clients N`, `--dialect
-//! line|irc`, `--storm-rate N|max`, `--lag-join-rate N` (default 2000),
+//! line|irc`, `--storm-rate N|max`, `--max-joining N` (storm: connections
+//! at most between connect and joined; without it an unpaced storm
+//! overflows the server's listen queue and some joins wait for SYN
+//! retransmits), `--chatters S` and `--chat-rate R` (storm: S clients join
+//! first and chat at R msg/s in all during it, every delivery accounted
+//! for; default 0), `--lag-join-rate N` (default 2000),
 //! `--lag-bytes BYTES`, `--size BYTES` (default 1000; irc 400, under its
 //! 510-byte line), `--max-sendq BYTES` (the lag server's; default 2 MiB,
 //! more than one receiver's backlog, so nobody needs cutting), `--only
@@ -104,6 +109,9 @@ struct Plan {
     clients: usize,
     dialect: bench::dialect::Dialect,
     storm_rate: f64,
+    max_joining: Option<usize>,
+    chatters: usize,
+    chat_rate: f64,
     lag_join_rate: f64,
     lag_bytes: usize,
     size: usize,
@@ -159,6 +167,19 @@ impl Plan {
             clients: num(args, "--clients", if quick { 300 } else { 10_000 })?,
             dialect,
             storm_rate,
+            max_joining: match arg(args, "--max-joining") {
+                None => None,
+                Some(v) => Some(
+                    v.parse()
+                        .ok()
+                        .filter(|&n: &usize| n > 0)
+                        .ok_or(format!("--max-joining: a count > 0: {v}"))?,
+                ),
+            },
+            chatters: num(args, "--chatters", 0)?,
+            chat_rate: Some(num(args, "--chat-rate", 100.0f64)?)
+                .filter(|r| r.is_finite() && *r > 0.0)
+                .ok_or("--chat-rate: a rate > 0")?,
             lag_join_rate: num(args, "--lag-join-rate", 2000.0)?,
             lag_bytes: num(
                 args,
@@ -186,8 +207,10 @@ impl Plan {
         let server = start_server(&self.server, &[])?;
         let mut c = self.base(Workload::Storm, &server);
         c.clients = self.clients;
-        c.senders = 0;
+        c.senders = self.chatters.min(self.clients);
+        c.rate = self.chat_rate;
         c.connect_rate = self.storm_rate;
+        c.max_joining = self.max_joining;
         bench::run(&c).map_err(|e| format!("storm: {e}"))
     }
 
@@ -244,8 +267,20 @@ fn mem(r: &Report) -> (u64, u64) {
 
 fn describe_storm(r: &Report) -> String {
     let (peak, hwm) = mem(r);
+    let chat = if r.senders > 0 {
+        format!(
+            "; chat: {} sent, {} deliveries, lost {}, cut {}, p99 {} us",
+            r.sent,
+            r.deliveries,
+            r.lost,
+            r.cut.receivers,
+            r.latency.map_or(0, |l| l.p99)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{} of {} joined in {:.2} s ({:.0} joins/s), peak RSS {} (VmHWM {}), read {:.0} MiB, failures {:?}",
+        "{} of {} joined in {:.2} s ({:.0} joins/s), peak RSS {} (VmHWM {}), read {:.0} MiB, failures {:?}{chat}",
         r.joined,
         r.requested,
         r.join_s,

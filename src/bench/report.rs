@@ -311,6 +311,27 @@ impl Report {
         })
     }
 
+    /// The chat latency rows of the table (fanout, storm with chatters).
+    fn latency_rows(&self, t: &mut String) {
+        for (name, l) in [
+            ("latency us (corrected)", &self.latency),
+            ("latency us (uncorrected)", &self.latency_uncorrected),
+        ] {
+            if let Some(l) = l.filter(|l| l.count > 0) {
+                let oor = if l.out_of_range > 0 {
+                    format!("  ({} OUT OF RANGE, recorded at the top)", l.out_of_range)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    t,
+                    "  {name:<28} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}{oor}",
+                    l.p50, l.p90, l.p99, l.p999, l.max
+                );
+            }
+        }
+    }
+
     /// The human summary.
     pub fn table(&self) -> String {
         let c = &self.config;
@@ -414,6 +435,7 @@ impl Report {
                         "lost / duplicates / reordered",
                         format!("{} / {} / {}", self.lost, self.duplicates, self.reordered),
                     );
+                    self.latency_rows(&mut t);
                 }
             }
             Workload::Fanout => {
@@ -468,26 +490,7 @@ impl Report {
                         format!("{} / {}", self.foreign_lines, self.error_lines),
                     );
                 }
-                for (name, l) in [
-                    ("latency us (corrected)", &self.latency),
-                    ("latency us (uncorrected)", &self.latency_uncorrected),
-                ] {
-                    if let Some(l) = l.filter(|l| l.count > 0) {
-                        let oor = if l.out_of_range > 0 {
-                            format!("  ({} OUT OF RANGE, recorded at the top)", l.out_of_range)
-                        } else {
-                            String::new()
-                        };
-                        row(
-                            &mut t,
-                            name,
-                            format!(
-                                "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}{oor}",
-                                l.p50, l.p90, l.p99, l.p999, l.max
-                            ),
-                        );
-                    }
-                }
+                self.latency_rows(&mut t);
             }
             Workload::Idle => {
                 row(
