@@ -303,8 +303,9 @@ fn assert_memory(j: &Value, phases: &[&str]) {
     }
 }
 
-/// A storm of 200 joins (unpaced) while 20 chatters talk: everyone joins,
-/// and the chatters' messages reach every client with nothing lost.
+/// A storm of 180 joins while 20 chatters talk: everyone joins, and the
+/// chatters' messages reach every client with nothing lost. Paced so the
+/// storm lasts long enough (~0.2 s) for the chatters to talk during it.
 #[test]
 fn storm_while_chatting_loses_nothing() {
     let s = server();
@@ -319,19 +320,22 @@ fn storm_while_chatting_loses_nothing() {
             "20",
             "--rate",
             "400",
+            "--connect-rate",
+            "1000",
             "--server-pid",
             &pid,
         ],
     );
     assert_eq!(code, 0, "{j}");
     assert_eq!(j["workload"], "storm");
-    assert_eq!(j["params"]["connect_rate"], Value::Null, "unpaced: {j}");
+    assert!(n(&j, "/sent") > 0, "{j}");
     assert_eq!(n(&j, "/connections/joined"), 200);
     assert_eq!(n(&j, "/joins"), 180, "the chatters joined before the storm");
     assert!(j["joins_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{j}");
     assert_eq!(n(&j, "/senders"), 20);
-    // Among the chatters every message is owed: at least 19 per message.
-    assert!(n(&j, "/expected_deliveries") >= n(&j, "/sent") * 19, "{j}");
+    // Among the chatters every message is owed (19 per message); the
+    // clients that joined during the storm owe some more.
+    assert!(n(&j, "/expected_deliveries") > n(&j, "/sent") * 19, "{j}");
     assert_eq!(n(&j, "/deliveries"), n(&j, "/expected_deliveries"), "{j}");
     assert_eq!(n(&j, "/lost"), 0);
     assert_eq!(n(&j, "/duplicates"), 0);
@@ -357,6 +361,7 @@ fn storm_over_irc() {
         ],
     );
     assert_eq!(code, 0, "{j}");
+    assert_eq!(j["params"]["connect_rate"], Value::Null, "unpaced: {j}");
     assert_eq!(n(&j, "/connections/joined"), 150);
     assert_eq!(n(&j, "/joins"), 150);
     assert_eq!(n(&j, "/sent"), 0);
