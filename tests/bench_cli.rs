@@ -211,7 +211,7 @@ fn bad_usage_exits_2() {
         ),
         (
             &["fanuot", "127.0.0.1:7878"],
-            "loopchat-bench: unknown workload \"fanuot\": fanout, idle or churn (try --help)\n",
+            "loopchat-bench: unknown workload \"fanuot\": fanout, idle, churn or storm (try --help)\n",
         ),
     ] {
         let out = bench(args);
@@ -254,4 +254,210 @@ fn fanout_over_irc() {
     assert_eq!(n(&j, "/deliveries"), 200 * 9);
     assert_eq!(n(&j, "/lost"), 0);
     assert_eq!(n(&j, "/duplicates"), 0);
+}
+
+/// The new options' mistakes are usage errors, and `--help` names them.
+#[test]
+fn storm_and_lag_usage() {
+    for args in [
+        &["storm", "--senders", "3", "--clients", "2"][..],
+        &["storm", "--senders", "2", "--rate", "0"],
+        &["idle", "--lag", "3"],
+        &["fanout", "--lag", "half"],
+        &["fanout", "--clients", "10", "--lag", "7"],
+        &["--connect-rate", "0"],
+    ] {
+        let out = bench(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+    }
+    let help = String::from_utf8_lossy(&bench(&["--help"]).stdout).into_owned();
+    for name in [
+        "storm",
+        "--lag ",
+        "--lag-pause",
+        "--lag-after-send",
+        "--max-joining",
+        "--rss-interval",
+        "--connect-rate",
+    ] {
+        assert!(help.contains(name), "--help lacks {name}: {help}");
+    }
+}
+
+/// The server's sampled memory: present, plausible, and with each phase.
+fn assert_memory(j: &Value, phases: &[&str]) {
+    let m = &j["server_memory"];
+    assert!(n(j, "/server_memory/samples") > 0, "{m}");
+    let peak = n(j, "/server_memory/rss_peak_kib");
+    assert!(peak > 0, "{m}");
+    assert!(n(j, "/server_memory/rss_load_peak_kib") > 0, "{m}");
+    assert!(n(j, "/server_memory/rss_load_peak_kib") <= peak, "{m}");
+    assert!(n(j, "/server_memory/hwm_kib") > 0, "{m}");
+    for p in phases {
+        assert!(
+            m["rss_peak_by_phase_kib"][p].as_u64().unwrap_or(0) > 0,
+            "{p}: {m}"
+        );
+    }
+}
+
+/// A storm of 180 joins while 20 chatters talk: everyone joins, and the
+/// chatters' messages reach every client with nothing lost. Paced so the
+/// storm lasts long enough (~0.2 s) for the chatters to talk during it.
+#[test]
+fn storm_while_chatting_loses_nothing() {
+    let s = server();
+    let pid = s.pid().to_string();
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "storm",
+            "--clients",
+            "200",
+            "--senders",
+            "20",
+            "--rate",
+            "400",
+            "--connect-rate",
+            "1000",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["workload"], "storm");
+    assert!(n(&j, "/sent") > 0, "{j}");
+    assert_eq!(n(&j, "/connections/joined"), 200);
+    assert_eq!(n(&j, "/joins"), 180, "the chatters joined before the storm");
+    assert!(j["joins_per_s"].as_f64().unwrap_or(0.0) > 0.0, "{j}");
+    assert_eq!(n(&j, "/senders"), 20);
+    // Among the chatters every message is owed (19 per message); the
+    // clients that joined during the storm owe some more.
+    assert!(n(&j, "/expected_deliveries") > n(&j, "/sent") * 19, "{j}");
+    assert_eq!(n(&j, "/deliveries"), n(&j, "/expected_deliveries"), "{j}");
+    assert_eq!(n(&j, "/lost"), 0);
+    assert_eq!(n(&j, "/duplicates"), 0);
+    assert_eq!(n(&j, "/reordered"), 0);
+    assert_eq!(n(&j, "/cut/receivers"), 0);
+    assert_memory(&j, &["join", "storm", "settle"]);
+}
+
+/// A storm over IRC, no chatters, connects capped by `--max-joining`.
+#[test]
+fn storm_over_irc() {
+    let s = server();
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "storm",
+            "--dialect",
+            "irc",
+            "--clients",
+            "150",
+            "--max-joining",
+            "32",
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["params"]["connect_rate"], Value::Null, "unpaced: {j}");
+    assert_eq!(n(&j, "/connections/joined"), 150);
+    assert_eq!(n(&j, "/joins"), 150);
+    assert_eq!(n(&j, "/sent"), 0);
+    assert_eq!(j["server_memory"], Value::Null, "no --server-pid: {j}");
+}
+
+/// 50 receivers, 10 of them stop reading while 4 senders send, then read
+/// everything: nothing lost, nobody cut, the pause reported.
+#[test]
+fn fanout_with_lagging_receivers_loses_nothing() {
+    let s = server();
+    let pid = s.pid().to_string();
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "fanout",
+            "--clients",
+            "54",
+            "--senders",
+            "4",
+            "--lag",
+            "10",
+            "--lag-pause",
+            "0.3",
+            "--messages",
+            "400",
+            "--size",
+            "200",
+            "--rate",
+            "2000",
+            "--warmup",
+            "0",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(n(&j, "/lag/receivers"), 10);
+    assert!(j["lag"]["paused_s"].as_f64().unwrap_or(0.0) >= 0.3, "{j}");
+    assert_eq!(n(&j, "/sent"), 400);
+    assert_eq!(n(&j, "/deliveries"), 400 * 53);
+    assert_eq!(n(&j, "/expected_deliveries"), 400 * 53);
+    assert_eq!(n(&j, "/lost"), 0);
+    assert_eq!(n(&j, "/duplicates"), 0);
+    assert_eq!(n(&j, "/reordered"), 0);
+    assert_eq!(n(&j, "/cut/receivers"), 0);
+    assert_memory(&j, &["join", "send", "drain"]);
+}
+
+/// Lagging receivers whose backlog passes `--max-sendq` are cut by the
+/// server: reported as cut, with what they missed, and not as loss or as
+/// a failure; the receivers still connected lost nothing.
+#[test]
+fn lagging_receivers_cut_by_the_server_are_not_loss() {
+    let s = TestServer::start(&[
+        "--max-rate",
+        "0",
+        "--max-sendq",
+        "64K",
+        "--log-level",
+        "error",
+    ]);
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "fanout",
+            "--clients",
+            "8",
+            "--senders",
+            "4",
+            "--lag",
+            "2",
+            "--lag-after-send",
+            "--lag-pause",
+            "0.2",
+            // 8 MB to each: more than the kernel's buffers hold.
+            "--messages",
+            "8000",
+            "--size",
+            "1000",
+            "--rate",
+            "0",
+            "--warmup",
+            "0",
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(n(&j, "/cut/receivers"), 2, "{j}");
+    assert_eq!(n(&j, "/cut/lagging"), 2, "{j}");
+    assert!(n(&j, "/cut/undelivered") > 0, "{j}");
+    assert!(n(&j, "/cut/with_error_line") <= 2, "{j}");
+    assert_eq!(j["connections"]["failures"], serde_json::json!({}), "{j}");
+    assert_eq!(n(&j, "/lost"), 0);
+    assert_eq!(
+        n(&j, "/deliveries") + n(&j, "/cut/undelivered"),
+        n(&j, "/expected_deliveries"),
+        "{j}"
+    );
 }

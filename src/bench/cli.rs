@@ -15,6 +15,9 @@ pub enum Workload {
     Idle,
     /// Clients connect, join and leave, as fast as allowed.
     Churn,
+    /// N clients join as fast as allowed and keep reading, while the first
+    /// S of them (joined beforehand) chat: join rate and server memory.
+    Storm,
 }
 
 impl Workload {
@@ -23,6 +26,41 @@ impl Workload {
             Workload::Fanout => "fanout",
             Workload::Idle => "idle",
             Workload::Churn => "churn",
+            Workload::Storm => "storm",
+        }
+    }
+}
+
+/// `--lag`: how many receivers stop reading, as a count or a share.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lag {
+    Count(usize),
+    /// 0.0 to 1.0 of the receivers.
+    Fraction(f64),
+}
+
+impl Lag {
+    /// `10` (a count), `0.25` or `25%` (a share of the receivers; `1.0` or
+    /// `100%` is all of them).
+    pub fn parse(text: &str) -> Option<Lag> {
+        if let Some(pct) = text.strip_suffix('%') {
+            let v: f64 = pct.parse().ok()?;
+            return (0.0..=100.0)
+                .contains(&v)
+                .then_some(Lag::Fraction(v / 100.0));
+        }
+        if text.contains('.') {
+            let v: f64 = text.parse().ok()?;
+            return (0.0..=1.0).contains(&v).then_some(Lag::Fraction(v));
+        }
+        text.parse().ok().map(Lag::Count)
+    }
+
+    /// How many of `receivers` lag (a share rounds to the nearest).
+    pub fn of(self, receivers: usize) -> usize {
+        match self {
+            Lag::Count(n) => n.min(receivers),
+            Lag::Fraction(f) => ((receivers as f64 * f).round() as usize).min(receivers),
         }
     }
 }
@@ -45,8 +83,11 @@ pub struct Config {
     pub warmup: Duration,
     /// Total messages to send instead of a duration.
     pub messages: Option<u64>,
-    /// New connections per second.
+    /// New connections per second; infinite = as fast as the loop can.
     pub connect_rate: f64,
+    /// Connections at most between connect and joined (storm, fanout, idle);
+    /// `None`: no limit.
+    pub max_joining: Option<usize>,
     /// Local addresses to bind client sockets to, round-robin.
     pub source_addrs: Vec<IpAddr>,
     /// How long to wait for every client to join.
@@ -62,6 +103,26 @@ pub struct Config {
     pub dialect: super::dialect::Dialect,
     /// `--room`: the IRC channel to join and talk in.
     pub room: String,
+    /// `--lag`: fanout receivers that stop reading while the senders send.
+    pub lag: Option<Lag>,
+    /// `--lag-pause`: how long they stop reading (from the first send; with
+    /// `lag_after_send`, until that long after the last message reached
+    /// every receiver still reading: the server has handled them all).
+    pub lag_pause: Duration,
+    pub lag_after_send: bool,
+    /// `--settle`: how long nothing must come from the server before the
+    /// first send with `--lag`, and before a storm's end is measured.
+    pub settle: Duration,
+    /// `--rss-interval`: how often the server's RSS is sampled with
+    /// `--server-pid`; zero: once a second.
+    pub rss_interval: Duration,
+}
+
+impl Config {
+    /// Whether connects are not paced at all.
+    pub fn connect_unpaced(&self) -> bool {
+        self.connect_rate.is_infinite()
+    }
 }
 
 impl Config {
@@ -77,7 +138,12 @@ impl Config {
             duration: Duration::from_secs(10),
             warmup: Duration::from_secs(2),
             messages: None,
-            connect_rate: 1000.0,
+            connect_rate: if workload == Workload::Storm {
+                f64::INFINITY
+            } else {
+                1000.0
+            },
+            max_joining: None,
             source_addrs: Vec::new(),
             join_timeout: Duration::from_secs(30),
             drain_timeout: Duration::from_secs(5),
@@ -87,6 +153,11 @@ impl Config {
             server_pid: None,
             dialect: super::dialect::Dialect::Line,
             room: crate::config::DEFAULT_ROOM.to_string(),
+            lag: None,
+            lag_pause: Duration::from_secs(2),
+            lag_after_send: false,
+            settle: Duration::from_millis(200),
+            rss_interval: Duration::from_millis(10),
         }
     }
 }
@@ -115,16 +186,16 @@ fn options() -> getopts::Options {
     o.optopt(
         "c",
         "clients",
-        "clients to join (default 100); churn: connections in flight",
+        "clients to join (default 100); churn: connections in flight; storm: all the clients, chatters included",
         "N",
     );
     o.optopt(
         "s",
         "senders",
-        "fanout: how many of the clients send (default 4)",
+        "fanout: how many of the clients send (default 4); storm: chatters, joined before the storm, sending during it (default 0)",
         "S",
     );
-    o.optopt("r", "rate", "fanout: total messages/s across senders, open loop; 0 = closed loop, as fast as the window allows (default 1000)", "MSGS");
+    o.optopt("r", "rate", "fanout, storm: total messages/s across senders, open loop; 0 = closed loop, as fast as the window allows (fanout only; default 1000)", "MSGS");
     o.optopt(
         "",
         "window",
@@ -148,8 +219,43 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "connect-rate",
-        "new connections per second (default 1000)",
+        "new connections per second, or max: as fast as the bench can (default 1000; storm: max)",
         "N",
+    );
+    o.optopt(
+        "",
+        "max-joining",
+        "connections at most between connect and joined, at any time (default: no limit)",
+        "N",
+    );
+    o.optopt(
+        "",
+        "lag",
+        "fanout: receivers that stop reading while the senders send: a count (10), or a share of the receivers (0.25, 25%); a receiver the server cuts for it is reported apart from loss",
+        "N|SHARE",
+    );
+    o.optopt(
+        "",
+        "lag-pause",
+        "seconds the --lag receivers stop reading, from the first send (default 2)",
+        "SECS",
+    );
+    o.optflag(
+        "",
+        "lag-after-send",
+        "the --lag receivers stop reading from the first send until --lag-pause seconds after the last message reached every receiver still reading (the whole backlog waits for them; with none reading, after the last send)",
+    );
+    o.optopt(
+        "",
+        "settle",
+        "lag: before the first send, and storm: after the last join, read until nothing came from the server for this long (default 0.2; more than 1 lets loopchat trim its heap, which it does after 1 s idle)",
+        "SECS",
+    );
+    o.optopt(
+        "",
+        "rss-interval",
+        "with --server-pid: milliseconds between samples of the server's RSS (default 10; 0: once a second)",
+        "MS",
     );
     o.optopt(
         "",
@@ -184,7 +290,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "server-pid",
-        "sample this process's RSS, CPU and write syscalls from /proc",
+        "sample this process's RSS (peak, by phase, VmHWM), CPU and write syscalls from /proc",
         "PID",
     );
     o.optflag(
@@ -200,10 +306,14 @@ fn options() -> getopts::Options {
 
 pub fn usage() -> String {
     options().usage(
-        "Usage: loopchat-bench [fanout|idle|churn] [ADDR:PORT] [options]\n\n\
+        "Usage: loopchat-bench [fanout|idle|churn|storm] [ADDR:PORT] [options]\n\n\
          Load generator for loopchat and any Budget Chat server (default: fanout\n\
          against 127.0.0.1:7878). Exit status: 0 clean, 1 loss/duplicates/\n\
-         reordering/failed joins, 2 bad usage.",
+         reordering/failed joins, 2 bad usage.\n\n\
+         storm: --clients join as fast as the bench can (or at --connect-rate)\n\
+         and keep reading; the first --senders of them join first and chat at\n\
+         --rate during the storm, every delivery accounted for. Reports the\n\
+         join rate and, with --server-pid, the server's peak RSS.",
     )
 }
 
@@ -249,7 +359,7 @@ fn free_address(arg: &str) -> Result<String, UsageError> {
         )))
     } else {
         Err(UsageError(format!(
-            "unknown workload {arg:?}: fanout, idle or churn"
+            "unknown workload {arg:?}: fanout, idle, churn or storm"
         )))
     }
 }
@@ -269,6 +379,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
             "fanout" => Some(Workload::Fanout),
             "idle" => Some(Workload::Idle),
             "churn" => Some(Workload::Churn),
+            "storm" => Some(Workload::Storm),
             _ => None,
         };
         match (w, workload) {
@@ -304,6 +415,8 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
     }
     match num(&m, "senders")? {
         Some(v) => c.senders = v,
+        // A storm has no chatters unless asked for.
+        None if workload == Workload::Storm => c.senders = 0,
         // The default 4, unless there are fewer clients.
         None => c.senders = c.senders.min(c.clients),
     }
@@ -326,11 +439,36 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
         c.warmup = v;
     }
     c.messages = num(&m, "messages")?;
-    if let Some(v) = num::<f64>(&m, "connect-rate")? {
+    if m.opt_str("connect-rate").as_deref() == Some("max") {
+        c.connect_rate = f64::INFINITY;
+    } else if let Some(v) = num::<f64>(&m, "connect-rate")? {
         if !v.is_finite() || v <= 0.0 {
-            return Err(UsageError(format!("--connect-rate: must be > 0: {v}")));
+            return Err(UsageError(format!(
+                "--connect-rate: must be > 0 (or max): {v}"
+            )));
         }
         c.connect_rate = v;
+    }
+    c.max_joining = num(&m, "max-joining")?;
+    if c.max_joining == Some(0) {
+        return Err(UsageError("--max-joining must be at least 1".into()));
+    }
+    if let Some(v) = m.opt_str("lag") {
+        c.lag = Some(Lag::parse(&v).ok_or_else(|| {
+            UsageError(format!(
+                "--lag: {v:?} is neither a count nor a share (0.25, 25%)"
+            ))
+        })?);
+    }
+    if let Some(v) = secs(&m, "lag-pause")? {
+        c.lag_pause = v;
+    }
+    c.lag_after_send = m.opt_present("lag-after-send");
+    if let Some(v) = secs(&m, "settle")? {
+        c.settle = v;
+    }
+    if let Some(v) = num::<u64>(&m, "rss-interval")? {
+        c.rss_interval = Duration::from_millis(v);
     }
     if let Some(list) = m.opt_str("source-addrs") {
         for a in list.split(',').filter(|a| !a.is_empty()) {
@@ -386,6 +524,32 @@ pub fn validate(c: &Config) -> Result<(), UsageError> {
             return Err(UsageError("--window must be at least 1".into()));
         }
     }
+    if c.workload == Workload::Storm {
+        if c.senders > c.clients {
+            return Err(UsageError(format!(
+                "--senders (storm chatters) must be at most --clients ({})",
+                c.clients
+            )));
+        }
+        if c.senders > 0 && c.rate == 0.0 {
+            return Err(UsageError(
+                "storm: chatters send open loop: --rate must be > 0".into(),
+            ));
+        }
+    }
+    if let Some(lag) = c.lag {
+        if c.workload != Workload::Fanout {
+            return Err(UsageError("--lag: fanout only".into()));
+        }
+        let receivers = c.clients.saturating_sub(c.senders);
+        if let Lag::Count(n) = lag {
+            if n > receivers {
+                return Err(UsageError(format!(
+                    "--lag: {n} is more than the {receivers} receivers (--clients minus --senders)"
+                )));
+            }
+        }
+    }
     if c.size > 1_000_000 {
         return Err(UsageError("--size: at most 1000000".into()));
     }
@@ -436,6 +600,69 @@ mod tests {
     }
 
     #[test]
+    fn storm_and_lag_options() {
+        let Ok(Parsed::Run(c)) = p(&["storm", "--clients", "500"]) else {
+            panic!()
+        };
+        assert_eq!(c.workload, Workload::Storm);
+        assert_eq!(c.senders, 0, "a storm has no chatters by default");
+        assert!(c.connect_unpaced(), "a storm connects as fast as it can");
+        let Ok(Parsed::Run(c)) = p(&[
+            "storm",
+            "--clients",
+            "500",
+            "--senders",
+            "100",
+            "--rate",
+            "200",
+            "--connect-rate",
+            "5000",
+            "--max-joining",
+            "256",
+            "--rss-interval",
+            "5",
+            "--settle",
+            "1.5",
+        ]) else {
+            panic!()
+        };
+        assert_eq!((c.senders, c.rate, c.connect_rate), (100, 200.0, 5000.0));
+        assert_eq!(c.max_joining, Some(256));
+        assert_eq!(c.rss_interval, Duration::from_millis(5));
+        assert_eq!(c.settle, Duration::from_millis(1500));
+        let Ok(Parsed::Run(c)) = p(&["--connect-rate", "max"]) else {
+            panic!()
+        };
+        assert!(c.connect_unpaced());
+
+        let Ok(Parsed::Run(c)) = p(&[
+            "fanout",
+            "--clients",
+            "54",
+            "--lag",
+            "10",
+            "--lag-pause",
+            "0.5",
+            "--lag-after-send",
+        ]) else {
+            panic!()
+        };
+        assert_eq!(c.lag, Some(Lag::Count(10)));
+        assert_eq!(c.lag_pause, Duration::from_millis(500));
+        assert!(c.lag_after_send);
+        let Ok(Parsed::Run(c)) = p(&["--lag", "25%"]) else {
+            panic!()
+        };
+        assert_eq!(c.lag, Some(Lag::Fraction(0.25)));
+        assert!(!c.lag_after_send);
+        assert_eq!(c.lag_pause, Duration::from_secs(2));
+        assert_eq!(Lag::parse("1.0").map(|l| l.of(96)), Some(96));
+        assert_eq!(Lag::parse("1").map(|l| l.of(96)), Some(1));
+        assert_eq!(Lag::parse("0.25").map(|l| l.of(10)), Some(3));
+        assert_eq!(Lag::parse("100%").map(|l| l.of(7)), Some(7));
+    }
+
+    #[test]
     fn bad_usage() {
         for args in [
             &["--clients", "x"][..],
@@ -450,6 +677,15 @@ mod tests {
             &["--rate", "-1"],
             &["--source-addrs", "foo"],
             &["--duration", "inf"],
+            &["--lag", "x"],
+            &["--lag", "1.5"],
+            &["--lag", "101%"],
+            &["--lag", "97", "--clients", "100"],
+            &["idle", "--lag", "1"],
+            &["storm", "--clients", "5", "--senders", "6"],
+            &["storm", "--senders", "2", "--rate", "0"],
+            &["--connect-rate", "fast"],
+            &["--max-joining", "0"],
         ] {
             assert!(p(args).is_err(), "{args:?}");
         }
@@ -471,7 +707,7 @@ mod tests {
         );
         assert_eq!(
             err(&["fanuot", "127.0.0.1:9"]),
-            "unknown workload \"fanuot\": fanout, idle or churn"
+            "unknown workload \"fanuot\": fanout, idle, churn or storm"
         );
         assert_eq!(
             err(&["idle", "churn"]),

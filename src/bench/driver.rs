@@ -4,8 +4,17 @@
 //! read buffer shared by all of them (a partial line is the only per-client
 //! copy), and a timerfd that wakes it for the next scheduled send, connect or
 //! progress line. Each run goes through phases: connect and join everyone,
-//! then the workload (fanout sends, idle holds, churn cycles), then for
-//! fanout a bounded drain of in-flight messages before loss is counted.
+//! then the workload (fanout sends, idle holds, churn cycles, a storm of
+//! joins), then for fanout and storm a bounded drain of in-flight messages
+//! before loss is counted.
+//!
+//! With `--server-pid` the loop also samples the server's RSS every
+//! `--rss-interval` (a timer deadline like any other, never a blocking
+//! wait), labelled with the phase, so a short peak is seen and a join's
+//! peak is told apart from the load's. With `--lag` some fanout receivers
+//! stop reading for a while (their read events are ignored; on resuming
+//! they are read at once, a batch per turn, since edge-triggered events
+//! will not come again for bytes already waiting).
 //!
 //! Sending is open loop: message k of the run has an intended send time fixed
 //! in advance from `--rate`, and latency is measured from that time, so a
@@ -17,8 +26,8 @@ use super::cli::{Config, Workload};
 use super::dialect::{Dialect, Line};
 use super::net::{self, ConnectState, Timer};
 use super::payload::{self, Stamp};
-use super::proc_stats::{self, ProcSample};
-use super::report::{Report, ServerCost};
+use super::proc_stats::{self, ProcSample, RssTrack};
+use super::report::{Cut, LagStats, Report, ServerCost};
 use super::stats::LatencyHist;
 use super::tracker::SeqTracker;
 use mio::net::TcpStream;
@@ -35,6 +44,15 @@ const READ_BUF: usize = 64 * 1024;
 const MAX_OUT: usize = 1 << 20;
 /// Connections started per loop iteration at most, to keep reading.
 const CONNECT_BATCH: usize = 256;
+/// Paused receivers resumed per loop iteration at most: each is read until
+/// its socket is empty, so all at once would stall the loop (and the RSS
+/// sampling) for as long as it takes to read every backlog.
+const RESUME_BATCH: usize = 256;
+/// Settling (`--settle`) waits at most this long for the quiet.
+const SETTLE_MAX: Duration = Duration::from_secs(60);
+/// While draining with receivers that left or that joined late, how often
+/// every receiver's trackers are checked for what is still owed.
+const DRAIN_SCAN: Duration = Duration::from_millis(10);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
@@ -61,6 +79,58 @@ struct Conn {
     started: Instant,
     /// The grammar it speaks (`--dialect`).
     dialect: Dialect,
+    /// Reached `Joined`: a close after this is a departure, not a failed join.
+    joined: bool,
+    /// A `--lag` receiver, and whether it is not reading right now.
+    lagging: bool,
+    paused: bool,
+    /// Got an error line (`! ...`, IRC `ERROR`) after joining: the server
+    /// said why before closing.
+    error_line: bool,
+    /// Its receipts move the closed-loop window (not a lagging receiver).
+    acks: bool,
+}
+
+impl Conn {
+    fn new(stream: TcpStream, nick: u64, dialect: Dialect) -> Conn {
+        Conn {
+            stream,
+            state: State::Connecting,
+            nick,
+            partial: Vec::new(),
+            out: Vec::new(),
+            out_pos: 0,
+            sender: None,
+            trackers: Vec::new(),
+            started: Instant::now(),
+            dialect,
+            joined: false,
+            lagging: false,
+            paused: false,
+            error_line: false,
+            acks: true,
+        }
+    }
+
+    /// The connection is gone (closed, reset, a failed write). Counted as a
+    /// failure unless it is a lagging receiver the server cut, which
+    /// `--lag` makes legitimate; either way a joined receiver's accounting
+    /// is kept (see `Departed`).
+    fn gone(&mut self, acc: &mut Acc, kind: impl Into<String>) {
+        if !(self.lagging && self.joined) {
+            acc.fail(kind);
+        }
+        self.state = State::Closing;
+    }
+}
+
+/// A receiver that left after joining: the server closed it. Its trackers
+/// say what it got; what it was owed and did not get is `Cut::undelivered`.
+struct Departed {
+    trackers: Vec<SeqTracker>,
+    sender: Option<usize>,
+    lagging: bool,
+    error_line: bool,
 }
 
 struct Sender {
@@ -95,6 +165,14 @@ struct Acc {
     lat_second: LatencyHist,
     second_deliveries: u64,
     second_sent: u64,
+    /// Connections between connect and joined (`--max-joining`).
+    joining: usize,
+    /// Bytes read from the server, and when last (`--settle`).
+    bytes_read: u64,
+    last_read: Instant,
+    /// Storm: a client that joins gets this many late trackers (one per
+    /// chatter), owing from its first receipt on.
+    late_trackers: usize,
 }
 
 impl Acc {
@@ -145,6 +223,12 @@ fn on_line(conn: &mut Conn, line: &[u8], now_ns: u64, acc: &mut Acc) {
         State::Joining => match parsed {
             Line::Joined => {
                 conn.state = State::Joined;
+                conn.joined = true;
+                acc.joining = acc.joining.saturating_sub(1);
+                if conn.trackers.is_empty() && acc.late_trackers > 0 {
+                    conn.trackers = vec![SeqTracker::late(); acc.late_trackers];
+                    conn.acks = false;
+                }
                 acc.joined_total += 1;
                 let us = conn.started.elapsed().as_micros() as u64;
                 acc.join_latency.record_us(us);
@@ -157,7 +241,10 @@ fn on_line(conn: &mut Conn, line: &[u8], now_ns: u64, acc: &mut Acc) {
         },
         State::Joined => match parsed {
             Line::Chat(text) => on_chat(conn, text, now_ns, acc),
-            Line::Refused(_) => acc.error_lines += 1,
+            Line::Refused(_) => {
+                acc.error_lines += 1;
+                conn.error_line = true;
+            }
             _ => {}
         },
         State::Connecting | State::Closing => {}
@@ -186,7 +273,7 @@ fn on_chat(conn: &mut Conn, text: &[u8], now_ns: u64, acc: &mut Acc) {
     acc.deliveries += 1;
     acc.second_deliveries += 1;
     let snd = &mut acc.senders[s];
-    if seq >= snd.ack_base {
+    if conn.acks && seq >= snd.ack_base {
         if let Some(n) = snd.acks.get_mut((seq - snd.ack_base) as usize) {
             *n += 1;
         }
@@ -195,10 +282,18 @@ fn on_chat(conn: &mut Conn, text: &[u8], now_ns: u64, acc: &mut Acc) {
             snd.ack_base += 1;
         }
     }
+    let measured = intended_ns >= acc.measure_start_ns && intended_ns < acc.measure_end_ns;
+    if measured {
+        acc.measured_deliveries += 1;
+    }
+    // A lagging receiver's latency is its pause: what it shows is whether
+    // the others (the latency figures) suffer from it.
+    if conn.lagging {
+        return;
+    }
     let corrected = now_ns.saturating_sub(intended_ns) / 1000;
     acc.lat_second.record_us(corrected);
-    if intended_ns >= acc.measure_start_ns && intended_ns < acc.measure_end_ns {
-        acc.measured_deliveries += 1;
+    if measured {
         acc.lat.record_us(corrected);
         if let Some(&actual) = snd.sent_ns.get(seq as usize) {
             acc.lat_uncorrected
@@ -247,22 +342,32 @@ fn flush(conn: &mut Conn, acc: &mut Acc) {
     while conn.out_pos < conn.out.len() {
         match conn.stream.write(&conn.out[conn.out_pos..]) {
             Ok(0) => {
-                acc.fail("write_zero");
-                conn.state = State::Closing;
+                conn.gone(acc, "write_zero");
                 return;
             }
             Ok(n) => conn.out_pos += n,
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => {
-                acc.fail(io_kind("write", &e));
-                conn.state = State::Closing;
+                conn.gone(acc, io_kind("write", &e));
                 return;
             }
         }
     }
     conn.out.clear();
     conn.out_pos = 0;
+}
+
+/// `--lag`: which receivers pause, and when they read again.
+struct LagState {
+    keys: Vec<usize>,
+    paused_at: Option<Instant>,
+    /// When to resume: known at the first send (`--lag-pause`), or with
+    /// `--lag-after-send` once the last message is sent.
+    resume_at: Option<Instant>,
+    /// Still paused, once resuming has begun (a batch per turn).
+    to_resume: Option<Vec<usize>>,
+    resumed_at: Option<Instant>,
 }
 
 /// The run: the poll, the connections and the accounting.
@@ -279,6 +384,12 @@ struct Run<'c> {
     connect_origin: Instant,
     connect_base: u64,
     next_progress: Instant,
+    /// Receivers that left after joining.
+    departed: Vec<Departed>,
+    /// `--server-pid`: the RSS samples, and when the next is due.
+    rss: Option<RssTrack>,
+    rss_next: Instant,
+    lag: Option<LagState>,
 }
 
 impl<'c> Run<'c> {
@@ -313,17 +424,49 @@ impl<'c> Run<'c> {
                 lat_second: LatencyHist::new(),
                 second_deliveries: 0,
                 second_sent: 0,
+                joining: 0,
+                bytes_read: 0,
+                last_read: t0,
+                late_trackers: 0,
             },
             next_nick: 0,
             launched: 0,
             connect_origin: t0,
             connect_base: 0,
             next_progress: t0 + Duration::from_secs(1),
+            departed: Vec::new(),
+            rss: cfg.server_pid.map(|_| RssTrack::new("join")),
+            rss_next: t0,
+            lag: None,
         })
     }
 
     fn ns(&self, t: Instant) -> u64 {
         t.saturating_duration_since(self.acc.t0).as_nanos() as u64
+    }
+
+    /// From now on RSS samples belong to `phase`; one is taken at once, so
+    /// that a phase is sampled even when it is shorter than the interval.
+    fn set_phase(&mut self, phase: &'static str) {
+        if let Some(r) = self.rss.as_mut() {
+            r.set_phase(phase);
+        }
+        self.sample_rss(Instant::now());
+    }
+
+    fn sample_rss(&mut self, now: Instant) {
+        let (Some(r), Some(pid)) = (self.rss.as_mut(), self.cfg.server_pid) else {
+            return;
+        };
+        if let Ok(s) = proc_stats::sample_rss(pid) {
+            r.record(s, now.duration_since(self.acc.t0).as_secs_f64());
+        }
+        let every = if self.cfg.rss_interval.is_zero() {
+            Duration::from_secs(1)
+        } else {
+            self.cfg.rss_interval
+        };
+        self.rss_next = now + every;
     }
 
     /// Starts one connection.
@@ -352,18 +495,8 @@ impl<'c> Run<'c> {
             return;
         }
         self.next_nick += 1;
-        entry.insert(Conn {
-            stream,
-            state: State::Connecting,
-            nick: self.next_nick,
-            partial: Vec::new(),
-            out: Vec::new(),
-            out_pos: 0,
-            sender: None,
-            trackers: Vec::new(),
-            started: Instant::now(),
-            dialect: self.cfg.dialect,
-        });
+        self.acc.joining += 1;
+        entry.insert(Conn::new(stream, self.next_nick, self.cfg.dialect));
     }
 
     /// When the next connection is due under `--connect-rate`.
@@ -372,12 +505,25 @@ impl<'c> Run<'c> {
         self.connect_origin + Duration::from_secs_f64(n as f64 / self.cfg.connect_rate)
     }
 
+    /// Whether `--max-joining` holds new connections back right now.
+    fn joining_full(&self) -> bool {
+        self.cfg.max_joining.is_some_and(|m| self.acc.joining >= m)
+    }
+
+    /// When to wake for the next connect while fewer than `want` were
+    /// launched: `None` when none is due (all launched, or `--max-joining`
+    /// reached: a join or a failure wakes the loop then).
+    fn connect_deadline(&self, want: u64) -> Option<Instant> {
+        (self.launched < want && !self.joining_full()).then(|| self.next_connect_at())
+    }
+
     /// Starts the connections that are due, while fewer than `limit` were launched
-    /// (fanout, idle) or fewer than `limit` are open (churn).
+    /// (fanout, idle, storm) or fewer than `limit` are open (churn).
     fn launch_due(&mut self, now: Instant, limit_total: Option<u64>, limit_open: Option<usize>) {
         for _ in 0..CONNECT_BATCH {
             if limit_total.is_some_and(|l| self.launched >= l)
                 || limit_open.is_some_and(|l| self.conns.len() >= l)
+                || self.joining_full()
                 || self.next_connect_at() > now
             {
                 return;
@@ -386,9 +532,21 @@ impl<'c> Run<'c> {
         }
     }
 
-    /// Waits for events (or the deadline) and handles them.
+    /// Waits for events (or the deadline, or the next RSS sample or lag
+    /// resume) and handles them.
     fn turn(&mut self, deadline: Instant, events: &mut Events) -> io::Result<()> {
         let now = Instant::now();
+        let mut deadline = deadline;
+        if self.rss.is_some() {
+            deadline = deadline.min(self.rss_next);
+        }
+        if let Some(lag) = &self.lag {
+            if lag.to_resume.is_some() {
+                deadline = now;
+            } else if let (Some(at), None) = (lag.resume_at, lag.resumed_at) {
+                deadline = deadline.min(at);
+            }
+        }
         self.timer.arm(deadline, now);
         let timeout = deadline
             .saturating_duration_since(now)
@@ -410,6 +568,11 @@ impl<'c> Run<'c> {
                 ev.is_writable() || ev.is_error(),
             );
         }
+        let now = Instant::now();
+        if self.rss.is_some() && now >= self.rss_next {
+            self.sample_rss(now);
+        }
+        self.resume_due(now);
         Ok(())
     }
 
@@ -445,19 +608,24 @@ impl<'c> Run<'c> {
                 }
             }
         }
-        if readable {
+        // A paused receiver leaves its bytes in the socket: that backlog,
+        // and what the server queues behind it, is what `--lag` measures.
+        if readable && !conn.paused {
             loop {
                 match conn.stream.read(rbuf) {
                     Ok(0) => {
-                        acc.fail(match conn.state {
+                        let kind = match conn.state {
                             State::Joined => "closed_after_join",
                             _ => "closed_before_join",
-                        });
-                        conn.state = State::Closing;
+                        };
+                        conn.gone(acc, kind);
                         break;
                     }
                     Ok(n) => {
-                        let now_ns = acc.t0.elapsed().as_nanos() as u64;
+                        let now = Instant::now();
+                        acc.bytes_read += n as u64;
+                        acc.last_read = now;
+                        let now_ns = now.saturating_duration_since(acc.t0).as_nanos() as u64;
                         feed(conn, &rbuf[..n], now_ns, acc);
                         if conn.state == State::Closing {
                             break;
@@ -477,8 +645,7 @@ impl<'c> Run<'c> {
                         } else {
                             "read_before_join"
                         };
-                        acc.fail(io_kind(prefix, &e));
-                        conn.state = State::Closing;
+                        conn.gone(acc, io_kind(prefix, &e));
                         break;
                     }
                 }
@@ -496,6 +663,16 @@ impl<'c> Run<'c> {
         if self.conns.contains(key) {
             let mut conn = self.conns.remove(key);
             let _ = self.poll.registry().deregister(&mut conn.stream);
+            if !conn.joined {
+                self.acc.joining = self.acc.joining.saturating_sub(1);
+            } else if !conn.trackers.is_empty() {
+                self.departed.push(Departed {
+                    trackers: conn.trackers,
+                    sender: conn.sender,
+                    lagging: conn.lagging,
+                    error_line: conn.error_line,
+                });
+            }
         }
     }
 
@@ -523,8 +700,12 @@ impl<'c> Run<'c> {
                     self.acc.lat_second.quantile(0.99) as f64 / 1000.0
                 )
             };
+            let rss = match &self.rss {
+                Some(r) => format!("  server RSS {} KiB (peak {})", r.last_kib, r.peak_kib),
+                None => String::new(),
+            };
             eprintln!(
-                "[{:6.1}s] {phase:<8} conns {}/{} joined {}  sent/s {}  deliveries/s {}  p99 {}  errors {}",
+                "[{:6.1}s] {phase:<8} conns {}/{} joined {}  sent/s {}  deliveries/s {}  p99 {}  errors {}{rss}",
                 now.duration_since(self.acc.t0).as_secs_f64(),
                 self.conns.len(),
                 self.cfg.clients,
@@ -540,43 +721,255 @@ impl<'c> Run<'c> {
         self.acc.lat_second.reset();
     }
 
-    /// Connects and joins `--clients` clients; returns how long it took.
-    fn join_all(&mut self, events: &mut Events) -> io::Result<Duration> {
+    /// Connects and joins `want` clients (counting those launched before);
+    /// returns how long it took.
+    fn join_all(&mut self, want: u64, events: &mut Events) -> io::Result<Duration> {
         let start = Instant::now();
         let give_up = start + self.cfg.join_timeout;
         self.connect_origin = start;
-        let want = self.cfg.clients as u64;
+        self.connect_base = self.launched;
         loop {
             let now = Instant::now();
             self.launch_due(now, Some(want), None);
-            let pending = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.state != State::Joined)
-                .count();
-            if self.launched >= want && pending == 0 {
+            if self.launched >= want && self.acc.joining == 0 {
                 return Ok(now - start);
             }
             if now >= give_up {
-                let keys: Vec<usize> = self
-                    .conns
-                    .iter()
-                    .filter(|(_, c)| c.state != State::Joined)
-                    .map(|(k, _)| k)
-                    .collect();
-                for k in keys {
-                    self.acc.fail("join_timeout");
-                    self.close(k);
-                }
+                self.give_up_joining();
                 return Ok(now - start);
             }
             self.progress(now, "joining");
             let mut deadline = give_up.min(self.next_progress);
-            if self.launched < want {
-                deadline = deadline.min(self.next_connect_at());
+            if let Some(at) = self.connect_deadline(want) {
+                deadline = deadline.min(at);
             }
             self.turn(deadline, events)?;
         }
+    }
+
+    /// The join timeout passed: whoever has not joined is a failure.
+    fn give_up_joining(&mut self) {
+        let keys: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.state != State::Joined)
+            .map(|(k, _)| k)
+            .collect();
+        for k in keys {
+            self.acc.fail("join_timeout");
+            self.close(k);
+        }
+    }
+
+    /// Keeps reading until nothing has come for `--settle` (at most
+    /// `SETTLE_MAX`): the notices of the last joins have reached everyone.
+    fn settle(&mut self, events: &mut Events) -> io::Result<Duration> {
+        let start = Instant::now();
+        self.acc.last_read = start;
+        loop {
+            let now = Instant::now();
+            let quiet_at = self.acc.last_read + self.cfg.settle;
+            if now >= quiet_at || now >= start + SETTLE_MAX {
+                return Ok(now - start);
+            }
+            self.progress(now, "settle");
+            self.turn(
+                quiet_at.min(start + SETTLE_MAX).min(self.next_progress),
+                events,
+            )?;
+        }
+    }
+
+    /// The first send: the lagging receivers stop reading.
+    fn pause_lagging(&mut self, now: Instant) {
+        let (cfg, conns) = (self.cfg, &mut self.conns);
+        let Some(lag) = self.lag.as_mut() else {
+            return;
+        };
+        for &k in &lag.keys {
+            if let Some(c) = conns.get_mut(k) {
+                c.paused = true;
+            }
+        }
+        lag.paused_at = Some(now);
+        if !cfg.lag_after_send {
+            lag.resume_at = Some(now + cfg.lag_pause);
+        }
+    }
+
+    /// Sending is over (with `--lag-after-send`: and it reached every
+    /// reader): the resume time is now known.
+    fn sending_done(&mut self, now: Instant) {
+        let cfg = self.cfg;
+        if let Some(lag) = self.lag.as_mut() {
+            if lag.resume_at.is_none() {
+                lag.resume_at = Some(now + cfg.lag_pause);
+            }
+        }
+    }
+
+    /// Resumes the lagging receivers once it is time, a batch per turn,
+    /// reading each at once (no new event would come for bytes waiting).
+    fn resume_due(&mut self, now: Instant) {
+        let Some(lag) = self.lag.as_mut() else {
+            return;
+        };
+        if lag.resumed_at.is_some() || lag.resume_at.is_none_or(|at| now < at) {
+            return;
+        }
+        let mut pending = lag
+            .to_resume
+            .take()
+            .unwrap_or_else(|| lag.keys.iter().rev().copied().collect());
+        if self.rss.as_ref().is_some_and(|r| r.phase() == "send") {
+            // Resuming while the senders still send: still "send".
+        }
+        let mut batch = Vec::with_capacity(RESUME_BATCH);
+        while batch.len() < RESUME_BATCH {
+            match pending.pop() {
+                Some(k) => batch.push(k),
+                None => break,
+            }
+        }
+        if pending.is_empty() {
+            lag.resumed_at = Some(now);
+        } else {
+            lag.to_resume = Some(pending);
+        }
+        for k in batch {
+            if let Some(c) = self.conns.get_mut(k) {
+                c.paused = false;
+                self.on_event(k, true, true);
+            }
+        }
+    }
+
+    /// Whether some lagging receivers have not resumed yet.
+    fn lag_pending(&self) -> bool {
+        self.lag.as_ref().is_some_and(|l| l.resumed_at.is_none())
+    }
+
+    /// Waits (at most `--drain-timeout`) until every message sent has
+    /// reached every receiver that reads: then the server has handled them
+    /// all, and the lagging receivers' whole backlog exists. Without such
+    /// receivers there is nothing to wait for.
+    fn wait_readers(&mut self, events: &mut Events) -> io::Result<()> {
+        let give_up = Instant::now() + self.cfg.drain_timeout;
+        loop {
+            let now = Instant::now();
+            let delivered = self.acc.receivers_per_msg == 0
+                || self.acc.senders.iter().all(|s| s.ack_base >= s.next_seq);
+            if delivered || now >= give_up {
+                return Ok(());
+            }
+            self.progress(now, "fan-out");
+            self.turn(give_up.min(self.next_progress), events)?;
+        }
+    }
+
+    /// After the last send, waits for the lagging receivers to resume.
+    fn wait_lag(&mut self, events: &mut Events) -> io::Result<()> {
+        if !self.lag_pending() {
+            return Ok(());
+        }
+        self.set_phase("lag");
+        while self.lag_pending() {
+            let now = Instant::now();
+            self.progress(now, "lag");
+            self.turn(self.next_progress, events)?;
+        }
+        Ok(())
+    }
+
+    /// Messages each sender sent so far.
+    fn sent_by(&self) -> Vec<u64> {
+        self.acc.senders.iter().map(|s| s.next_seq).collect()
+    }
+
+    /// Messages owed to receivers still connected and not yet received.
+    fn outstanding(&self) -> u64 {
+        let sent_by = self.sent_by();
+        self.conns
+            .iter()
+            .filter(|(_, c)| c.state == State::Joined)
+            .map(|(_, c)| owed_missing(&c.trackers, c.sender, &sent_by))
+            .sum()
+    }
+
+    /// Waits (at most `--drain-timeout`) for the messages still in flight to
+    /// reach the receivers still connected.
+    fn drain(&mut self, events: &mut Events) -> io::Result<Duration> {
+        self.set_phase("drain");
+        let start = Instant::now();
+        let give_up = start + self.cfg.drain_timeout;
+        let expected = self.acc.sent * u64::from(self.acc.receivers_per_msg);
+        let mut next_scan = start;
+        loop {
+            let now = Instant::now();
+            if now >= give_up {
+                break;
+            }
+            // Exact and cheap while every receiver owes from 0 and none
+            // left; otherwise every receiver's trackers are checked now and
+            // then.
+            let scan =
+                self.acc.late_trackers > 0 || !self.departed.is_empty() || self.lag.is_some();
+            if !scan && self.acc.deliveries >= expected {
+                break;
+            }
+            if scan && now >= next_scan {
+                if self.outstanding() == 0 {
+                    break;
+                }
+                next_scan = now + DRAIN_SCAN;
+            }
+            self.progress(now, "drain");
+            let mut deadline = give_up.min(self.next_progress);
+            if scan {
+                deadline = deadline.min(next_scan);
+            }
+            self.turn(deadline, events)?;
+        }
+        Ok(start.elapsed())
+    }
+
+    /// Loss, duplicates and reordering over every receiver, those still
+    /// connected and those the server cut (counted apart).
+    fn account(&self) -> Tally {
+        let sent_by = self.sent_by();
+        let mut t = Tally::default();
+        let alive = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.joined && !c.trackers.is_empty())
+            .map(|(_, c)| (&c.trackers, c.sender, None));
+        let gone = self
+            .departed
+            .iter()
+            .map(|d| (&d.trackers, d.sender, Some(d)));
+        for (trackers, own, departed) in alive.chain(gone) {
+            let mut missing = 0;
+            for (s, tr) in trackers.iter().enumerate() {
+                if own == Some(s) {
+                    continue;
+                }
+                let sent = sent_by.get(s).copied().unwrap_or(0);
+                t.expected += tr.owed(sent);
+                missing += tr.lost(sent);
+                t.reordered += tr.reordered;
+                t.duplicates += tr.duplicates;
+            }
+            match departed {
+                None => t.lost += missing,
+                Some(d) => {
+                    t.cut.receivers += 1;
+                    t.cut.lagging += u64::from(d.lagging);
+                    t.cut.with_error_line += u64::from(d.error_line);
+                    t.cut.undelivered += missing;
+                }
+            }
+        }
+        t
     }
 
     fn sample_server(&self) -> Option<ProcSample> {
@@ -584,16 +977,43 @@ impl<'c> Run<'c> {
     }
 }
 
+/// What one receiver was owed and did not get (yet), over the senders but
+/// itself.
+fn owed_missing(trackers: &[SeqTracker], own: Option<usize>, sent_by: &[u64]) -> u64 {
+    trackers
+        .iter()
+        .enumerate()
+        .filter(|&(s, _)| own != Some(s))
+        .map(|(s, t)| t.lost(sent_by.get(s).copied().unwrap_or(0)))
+        .sum()
+}
+
+/// The run's correctness counts (see `Run::account`).
+#[derive(Default)]
+struct Tally {
+    expected: u64,
+    lost: u64,
+    reordered: u64,
+    duplicates: u64,
+    cut: Cut,
+}
+
 /// Runs the workload in `cfg` and returns its report.
 pub fn run(cfg: &Config) -> io::Result<Report> {
     proc_stats::raise_nofile_limit();
     let mut run = Run::new(cfg)?;
     let mut events = Events::with_capacity(1024);
-    match cfg.workload {
+    run.sample_rss(Instant::now());
+    let mut report = match cfg.workload {
         Workload::Fanout => fanout(&mut run, &mut events),
         Workload::Idle => idle(&mut run, &mut events),
         Workload::Churn => churn(&mut run, &mut events),
-    }
+        Workload::Storm => storm(&mut run, &mut events),
+    }?;
+    run.sample_rss(Instant::now());
+    report.memory = run.rss.take();
+    report.read_bytes = run.acc.bytes_read;
+    Ok(report)
 }
 
 /// Tracks the server's and the bench's own cost over the measured window.
@@ -675,9 +1095,130 @@ fn base_report(run: &Run, join_time: Duration) -> Report {
     r
 }
 
+/// When the senders in `acc.senders` send.
+struct Schedule {
+    start_ns: u64,
+    /// No message intended at or after this is sent (`--duration`).
+    end: Option<Instant>,
+    /// At most this many messages in all (`--messages`).
+    limit: Option<u64>,
+}
+
+/// Makes the clients at `keys` the senders, in order.
+fn setup_senders(run: &mut Run, keys: &[usize]) {
+    for (i, &key) in keys.iter().enumerate() {
+        run.acc.senders.push(Sender {
+            key,
+            next_seq: 0,
+            sent_ns: Vec::new(),
+            acks: VecDeque::new(),
+            ack_base: 0,
+        });
+        if let Some(c) = run.conns.get_mut(key) {
+            c.sender = Some(i);
+        }
+    }
+}
+
+/// Queues and writes every message that is due; returns whether the
+/// schedule is done and when the next message is due.
+fn send_due(run: &mut Run, now: Instant, sched: &Schedule) -> (bool, Instant) {
+    let cfg = run.cfg;
+    let now_ns = run.ns(now);
+    let n_senders = run.acc.senders.len();
+    let mut next_due = sched.end.unwrap_or(now + Duration::from_secs(1));
+    let mut all_done = true;
+    for i in 0..n_senders {
+        let key = run.acc.senders[i].key;
+        let Some(conn) = run.conns.get_mut(key) else {
+            continue;
+        };
+        if conn.state != State::Joined {
+            continue;
+        }
+        let acc = &mut run.acc;
+        let snd = &mut acc.senders[i];
+        loop {
+            if sched.limit.is_some_and(|m| acc.sent >= m) {
+                break;
+            }
+            let seq = snd.next_seq;
+            let t = if cfg.rate > 0.0 {
+                intended_ns(sched.start_ns, cfg.rate, n_senders, i, seq)
+            } else {
+                // Closed loop; with no receiver that acknowledges (all
+                // lagging) there is no window to wait for.
+                if acc.receivers_per_msg > 0 && seq - snd.ack_base >= cfg.window as u64 {
+                    all_done = false;
+                    break;
+                }
+                now_ns
+            };
+            if sched.end.is_some_and(|e| t >= run_ns(acc.t0, e)) {
+                break;
+            }
+            all_done = false;
+            if t > now_ns {
+                next_due = next_due.min(acc.t0 + Duration::from_nanos(t));
+                break;
+            }
+            if conn.out.len() - conn.out_pos >= MAX_OUT {
+                break;
+            }
+            cfg.dialect.message_prefix(&cfg.room, &mut conn.out);
+            payload::encode(
+                Stamp {
+                    sender: i as u32,
+                    seq,
+                    intended_ns: t,
+                },
+                cfg.size,
+                &mut conn.out,
+            );
+            snd.sent_ns.push(now_ns);
+            snd.acks.push_back(0);
+            snd.next_seq += 1;
+            acc.sent += 1;
+            acc.second_sent += 1;
+            if t >= acc.measure_start_ns && t < acc.measure_end_ns {
+                acc.measured_sent += 1;
+            }
+        }
+        flush(conn, acc);
+        if conn.state == State::Closing {
+            run.close(key);
+        }
+    }
+    if sched.limit.is_some_and(|m| run.acc.sent >= m) {
+        all_done = true;
+    }
+    (all_done, next_due)
+}
+
+/// The correctness counts and the chat figures into `report`.
+fn fill_chat(run: &Run, report: &mut Report) {
+    let tally = run.account();
+    let a = &run.acc;
+    report.failures = a.failures.clone();
+    report.senders = a.senders.len();
+    report.sent = a.sent;
+    report.deliveries = a.deliveries;
+    report.expected_deliveries = tally.expected;
+    report.lost = tally.lost;
+    report.duplicates = tally.duplicates.max(a.duplicates);
+    report.reordered = tally.reordered;
+    report.cut = tally.cut;
+    report.foreign_lines = a.foreign;
+    report.error_lines = a.error_lines;
+    report.measured_sent = a.measured_sent;
+    report.measured_deliveries = a.measured_deliveries;
+    report.latency = Some(a.lat.summary());
+    report.latency_uncorrected = Some(a.lat_uncorrected.summary());
+}
+
 fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     let cfg = run.cfg;
-    let join_time = run.join_all(events)?;
+    let join_time = run.join_all(cfg.clients as u64, events)?;
     let mut report = base_report(run, join_time);
     let joined: Vec<usize> = run
         .conns
@@ -690,100 +1231,53 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         report.failures = run.acc.failures.clone();
         return Ok(report);
     }
-    run.acc.receivers_per_msg = (joined.len() - 1) as u32;
-    for (i, &key) in joined.iter().take(n_senders).enumerate() {
-        run.acc.senders.push(Sender {
-            key,
-            next_seq: 0,
-            sent_ns: Vec::new(),
-            acks: VecDeque::new(),
-            ack_base: 0,
-        });
-        run.conns[key].sender = Some(i);
-    }
+    setup_senders(run, &joined[..n_senders]);
     for &key in &joined {
         run.conns[key].trackers = vec![SeqTracker::default(); n_senders];
     }
+    // `--lag`: the last receivers to join stop reading (never a sender).
+    let n_lag = cfg.lag.map_or(0, |l| l.of(joined.len() - n_senders));
+    let lag_keys = joined[joined.len() - n_lag..].to_vec();
+    for &k in &lag_keys {
+        let c = &mut run.conns[k];
+        c.lagging = true;
+        c.acks = false;
+    }
+    run.acc.receivers_per_msg = (joined.len() - 1 - n_lag) as u32;
+    if cfg.lag.is_some() {
+        // The notices of the last joins still on their way would be part
+        // of the backlog measured: let them arrive first.
+        run.set_phase("settle");
+        report.settle_s = run.settle(events)?.as_secs_f64();
+        run.lag = Some(LagState {
+            keys: lag_keys,
+            paused_at: None,
+            resume_at: None,
+            to_resume: None,
+            resumed_at: None,
+        });
+    }
 
+    run.set_phase("send");
     let send_start = Instant::now();
+    run.pause_lagging(send_start);
     let measure_start = send_start + cfg.warmup;
     let send_end = cfg.messages.is_none().then(|| measure_start + cfg.duration);
     run.acc.measure_start_ns = run.ns(measure_start);
     run.acc.measure_end_ns = send_end.map_or(u64::MAX, |e| run.ns(e));
-    let send_start_ns = run.ns(send_start);
-    let intended = |seq: u64, i: usize| intended_ns(send_start_ns, cfg.rate, n_senders, i, seq);
+    let sched = Schedule {
+        start_ns: run.ns(send_start),
+        end: send_end,
+        limit: cfg.messages,
+    };
     let mut cost: Option<CostWindow> = None;
     // Send and receive until the schedule (or the message count) is done.
     let send_stop = loop {
         let now = Instant::now();
-        let now_ns = run.ns(now);
         if cost.is_none() && now >= measure_start {
             cost = Some(CostWindow::start(run));
         }
-        let mut next_due = send_end.unwrap_or(now + Duration::from_secs(1));
-        let mut all_done = true;
-        for i in 0..run.acc.senders.len() {
-            let key = run.acc.senders[i].key;
-            let Some(conn) = run.conns.get_mut(key) else {
-                continue;
-            };
-            if conn.state != State::Joined {
-                continue;
-            }
-            let acc = &mut run.acc;
-            let snd = &mut acc.senders[i];
-            loop {
-                if cfg.messages.is_some_and(|m| acc.sent >= m) {
-                    break;
-                }
-                let seq = snd.next_seq;
-                let t = if cfg.rate > 0.0 {
-                    intended(seq, i)
-                } else {
-                    if seq - snd.ack_base >= cfg.window as u64 {
-                        all_done = false;
-                        break;
-                    }
-                    now_ns
-                };
-                if send_end.is_some_and(|e| t >= run_ns(acc.t0, e)) {
-                    break;
-                }
-                all_done = false;
-                if t > now_ns {
-                    next_due = next_due.min(acc.t0 + Duration::from_nanos(t));
-                    break;
-                }
-                if conn.out.len() - conn.out_pos >= MAX_OUT {
-                    break;
-                }
-                cfg.dialect.message_prefix(&cfg.room, &mut conn.out);
-                payload::encode(
-                    Stamp {
-                        sender: i as u32,
-                        seq,
-                        intended_ns: t,
-                    },
-                    cfg.size,
-                    &mut conn.out,
-                );
-                snd.sent_ns.push(now_ns);
-                snd.acks.push_back(0);
-                snd.next_seq += 1;
-                acc.sent += 1;
-                acc.second_sent += 1;
-                if t >= acc.measure_start_ns && t < acc.measure_end_ns {
-                    acc.measured_sent += 1;
-                }
-            }
-            flush(conn, acc);
-            if conn.state == State::Closing {
-                run.close(key);
-            }
-        }
-        if cfg.messages.is_some_and(|m| run.acc.sent >= m) {
-            all_done = true;
-        }
+        let (all_done, next_due) = send_due(run, now, &sched);
         if all_done {
             break now;
         }
@@ -808,6 +1302,10 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         };
         run.turn(deadline, events)?;
     };
+    if run.lag.is_some() && cfg.lag_after_send {
+        run.wait_readers(events)?;
+    }
+    run.sending_done(Instant::now());
     let measure_end = send_end
         .map_or(send_stop, |e| e.min(send_stop))
         .max(measure_start);
@@ -816,65 +1314,100 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     }
     let cost = cost.unwrap_or_else(|| CostWindow::start(run));
 
-    // Drain: wait (bounded) for the messages still in flight.
-    let drain_start = Instant::now();
-    let expected = run.acc.sent * u64::from(run.acc.receivers_per_msg);
-    loop {
-        let now = Instant::now();
-        if run.acc.deliveries >= expected || now >= drain_start + cfg.drain_timeout {
-            break;
-        }
-        run.progress(now, "drain");
-        let deadline = (drain_start + cfg.drain_timeout).min(run.next_progress);
-        run.turn(deadline, events)?;
-    }
-    report.drain_s = drain_start.elapsed().as_secs_f64();
+    // The lagging receivers read again, then everything in flight drains.
+    run.wait_lag(events)?;
+    report.drain_s = run.drain(events)?.as_secs_f64();
     cost.finish(run, &mut report);
-
-    // Loss: per receiver, per sender, what was sent and not received.
-    let sent_by: Vec<u64> = run.acc.senders.iter().map(|s| s.next_seq).collect();
-    let (mut lost, mut reordered, mut dups) = (0u64, 0u64, 0u64);
-    let mut receivers_alive = 0u64;
-    for &key in &joined {
-        match run.conns.get(key) {
-            Some(conn) if conn.state == State::Joined => {
-                receivers_alive += 1;
-                for (s, t) in conn.trackers.iter().enumerate() {
-                    if conn.sender == Some(s) {
-                        continue;
-                    }
-                    lost += t.lost(sent_by[s]);
-                    reordered += t.reordered;
-                    dups += t.duplicates;
-                }
-            }
-            _ => {
-                // A receiver that disconnected lost what it did not get;
-                // its trackers went with it, so count from the totals.
-            }
-        }
-    }
-    // Whatever a vanished receiver did not get is the rest of the shortfall.
-    let accounted = run.acc.deliveries + lost;
-    lost += expected.saturating_sub(accounted);
-    let _ = receivers_alive;
-
-    let a = &run.acc;
-    report.failures = a.failures.clone();
-    report.senders = n_senders;
-    report.sent = a.sent;
-    report.deliveries = a.deliveries;
-    report.expected_deliveries = expected;
-    report.lost = lost;
-    report.duplicates = dups.max(a.duplicates);
-    report.reordered = reordered;
-    report.foreign_lines = a.foreign;
-    report.error_lines = a.error_lines;
+    fill_chat(run, &mut report);
     report.measured_s = measure_end.duration_since(measure_start).as_secs_f64();
-    report.measured_sent = a.measured_sent;
-    report.measured_deliveries = a.measured_deliveries;
-    report.latency = Some(a.lat.summary());
-    report.latency_uncorrected = Some(a.lat_uncorrected.summary());
+    report.lag = run.lag.as_ref().map(|l| LagStats {
+        receivers: l.keys.len() as u64,
+        paused_s: match (l.paused_at, l.resume_at) {
+            (Some(a), Some(b)) => b.saturating_duration_since(a).as_secs_f64(),
+            _ => 0.0,
+        },
+    });
+    Ok(report)
+}
+
+/// The storm: the chatters (`--senders`) join first; then the other
+/// clients connect as fast as allowed while the chatters talk, and every
+/// client keeps reading. Ends when all have joined (or the join timeout);
+/// then the chat drains and the bench reads until the server falls quiet,
+/// the server's RSS sampled throughout.
+fn storm(run: &mut Run, events: &mut Events) -> io::Result<Report> {
+    let cfg = run.cfg;
+    let chatters = cfg.senders.min(cfg.clients);
+    if chatters > 0 {
+        run.join_all(chatters as u64, events)?;
+    }
+    let chatter_keys: Vec<usize> = run
+        .conns
+        .iter()
+        .filter(|(_, c)| c.state == State::Joined)
+        .map(|(k, _)| k)
+        .collect();
+    let n = chatter_keys.len();
+    setup_senders(run, &chatter_keys);
+    for &k in &chatter_keys {
+        run.conns[k].trackers = vec![SeqTracker::default(); n];
+    }
+    run.acc.receivers_per_msg = n.saturating_sub(1) as u32;
+    // Everyone who joins from now on owes each chatter's messages from the
+    // first one it receives.
+    run.acc.late_trackers = n;
+
+    run.set_phase("storm");
+    let start = Instant::now();
+    let give_up = start + cfg.join_timeout;
+    let joined_before = run.acc.joined_total;
+    run.connect_origin = start;
+    run.connect_base = run.launched;
+    run.acc.measure_start_ns = run.ns(start);
+    let sched = Schedule {
+        start_ns: run.ns(start),
+        end: None,
+        limit: cfg.messages,
+    };
+    let want = cfg.clients as u64;
+    let mut cost = CostWindow::start(run);
+    let storm_end = loop {
+        let now = Instant::now();
+        run.launch_due(now, Some(want), None);
+        let mut deadline = give_up.min(run.next_progress);
+        if n > 0 {
+            let (_, next_due) = send_due(run, now, &sched);
+            deadline = deadline.min(next_due.max(now));
+        }
+        if run.launched >= want && run.acc.joining == 0 {
+            break now;
+        }
+        if now >= give_up {
+            run.give_up_joining();
+            break now;
+        }
+        if now >= run.next_progress {
+            cost.tick(run);
+        }
+        run.progress(now, "storm");
+        if let Some(at) = run.connect_deadline(want) {
+            deadline = deadline.min(at);
+        }
+        run.turn(deadline, events)?;
+    };
+    let storm_s = storm_end.duration_since(start);
+    let mut report = base_report(run, storm_s);
+    report.joins = run.acc.joined_total - joined_before;
+    report.measured_s = storm_s.as_secs_f64();
+    if n > 0 {
+        report.drain_s = run.drain(events)?.as_secs_f64();
+    }
+    // The last joins' notices are still queued for the others: the
+    // server's memory is measured until they are read.
+    run.set_phase("settle");
+    report.settle_s = run.settle(events)?.as_secs_f64();
+    cost.finish(run, &mut report);
+    fill_chat(run, &mut report);
     Ok(report)
 }
 
@@ -892,7 +1425,8 @@ fn run_ns(t0: Instant, t: Instant) -> u64 {
 }
 
 fn idle(run: &mut Run, events: &mut Events) -> io::Result<Report> {
-    let join_time = run.join_all(events)?;
+    let join_time = run.join_all(run.cfg.clients as u64, events)?;
+    run.set_phase("idle");
     let mut cost = CostWindow::start(run);
     let end = Instant::now() + run.cfg.duration;
     loop {
@@ -920,6 +1454,7 @@ fn churn(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     let start = Instant::now();
     let end = start + cfg.duration;
     run.connect_origin = start;
+    run.set_phase("churn");
     let mut cost = CostWindow::start(run);
     loop {
         let now = Instant::now();
@@ -953,7 +1488,7 @@ fn churn(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         }
         run.progress(now, "churn");
         let mut deadline = end.min(run.next_progress);
-        if run.conns.len() < cfg.clients {
+        if run.conns.len() < cfg.clients && !run.joining_full() {
             deadline = deadline.min(run.next_connect_at().max(now));
         }
         run.turn(deadline, events)?;
@@ -996,18 +1531,9 @@ mod tests {
             let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
             TcpStream::from_std(s)
         };
-        let mut conn = Conn {
-            stream,
-            state: State::Joining,
-            nick: 1,
-            partial: Vec::new(),
-            out: Vec::new(),
-            out_pos: 0,
-            sender: None,
-            trackers: vec![SeqTracker::default()],
-            started: Instant::now(),
-            dialect: Dialect::Line,
-        };
+        let mut conn = Conn::new(stream, 1, Dialect::Line);
+        conn.state = State::Joining;
+        conn.trackers = vec![SeqTracker::default()];
         let mut acc = Run::new(&Config::new(
             Workload::Fanout,
             "127.0.0.1:1".parse().unwrap(),

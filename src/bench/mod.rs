@@ -8,9 +8,10 @@
 //! - [`dialect`]: the chat protocol as the bench needs it (Budget Chat),
 //! - [`payload`]: the text of a message (sender, sequence, intended time),
 //! - [`tracker`]: loss, duplicate and reordering accounting,
-//! - [`driver`]: the poll loop and the workloads (fanout, idle, churn),
+//! - [`driver`]: the poll loop and the workloads (fanout, idle, churn, storm),
 //! - [`net`]: non-blocking connects and the precise timer,
-//! - [`stats`]: latency histograms, [`proc_stats`]: /proc sampling,
+//! - [`stats`]: latency histograms, [`proc_stats`]: /proc sampling (the
+//!   server's RSS, by phase),
 //! - [`report`]: the table and the JSON object,
 //! - [`baseline`]: the thread-per-client server the benches compare with.
 

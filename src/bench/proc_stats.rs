@@ -141,6 +141,97 @@ pub fn parse_perf_csv(text: &str) -> Option<u64> {
     total
 }
 
+/// Reads only VmRSS and VmHWM (/proc/PID/status): what the frequent memory
+/// sampling needs, one small read instead of three files.
+pub fn sample_rss(pid: u32) -> io::Result<ProcSample> {
+    Ok(parse_status(&std::fs::read_to_string(format!(
+        "/proc/{pid}/status"
+    ))?))
+}
+
+/// The server's resident memory sampled often over a run, so that a peak
+/// lasting a fraction of a second (a join storm's send queues, a backlog
+/// held for paused readers) is seen. VmHWM alone would not do: it is the
+/// peak over the process's whole life, earlier runs and phases included.
+#[derive(Debug, Clone, Default)]
+pub struct RssTrack {
+    pub samples: u64,
+    pub start_kib: u64,
+    pub last_kib: u64,
+    pub peak_kib: u64,
+    /// When the peak was sampled (seconds since the track began) and in
+    /// which phase of the run.
+    pub peak_at_s: f64,
+    pub peak_phase: &'static str,
+    /// Each phase's peak, in the order the phases began.
+    pub by_phase: Vec<(&'static str, u64)>,
+    /// Each phase's first sample (taken as it begins): the RSS the phase
+    /// started from.
+    pub phase_start: Vec<(&'static str, u64)>,
+    /// VmHWM at the last sample.
+    pub hwm_kib: u64,
+    phase: &'static str,
+}
+
+impl RssTrack {
+    pub fn new(phase: &'static str) -> RssTrack {
+        RssTrack {
+            phase,
+            peak_phase: phase,
+            ..RssTrack::default()
+        }
+    }
+
+    /// From now on samples belong to `phase`.
+    pub fn set_phase(&mut self, phase: &'static str) {
+        self.phase = phase;
+    }
+
+    pub fn phase(&self) -> &'static str {
+        self.phase
+    }
+
+    /// Records one reading taken `at_s` seconds into the track.
+    pub fn record(&mut self, s: ProcSample, at_s: f64) {
+        if self.samples == 0 {
+            self.start_kib = s.rss_kib;
+        }
+        self.samples += 1;
+        self.last_kib = s.rss_kib;
+        self.hwm_kib = s.hwm_kib;
+        if s.rss_kib > self.peak_kib {
+            self.peak_kib = s.rss_kib;
+            self.peak_at_s = at_s;
+            self.peak_phase = self.phase;
+        }
+        match self.by_phase.iter_mut().find(|(p, _)| *p == self.phase) {
+            Some((_, peak)) => *peak = (*peak).max(s.rss_kib),
+            None => {
+                self.by_phase.push((self.phase, s.rss_kib));
+                self.phase_start.push((self.phase, s.rss_kib));
+            }
+        }
+    }
+
+    /// The first sample of `phase` (0 when it was not sampled).
+    pub fn start_of(&self, phase: &str) -> u64 {
+        self.phase_start
+            .iter()
+            .find(|(p, _)| *p == phase)
+            .map_or(0, |&(_, kib)| kib)
+    }
+
+    /// The highest sample over `phases` (0 when none was sampled in them).
+    pub fn peak_in(&self, phases: &[&str]) -> u64 {
+        self.by_phase
+            .iter()
+            .filter(|(p, _)| phases.contains(p))
+            .map(|&(_, kib)| kib)
+            .max()
+            .unwrap_or(0)
+    }
+}
+
 /// Raises this process's soft RLIMIT_NOFILE to its hard limit (10,000 clients
 /// need 10,000 descriptors). Returns the new soft limit.
 pub fn raise_nofile_limit() -> u64 {
@@ -188,5 +279,32 @@ mod tests {
         let s = sample(std::process::id()).expect("own /proc");
         assert!(s.rss_kib > 0);
         assert!(s.threads >= 1);
+        let r = sample_rss(std::process::id()).expect("own /proc");
+        assert!(r.rss_kib > 0 && r.hwm_kib >= r.rss_kib, "{r:?}");
+    }
+
+    #[test]
+    fn rss_track_keeps_peaks_by_phase() {
+        let at = |rss_kib, hwm_kib| ProcSample {
+            rss_kib,
+            hwm_kib,
+            ..ProcSample::default()
+        };
+        let mut t = RssTrack::new("join");
+        t.record(at(100, 100), 0.0);
+        t.record(at(300, 300), 0.5);
+        t.set_phase("send");
+        t.record(at(200, 300), 1.0);
+        t.record(at(250, 300), 1.5);
+        t.set_phase("join");
+        t.record(at(120, 300), 2.0);
+        assert_eq!((t.samples, t.start_kib, t.last_kib), (5, 100, 120));
+        assert_eq!((t.peak_kib, t.peak_at_s, t.peak_phase), (300, 0.5, "join"));
+        assert_eq!(t.by_phase, [("join", 300), ("send", 250)]);
+        assert_eq!(t.phase_start, [("join", 100), ("send", 200)]);
+        assert_eq!((t.start_of("send"), t.start_of("drain")), (200, 0));
+        assert_eq!(t.peak_in(&["send", "drain"]), 250);
+        assert_eq!(t.peak_in(&["drain"]), 0);
+        assert_eq!(t.hwm_kib, 300);
     }
 }

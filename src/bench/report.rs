@@ -4,7 +4,8 @@
 //! benches/fanout.rs and the tests read them), so they are written out by
 //! hand here rather than derived from field names.
 
-use super::cli::{Config, Workload};
+use super::cli::{Config, Lag, Workload};
+use super::proc_stats::RssTrack;
 use super::stats::LatencySummary;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
@@ -24,6 +25,28 @@ pub struct ServerCost {
     pub write_syscalls: Option<u64>,
     pub write_syscalls_source: &'static str,
     pub write_syscalls_per_delivery: Option<f64>,
+}
+
+/// Receivers that left after joining because the server closed them (a
+/// slow reader cut at `--max-sendq`, typically). What they did not get is
+/// counted here, not in `lost`, which is about receivers still connected.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cut {
+    pub receivers: u64,
+    /// Of which `--lag` receivers (whose cut is not a failure).
+    pub lagging: u64,
+    /// Of which had received an error line (`! ...`, IRC `ERROR`) first.
+    pub with_error_line: u64,
+    /// Messages owed to them and not received.
+    pub undelivered: u64,
+}
+
+/// What `--lag` did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct LagStats {
+    pub receivers: u64,
+    /// From the first send to the resume.
+    pub paused_s: f64,
 }
 
 #[derive(Debug, Clone)]
@@ -57,17 +80,27 @@ pub struct Report {
     pub latency: Option<LatencySummary>,
     pub latency_uncorrected: Option<LatencySummary>,
     pub drain_s: f64,
+    /// Reading until nothing came for a while: before the first send with
+    /// `--lag` (the join notices), after the storm (the last joins' notices).
+    pub settle_s: f64,
     /// Deliveries between the start of the measured window and the end of
     /// the drain: the divisor of the server's per-delivery costs.
     pub cost_window_deliveries: u64,
     pub server: Option<ServerCost>,
     pub bench_cpu_s: Option<f64>,
     pub bench_rss_kib: Option<u64>,
+    /// Bytes the clients read from the server over the whole run.
+    pub read_bytes: u64,
     /// Idle: connections still joined at the end of the hold.
     pub held: u64,
-    /// Churn: completed joins.
+    /// Churn, storm: completed joins (storm: not counting the chatters).
     pub joins: u64,
     pub in_flight_at_end: u64,
+    pub cut: Cut,
+    pub lag: Option<LagStats>,
+    /// With `--server-pid`: the server's RSS sampled every `--rss-interval`
+    /// over the whole run.
+    pub memory: Option<RssTrack>,
 }
 
 fn per_s(n: u64, s: f64) -> f64 {
@@ -108,13 +141,18 @@ impl Report {
             latency: None,
             latency_uncorrected: None,
             drain_s: 0.0,
+            settle_s: 0.0,
             cost_window_deliveries: 0,
             server: None,
             bench_cpu_s: None,
             bench_rss_kib: None,
+            read_bytes: 0,
             held: 0,
             joins: 0,
             in_flight_at_end: 0,
+            cut: Cut::default(),
+            lag: None,
+            memory: None,
         }
     }
 
@@ -134,7 +172,19 @@ impl Report {
         self.failures.values().sum()
     }
 
-    /// Whether everyone requested joined (fanout, idle).
+    /// The server's highest sampled RSS over the phases that are the
+    /// workload's load (storm: the storm; fanout: from the first send),
+    /// leaving out the joining before them. `None` without `--server-pid`.
+    pub fn load_peak_rss_kib(&self) -> Option<u64> {
+        let m = self.memory.as_ref()?;
+        Some(match self.config.workload {
+            Workload::Storm => m.peak_in(&["storm", "drain", "settle"]),
+            Workload::Fanout => m.peak_in(&["send", "lag", "drain"]),
+            Workload::Idle | Workload::Churn => m.peak_kib,
+        })
+    }
+
+    /// Whether everyone requested joined (fanout, idle, storm).
     pub fn all_joined(&self) -> bool {
         self.config.workload == Workload::Churn || self.joined >= self.requested as u64
     }
@@ -162,7 +212,18 @@ impl Report {
             "duration_s": c.duration.as_secs_f64(),
             "warmup_s": c.warmup.as_secs_f64(),
             "messages": c.messages,
+            // null: unpaced (`--connect-rate max`).
             "connect_rate": c.connect_rate,
+            "max_joining": c.max_joining,
+            "lag": match c.lag {
+                None => Value::Null,
+                Some(Lag::Count(n)) => json!({ "count": n }),
+                Some(Lag::Fraction(f)) => json!({ "share": f }),
+            },
+            "lag_pause_s": c.lag_pause.as_secs_f64(),
+            "lag_after_send": c.lag_after_send,
+            "settle_s": c.settle.as_secs_f64(),
+            "rss_interval_ms": c.rss_interval.as_secs_f64() * 1000.0,
             "source_addrs": c.source_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "join_timeout_s": c.join_timeout.as_secs_f64(),
             "drain_timeout_s": c.drain_timeout.as_secs_f64(),
@@ -179,6 +240,20 @@ impl Report {
                 "write_syscalls": s.write_syscalls,
                 "write_syscalls_source": s.write_syscalls_source,
                 "write_syscalls_per_delivery": s.write_syscalls_per_delivery,
+            })
+        });
+        let memory = self.memory.as_ref().map_or(Value::Null, |m| {
+            json!({
+                "samples": m.samples,
+                "rss_start_kib": m.start_kib,
+                "rss_peak_kib": m.peak_kib,
+                "rss_peak_at_s": m.peak_at_s,
+                "rss_peak_phase": m.peak_phase,
+                "rss_peak_by_phase_kib": m.by_phase.iter().map(|&(p, k)| (p.to_string(), json!(k))).collect::<serde_json::Map<_, _>>(),
+                "rss_start_by_phase_kib": m.phase_start.iter().map(|&(p, k)| (p.to_string(), json!(k))).collect::<serde_json::Map<_, _>>(),
+                "rss_load_peak_kib": self.load_peak_rss_kib(),
+                "rss_end_kib": m.last_kib,
+                "hwm_kib": m.hwm_kib,
             })
         });
         json!({
@@ -208,19 +283,53 @@ impl Report {
             "foreign_lines": self.foreign_lines,
             "error_lines": self.error_lines,
             "drain_s": self.drain_s,
+            "settle_s": self.settle_s,
             "cost_window_deliveries": self.cost_window_deliveries,
             "latency_us": lat_json(&self.latency),
             "latency_uncorrected_us": lat_json(&self.latency_uncorrected),
             "joins": self.joins,
             "joins_per_s": self.joins_per_s(),
             "in_flight_at_end": self.in_flight_at_end,
+            "cut": {
+                "receivers": self.cut.receivers,
+                "lagging": self.cut.lagging,
+                "with_error_line": self.cut.with_error_line,
+                "undelivered": self.cut.undelivered,
+            },
+            "lag": self.lag.map_or(Value::Null, |l| json!({
+                "receivers": l.receivers,
+                "paused_s": l.paused_s,
+            })),
             "server": server,
+            "server_memory": memory,
             "bench": {
                 "cpu_s": self.bench_cpu_s,
                 "rss_kib": self.bench_rss_kib,
+                "read_bytes": self.read_bytes,
             },
             "clean": self.is_clean(),
         })
+    }
+
+    /// The chat latency rows of the table (fanout, storm with chatters).
+    fn latency_rows(&self, t: &mut String) {
+        for (name, l) in [
+            ("latency us (corrected)", &self.latency),
+            ("latency us (uncorrected)", &self.latency_uncorrected),
+        ] {
+            if let Some(l) = l.filter(|l| l.count > 0) {
+                let oor = if l.out_of_range > 0 {
+                    format!("  ({} OUT OF RANGE, recorded at the top)", l.out_of_range)
+                } else {
+                    String::new()
+                };
+                let _ = writeln!(
+                    t,
+                    "  {name:<28} p50 {}  p90 {}  p99 {}  p99.9 {}  max {}{oor}",
+                    l.p50, l.p90, l.p99, l.p999, l.max
+                );
+            }
+        }
     }
 
     /// The human summary.
@@ -256,7 +365,79 @@ impl Report {
                 .collect();
             row(&mut t, "failures", list.join(", "));
         }
+        if let Some(l) = self.lag {
+            row(
+                &mut t,
+                "lagging receivers",
+                format!(
+                    "{} paused {:.2} s{} (after {:.2} s settling)",
+                    l.receivers,
+                    l.paused_s,
+                    if c.lag_after_send {
+                        " until after the last send"
+                    } else {
+                        ""
+                    },
+                    self.settle_s
+                ),
+            );
+        }
+        if self.cut.receivers > 0 {
+            row(
+                &mut t,
+                "cut by the server",
+                format!(
+                    "{} receivers ({} lagging, {} told why), {} messages undelivered to them",
+                    self.cut.receivers,
+                    self.cut.lagging,
+                    self.cut.with_error_line,
+                    self.cut.undelivered
+                ),
+            );
+        }
         match c.workload {
+            Workload::Storm => {
+                let chatters = c.senders.min(c.clients) as u64;
+                row(
+                    &mut t,
+                    "storm",
+                    format!(
+                        "{} joins in {:.2} s = {:.0} joins/s ({})",
+                        self.joins,
+                        self.measured_s,
+                        self.joins_per_s(),
+                        if c.connect_unpaced() {
+                            "connects unpaced".to_string()
+                        } else {
+                            format!("{} connects/s asked", c.connect_rate)
+                        }
+                    ),
+                );
+                if chatters > 0 {
+                    row(
+                        &mut t,
+                        "chatters",
+                        format!(
+                            "{} senders, {} msg/s open loop, {} B payload",
+                            self.senders, c.rate, c.size
+                        ),
+                    );
+                    row(
+                        &mut t,
+                        "sent / deliveries / owed",
+                        format!(
+                            "{} / {} / {}",
+                            self.sent, self.deliveries, self.expected_deliveries
+                        ),
+                    );
+                    row(
+                        &mut t,
+                        "lost / duplicates / reordered",
+                        format!("{} / {} / {}", self.lost, self.duplicates, self.reordered),
+                    );
+                    self.latency_rows(&mut t);
+                }
+            }
             Workload::Fanout => {
                 let rate = if c.rate > 0.0 {
                     format!("{} msg/s open loop", c.rate)
@@ -309,26 +490,7 @@ impl Report {
                         format!("{} / {}", self.foreign_lines, self.error_lines),
                     );
                 }
-                for (name, l) in [
-                    ("latency us (corrected)", &self.latency),
-                    ("latency us (uncorrected)", &self.latency_uncorrected),
-                ] {
-                    if let Some(l) = l.filter(|l| l.count > 0) {
-                        let oor = if l.out_of_range > 0 {
-                            format!("  ({} OUT OF RANGE, recorded at the top)", l.out_of_range)
-                        } else {
-                            String::new()
-                        };
-                        row(
-                            &mut t,
-                            name,
-                            format!(
-                                "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}{oor}",
-                                l.p50, l.p90, l.p99, l.p999, l.max
-                            ),
-                        );
-                    }
-                }
+                self.latency_rows(&mut t);
             }
             Workload::Idle => {
                 row(
@@ -358,6 +520,30 @@ impl Report {
                 format!("p50 {}  p99 {}  max {}", jl.p50, jl.p99, jl.max),
             );
         }
+        if let Some(m) = &self.memory {
+            let phases: Vec<String> = m.by_phase.iter().map(|(p, k)| format!("{p} {k}")).collect();
+            row(
+                &mut t,
+                "server RSS sampled KiB",
+                format!(
+                    "start {}  peak {} ({} at {:.2} s)  end {}  ({} samples)",
+                    m.start_kib, m.peak_kib, m.peak_phase, m.peak_at_s, m.last_kib, m.samples
+                ),
+            );
+            row(&mut t, "server RSS peak by phase", phases.join(", "));
+            if let Some(p) = self.load_peak_rss_kib() {
+                row(
+                    &mut t,
+                    "server RSS peak under load",
+                    format!("{p} KiB = {:.1} MiB", p as f64 / 1024.0),
+                );
+            }
+            row(
+                &mut t,
+                "server VmHWM (lifetime)",
+                format!("{} KiB = {:.1} MiB", m.hwm_kib, m.hwm_kib as f64 / 1024.0),
+            );
+        }
         if let Some(s) = &self.server {
             row(
                 &mut t,
@@ -377,6 +563,11 @@ impl Report {
         if let Some(cpu) = self.bench_cpu_s {
             row(&mut t, "bench CPU", format!("{cpu:.3} s"));
         }
+        row(
+            &mut t,
+            "bench read",
+            format!("{:.1} MiB", self.read_bytes as f64 / (1024.0 * 1024.0)),
+        );
         row(
             &mut t,
             "result",

@@ -5,6 +5,13 @@
 //! arrival is told apart from a duplicate without storing every number seen.
 //! What is still missing when the run ends (gaps and the tail after the last
 //! receipt) is lost.
+//!
+//! A receiver that joins while a sender is already talking (the `storm`
+//! workload) cannot know which message was the first one owed to it: the
+//! server decides by when it handled the join. Its tracker starts at the
+//! first number it receives ([`SeqTracker::late`]); from there on every
+//! number is owed, which is exact for a server that relays one sender's
+//! messages in order.
 
 /// What one receipt turned out to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,6 +36,10 @@ impl Receipt {
 /// Loss, duplicate and order accounting for one (receiver, sender) pair.
 #[derive(Debug, Default, Clone)]
 pub struct SeqTracker {
+    /// The first number owed: 0, or (late) the first number received.
+    start: u64,
+    /// A late tracker that has received nothing yet: nothing is owed.
+    waiting: bool,
     /// The next sequence number expected in order.
     next: u64,
     /// Missing numbers below `next`, as sorted disjoint half-open ranges.
@@ -40,7 +51,27 @@ pub struct SeqTracker {
 }
 
 impl SeqTracker {
+    /// A tracker for a receiver that joined after the sender started: it
+    /// owes nothing until its first receipt, then everything after it.
+    pub fn late() -> SeqTracker {
+        SeqTracker {
+            waiting: true,
+            ..SeqTracker::default()
+        }
+    }
+
     pub fn observe(&mut self, seq: u64) -> Receipt {
+        if self.waiting {
+            self.waiting = false;
+            self.start = seq;
+            self.next = seq;
+        }
+        if seq < self.start {
+            // Older than the first receipt of a late tracker: it came after
+            // a later number, and was not owed.
+            self.reordered += 1;
+            return Receipt::Late;
+        }
         if seq == self.next {
             self.next += 1;
             self.received += 1;
@@ -79,9 +110,20 @@ impl SeqTracker {
         }
     }
 
-    /// Messages lost when the sender sent `sent` of them (numbers `0..sent`).
+    /// Messages owed when the sender sent `sent` of them (numbers `0..sent`,
+    /// or for a late tracker from its first receipt on).
+    pub fn owed(&self, sent: u64) -> u64 {
+        if self.waiting {
+            0
+        } else {
+            sent.saturating_sub(self.start)
+        }
+    }
+
+    /// Messages lost when the sender sent `sent` of them: owed and not
+    /// received.
     pub fn lost(&self, sent: u64) -> u64 {
-        sent.saturating_sub(self.received)
+        self.owed(sent).saturating_sub(self.received)
     }
 }
 
@@ -121,6 +163,21 @@ mod tests {
         assert_eq!(t.observe(2), Receipt::Late);
         assert_eq!(t.lost(7), 0);
         assert!(t.missing.is_empty());
+    }
+
+    #[test]
+    fn late_tracker_owes_from_its_first_receipt() {
+        let mut t = SeqTracker::late();
+        assert_eq!((t.owed(50), t.lost(50)), (0, 0), "nothing received yet");
+        assert_eq!(t.observe(40), Receipt::InOrder);
+        assert_eq!(t.observe(42), Receipt::Gap { skipped: 1 });
+        assert_eq!(t.observe(39), Receipt::Late, "older than the first");
+        assert_eq!(t.observe(42), Receipt::Duplicate);
+        assert_eq!(t.owed(50), 10);
+        assert_eq!(t.lost(50), 8, "41 and 43..50");
+        assert_eq!(t.observe(41), Receipt::Late);
+        assert_eq!(t.lost(43), 0);
+        assert_eq!((t.received, t.reordered, t.duplicates), (3, 2, 1));
     }
 
     #[test]
