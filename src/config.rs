@@ -26,6 +26,9 @@ pub const DEFAULT_MAX_LINE: usize = 4096;
 /// far more than a reading client ever falls behind, while 1,000 stuck
 /// clients cannot take more than 256 MiB.
 pub const DEFAULT_MAX_SENDQ: usize = 256 * 1024;
+/// Own bytes (replies, private lines) one queue may gather during a turn
+/// before they are written at once instead of at the turn's end.
+pub const WRITE_OWN_EARLY: usize = 16 * 1024;
 /// Output held for all connections together (shared broadcast chunks and
 /// each connection's own bytes) before the connections owing the oldest
 /// bytes are cut. A small host's budget: a broadcast is stored once, so

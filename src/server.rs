@@ -234,15 +234,12 @@ impl Mailer<'_> {
             // The queue is full of bytes from *this* turn, which the kernel
             // has not been offered yet. Offer them now: only what it will
             // not take counts against the cap.
-            let mut w = CountingWriter::new(&mut c.stream);
-            let written = c.sendq.write_to(self.pool, &mut w);
-            self.stats.writes += w.calls;
-            self.stats.written_bytes += w.bytes;
-            if written.is_err() {
-                c.phase.close();
-                self.broken.push(to);
+            if !self.write_now(to) {
                 return;
             }
+            let Some(c) = self.conns.get_mut(to) else {
+                return;
+            };
             if push(&mut c.sendq, self.pool).is_err() {
                 // A slow reader. It is kicked in `flush_pending`, once the
                 // room is done with this input; until then it gets nothing.
@@ -250,11 +247,42 @@ impl Mailer<'_> {
                 self.overflowed.push(to);
                 return;
             }
+        } else if c.sendq.own_len() > config::WRITE_OWN_EARLY {
+            // A long reply of its own (the room's list for a joiner in a
+            // big room): hand it to the kernel now rather than hold it to
+            // the end of the turn, when a storm of joiners would hold one
+            // each. Broadcast spans do not count: they cost no memory of
+            // their own, and batching them is the point of the turn.
+            if !self.write_now(to) {
+                return;
+            }
         }
+        let Some(c) = self.conns.get_mut(to) else {
+            return;
+        };
         if !c.flush_queued {
             c.flush_queued = true;
             self.flush_list.push(to);
         }
+    }
+
+    /// Writes `to`'s queue now, ahead of the end-of-turn flush. Returns
+    /// `false` if the socket failed (the connection is then closing and on
+    /// the `broken` list).
+    fn write_now(&mut self, to: ConnId) -> bool {
+        let Some(c) = self.conns.get_mut(to) else {
+            return false;
+        };
+        let mut w = CountingWriter::new(&mut c.stream);
+        let written = c.sendq.write_to(self.pool, &mut w);
+        self.stats.writes += w.calls;
+        self.stats.written_bytes += w.bytes;
+        if written.is_err() {
+            c.phase.close();
+            self.broken.push(to);
+            return false;
+        }
+        true
     }
 }
 

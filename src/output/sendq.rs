@@ -120,6 +120,12 @@ impl SendQueue {
         self.owed == 0
     }
 
+    /// Own bytes owed (replies, private lines): the memory this queue
+    /// holds alone.
+    pub fn own_len(&self) -> usize {
+        self.own.len() - self.own_sent
+    }
+
     /// Spans owed (for measuring fragmentation).
     pub fn spans(&self) -> usize {
         usize::from(self.head.is_some()) + self.rest.len()
