@@ -495,7 +495,9 @@ function showUsers() {
     return item;
   });
   ui.users.replaceChildren(...items);
-  ui.users.dataset.count = String(state.users.length);
+  // Our own room's count is known here; the others' come with /rooms.
+  const count = roomButton(state.room)?.querySelector('.count');
+  if (count && state.users.length) count.textContent = String(state.users.length);
 }
 
 /** `* Rooms: #lobby (3), #rust (1)` → one button per room. */
@@ -519,12 +521,13 @@ function showRooms(list) {
   markCurrentRoom();
 }
 
+function roomButton(room) {
+  return [...ui.rooms.querySelectorAll('button')].find((b) => sameName(b.dataset.room, room));
+}
+
 function markCurrentRoom() {
-  for (const button of ui.rooms.querySelectorAll('button')) {
-    const current = sameName(button.dataset.room, state.room);
-    if (current) button.setAttribute('aria-current', 'true');
-    else button.removeAttribute('aria-current');
-  }
+  for (const button of ui.rooms.querySelectorAll('button')) button.removeAttribute('aria-current');
+  roomButton(state.room)?.setAttribute('aria-current', 'true');
 }
 
 function startPrivateLine(nick) {

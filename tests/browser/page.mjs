@@ -291,6 +291,11 @@ test('a hostile line shows as text: no element, no script, no dialog', T, async 
   assert.equal(text, evil);
   await page.waitForTimeout(300); // an onerror would have fired by now
   assert.deepEqual(trouble, []);
+  // The CSP's Trusted Types make any innerHTML assignment throw.
+  const html = await page.evaluate(() => {
+    try { document.createElement('div').innerHTML = '<b>x</b>'; return 'allowed'; } catch (e) { return e.name; }
+  });
+  assert.equal(html, 'TypeError');
   await context.close();
 });
 
