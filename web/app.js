@@ -16,6 +16,9 @@ const NICK_COLOURS = 8;          // classes .n0 to .n7 in style.css
 
 // A nickname, as the server allows it (docs/protocol.md, "Joining").
 const NICK = '[A-Za-z0-9_\\-\\[\\]{}|^]{1,32}';
+// The notices that start and end a private conversation (/pm).
+const PRIVATE_STARTED = new RegExp(`^(?:${NICK} accepted\\. )?You are in a private conversation with (${NICK}):`);
+const PRIVATE_ENDED = new RegExp(`^(?:Private conversation with ${NICK} ended|${NICK} ended the private conversation|${NICK} left; your private conversation ended)\\. You are back in the room\\.$`);
 
 // ---- The page's elements ---------------------------------------------------
 
@@ -184,9 +187,9 @@ function noticeReceived(text) {
   } else if (text.startsWith('PING ')) {
     send('/pong'); // any line answers; the user need not see it
     return false;
-  } else if ((m = text.match(new RegExp(`You are in a private conversation with (${NICK}):`)))) {
+  } else if ((m = text.match(PRIVATE_STARTED))) {
     setPartner(m[1]);
-  } else if (text.endsWith('You are back in the room.')) {
+  } else if (PRIVATE_ENDED.test(text)) {
     setPartner('');
   }
   if (state.stage !== 'joined') ui.loginHint.textContent = `* ${text}`;
@@ -195,8 +198,9 @@ function noticeReceived(text) {
 
 /** Returns whether the error should be shown (always). */
 function errorReceived(text) {
-  if (/^Wrong password/.test(text) || /^Password too short/.test(text)
-      || /^Could not register/.test(text)) {
+  if (state.stage === 'joined') {
+    // e.g. a refused /nick: nothing to do but show it
+  } else if (/^(Wrong password|Password too short|Could not register)/.test(text)) {
     state.password = ''; // wrong, or refused: ask the user
     if (/Too many failures/.test(text)) state.autoLogin = false;
     else passwordAsked();

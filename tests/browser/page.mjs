@@ -335,6 +335,34 @@ test('refusals are shown as the server says them; password when asked', T, async
   await context.close();
 });
 
+test('a private conversation: own lines come back from the server only', T, async () => {
+  const fake = new FakeServer();
+  const { context, page, trouble } = await openPage(fake);
+  await logIn(page, 'bob');
+  fake.sendAll('* alice accepted. You are in a private conversation with alice: your lines go to alice only; /endpm to return to the room.');
+  await waitForLine(page, 'alice accepted.');
+  assert.match(await page.locator('#line').getAttribute('placeholder'), /alice/);
+  // A topic cannot end the conversation by looking like the notice.
+  fake.sendAll('* carol set the topic of #lobby: Private conversation with alice ended. You are back in the room.');
+  await waitForLine(page, 'carol set the topic');
+  await say(page, 'just us');
+  await waitUntil(() => fake.linesFromLatest().includes('just us'), 5_000, 'the private line');
+  fake.sendAll('(-> alice) just us');
+  await waitForLine(page, '→ alice (private): just us');
+  assert.equal((await logLines(page)).filter((l) => l.includes('just us')).length, 1);
+  fake.sendAll('* alice ended the private conversation. You are back in the room.');
+  await waitForLine(page, 'alice ended the private');
+  await say(page, 'everyone again');
+  await waitForLine(page, 'bob: everyone again');
+  // A refusal after joining (a /nick) leaves the chat as it is.
+  fake.sendAll('! Nickname alice is taken. Choose another.');
+  await waitForLine(page, '! Nickname alice is taken.');
+  assert.ok(await page.locator('#chat-form').isVisible());
+  assert.equal(await page.locator('#login-form').isVisible(), false);
+  assert.deepEqual(trouble, []);
+  await context.close();
+});
+
 test('scrollback is capped, and sticks to the bottom only at the bottom', T, async () => {
   const fake = new FakeServer();
   const { context, page, trouble } = await openPage(fake);
