@@ -6,7 +6,7 @@
 // comes from the server is put in the page with textContent, never as HTML.
 'use strict';
 
-// ---- Settings --------------------------------------------------------------
+// ---- Settings
 
 const MAX_LINES = 1000;          // scrollback: older lines are dropped
 const BACKOFF_MIN_MS = 500;      // first reconnect wait
@@ -20,7 +20,7 @@ const NICK = '[A-Za-z0-9_\\-\\[\\]{}|^]{1,32}';
 const PRIVATE_STARTED = new RegExp(`^(?:${NICK} accepted\\. )?You are in a private conversation with (${NICK}):`);
 const PRIVATE_ENDED = new RegExp(`^(?:Private conversation with ${NICK} ended|${NICK} ended the private conversation|${NICK} left; your private conversation ended)\\. You are back in the room\\.$`);
 
-// ---- The page's elements ---------------------------------------------------
+// ---- The page's elements
 
 const byId = (id) => document.getElementById(id);
 const ui = {
@@ -41,7 +41,7 @@ const ui = {
   joinName: byId('join-name'),
 };
 
-// ---- State -----------------------------------------------------------------
+// ---- State
 
 const state = {
   ws: null,
@@ -59,7 +59,6 @@ const state = {
   room: '',
   users: [],
   partner: '',        // the other side of a private conversation (/pm)
-  quitting: false,    // the user typed /quit: do not reconnect
   attempts: 0,        // reconnects since the last successful login
   retryTimer: 0,
   refreshTimer: 0,
@@ -68,7 +67,7 @@ const state = {
   silent: { who: 0, rooms: 0 },
 };
 
-// ---- Connection ------------------------------------------------------------
+// ---- Connection
 
 /** ws: or wss: to the same host and port the page came from. */
 function socketUrl() {
@@ -90,7 +89,6 @@ function connect() {
   clearTimeout(state.retryTimer);
   ui.retry.hidden = true;
   if (state.ws) return;
-  state.quitting = false;
   state.silent = { who: 0, rooms: 0 };
   setStage('connecting');
   setStatus('connecting', 'Connecting…');
@@ -109,10 +107,10 @@ function connectionClosed(ws) {
   clearInterval(state.refreshTimer);
   setStage('offline');
   state.users = [];
-  state.partner = '';
+  setPartner('');
   showUsers();
   if (wasJoined) addLocalLine('Connection lost.');
-  if (state.autoLogin && !state.quitting) {
+  if (state.autoLogin) {
     scheduleReconnect();
   } else {
     setStatus('offline', 'Not connected');
@@ -144,7 +142,7 @@ function refreshLists() {
   askSilently('rooms');
 }
 
-// ---- Lines from the server -------------------------------------------------
+// ---- Lines from the server
 
 /**
  * Reads one server line: updates the state it tells about (stage, room,
@@ -301,7 +299,7 @@ function takeSilent(what) {
 const sameName = (a, b) => a.toLowerCase() === b.toLowerCase();
 const splitList = (text) => text.split(', ').filter(Boolean);
 
-// ---- Lines typed by the user -----------------------------------------------
+// ---- Lines typed by the user
 
 /** The login form sends the name, or the password when one was asked. */
 function submitLogin(event) {
@@ -350,8 +348,7 @@ function echoOwnLine(line) {
   } else if (command[1].toLowerCase() === 'me') {
     addLine({ kind: 'action own', nick: state.nick, text: command[2] });
   } else if (/^(quit|exit|logout)$/i.test(command[1])) {
-    state.quitting = true;
-    state.autoLogin = false;
+    state.autoLogin = false; // leaving on purpose: no reconnect
   }
 }
 
@@ -360,7 +357,7 @@ function joinRoom(name) {
   if (room) send(`/join ${room.startsWith('#') ? room : `#${room}`}`);
 }
 
-// ---- Showing lines ---------------------------------------------------------
+// ---- Showing lines
 
 /**
  * Splits a server line into its parts, following the markers of
@@ -368,23 +365,26 @@ function joinRoom(name) {
  * private and action lines start with HH:MM:SS.
  */
 function parseLine(line) {
-  let time = '';
   const stamp = line.match(/^(\d\d:\d\d:\d\d) (.*)$/s);
-  if (stamp) [, time, line] = stamp;
+  const time = stamp ? stamp[1] : '';
+  return { ...lineParts(stamp ? stamp[2] : line), time };
+}
+
+function lineParts(line) {
   let m;
-  if (line.startsWith('* ')) return { kind: 'notice', text: line.slice(2), time };
-  if (line.startsWith('! ')) return { kind: 'error', text: line.slice(2), time };
-  if ((m = line.match(/^\[([^\]]*)\] (.*)$/s))) return { kind: 'chat', nick: m[1], text: m[2], time };
-  if ((m = line.match(/^~ (\S+) (.*)$/s))) return { kind: 'action', nick: m[1], text: m[2], time };
-  if ((m = line.match(/^\(-> ([^)]*)\) (.*)$/s))) return { kind: 'private own', to: m[1], text: m[2], time };
+  if (line.startsWith('* ')) return { kind: 'notice', text: line.slice(2) };
+  if (line.startsWith('! ')) return { kind: 'error', text: line.slice(2) };
+  if ((m = line.match(/^\[([^\]]*)\] (.*)$/s))) return { kind: 'chat', nick: m[1], text: m[2] };
+  if ((m = line.match(/^~ (\S+) (.*)$/s))) return { kind: 'action', nick: m[1], text: m[2] };
+  if ((m = line.match(/^\(-> ([^)]*)\) (.*)$/s))) return { kind: 'private own', to: m[1], text: m[2] };
   if ((m = line.match(/^\(([^)]*)\) (.*)$/s))) {
     // A private action reads `(NICK) * NICK TEXT`.
-    const action = m[2].startsWith(`* ${m[1]} `);
-    return action
-      ? { kind: 'private action', nick: m[1], text: m[2].slice(m[1].length + 3), time }
-      : { kind: 'private', nick: m[1], text: m[2], time };
+    const action = `* ${m[1]} `;
+    return m[2].startsWith(action)
+      ? { kind: 'private action', nick: m[1], text: m[2].slice(action.length) }
+      : { kind: 'private', nick: m[1], text: m[2] };
   }
-  return { kind: 'notice', text: line, time };
+  return { kind: 'notice', text: line };
 }
 
 /** A line the page itself says (not from the server). */
@@ -398,18 +398,16 @@ function addLine(parts) {
   const item = document.createElement('li');
   item.className = parts.kind;
   item.append(timeElement(parts.time), ' ');
-  if (parts.kind.startsWith('action') || parts.kind === 'private action') {
+  if (parts.kind.includes('action')) {
     item.append('* ', nickElement(parts.nick), ' ');
   } else if (parts.nick) {
-    item.append(nickElement(parts.nick), parts.kind.startsWith('private') ? ' (private): ' : ': ');
+    item.append(nickElement(parts.nick), parts.kind === 'private' ? ' (private): ' : ': ');
   } else if (parts.to) {
     item.append('→ ', nickElement(parts.to), ' (private): ');
-  } else if (parts.kind === 'error') {
-    item.append('! '); // errors and notices read as the server sent them
-  } else if (parts.kind === 'notice') {
-    item.append('* ');
+  } else if (parts.kind !== 'local') {
+    item.append(parts.kind === 'error' ? '! ' : '* '); // as the server sent them
   }
-  item.append(textElement(parts.text));
+  item.append(element('span', 'text', parts.text));
   ui.log.append(item);
   let removed = 0;
   while (ui.log.childElementCount > MAX_LINES) {
@@ -420,31 +418,25 @@ function addLine(parts) {
   else ui.log.scrollTop -= removed; // the lines being read stay in view
 }
 
-function timeElement(stamp) {
-  const el = document.createElement('time');
-  const now = new Date();
-  // The server's time when it sent one (--timestamps), else the time it came.
-  const full = stamp || now.toTimeString().slice(0, 8);
-  el.className = 'time';
-  el.dateTime = full;
-  el.title = full;
-  el.textContent = full.slice(0, 5);
-  return el;
-}
-
-function nickElement(nick) {
-  const el = document.createElement('span');
-  el.className = `nick n${nickColour(nick)}`;
-  el.textContent = nick;
-  return el;
-}
-
-function textElement(text) {
-  const el = document.createElement('span');
-  el.className = 'text';
+/** A new element with a class and a text: the only way text gets in. */
+function element(tag, className, text) {
+  const el = document.createElement(tag);
+  el.className = className;
   el.textContent = text;
   return el;
 }
+
+/** HH:MM, and HH:MM:SS on hover: the server's time when it sent one
+ * (--timestamps), else the time the line came. */
+function timeElement(stamp) {
+  const full = stamp || new Date().toTimeString().slice(0, 8);
+  const el = element('time', 'time', full.slice(0, 5));
+  el.dateTime = full;
+  el.title = full;
+  return el;
+}
+
+const nickElement = (nick) => element('span', `nick n${nickColour(nick)}`, nick);
 
 /** One of NICK_COLOURS, the same for a nickname on every screen. */
 function nickColour(nick) {
@@ -453,7 +445,7 @@ function nickColour(nick) {
   return hash % NICK_COLOURS;
 }
 
-// ---- Showing state ---------------------------------------------------------
+// ---- Showing state
 
 function setStage(stage) {
   state.stage = stage;
@@ -485,17 +477,21 @@ function showChat() {
   ui.line.focus();
 }
 
+/** A list item holding a button that calls `onClick`. */
+function listButton(className, text, onClick) {
+  const button = element('button', className, text);
+  button.type = 'button';
+  button.addEventListener('click', onClick);
+  const item = document.createElement('li');
+  item.append(button);
+  return item;
+}
+
 function showUsers() {
   const items = state.users.map((nick) => {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.className = `nick n${nickColour(nick)}`;
-    button.textContent = nick;
-    button.title = `Send ${nick} a private line`;
-    button.addEventListener('click', () => startPrivateLine(nick));
-    if (sameName(nick, state.nick)) button.append(' (you)');
-    const item = document.createElement('li');
-    item.append(button);
+    const item = listButton(`nick n${nickColour(nick)}`, nick, () => startPrivateLine(nick));
+    item.firstChild.title = `Send ${nick} a private line`;
+    if (sameName(nick, state.nick)) item.firstChild.append(' (you)');
     return item;
   });
   ui.users.replaceChildren(...items);
@@ -507,18 +503,9 @@ function showUsers() {
 /** `* Rooms: #lobby (3), #rust (1)` → one button per room. */
 function showRooms(list) {
   const items = [...list.matchAll(/(#[^\s(),]+) \((\d+)\)/g)].map(([, room, count]) => {
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.dataset.room = room;
-    button.append(room, ' ');
-    const number = document.createElement('span');
-    number.className = 'count';
-    number.textContent = count;
-    number.title = `${count} online`;
-    button.append(number);
-    button.addEventListener('click', () => joinRoom(room));
-    const item = document.createElement('li');
-    item.append(button);
+    const item = listButton('room', `${room} `, () => joinRoom(room));
+    item.firstChild.dataset.room = room;
+    item.firstChild.append(element('span', 'count', count));
     return item;
   });
   ui.rooms.replaceChildren(...items);
@@ -540,7 +527,7 @@ function startPrivateLine(nick) {
   ui.line.focus();
 }
 
-// ---- Start -----------------------------------------------------------------
+// ---- Start
 
 ui.loginForm.addEventListener('submit', submitLogin);
 ui.chatForm.addEventListener('submit', submitChat);
