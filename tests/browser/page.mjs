@@ -313,6 +313,7 @@ test('refusals are shown as the server says them; password when asked', T, async
   await page.locator('#nick').press('Enter');
   await page.locator('#password').waitFor({ timeout: 5_000 });
   assert.equal(await page.evaluate(() => document.activeElement.id), 'password');
+  await screenshot(page, 'page-password.png');
   await page.keyboard.type('wrong one');
   await page.keyboard.press('Enter');
   await waitForLine(page, '! Wrong password for bob. Try again (2 attempts left).');
@@ -407,6 +408,7 @@ test('reconnects with backoff, logs in again and returns to its room', T, async 
   fake.dropAll();
   await page.locator('#status', { hasText: 'Reconnecting' }).waitFor({ timeout: 5_000 });
   assert.equal(await page.locator('#status').getAttribute('role'), 'status');
+  await screenshot(page, 'page-reconnecting.png');
   await waitUntil(() => fake.joined().length === 1, 20_000, 'the login after 5 attempts');
   const times = [lost, ...fake.connections.slice(1).map((c) => c.at)];
   const waits = times.slice(1).map((t, i) => t - times[i]);
