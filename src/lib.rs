@@ -8,6 +8,7 @@
 //! | module | owns | sockets? |
 //! |---|---|---|
 //! | [`framing`] | bytes in, lines out: `LineFramer`, the line-length limit, telnet filtering and answers | no |
+//! | [`transport`] | the other transports on the same port: [`transport::http`] (sniffing `GET `, the request head, routes, responses) and [`transport::websocket`] (`WsFramer`: RFC 6455 frames in, messages out; the handshake key) | no |
 //! | [`chat`] | **the chat core**: users, nicknames, who hears what; requests in, events out, no grammar | no |
 //! | [`dialect`] | grammars: the line dialect and IRC (decode a line into requests, render an event into bytes); the first line picks one | no |
 //! | [`protocol`] | the line grammar's markers and nickname rules, and parsing server lines (for the client and bench) | no |
@@ -60,4 +61,5 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod server;
 pub mod timers;
+pub mod transport;
 pub mod turn_stats;
