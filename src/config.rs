@@ -3,7 +3,7 @@
 //! Each limit is a named constant here and nowhere else, so the README's
 //! table, `--help` and the code cannot disagree about a default.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::ops::RangeInclusive;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -181,6 +181,12 @@ pub struct Config {
     pub quiet_joins_above: Option<usize>,
     /// `--irc-listen`: more listeners, IRC from the first byte.
     pub irc_listen: Vec<SocketAddr>,
+    /// `--allow-origin`: web pages on these origins may open a WebSocket
+    /// here (besides the page this server serves).
+    pub allow_origins: Vec<String>,
+    /// `--metrics-from`: addresses besides loopback that may read
+    /// `/metrics`.
+    pub metrics_from: Vec<Cidr>,
     /// `--server-name`, `--network` (and the MOTD, read by the binary from
     /// `motd_file`).
     pub irc: crate::dialect::irc::IrcConfig,
@@ -218,6 +224,8 @@ impl Default for Config {
             default_room: DEFAULT_ROOM.to_string(),
             quiet_joins_above: None,
             irc_listen: Vec::new(),
+            allow_origins: Vec::new(),
+            metrics_from: Vec::new(),
             irc: crate::dialect::irc::IrcConfig::default(),
             motd_file: None,
             accounts: None,
@@ -353,6 +361,18 @@ fn options() -> getopts::Options {
         "",
         "trace-turns",
         "log one line per loop turn that did something: why poll() woke, lines read, broadcasts, writes (for learning how the loop works)",
+    );
+    o.optmulti(
+        "",
+        "allow-origin",
+        "let web pages from ORIGIN (e.g. https://chat.example.org) open a WebSocket here; the page this server serves is always allowed (repeatable)",
+        "ORIGIN",
+    );
+    o.optmulti(
+        "",
+        "metrics-from",
+        "let addresses in CIDR (e.g. 10.0.0.0/8) read /metrics; loopback always may (repeatable)",
+        "CIDR",
     );
     o.optmulti(
         "",
@@ -540,6 +560,17 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
         c.invite_timeout = parse_secs("--invite-timeout", &v, INVITE_TIMEOUT_RANGE)?;
     }
     c.trace_turns = m.opt_present("trace-turns");
+    for v in m.opt_strs("allow-origin") {
+        if !v.contains("://") {
+            return Err(format!(
+                "--allow-origin: {v:?} is not an origin (e.g. https://chat.example.org)"
+            ));
+        }
+        c.allow_origins.push(v);
+    }
+    for v in m.opt_strs("metrics-from") {
+        c.metrics_from.push(v.parse().map_err(|e| format!("--metrics-from: {e}"))?);
+    }
     for v in m.opt_strs("irc-listen") {
         c.irc_listen.push(parse_addr(&v)?);
     }
@@ -678,9 +709,73 @@ fn show_size(n: usize) -> String {
     }
 }
 
+/// An address block, `10.0.0.0/8` or `2001:db8::/32` (a bare address is
+/// a block of one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl Cidr {
+    /// Whether `ip` is in the block (an IPv4 address seen as
+    /// `::ffff:a.b.c.d` counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        let (a, b, bits) = match (self.addr, ip) {
+            (IpAddr::V4(a), IpAddr::V4(b)) => (u32::from(a) as u128, u32::from(b) as u128, 32),
+            (IpAddr::V6(a), IpAddr::V6(b)) => (u128::from(a), u128::from(b), 128),
+            _ => return false,
+        };
+        let shift = bits - u32::from(self.prefix);
+        shift >= bits || (a >> shift) == (b >> shift)
+    }
+}
+
+impl std::str::FromStr for Cidr {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Cidr, String> {
+        let bad = || format!("{s:?} is not an address block (e.g. 10.0.0.0/8, 2001:db8::/32)");
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            Some(p) => p.parse::<u8>().ok().filter(|&p| p <= max).ok_or_else(bad)?,
+            None => max,
+        };
+        Ok(Cidr { addr, prefix })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn address_blocks() {
+        let c: Cidr = "10.0.0.0/8".parse().unwrap();
+        assert!(c.contains("10.1.2.3".parse().unwrap()));
+        assert!(c.contains("::ffff:10.1.2.3".parse().unwrap()));
+        assert!(!c.contains("11.0.0.1".parse().unwrap()));
+        let one: Cidr = "192.0.2.7".parse().unwrap();
+        assert!(one.contains("192.0.2.7".parse().unwrap()));
+        assert!(!one.contains("192.0.2.8".parse().unwrap()));
+        let v6: Cidr = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        let all: Cidr = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+        for bad in ["10.0.0.0/33", "nope", "10.0.0.0/x", "::/129"] {
+            assert!(bad.parse::<Cidr>().is_err(), "{bad}");
+        }
+    }
 
     fn parse(args: &[&str]) -> Result<Config, String> {
         match parse_args(args.iter().map(|s| s.to_string()))? {

@@ -194,6 +194,11 @@ impl Hub {
         self.core.joined_count()
     }
 
+    /// Number of rooms.
+    pub fn room_count(&self) -> usize {
+        self.core.room_count()
+    }
+
     /// Whether `conn` has chosen a nickname.
     pub fn is_joined(&self, conn: ConnId) -> bool {
         self.core.is_joined(conn)

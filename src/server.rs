@@ -81,7 +81,11 @@ use crate::logging::{self, Kind};
 use crate::output::{Piece, Pool, SendQueue, Stream};
 use crate::ratelimit::TokenBucket;
 use crate::timers::{self, Timer, Timers};
+use crate::transport::http;
+use crate::transport::websocket::{self, Opcode, WsEvent, WsFramer};
 use crate::turn_stats::{CountingWriter, TurnStats};
+use crate::metrics::{self, Snapshot, Totals};
+use crate::web;
 
 /// Connection tokens are slab keys; these two sit at the top of the range,
 /// where the slab never gets to.
@@ -132,6 +136,58 @@ struct Connection {
     /// A password check for it is queued: stop reading until it is done,
     /// so lines sent after the password wait for the answer.
     auth_pending: bool,
+    /// What carries its lines: TCP, or on the main port possibly HTTP and
+    /// then WebSocket frames.
+    transport: Transport,
+}
+
+/// How a connection's bytes become lines, and lines become bytes. Every
+/// transport feeds the same [`LineFramer`] (so flood control, the line
+/// limit and the dialects work the same), and writes into the same
+/// [`SendQueue`].
+#[derive(Debug)]
+enum Transport {
+    /// Main port, nothing read yet: a browser or a chat client? (A silent
+    /// one is greeted as a line user after the greeting hold.)
+    Sniffing,
+    /// Newline-framed lines over TCP: `nc`, telnet, IRC clients.
+    Lines,
+    /// An HTTP request head arriving (at most [`http::MAX_HEAD`] bytes),
+    /// or the first bytes of one (`GE`...).
+    Http(Box<Vec<u8>>),
+    /// WebSocket frames after `GET /ws`, one line per message.
+    WebSocket(Box<WsConn>),
+}
+
+#[derive(Debug)]
+struct WsConn {
+    framer: WsFramer,
+    /// `binary.ircv3.net`: messages go out as binary frames.
+    binary: bool,
+}
+
+impl Connection {
+    /// `Some(binary)` for a WebSocket connection.
+    fn websocket(&self) -> Option<bool> {
+        match &self.transport {
+            Transport::WebSocket(ws) => Some(ws.binary),
+            _ => None,
+        }
+    }
+}
+
+/// `lines` (whole lines, `\n` or `\r\n` ended) as WebSocket frames, one
+/// per line and without its line ending (the IRCv3 WebSocket rule, and the
+/// page's), appended to `out`.
+fn websocket_frames(lines: &[u8], binary: bool, out: &mut Vec<u8>) {
+    let opcode = if binary { Opcode::Binary } else { Opcode::Text };
+    for line in lines.split_inclusive(|&b| b == b'\n') {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let (head, n) = websocket::frame_header(opcode, line.len());
+        out.extend_from_slice(&head[..n]);
+        out.extend_from_slice(line);
+    }
 }
 
 /// Where a connection is on its way out. Closing only ever moves forward.
@@ -201,7 +257,7 @@ struct Mailer<'a> {
 impl Mailer<'_> {
     /// Queues `line` for `to`: as a span of `shared` (a broadcast stored
     /// once in the pool) when there is one, else as `to`'s own bytes.
-    fn deliver(&mut self, to: ConnId, line: &[u8], shared: Option<Piece>) {
+    fn deliver(&mut self, to: ConnId, line: &[u8], shared: Option<Piece>, raw: bool) {
         let Some(c) = self.conns.get_mut(to) else {
             return;
         };
@@ -212,7 +268,17 @@ impl Mailer<'_> {
         // bare \n as a line feed only: it gets the NVT's \r\n, in its own
         // bytes. Rare, so the copy does not matter.
         let crlf;
-        let (line, shared) = if c.framer.remote_echo() {
+        let framed;
+        let (line, shared) = if raw {
+            (line, None)
+        } else if let (Some(binary), None) = (c.websocket(), shared) {
+            framed = {
+                let mut f = Vec::with_capacity(line.len() + 8);
+                websocket_frames(line, binary, &mut f);
+                f
+            };
+            (&framed[..], None)
+        } else if c.framer.remote_echo() {
             crlf = line.iter().fold(Vec::new(), |mut v, &b| {
                 if b == b'\n' {
                     v.push(b'\r');
@@ -286,18 +352,43 @@ impl Mailer<'_> {
     }
 }
 
+impl Mailer<'_> {
+    /// Queues `bytes` as they are: transport bytes (an HTTP response, a
+    /// WebSocket control frame), not lines of a dialect.
+    fn send_raw(&mut self, to: ConnId, bytes: &[u8]) {
+        self.deliver(to, bytes, None, true);
+    }
+}
+
 impl Outbox for Mailer<'_> {
     fn send(&mut self, to: ConnId, line: &[u8]) {
-        self.deliver(to, line, None);
+        self.deliver(to, line, None, false);
     }
 
-    /// One copy in the pool; a span of it for each recipient.
+    /// One copy in the pool; a span of it for each recipient. WebSocket
+    /// recipients get the same lines as frames, also stored once (in their
+    /// own stream, so that they too lie side by side).
     fn send_many(&mut self, stream: Stream, bytes: &[u8], to: impl Iterator<Item = ConnId>) {
-        let piece = self.pool.append(stream, bytes);
+        let plain = self.pool.append(stream, bytes);
+        let mut framed: [Option<Piece>; 2] = [None, None];
         for conn in to {
-            self.deliver(conn, bytes, Some(piece));
+            let piece = match self.conns.get(conn).and_then(Connection::websocket) {
+                None => plain,
+                Some(binary) => *framed[usize::from(binary)].get_or_insert_with(|| {
+                    let mut f = Vec::with_capacity(bytes.len() + 8);
+                    websocket_frames(bytes, binary, &mut f);
+                    let ws_stream = Stream {
+                        dialect: stream.dialect | if binary { 0x40 } else { 0x80 },
+                        ..stream
+                    };
+                    self.pool.append(ws_stream, &f)
+                }),
+            };
+            self.deliver(conn, bytes, Some(piece), false);
         }
-        self.pool.settle(piece);
+        for piece in std::iter::once(plain).chain(framed.into_iter().flatten()) {
+            self.pool.settle(piece);
+        }
     }
 
     fn authenticate(&mut self, conn: ConnId, job: AuthJob) {
@@ -333,6 +424,18 @@ impl Outbox for Mailer<'_> {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
+        if let (Transport::WebSocket(ws), false) = (&mut c.transport, c.phase.closing()) {
+            // The closing handshake, from our side, after the last lines.
+            let mut frame = Vec::new();
+            ws.framer
+                .close(websocket::CLOSE_NORMAL, "", &mut frame);
+            if !frame.is_empty() {
+                self.send_raw(conn, &frame);
+            }
+        }
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
         c.phase.close();
         // Duplicate timers are harmless: the first to fire frees it.
         self.timers.schedule(
@@ -360,6 +463,12 @@ pub struct Server {
     /// Every broadcast's bytes, once, for the send queues' spans; and the
     /// tally of output memory that `--max-output-memory` caps.
     pool: Pool,
+    /// `/metrics` counters since start.
+    totals: Totals,
+    /// Who may open a WebSocket from a web page (`--allow-origin`).
+    web_policy: web::Policy,
+    /// When the server started (Unix seconds), for `/metrics`.
+    started_unix: f64,
     hub: Hub,
     timers: Timers,
     /// Connections with output queued this turn.
@@ -475,6 +584,9 @@ impl Server {
         let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         poll.registry()
             .register(&mut signals, SIGNALS, Interest::READABLE)?;
+        let web_policy = web::Policy {
+            allow_origins: config.allow_origins.clone(),
+        };
         let new_accounts = NewAccountBudget::new(
             Rate {
                 count: config.new_accounts_per_ip,
@@ -520,6 +632,11 @@ impl Server {
             now: Instant::now(),
             clock_second: -1,
             pool: Pool::new(),
+            totals: Totals::default(),
+            web_policy,
+            started_unix: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
             last_busy: Instant::now(),
             accounts: None,
             auth_queue: VecDeque::new(),
@@ -637,6 +754,7 @@ impl Server {
                 self.trim_heap_if_quiet();
             }
             self.turn.broadcasts = self.hub.take_broadcasts();
+            self.totals.add_turn(&self.turn);
             self.turn_no += 1;
             if self.config.trace_turns && self.turn.did_something() {
                 self.turn.held_bytes = self.pool.held();
@@ -698,7 +816,10 @@ impl Server {
                     }
                 }
                 // ECONNABORTED and friends concern one connection only.
-                Err(e) => warn!("accept failed: {e}"),
+                Err(e) => {
+                    self.totals.accept_errors += 1;
+                    warn!("accept failed: {e}");
+                }
             }
         }
         self.listeners[i].more = true; // the backlog may hold more: next turn
@@ -723,6 +844,7 @@ impl Server {
                     {
                         warn!("out of file descriptors: refused {addr}");
                     }
+                    self.totals.refused_descriptors += 1;
                     refuse(stream, Refusal::NoDescriptors);
                     true
                 }
@@ -763,6 +885,7 @@ impl Server {
                     self.config.max_clients
                 );
             }
+            self.totals.refused_full += 1;
             return refuse(
                 stream,
                 Refusal::Full {
@@ -780,6 +903,7 @@ impl Server {
             {
                 warn!("refused {addr}: {limit} connections from that address");
             }
+            self.totals.refused_per_address += 1;
             return refuse(stream, Refusal::TooManyFromAddress { max: limit });
         }
         // Nagle's algorithm would hold our small lines back waiting for ACKs;
@@ -816,8 +940,14 @@ impl Server {
             last_input: self.now,
             pinged: false,
             auth_pending: false,
+            transport: if irc {
+                Transport::Lines
+            } else {
+                Transport::Sniffing
+            },
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
+        self.totals.accepted += 1;
         if self.log_limiter.admit(Kind::Accepted, addr.ip(), self.now) {
             info!("accepted {addr} as #{key}");
         }
@@ -868,21 +998,14 @@ impl Server {
                     return;
                 }
                 Ok(n) => {
-                    c.framer.push(&self.read_buf[..n]);
-                    // Telnet answers go out at once, ahead of the replies to
-                    // the lines just read: telnet may be discarding output
-                    // until its TIMING-MARK is answered.
-                    let telnet = c.framer.take_replies();
-                    if !telnet.is_empty() {
-                        let (_, mut out) = self.split();
-                        out.send(k, &telnet);
-                    }
-                    let Some(c) = self.conns.get_mut(k) else {
-                        return;
-                    };
                     c.last_input = self.now;
                     c.pinged = false;
                     budget = budget.saturating_sub(n);
+                    match c.transport {
+                        Transport::Lines => self.lines_in(k, n),
+                        Transport::Sniffing | Transport::Http(_) => self.http_in(k, n),
+                        Transport::WebSocket(_) => self.websocket_in(k, n),
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -892,6 +1015,179 @@ impl Server {
                     return;
                 }
             }
+        }
+    }
+
+    /// `read_buf[..n]` from a TCP-lines connection: into its framer.
+    fn lines_in(&mut self, k: usize, n: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        c.framer.push(&self.read_buf[..n]);
+        // Telnet answers go out at once, ahead of the replies to the lines
+        // just read: telnet may be discarding output until its TIMING-MARK
+        // is answered.
+        let telnet = c.framer.take_replies();
+        if !telnet.is_empty() {
+            let (_, mut out) = self.split();
+            out.send(k, &telnet);
+        }
+    }
+
+    /// `read_buf[..n]` from a main-port connection that may be a browser:
+    /// gathers the request head and answers it. A connection whose first
+    /// bytes are not `GET ` or `HEAD ` is a chat client after all: its
+    /// bytes go to its line framer.
+    fn http_in(&mut self, k: usize, n: usize) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let head = match &mut c.transport {
+            Transport::Http(head) => head,
+            _ => {
+                c.transport = Transport::Http(Box::default());
+                let Transport::Http(head) = &mut c.transport else {
+                    return;
+                };
+                head
+            }
+        };
+        head.extend_from_slice(&self.read_buf[..n]);
+        match http::looks_like_http(head) {
+            None => return, // `GE`: wait for more
+            Some(false) => {
+                let bytes = std::mem::take(&mut **head);
+                c.transport = Transport::Lines;
+                self.read_buf[..bytes.len().min(READ_CHUNK)]
+                    .copy_from_slice(&bytes[..bytes.len().min(READ_CHUNK)]);
+                return self.lines_in(k, bytes.len().min(READ_CHUNK));
+            }
+            Some(true) => {}
+        }
+        let policy = &self.web_policy;
+        let metrics_ok = c.addr.ip().is_loopback()
+            || self.config.metrics_from.iter().any(|b| b.contains(c.addr.ip()));
+        let (answer, rest) = match http::parse_head(head) {
+            Ok(None) if head.len() <= http::MAX_HEAD => return,
+            Ok(None) => (
+                web::Answer::Respond(http::error_response(
+                    http::Status::HeaderFieldsTooLarge,
+                    false,
+                )),
+                Vec::new(),
+            ),
+            Err(status) => (
+                web::Answer::Respond(http::error_response(status, false)),
+                Vec::new(),
+            ),
+            Ok(Some((req, used))) => (web::answer(&req, policy, metrics_ok), head[used..].to_vec()),
+        };
+        self.totals.http_requests += 1;
+        // The chat never knew this connection as a user; from now on it is
+        // either done, or a WebSocket that starts over as a new chat client.
+        let (hub, mut out) = self.split();
+        hub.disconnected(k, &LeaveReason::Closed, &mut out);
+        match answer {
+            web::Answer::Respond(bytes) => self.respond_and_close(k, &bytes),
+            web::Answer::Metrics { head_only } => {
+                let body = self.metrics_text();
+                self.respond_and_close(k, &web::metrics_response(&body, head_only));
+            }
+            web::Answer::Upgrade {
+                response,
+                irc,
+                binary,
+            } => self.upgrade(k, &response, irc, binary, rest),
+        }
+    }
+
+    /// Queues an HTTP response and closes once it is written.
+    fn respond_and_close(&mut self, k: usize, bytes: &[u8]) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        c.transport = Transport::Lines; // no more HTTP parsing
+        let (_, mut out) = self.split();
+        out.send_raw(k, bytes);
+        out.close(k);
+    }
+
+    /// Answers `GET /ws` with 101 and turns `k` into a WebSocket chat
+    /// client: a line user, greeted at once, or an IRC client. `rest`: bytes
+    /// that came after the request head (the first frames).
+    fn upgrade(&mut self, k: usize, response: &[u8], irc: bool, binary: bool, mut rest: Vec<u8>) {
+        let max = self.config.max_line;
+        self.totals.websocket_upgrades += 1;
+        let (_, mut out) = self.split();
+        out.send_raw(k, response);
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        c.transport = Transport::WebSocket(Box::new(WsConn {
+            framer: WsFramer::new(max),
+            binary,
+        }));
+        let (hub, mut out) = self.split();
+        if irc {
+            hub.connected_irc(k);
+        } else {
+            hub.connected(k, &mut out);
+        }
+        if !rest.is_empty() {
+            self.websocket_frames_in(k, &mut rest);
+        }
+    }
+
+    /// `read_buf[..n]` from a WebSocket connection.
+    fn websocket_in(&mut self, k: usize, n: usize) {
+        let mut buf = std::mem::take(&mut self.read_buf);
+        self.websocket_frames_in(k, &mut buf[..n]);
+        self.read_buf = buf;
+    }
+
+    /// Feeds `input` to `k`'s WebSocket framer: each message becomes a line
+    /// in its line framer (then handled like any line, flood control
+    /// included); pings are answered; a close or a broken frame ends the
+    /// connection after our close frame.
+    fn websocket_frames_in(&mut self, k: usize, input: &mut [u8]) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        let Connection {
+            transport, framer, ..
+        } = c;
+        let Transport::WebSocket(ws) = transport else {
+            return;
+        };
+        let mut replies = Vec::new();
+        let mut ended = None;
+        ws.framer.feed(input, &mut |event| {
+            match event {
+                WsEvent::Text(line) | WsEvent::Binary(line) => {
+                    framer.push(line);
+                    framer.push(b"\n");
+                }
+                WsEvent::Reply(bytes) => replies.extend_from_slice(bytes),
+                WsEvent::Closed { reply, .. } => {
+                    replies.extend_from_slice(reply);
+                    ended = Some(LeaveReason::Closed);
+                }
+                WsEvent::Fail { code, reply } => {
+                    replies.extend_from_slice(reply);
+                    debug!("#{k}: WebSocket protocol error, closing with {code}");
+                    ended = Some(LeaveReason::Reset);
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        if !replies.is_empty() {
+            let (_, mut out) = self.split();
+            out.send_raw(k, &replies);
+        }
+        if let Some(reason) = ended {
+            // Lines that came before the close are the peer's last words.
+            self.hand_lines_to_room(k);
+            self.peer_gone(k, reason, false);
         }
     }
 
@@ -926,6 +1222,7 @@ impl Server {
                     .is_none_or(|t| self.now.duration_since(t) >= config::FLOOD_NOTICE_INTERVAL);
                 if due {
                     c.flood_noticed = Some(self.now);
+                    self.totals.flood_notices += 1;
                     let nick = self.hub.nick(k).unwrap_or("-");
                     info!(
                         "{} ({nick}) throttled: over {} lines/s",
@@ -971,12 +1268,28 @@ impl Server {
     /// `hard`, the socket is useless and is freed at the end of the turn,
     /// otherwise (EOF: a half-close) what is queued for it is still sent.
     fn peer_gone(&mut self, k: usize, reason: LeaveReason, hard: bool) {
+        self.count_cut(&reason);
         let (hub, mut out) = self.split();
         hub.disconnected(k, &reason, &mut out);
         out.close(k);
         if hard {
             self.free_later(k);
         }
+    }
+
+    /// Counts a connection that went away for `reason` (for `/metrics`),
+    /// unless it is already on its way out.
+    fn count_cut(&mut self, reason: &LeaveReason) {
+        let label = match reason {
+            LeaveReason::Closed => "closed",
+            LeaveReason::Reset => "reset",
+            LeaveReason::WriteError => "write_error",
+            LeaveReason::SendQueueExceeded => "sendq",
+            LeaveReason::IdleTimeout => "idle_timeout",
+            LeaveReason::RegisterTimeout => "register_timeout",
+            LeaveReason::Quit(_) | LeaveReason::Moved(_) | LeaveReason::Part(_) => return,
+        };
+        self.totals.count_cut(label);
     }
 
     /// Puts `k` on the flush list (a WRITABLE event: the kernel has room).
@@ -1105,14 +1418,26 @@ impl Server {
         if c.phase == Phase::Freeing {
             return;
         }
+        self.count_cut(&reason);
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
         let nick = self.hub.nick(k).unwrap_or("-");
         warn!(
             "{} ({nick}) disconnected: {reason} ({} bytes were queued)",
             c.addr,
             c.sendq.len()
         );
-        c.sendq
-            .replace_with(&mut self.pool, &self.hub.refusal(k, refusal));
+        let mut last = self.hub.refusal(k, refusal);
+        if let Transport::WebSocket(ws) = &mut c.transport {
+            // The line as a frame, then the close frame: the page shows why.
+            let mut framed = Vec::with_capacity(last.len() + 16);
+            websocket_frames(&last, ws.binary, &mut framed);
+            ws.framer
+                .close(websocket::CLOSE_POLICY, "", &mut framed);
+            last = framed;
+        }
+        c.sendq.replace_with(&mut self.pool, &last);
         let (hub, mut out) = self.split();
         hub.disconnected(k, &reason, &mut out);
         out.close(k);
@@ -1170,7 +1495,16 @@ impl Server {
             self.turn.first_timer.get_or_insert(timer.name());
             match timer {
                 Timer::RegisterDeadline { key, serial } => {
-                    if self.live(key, serial) && !self.hub.is_joined(key) {
+                    let http = self
+                        .conns
+                        .get(key)
+                        .is_some_and(|c| matches!(c.transport, Transport::Http(_)));
+                    if http && self.live(key, serial) {
+                        // A request head still incomplete (slowloris): no
+                        // chat line to explain, just close.
+                        debug!("#{key}: HTTP request head not complete in time");
+                        self.peer_gone(key, LeaveReason::RegisterTimeout, true);
+                    } else if self.live(key, serial) && !self.hub.is_joined(key) {
                         let secs = self.config.register_timeout.as_secs();
                         self.kick(
                             key,
@@ -1203,6 +1537,17 @@ impl Server {
                     }
                 }
                 Timer::Greet { key, serial } => {
+                    let Some(c) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
+                        continue;
+                    };
+                    match c.transport {
+                        // Silent: a line user waiting to be greeted. From
+                        // now on its bytes are lines, even `GET `.
+                        Transport::Sniffing => c.transport = Transport::Lines,
+                        Transport::Lines => {}
+                        // A browser, or greeted already (WebSocket).
+                        Transport::Http(_) | Transport::WebSocket(_) => continue,
+                    }
                     if self.live(key, serial) {
                         let (hub, mut out) = self.split();
                         hub.greet(key, &mut out);
@@ -1362,6 +1707,7 @@ impl Server {
         let ip = address_key(addr.ip());
         let budget = &mut self.new_accounts;
         let outcome = accounts::run_job(store, &job, || budget.take(ip, now));
+        self.totals.password_checks += 1;
         // Re-take `now` after a hash: it took milliseconds, and the
         // address's delay counts from the answer.
         self.now = Instant::now();
@@ -1494,6 +1840,41 @@ impl Server {
                 self.timers.len()
             );
         }
+    }
+
+    /// The `/metrics` text: the counters, and the gauges of this moment.
+    fn metrics_text(&self) -> String {
+        let mut by_kind: Vec<((&'static str, &'static str), u64)> = Vec::new();
+        for (k, c) in &self.conns {
+            let transport = match c.transport {
+                Transport::Sniffing | Transport::Lines => "tcp",
+                Transport::Http(_) => "http",
+                Transport::WebSocket(_) => "websocket",
+            };
+            let dialect = match (&c.transport, self.hub.dialect(k)) {
+                (Transport::Http(_), _) => "none",
+                (_, crate::dialect::Dialect::Irc) => "irc",
+                (_, crate::dialect::Dialect::Line) => "line",
+            };
+            match by_kind.iter_mut().find(|(kind, _)| *kind == (transport, dialect)) {
+                Some((_, n)) => *n += 1,
+                None => by_kind.push(((transport, dialect), 1)),
+            }
+        }
+        by_kind.sort();
+        let (rss_bytes, cpu_seconds, open_fds) = metrics::process_figures();
+        metrics::render(&Snapshot {
+            totals: self.totals.clone(),
+            connections: by_kind,
+            users: self.hub.joined_count() as u64,
+            rooms: self.hub.room_count() as u64,
+            output_bytes: self.pool.held() as u64,
+            output_chunk_bytes: self.pool.chunk_bytes() as u64,
+            rss_bytes,
+            cpu_seconds,
+            open_fds,
+            start_time_seconds: self.started_unix,
+        })
     }
 
     /// The hub and an outbox over our connections, borrowed together.

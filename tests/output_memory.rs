@@ -146,3 +146,82 @@ fn max_output_memory_cuts_the_oldest_debtors_first() {
     );
     assert_eq!(s.threads(), 1);
 }
+
+/// Raises this process's descriptor limit to its hard limit, so the server
+/// it starts (which inherits it) can hold thousands of clients.
+fn raise_nofile_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain getrlimit/setrlimit on a struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// A reconnect storm: 5,000 clients join as fast as `loopchat-bench` can
+/// connect them while the 100 who were there first keep chatting (50
+/// lines a second in all: by the end, 250,000 deliveries a second on top
+/// of the storm's 12.5 million join notices, which the bench, one thread
+/// like the server, must read too). Every
+/// chat line reaches every client that was in the room when it was said
+/// (the bench counts loss, duplicates and reordering), everyone gets in,
+/// and the server stays one thread.
+#[test]
+fn a_storm_of_joins_while_users_chat_loses_nothing() {
+    raise_nofile_limit();
+    let s = TestServer::start(&[
+        "--max-rate",
+        "0",
+        "--max-clients",
+        "6000",
+        "--log-level",
+        "warn",
+    ]);
+    let pid = s.pid().to_string();
+    let addr = s.addr.to_string();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_loopchat-bench"))
+        .args([
+            "storm",
+            &addr,
+            "--clients",
+            "5100",
+            "--senders",
+            "100",
+            "--rate",
+            "50",
+            "--max-joining",
+            "512",
+            "--server-pid",
+            &pid,
+            "--join-timeout",
+            "120",
+            "--drain-timeout",
+            "20",
+            "--json",
+            "--quiet",
+        ])
+        .output()
+        .expect("run loopchat-bench");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let j: serde_json::Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text:?}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    let n = |key: &str| j.pointer(key).and_then(serde_json::Value::as_u64);
+    assert_eq!(out.status.code(), Some(0), "{j}");
+    assert_eq!(n("/connections/joined"), Some(5100), "{j}");
+    assert!(n("/sent").unwrap_or(0) > 0, "the chatters talked: {j}");
+    assert_eq!(n("/deliveries"), n("/expected_deliveries"), "{j}");
+    assert_eq!(n("/lost"), Some(0), "{j}");
+    assert_eq!(n("/duplicates"), Some(0), "{j}");
+    assert_eq!(n("/reordered"), Some(0), "{j}");
+    assert_eq!(n("/cut/receivers"), Some(0), "{j}");
+    assert_eq!(s.threads(), 1);
+}

@@ -319,6 +319,11 @@ impl Core {
         self.members.get(conn)?.pm_with
     }
 
+    /// Number of rooms (the default room always exists).
+    pub fn room_count(&self) -> usize {
+        self.rooms.len()
+    }
+
     /// Number of users who have chosen a nickname.
     pub fn joined_count(&self) -> usize {
         self.registered.len()

@@ -18,7 +18,7 @@
 //!
 //! | request | route |
 //! |---|---|
-//! | `GET /` | [`Route::Page`] |
+//! | `GET /` (`/index.html`), `/app.js`, `/style.css` | [`Route::Page`] |
 //! | `GET /ws` with a valid upgrade | [`Route::WebSocket`] (else 400, or 426 for another protocol version) |
 //! | `GET /metrics` | [`Route::Metrics`] |
 //! | `GET /healthz` | [`Route::Health`] (answer `ok`) |
@@ -249,11 +249,19 @@ pub struct Upgrade {
     pub protocol: Option<Subprotocol>,
 }
 
+/// The files of the chat page (their bytes are in [`crate::web`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PageFile {
+    Html,
+    Script,
+    Style,
+}
+
 /// What to answer a request with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// The chat page.
-    Page,
+    /// One of the chat page's files.
+    Page(PageFile),
     /// A valid WebSocket handshake (check [`origin_allowed`] first, then
     /// answer with [`upgrade_response`]).
     WebSocket(Upgrade),
@@ -275,7 +283,9 @@ pub fn route(req: &Request<'_>) -> Route {
         return Route::Error(Status::BadRequest);
     }
     match req.path() {
-        "/" => Route::Page,
+        "/" | "/index.html" => Route::Page(PageFile::Html),
+        "/app.js" => Route::Page(PageFile::Script),
+        "/style.css" => Route::Page(PageFile::Style),
         "/ws" => upgrade(req),
         "/metrics" => Route::Metrics,
         "/healthz" => Route::Health,
@@ -585,8 +595,10 @@ mod tests {
     #[test]
     fn routes() {
         let get = |path: &str| route_of(&[&format!("GET {path} HTTP/1.1"), "Host: x"]);
-        assert_eq!(get("/"), Route::Page);
-        assert_eq!(get("/?nick=bob"), Route::Page);
+        assert_eq!(get("/"), Route::Page(PageFile::Html));
+        assert_eq!(get("/?nick=bob"), Route::Page(PageFile::Html));
+        assert_eq!(get("/app.js"), Route::Page(PageFile::Script));
+        assert_eq!(get("/style.css"), Route::Page(PageFile::Style));
         assert_eq!(get("/metrics"), Route::Metrics);
         assert_eq!(get("/healthz"), Route::Health);
         for missing in [
@@ -617,7 +629,7 @@ mod tests {
             route_of(&["GET / HTTP/1.1", "Host: a", "Host: b"]),
             Route::Error(Status::BadRequest)
         );
-        assert_eq!(route_of(&["GET / HTTP/1.0"]), Route::Page);
+        assert_eq!(route_of(&["GET / HTTP/1.0"]), Route::Page(PageFile::Html));
     }
 
     #[test]
