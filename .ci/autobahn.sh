@@ -10,27 +10,33 @@
 #
 # wstest is installed if missing (.ci/install-wstest.sh, about 25 s, Debian
 # and PyPI packages): into $WSTEST_PREFIX if set, else /opt/wstest if it
-# holds one already, else target/wstest.
+# holds one already, else target/wstest (under $CARGO_TARGET_DIR if set).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 
+target=${CARGO_TARGET_DIR:-$root/target}
+work=$target/autobahn
+rm -rf "$work"
+mkdir -p "$work"
+
 prefix=${WSTEST_PREFIX:-}
 if [ -z "$prefix" ]; then
-  if [ -x /opt/wstest/wstest ]; then prefix=/opt/wstest; else prefix=$root/target/wstest; fi
+  if [ -x /opt/wstest/wstest ]; then prefix=/opt/wstest; else prefix=$target/wstest; fi
 fi
 if ! [ -x "$prefix/wstest" ]; then
   echo "== installing wstest into $prefix"
-  PREFIX="$prefix" sh .ci/install-wstest.sh >/dev/null
+  # Its output (Python 2 deprecation notices) only if it fails.
+  if ! PREFIX="$prefix" sh .ci/install-wstest.sh >"$work/install.log" 2>&1; then
+    cat "$work/install.log"
+    echo "autobahn: could not install wstest"
+    exit 1
+  fi
 fi
 command -v python3 >/dev/null || { echo "autobahn: python3 is needed to read the report"; exit 1; }
 
 echo "== cargo build --example ws_echo"
 cargo build --example ws_echo
-target=${CARGO_TARGET_DIR:-$root/target}
-work=$target/autobahn
-rm -rf "$work"
-mkdir -p "$work"
 
 # Port 0: the echo server picks a free port and prints it.
 "$target/debug/examples/ws_echo" 0 >"$work/ws_echo.out" 2>"$work/ws_echo.err" &

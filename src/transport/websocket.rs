@@ -58,11 +58,39 @@
 //! each [`WsEvent`], **in order**: messages to handle, [`WsEvent::Reply`]
 //! bytes to queue for the peer (in order with everything else you send),
 //! and at most one [`WsEvent::Closed`] or [`WsEvent::Fail`], after which
-//! you queue its `reply`, stop reading and close once the queue is written;
-//! the framer ignores any further input. The closure returns
-//! [`ControlFlow::Break`] to pause (flood control): the framer stops after
-//! that event and keeps the rest of the input ([`WsFramer::held`]); call
-//! [`WsFramer::resume`] before reading the socket again.
+//! you queue its `reply` and close once the queue is written; the framer
+//! ignores any further input. Close gently: shut down the writing side and
+//! read (discarding) until the peer closes or a short timeout passes,
+//! because closing a socket with unread input sends a reset, and a reset
+//! can destroy the close frame before the peer reads it.
+//!
+//! The closure returns [`ControlFlow::Break`] to pause (flood control):
+//! the framer stops after that event and keeps the rest of the input
+//! ([`WsFramer::held`]); call [`WsFramer::resume`] before reading the
+//! socket again.
+//!
+//! ```
+//! use std::ops::ControlFlow;
+//! use loopchat::transport::websocket::{Opcode, WsEvent, WsFramer, encode_masked};
+//!
+//! let mut framer = WsFramer::new(4096);
+//! let mut input = Vec::new(); // what a browser sends for `ws.send("hi")`
+//! encode_masked(Opcode::Text, true, b"hi", [1, 2, 3, 4], &mut input);
+//! let mut to_peer = Vec::new();
+//! framer.feed(&mut input, &mut |event| {
+//!     match event {
+//!         WsEvent::Text(line) => assert_eq!(line, b"hi"), // a slice of `input`
+//!         WsEvent::Binary(_) => {}
+//!         WsEvent::Reply(frame) => to_peer.extend_from_slice(frame),
+//!         WsEvent::Closed { reply, .. } | WsEvent::Fail { reply, .. } => {
+//!             to_peer.extend_from_slice(reply) // then close
+//!         }
+//!     }
+//!     ControlFlow::Continue(())
+//! });
+//! ```
+//!
+//! `examples/ws_echo.rs` is a whole server around it.
 //!
 //! Server-to-client frames are written with [`frame_header`] (a header put
 //! before bytes the caller already has, such as a rendered line) or the
