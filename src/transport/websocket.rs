@@ -649,6 +649,9 @@ fn parse_header(b: &[u8]) -> Result<Head, u16> {
     if len >> 63 != 0 {
         return Err(CLOSE_PROTOCOL_ERROR); // RFC 6455 5.2: the top bit must be 0
     }
+    // A length in a longer form than needed (5 in 16 bits) breaks the
+    // sender's "MUST" but is accepted: it is unambiguous, and Autobahn
+    // does not ask for more.
     let mut mask = [0u8; 4];
     if let Some(key) = b.get(at..at + 4) {
         mask.copy_from_slice(key);
