@@ -569,7 +569,8 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
         c.allow_origins.push(v);
     }
     for v in m.opt_strs("metrics-from") {
-        c.metrics_from.push(v.parse().map_err(|e| format!("--metrics-from: {e}"))?);
+        c.metrics_from
+            .push(v.parse().map_err(|e| format!("--metrics-from: {e}"))?);
     }
     for v in m.opt_strs("irc-listen") {
         c.irc_listen.push(parse_addr(&v)?);

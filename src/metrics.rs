@@ -84,7 +84,10 @@ pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
     let t = &s.totals;
     let mut one = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
     };
     one(
         "loopchat_users",
@@ -92,19 +95,68 @@ pub fn render(s: &Snapshot) -> String {
         "Connections with a nickname.",
         s.users.to_string(),
     );
-    one("loopchat_rooms", "gauge", "Rooms that exist.", s.rooms.to_string());
+    one(
+        "loopchat_rooms",
+        "gauge",
+        "Rooms that exist.",
+        s.rooms.to_string(),
+    );
     for (name, help, v) in [
-        ("loopchat_accepted_total", "Connections accepted.", t.accepted),
-        ("loopchat_accept_errors_total", "accept() calls that failed.", t.accept_errors),
-        ("loopchat_lines_received_total", "Lines handed to the chat.", t.lines),
-        ("loopchat_broadcasts_total", "Events sent to many, rendered once per dialect.", t.broadcasts),
-        ("loopchat_deliveries_total", "Byte strings queued for connections (a broadcast to N counts N).", t.deliveries),
-        ("loopchat_written_bytes_total", "Bytes the kernel took from the send queues.", t.bytes_written),
-        ("loopchat_write_syscalls_total", "write()/writev() calls on connections.", t.write_syscalls),
-        ("loopchat_flood_notices_total", "Times a flooding connection was told to slow down.", t.flood_notices),
-        ("loopchat_password_checks_total", "Password hashes computed (--accounts).", t.password_checks),
-        ("loopchat_http_requests_total", "HTTP requests answered (WebSocket upgrades included).", t.http_requests),
-        ("loopchat_websocket_upgrades_total", "Connections upgraded to WebSocket.", t.websocket_upgrades),
+        (
+            "loopchat_accepted_total",
+            "Connections accepted.",
+            t.accepted,
+        ),
+        (
+            "loopchat_accept_errors_total",
+            "accept() calls that failed.",
+            t.accept_errors,
+        ),
+        (
+            "loopchat_lines_received_total",
+            "Lines handed to the chat.",
+            t.lines,
+        ),
+        (
+            "loopchat_broadcasts_total",
+            "Events sent to many, rendered once per dialect.",
+            t.broadcasts,
+        ),
+        (
+            "loopchat_deliveries_total",
+            "Byte strings queued for connections (a broadcast to N counts N).",
+            t.deliveries,
+        ),
+        (
+            "loopchat_written_bytes_total",
+            "Bytes the kernel took from the send queues.",
+            t.bytes_written,
+        ),
+        (
+            "loopchat_write_syscalls_total",
+            "write()/writev() calls on connections.",
+            t.write_syscalls,
+        ),
+        (
+            "loopchat_flood_notices_total",
+            "Times a flooding connection was told to slow down.",
+            t.flood_notices,
+        ),
+        (
+            "loopchat_password_checks_total",
+            "Password hashes computed (--accounts).",
+            t.password_checks,
+        ),
+        (
+            "loopchat_http_requests_total",
+            "HTTP requests answered (WebSocket upgrades included).",
+            t.http_requests,
+        ),
+        (
+            "loopchat_websocket_upgrades_total",
+            "Connections upgraded to WebSocket.",
+            t.websocket_upgrades,
+        ),
     ] {
         one(name, "counter", help, v.to_string());
     }
@@ -117,7 +169,12 @@ pub fn render(s: &Snapshot) -> String {
     let conns: Vec<(String, u64)> = s
         .connections
         .iter()
-        .map(|((transport, dialect), n)| (format!("transport=\"{transport}\",dialect=\"{dialect}\""), *n))
+        .map(|((transport, dialect), n)| {
+            (
+                format!("transport=\"{transport}\",dialect=\"{dialect}\""),
+                *n,
+            )
+        })
         .collect();
     labelled(
         "loopchat_connections",
@@ -149,7 +206,10 @@ pub fn render(s: &Snapshot) -> String {
         &cut,
     );
     let mut one = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n");
+        let _ = write!(
+            out,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        );
     };
     one(
         "loopchat_output_bytes",

@@ -78,13 +78,13 @@ use crate::dialect::line;
 use crate::framing::{Frame, LineFramer};
 use crate::hub::{Hub, Outbox};
 use crate::logging::{self, Kind};
+use crate::metrics::{self, Snapshot, Totals};
 use crate::output::{Piece, Pool, SendQueue, Stream};
 use crate::ratelimit::TokenBucket;
 use crate::timers::{self, Timer, Timers};
 use crate::transport::http;
 use crate::transport::websocket::{self, Opcode, WsEvent, WsFramer};
 use crate::turn_stats::{CountingWriter, TurnStats};
-use crate::metrics::{self, Snapshot, Totals};
 use crate::web;
 
 /// Connection tokens are slab keys; these two sit at the top of the range,
@@ -153,7 +153,9 @@ enum Transport {
     /// Newline-framed lines over TCP: `nc`, telnet, IRC clients.
     Lines,
     /// An HTTP request head arriving (at most [`http::MAX_HEAD`] bytes),
-    /// or the first bytes of one (`GE`...).
+    /// or the first bytes of one (`GE`...). Boxed, like the WebSocket
+    /// state, so that every connection's `Transport` is one word.
+    #[allow(clippy::box_collection)]
     Http(Box<Vec<u8>>),
     /// WebSocket frames after `GET /ws`, one line per message.
     WebSocket(Box<WsConn>),
@@ -427,8 +429,7 @@ impl Outbox for Mailer<'_> {
         if let (Transport::WebSocket(ws), false) = (&mut c.transport, c.phase.closing()) {
             // The closing handshake, from our side, after the last lines.
             let mut frame = Vec::new();
-            ws.framer
-                .close(websocket::CLOSE_NORMAL, "", &mut frame);
+            ws.framer.close(websocket::CLOSE_NORMAL, "", &mut frame);
             if !frame.is_empty() {
                 self.send_raw(conn, &frame);
             }
@@ -1066,7 +1067,11 @@ impl Server {
         }
         let policy = &self.web_policy;
         let metrics_ok = c.addr.ip().is_loopback()
-            || self.config.metrics_from.iter().any(|b| b.contains(c.addr.ip()));
+            || self
+                .config
+                .metrics_from
+                .iter()
+                .any(|b| b.contains(c.addr.ip()));
         let (answer, rest) = match http::parse_head(head) {
             Ok(None) if head.len() <= http::MAX_HEAD => return,
             Ok(None) => (
@@ -1428,16 +1433,16 @@ impl Server {
             c.addr,
             c.sendq.len()
         );
-        let mut last = self.hub.refusal(k, refusal);
+        let last = self.hub.refusal(k, refusal);
         if let Transport::WebSocket(ws) = &mut c.transport {
             // The line as a frame, then the close frame: the page shows why.
             let mut framed = Vec::with_capacity(last.len() + 16);
             websocket_frames(&last, ws.binary, &mut framed);
-            ws.framer
-                .close(websocket::CLOSE_POLICY, "", &mut framed);
-            last = framed;
+            ws.framer.close(websocket::CLOSE_POLICY, "", &mut framed);
+            c.sendq.replace_frames_with(&mut self.pool, &framed);
+        } else {
+            c.sendq.replace_with(&mut self.pool, &last);
         }
-        c.sendq.replace_with(&mut self.pool, &last);
         let (hub, mut out) = self.split();
         hub.disconnected(k, &reason, &mut out);
         out.close(k);
@@ -1856,7 +1861,10 @@ impl Server {
                 (_, crate::dialect::Dialect::Irc) => "irc",
                 (_, crate::dialect::Dialect::Line) => "line",
             };
-            match by_kind.iter_mut().find(|(kind, _)| *kind == (transport, dialect)) {
+            match by_kind
+                .iter_mut()
+                .find(|(kind, _)| *kind == (transport, dialect))
+            {
                 Some((_, n)) => *n += 1,
                 None => by_kind.push(((transport, dialect), 1)),
             }

@@ -133,10 +133,17 @@ mod tests {
             ("/app.js", "text/javascript"),
             ("/style.css", "text/css"),
         ] {
-            let a = body_of(&ask(&[&format!("GET {path} HTTP/1.1"), "Host: x"], &p, false));
+            let a = body_of(&ask(
+                &[&format!("GET {path} HTTP/1.1"), "Host: x"],
+                &p,
+                false,
+            ));
             assert!(a.starts_with("HTTP/1.1 200 OK\r\n"), "{a}");
             assert!(a.contains(&format!("Content-Type: {ty}")), "{a}");
-            assert!(a.contains(&format!("Content-Security-Policy: {CSP}\r\n")), "{a}");
+            assert!(
+                a.contains(&format!("Content-Security-Policy: {CSP}\r\n")),
+                "{a}"
+            );
         }
         let head = body_of(&ask(&["HEAD / HTTP/1.1", "Host: x"], &p, false));
         assert!(head.ends_with("\r\n\r\n"), "HEAD has no body");

@@ -44,7 +44,10 @@ struct Ws {
 
 impl Ws {
     fn open(python: &str, addr: SocketAddr, protocol: &str, origin: &str) -> Ws {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/websocket_support/ws_client.py");
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/websocket_support/ws_client.py"
+        );
         let mut child = Command::new(python)
             .args([script, &format!("ws://{addr}/ws"), protocol, origin])
             .stdin(Stdio::piped())
@@ -81,7 +84,9 @@ impl Ws {
     fn msg_where(&mut self, pred: impl Fn(&str) -> bool) -> String {
         loop {
             let l = self.next();
-            let msg = l.strip_prefix("MSG ").unwrap_or_else(|| panic!("not a message: {l}"));
+            let msg = l
+                .strip_prefix("MSG ")
+                .unwrap_or_else(|| panic!("not a message: {l}"));
             if pred(msg) {
                 return msg.to_string();
             }
@@ -204,7 +209,10 @@ fn http_routes() {
     let js = http(s.addr, "GET /app.js HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(js.contains("Content-Type: text/javascript"), "{js}");
     let ok = http(s.addr, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
-    assert!(ok.starts_with("HTTP/1.1 200 OK\r\n") && ok.ends_with("\r\n\r\nok\n"), "{ok}");
+    assert!(
+        ok.starts_with("HTTP/1.1 200 OK\r\n") && ok.ends_with("\r\n\r\nok\n"),
+        "{ok}"
+    );
     let missing = http(s.addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
     let big = format!(
@@ -261,7 +269,10 @@ fn read_until_close(c: &mut TcpStream) -> u16 {
     loop {
         while let Ok(Some((frame, used))) = websocket::parse_unmasked(&buf) {
             if frame.opcode == Opcode::Close {
-                return frame.payload.get(..2).map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
+                return frame
+                    .payload
+                    .get(..2)
+                    .map_or(0, |b| u16::from_be_bytes([b[0], b[1]]));
             }
             buf.drain(..used);
         }
@@ -303,7 +314,10 @@ fn metrics_parse_and_move() {
     let s = TestServer::start(&[]);
     let scrape = || {
         let text = http(s.addr, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+        let body = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
         let script = "import sys\nfrom prometheus_client.parser import text_string_to_metric_families as p\n\
                       for f in p(sys.stdin.read()):\n    for s in f.samples:\n        print(s.name, s.value)";
         let mut child = Command::new(&py)
@@ -312,9 +326,17 @@ fn metrics_parse_and_move() {
             .stdout(Stdio::piped())
             .spawn()
             .expect("python");
-        child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("write");
+        child
+            .stdin
+            .take()
+            .expect("stdin")
+            .write_all(body.as_bytes())
+            .expect("write");
         let out = child.wait_with_output().expect("parse");
-        assert!(out.status.success(), "prometheus_client could not parse:\n{body}");
+        assert!(
+            out.status.success(),
+            "prometheus_client could not parse:\n{body}"
+        );
         String::from_utf8_lossy(&out.stdout).into_owned()
     };
     let value = |text: &str, name: &str| -> f64 {
@@ -330,8 +352,13 @@ fn metrics_parse_and_move() {
     a.send("hello");
     b.line_where(|l| l == "[alice] hello");
     let after = scrape();
-    assert!(value(&after, "loopchat_lines_received_total") >= value(&before, "loopchat_lines_received_total") + 3.0);
-    assert!(value(&after, "loopchat_deliveries_total") > value(&before, "loopchat_deliveries_total"));
+    assert!(
+        value(&after, "loopchat_lines_received_total")
+            >= value(&before, "loopchat_lines_received_total") + 3.0
+    );
+    assert!(
+        value(&after, "loopchat_deliveries_total") > value(&before, "loopchat_deliveries_total")
+    );
     assert_eq!(value(&after, "loopchat_users"), 2.0);
     assert!(value(&after, "process_resident_memory_bytes") > 0.0);
     assert!(value(&after, "loopchat_http_requests_total") >= 1.0);

@@ -90,6 +90,9 @@ pub struct SendQueue {
     /// The last byte written was not a newline: the head span starts in the
     /// middle of a line.
     mid_line: bool,
+    /// Part of the head span has been written (it starts inside whatever
+    /// unit, line or frame, was pushed).
+    head_started: bool,
 }
 
 impl SendQueue {
@@ -108,6 +111,7 @@ impl SendQueue {
             longest_end: 0,
             longest_len: 0,
             mid_line: false,
+            head_started: false,
         }
     }
 
@@ -204,6 +208,7 @@ impl SendQueue {
     }
 
     fn pop_span(&mut self) -> Option<Span> {
+        self.head_started = false;
         let span = self.head.take();
         self.head = self.rest.pop_front();
         span
@@ -308,10 +313,25 @@ impl SendQueue {
     /// written is finished first, so the peer gets whole lines: the rest of
     /// that line, then `bytes`; the lines after it are dropped unsent.
     pub fn replace_with(&mut self, pool: &mut Pool, bytes: &[u8]) {
+        self.replace(pool, bytes, true);
+    }
+
+    /// [`replace_with`](Self::replace_with) for a queue of frames (a
+    /// WebSocket's) rather than lines: a frame half written cannot be found
+    /// by its end, so the whole span it is in is kept (spans hold whole
+    /// pushes, and each push is whole frames).
+    pub fn replace_frames_with(&mut self, pool: &mut Pool, bytes: &[u8]) {
+        self.replace(pool, bytes, false);
+    }
+
+    fn replace(&mut self, pool: &mut Pool, bytes: &[u8], lines: bool) {
+        let started = self.head_started;
         // Lines never straddle spans, so the rest of the line in flight
         // is in the head span.
         let head = self.pop_span();
         let keep = match head {
+            Some(span) if !lines && started => span.len(),
+            Some(_) if !lines => 0,
             Some(span) if self.mid_line => {
                 let b = self.span_bytes(pool, span, self.own_sent);
                 b.iter()
@@ -321,7 +341,9 @@ impl SendQueue {
             _ => 0,
         };
         let ends_line = match head {
-            Some(span) if keep > 0 => self.span_bytes(pool, span, self.own_sent)[keep - 1] == b'\n',
+            Some(span) if keep > 0 && lines => {
+                self.span_bytes(pool, span, self.own_sent)[keep - 1] == b'\n'
+            }
             _ => true,
         };
         while let Some(span) = self.pop_span() {
@@ -357,6 +379,7 @@ impl SendQueue {
             }
         }
         pool.own_changed(before, self.own.capacity());
+        self.head_started = started && keep > 0;
         self.forget_replies();
         if !ends_line {
             // Only if a push broke the contract (lines end in `\n`).
@@ -446,6 +469,7 @@ impl SendQueue {
                     });
                 }
             }
+            self.head_started = true;
             if take == len {
                 self.pop_span();
                 if let Span::Shared { chunk, .. } = span {
@@ -630,6 +654,39 @@ mod tests {
             q.write_to(&mut p, &mut w).unwrap();
         }
         assert_eq!(w.out, b"ab\n! bye\n");
+    }
+
+    /// Frames have no newline to find: a kick keeps the whole span the
+    /// frame in flight is in (spans hold whole pushes), and no stray `\n`.
+    #[test]
+    fn replace_frames_keeps_the_span_in_flight() {
+        let mut p = Pool::new();
+        let mut q = SendQueue::new(1 << 20);
+        q.push(&mut p, b"\x81\x03abc").unwrap();
+        q.push_line(&mut p, b"unrelated").unwrap(); // merged into one own span
+        let mut w = Trickle {
+            out: Vec::new(),
+            per_call: 2,
+            calls_left: 1,
+        };
+        q.write_to(&mut p, &mut w).unwrap();
+        q.replace_frames_with(&mut p, b"\x88\x02\x03\xf0");
+        while !q.is_empty() {
+            w.calls_left = 1;
+            q.write_to(&mut p, &mut w).unwrap();
+        }
+        assert_eq!(w.out, b"\x81\x03abcunrelated\n\x88\x02\x03\xf0");
+        // Nothing written yet: everything owed is dropped.
+        let mut q = SendQueue::new(1 << 20);
+        q.push(&mut p, b"\x81\x01a").unwrap();
+        q.replace_frames_with(&mut p, b"\x88\x00");
+        let mut w = Trickle {
+            out: Vec::new(),
+            per_call: 100,
+            calls_left: 1,
+        };
+        q.write_to(&mut p, &mut w).unwrap();
+        assert_eq!(w.out, b"\x88\x00");
     }
 
     #[test]
