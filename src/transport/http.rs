@@ -601,15 +601,8 @@ mod tests {
         assert_eq!(get("/style.css"), Route::Page(PageFile::Style));
         assert_eq!(get("/metrics"), Route::Metrics);
         assert_eq!(get("/healthz"), Route::Health);
-        for missing in [
-            "/index.html",
-            "/ws/",
-            "/WS",
-            "//",
-            "/metrics/x",
-            "*",
-            "http://x/",
-        ] {
+        assert_eq!(get("/index.html"), Route::Page(PageFile::Html));
+        for missing in ["/ws/", "/WS", "//", "/metrics/x", "*", "http://x/"] {
             assert_eq!(get(missing), Route::Error(Status::NotFound), "{missing}");
         }
         assert_eq!(
