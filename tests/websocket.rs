@@ -215,6 +215,12 @@ fn http_routes() {
     );
     let missing = http(s.addr, "GET /nope HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(missing.starts_with("HTTP/1.1 404 "), "{missing}");
+    let post = http(
+        s.addr,
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
+    );
+    assert!(post.starts_with("HTTP/1.1 405 "), "{post}");
+    assert!(post.contains("Allow: GET, HEAD\r\n"), "{post}");
     let big = format!(
         "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
         "a".repeat(9000)

@@ -46,13 +46,25 @@ pub const MAX_HEAD: usize = 8 * 1024;
 const MAX_HEADERS: usize = 48;
 
 /// Whether a connection whose first bytes are `first` speaks HTTP:
-/// `Some(true)` once they start with `GET ` or `HEAD `, `Some(false)` as
-/// soon as they cannot, `None` while they are a prefix of either (wait for
-/// more). The space matters: `GETTY` and `HEADS` are nicknames. A line
-/// user whose nickname line is `GET something` is taken for HTTP and gets
-/// a 400; nicknames have no spaces, so no valid one is lost.
+/// `Some(true)` once they start with `GET `, `HEAD ` or another method and
+/// a space (those get 405), `Some(false)` as soon as they cannot, `None`
+/// while they are a prefix of one (wait for more). The space matters:
+/// `GETTY` and `HEADS` are nicknames. A line user whose nickname line is
+/// `GET something` is taken for HTTP and gets a 400; nicknames have no
+/// spaces, so no valid one is lost.
 pub fn looks_like_http(first: &[u8]) -> Option<bool> {
-    for method in [&b"GET "[..], b"HEAD "] {
+    const METHODS: [&[u8]; 9] = [
+        b"GET ",
+        b"HEAD ",
+        b"POST ",
+        b"PUT ",
+        b"DELETE ",
+        b"OPTIONS ",
+        b"PATCH ",
+        b"CONNECT ",
+        b"TRACE ",
+    ];
+    for method in METHODS {
         let n = first.len().min(method.len());
         if first[..n] == method[..n] {
             return if n == method.len() { Some(true) } else { None };
@@ -530,6 +542,10 @@ mod tests {
         // Decided as early as possible: one byte is enough for most nicknames.
         assert_eq!(looks_like_http(b"b"), Some(false));
         assert_eq!(looks_like_http(b"GX"), Some(false));
+        assert_eq!(looks_like_http(b"POST / HTTP/1.1\r\n"), Some(true));
+        assert_eq!(looks_like_http(b"PO"), None);
+        assert_eq!(looks_like_http(b"POSTMAN\n"), Some(false));
+        assert_eq!(looks_like_http(b"DELETE\n"), Some(false));
     }
 
     #[test]
