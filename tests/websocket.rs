@@ -159,6 +159,35 @@ fn websocket_line_and_irc_users_chat_together() {
     web.msg_where(|m| m == "[carol] hi from IRC over WebSocket");
     bob.line_where(|l| l == "[carol] hi from IRC over WebSocket");
 
+    // And an IRC client over plain TCP.
+    let tcp = TcpStream::connect(s.addr).expect("connect");
+    tcp.set_read_timeout(Some(LINE_TIMEOUT)).expect("timeout");
+    let mut dan = BufReader::new(tcp);
+    dan.get_mut()
+        .write_all(b"NICK dan\r\nUSER dan 0 * :Dan\r\nJOIN #lobby\r\n")
+        .expect("send");
+    let mut line = String::new();
+    while !line.contains(" 366 ") {
+        line.clear();
+        assert!(dan.read_line(&mut line).expect("read") > 0, "closed");
+    }
+    web.msg_where(|m| m == "* dan has entered the room");
+    dan.get_mut()
+        .write_all(b"PRIVMSG #lobby :hi from IRC over TCP\r\n")
+        .expect("send");
+    web.msg_where(|m| m == "[dan] hi from IRC over TCP");
+    irc.msg_where(|m| {
+        m.starts_with(":dan!") && m.ends_with("PRIVMSG #lobby :hi from IRC over TCP")
+    });
+    web.send("and back");
+    loop {
+        line.clear();
+        assert!(dan.read_line(&mut line).expect("read") > 0, "closed");
+        if line.trim_end().ends_with("PRIVMSG #lobby :and back") {
+            break;
+        }
+    }
+
     // Leaving closes cleanly, with a close frame.
     web.send("/quit");
     web.msg_where(|m| m == "* Goodbye.");
