@@ -12,9 +12,13 @@
 //! "Accounts"). New accounts are budgeted ([`NewAccountBudget`]), because
 //! each costs a hash and a rewrite of the file.
 //!
-//! The file holds password hashes, so it is created `0600`, and a process
-//! that uses it holds a [`FileLock`] on `FILE.lock` beside it: a running
-//! server and the admin commands never edit it at the same time.
+//! The file holds password hashes, so it is created `0600`. A running server
+//! holds a [`FileLock`] on `FILE.lock` beside it (a second server on the
+//! same file is refused), and every writer, the server's saves and the
+//! admin commands, takes the edit lock on `FILE.edit.lock` while it reads,
+//! changes and rewrites the file, so no writer undoes another's change.
+//! The server notices a change made by an admin command (on SIGHUP, and
+//! before each save) by the file's identity on disk ([`DiskId`]).
 
 use std::collections::HashMap;
 use std::fmt;
@@ -34,7 +38,7 @@ use crate::protocol;
 
 /// The first line of a new accounts file.
 const HEADER: &str = "# loopchat accounts: NAME ARGON2ID-PHC-STRING, one per line. \
-Edit only while the server is stopped (loopchat-server --add-user / --remove-user).";
+Edit with loopchat-server --add-user / --remove-user (a running server re-reads it on SIGHUP).";
 
 /// A login or registration the room wants checked; run by the event loop.
 /// `Debug` hides the password, so a stray `{:?}` cannot log it.
@@ -61,7 +65,8 @@ pub enum AuthOutcome {
     LoggedIn {
         name: String,
     },
-    /// An unknown name, now registered and saved to the file.
+    /// An unknown name, now registered: in memory by [`run_job`], and
+    /// acknowledged by the loop only once [`Accounts::commit`] saved it.
     Registered {
         name: String,
     },
@@ -94,32 +99,119 @@ pub struct Accounts {
     path: PathBuf,
     entries: Vec<Entry>,
     index: HashMap<String, usize>,
+    /// The file as last read or written (`None`: it did not exist).
+    disk: Option<DiskId>,
+}
+
+/// Which file is on disk under the path, and which version of it: an edit
+/// by another process (an atomic save renames a new file over the old, so
+/// the inode changes; an editor may keep it) changes one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiskId {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    mtime_ns: i128,
+}
+
+impl DiskId {
+    /// The identity of the file at `path`; `None` if there is none.
+    fn of(path: &Path) -> Option<DiskId> {
+        use std::os::unix::fs::MetadataExt;
+        let m = fs::metadata(path).ok()?;
+        Some(DiskId {
+            dev: m.dev(),
+            ino: m.ino(),
+            size: m.size(),
+            mtime_ns: i128::from(m.mtime()) * 1_000_000_000 + i128::from(m.mtime_nsec()),
+        })
+    }
 }
 
 impl Accounts {
     /// Reads `path`; a missing file is an empty store (created on the first
     /// save). Errors read `accounts file PATH line N: WHY`.
     pub fn load(path: &Path) -> Result<Accounts, String> {
+        // Before reading: a change between the two shows as a change later.
+        let disk = DiskId::of(path);
         let text = match fs::read_to_string(path) {
             Ok(t) => t,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 return Ok(Accounts::from_entries(
                     path,
                     vec![Entry::Other(HEADER.to_string())],
+                    None,
                 ));
             }
             Err(e) => return Err(format!("accounts file {}: {e}", path.display())),
         };
         let entries = parse(&text)
             .map_err(|(n, why)| format!("accounts file {} line {n}: {why}", path.display()))?;
-        Ok(Accounts::from_entries(path, entries))
+        Ok(Accounts::from_entries(path, entries, disk))
     }
 
-    fn from_entries(path: &Path, entries: Vec<Entry>) -> Accounts {
+    /// Whether the file on disk is not the one last read or written here
+    /// (another process saved it, or it was removed or created).
+    pub fn changed_on_disk(&self) -> bool {
+        DiskId::of(&self.path) != self.disk
+    }
+
+    /// SIGHUP: re-reads the file if it changed on disk, under the edit
+    /// lock. `Ok(None)`: unchanged, nothing read; `Ok(Some(n))`: re-read,
+    /// `n` accounts now. On an error (a malformed line, say) the store is
+    /// left as it was.
+    pub fn reload_if_changed(&mut self) -> Result<Option<usize>, String> {
+        if !self.changed_on_disk() {
+            return Ok(None);
+        }
+        let _edit = FileLock::edit(&self.path)?;
+        let fresh = Accounts::load(&self.path)?;
+        *self = fresh;
+        Ok(Some(self.len()))
+    }
+
+    /// Group commit: saves the store with the accounts `names` (added in
+    /// memory by [`run_job`] since the last save) in ONE atomic write,
+    /// under the edit lock. If the file changed on disk meanwhile (an admin
+    /// command), it is re-read first and `names` are added to it, so that
+    /// change is kept. Returns the names that could not be kept (the file
+    /// now has an account of that name); on an error nothing of `names` is
+    /// kept, in memory or on disk.
+    pub fn commit(&mut self, names: &[String]) -> Result<Vec<String>, String> {
+        let held: Vec<(String, String)> = names
+            .iter()
+            .filter_map(|n| self.lookup(n).map(|(n, p)| (n.to_string(), p.to_string())))
+            .collect();
+        let result = (|| {
+            let _edit = FileLock::edit(&self.path)?;
+            let mut lost = Vec::new();
+            if self.changed_on_disk() {
+                let mut fresh = Accounts::load(&self.path)?;
+                for (name, phc) in &held {
+                    if fresh.add(name, phc).is_err() {
+                        lost.push(name.clone());
+                    }
+                }
+                *self = fresh;
+            }
+            self.save_atomic()
+                .map_err(|e| format!("cannot save {}: {e}", self.path.display()))?;
+            Ok(lost)
+        })();
+        if result.is_err() {
+            for (name, _) in &held {
+                self.remove(name);
+            }
+        }
+        result
+    }
+
+    fn from_entries(path: &Path, entries: Vec<Entry>, disk: Option<DiskId>) -> Accounts {
         let mut a = Accounts {
             path: path.to_path_buf(),
             entries,
             index: HashMap::new(),
+            disk,
         };
         a.reindex();
         a
@@ -205,7 +297,7 @@ impl Accounts {
     /// file or the new one, never a mix: a temporary file in the same
     /// folder, fsync, rename over the old, fsync the folder (the rename is
     /// durable only once the folder is).
-    pub fn save_atomic(&self) -> io::Result<()> {
+    pub fn save_atomic(&mut self) -> io::Result<()> {
         let dir = match self.path.parent() {
             Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
             _ => PathBuf::from("."),
@@ -240,6 +332,7 @@ impl Accounts {
         if result.is_err() {
             let _ = fs::remove_file(&tmp);
         }
+        self.disk = DiskId::of(&self.path);
         result
     }
 
@@ -255,13 +348,9 @@ impl Accounts {
     /// saved. A missing file is created (with the header, `0600`); for an
     /// existing one, creating and removing the temporary file shows that
     /// its folder takes the new file and the rename.
-    pub fn ensure_writable(&self) -> Result<(), String> {
-        let why = |e: io::Error| {
-            format!(
-                "accounts file {}: cannot write it: {e}",
-                self.path.display()
-            )
-        };
+    pub fn ensure_writable(&mut self) -> Result<(), String> {
+        let path = self.path.clone();
+        let why = |e: io::Error| format!("accounts file {}: cannot write it: {e}", path.display());
         if !self.path.exists() {
             return self.save_atomic().map_err(why);
         }
@@ -277,13 +366,14 @@ impl Accounts {
     }
 }
 
-/// An exclusive `flock` on `FILE.lock` beside an accounts file, held for as
-/// long as this value lives (the kernel releases it when the process dies,
-/// even by `SIGKILL`). A running server holds it, and so do `--add-user`
-/// and `--remove-user` while they edit: without it, an admin command run
-/// beside a server would be undone by the server's next save. The lock is
-/// not on the file itself because `save_atomic` replaces that file by a
-/// rename, and a lock on the old file would not cover the new one.
+/// An exclusive `flock` beside an accounts file, held for as long as this
+/// value lives (the kernel releases it when the process dies, even by
+/// `SIGKILL`). Two of them: [`FileLock::acquire`] on `FILE.lock`, held by a
+/// running server for its lifetime (so a second server is refused), and
+/// [`FileLock::edit`] on `FILE.edit.lock`, held by whoever reads, changes
+/// and rewrites the file, briefly (a server's save, `--add-user`). The
+/// locks are not on the file itself because `save_atomic` replaces that
+/// file by a rename, and a lock on the old file would not cover the new one.
 #[derive(Debug)]
 pub struct FileLock {
     _file: File,
@@ -294,8 +384,18 @@ impl FileLock {
     /// lock file is created (`0600`) and never removed: removing it would
     /// let two processes lock two different files of the same name.
     pub fn acquire(path: &Path) -> Result<FileLock, String> {
+        FileLock::take(path, ".lock", false)
+    }
+
+    /// Takes the edit lock for the accounts file `path`, waiting for it:
+    /// its holders keep it for one read and one save (milliseconds).
+    pub fn edit(path: &Path) -> Result<FileLock, String> {
+        FileLock::take(path, ".edit.lock", true)
+    }
+
+    fn take(path: &Path, suffix: &str, wait: bool) -> Result<FileLock, String> {
         let mut name = path.file_name().unwrap_or_default().to_os_string();
-        name.push(".lock");
+        name.push(suffix);
         let lock_path = path.with_file_name(name);
         let file = OpenOptions::new()
             .read(true)
@@ -323,9 +423,20 @@ impl FileLock {
                     )
                 }
             })?;
-        // SAFETY: flock on a descriptor we own; it only takes a lock.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let how = if wait {
+            libc::LOCK_EX
+        } else {
+            libc::LOCK_EX | libc::LOCK_NB
+        };
+        loop {
+            // SAFETY: flock on a descriptor we own; it only takes a lock.
+            if unsafe { libc::flock(file.as_raw_fd(), how) } == 0 {
+                return Ok(FileLock { _file: file });
+            }
             let e = io::Error::last_os_error();
+            if e.kind() == io::ErrorKind::Interrupted {
+                continue;
+            }
             return Err(if e.kind() == io::ErrorKind::WouldBlock {
                 format!(
                     "accounts file {} is in use by a running loopchat-server; stop it first",
@@ -339,7 +450,6 @@ impl FileLock {
                 )
             });
         }
-        Ok(FileLock { _file: file })
     }
 }
 
@@ -556,8 +666,10 @@ pub fn check_new_password(password: &str) -> Result<(), String> {
 }
 
 /// Runs one job against `store`: verify a known name, or register an
-/// unknown one (hash, add, save; undone if the save fails) if `may_register`
-/// allows it. `may_register` is asked only once the password is long
+/// unknown one (hash, add in memory) if `may_register` allows it. A
+/// registration is not saved here: the loop saves the registrations of a
+/// burst together with [`Accounts::commit`], and acknowledges them only
+/// after it. `may_register` is asked only once the password is long
 /// enough, so only registrations that cost a hash spend the budget.
 pub fn run_job(
     store: &mut Accounts,
@@ -590,15 +702,6 @@ pub fn run_job(
     };
     if let Err(e) = store.add(&job.name, &phc) {
         log::error!("registering {}: {e}", job.name);
-        return AuthOutcome::SaveFailed;
-    }
-    if let Err(e) = store.save_atomic() {
-        log::error!(
-            "registering {}: cannot save {}: {e}",
-            job.name,
-            store.path().display()
-        );
-        store.remove(&job.name);
         return AuthOutcome::SaveFailed;
     }
     AuthOutcome::Registered {
@@ -637,7 +740,7 @@ mod tests {
         let phc = hash_password("password1").unwrap();
         let text = format!("# admins\n\nalice {phc}\n  # indented comment\nBob {phc}\n");
         let entries = parse(&text).unwrap();
-        let a = Accounts::from_entries(Path::new("x"), entries);
+        let a = Accounts::from_entries(Path::new("x"), entries, None);
         assert_eq!(a.len(), 2);
         assert_eq!(a.lookup("ALICE").map(|(n, _)| n), Some("alice"));
         assert_eq!(a.lookup("bob").map(|(n, _)| n), Some("Bob"));
@@ -694,6 +797,39 @@ mod tests {
         assert!(err.starts_with("accounts file "), "{err}");
     }
 
+    /// A commit keeps what another process saved meanwhile (an admin
+    /// command beside a running server), and a reload sees it only when
+    /// the file changed.
+    #[test]
+    fn commit_merges_a_change_on_disk() {
+        let path = temp_path("merge");
+        let mut server = Accounts::load(&path).unwrap();
+        server.save_atomic().unwrap();
+        assert!(!server.changed_on_disk());
+        assert_eq!(server.reload_if_changed(), Ok(None));
+        let phc = hash_password("password1").unwrap();
+        let mut admin = Accounts::load(&path).unwrap();
+        admin.add("erin", &phc).unwrap();
+        admin.save_atomic().unwrap();
+        assert!(server.changed_on_disk());
+        server.add("dave", &phc).unwrap();
+        // Erin was added on disk meanwhile: that one is kept, this lost.
+        server.add("Erin", &phc).unwrap();
+        server.add("frank", &phc).unwrap();
+        let names = ["dave", "Erin", "frank"].map(String::from);
+        assert_eq!(server.commit(&names), Ok(vec!["Erin".to_string()]));
+        let on_disk = Accounts::load(&path).unwrap();
+        for name in ["dave", "erin", "frank"] {
+            assert!(on_disk.lookup(name).is_some(), "{name}");
+        }
+        assert!(!server.changed_on_disk());
+        let mut admin = Accounts::load(&path).unwrap();
+        assert!(admin.remove("dave"));
+        admin.save_atomic().unwrap();
+        assert_eq!(server.reload_if_changed(), Ok(Some(2)));
+        assert!(server.lookup("dave").is_none());
+    }
+
     #[test]
     fn jobs_register_then_verify() {
         let path = temp_path("jobs");
@@ -727,12 +863,13 @@ mod tests {
             }
         );
         assert!(!format!("{again:?}").contains("long enough"));
-        // A save that fails leaves the user unregistered.
+        // A commit that fails leaves the user unregistered.
         let mut broken = Accounts::load(&path.parent().unwrap().join("no/such/dir/f")).unwrap();
-        assert_eq!(
+        assert!(matches!(
             run_job(&mut broken, &job("long enough"), || Ok(())),
-            AuthOutcome::SaveFailed
-        );
+            AuthOutcome::Registered { .. }
+        ));
+        assert!(broken.commit(&["Dave".to_string()]).is_err());
         assert!(broken.lookup("dave").is_none());
         // A spent budget: nothing hashed, nothing added.
         let refusal = Spent {

@@ -86,6 +86,13 @@ pub const DEFAULT_NEW_ACCOUNTS_PER_IP: u32 = 5;
 /// New accounts the whole server registers per minute (a spray of
 /// addresses gets no further than this).
 pub const DEFAULT_NEW_ACCOUNTS_PER_MINUTE: u32 = 60;
+/// Group commit: registrations hashed while more password checks are ready
+/// to run are held (not yet acknowledged) and saved together in one write,
+/// once no check is ready, or once this many are held, or this long after
+/// the first was hashed. A save costs two fsyncs on the loop
+/// (docs/accounts-bench.md); the window bounds the first one's extra wait.
+pub const GROUP_COMMIT_MAX: usize = 16;
+pub const GROUP_COMMIT_WINDOW: Duration = Duration::from_millis(50);
 /// Addresses whose registration budget is tracked at once; past this, the
 /// ones whose budget is full again are dropped, then the oldest half.
 pub const NEW_ACCOUNTS_TABLE: usize = 4096;

@@ -36,6 +36,8 @@ pub struct Totals {
     pub write_syscalls: u64,
     pub flood_notices: u64,
     pub password_checks: u64,
+    /// Writes of the accounts file (one per group of registrations).
+    pub accounts_saves: u64,
     pub http_requests: u64,
     pub websocket_upgrades: u64,
     /// Connections that left, by [`CUT_REASONS`] index.
@@ -146,6 +148,11 @@ pub fn render(s: &Snapshot) -> String {
             "loopchat_password_checks_total",
             "Password hashes computed (--accounts).",
             t.password_checks,
+        ),
+        (
+            "loopchat_accounts_saves_total",
+            "Writes of the accounts file, each saving a group of new accounts (--accounts).",
+            t.accounts_saves,
         ),
         (
             "loopchat_http_requests_total",

@@ -23,7 +23,9 @@
 //!   free_closed(): deregister and drop connections that finished closing
 //!                  ▼
 //!   run_auth_job(): with --accounts, at most ONE password hash (a few ms),
-//!                   then flush and free again for its answer
+//!                   then flush and free again for its answer; new accounts
+//!                   are held and saved together (commit_accounts), and
+//!                   answered only once saved
 //!                  ▼
 //!   housekeeping: compact_timers() once the timer heap has doubled;
 //!                 trim_heap_if_quiet() on a turn that did nothing
@@ -53,7 +55,8 @@
 //! - **Nothing here waits for a peer.** Three things do take time inside
 //!   the loop, and are kept small on purpose: a password hash (one per turn,
 //!   a few ms, see [`Server::run_auth_job`]), saving the accounts file after
-//!   a registration (a write and two `fsync`s), and writing the log when it
+//!   registrations (a write and two `fsync`s, once for a burst: see
+//!   [`Server::commit_accounts`]), and writing the log when it
 //!   goes to a regular file (`--log-file`, or stderr redirected to a file).
 //!   A log on a pipe, terminal or socket never blocks (see
 //!   [`crate::logging`]); message contents are logged at debug level only.
@@ -503,6 +506,12 @@ pub struct Server {
     accounts: Option<Accounts>,
     /// Password checks in arrival order; at most one runs per turn.
     auth_queue: VecDeque<QueuedAuth>,
+    /// Answers held until the accounts file is saved (group commit): from
+    /// the first registration not yet saved on, every answer waits, in
+    /// order, so none tells of an account the file does not have.
+    held: Vec<(usize, u64, AuthOutcome)>,
+    /// When the first held registration was hashed.
+    held_since: Option<Instant>,
     /// Recent wrong passwords per address (see `config::AUTH_DELAY_*`).
     penalties: HashMap<IpAddr, Penalty>,
     /// How many more accounts may be registered, per address and in all.
@@ -641,6 +650,8 @@ impl Server {
             last_busy: Instant::now(),
             accounts: None,
             auth_queue: VecDeque::new(),
+            held: Vec::new(),
+            held_since: None,
             penalties: HashMap::new(),
             new_accounts,
             log_limiter: logging::Limiter::new(),
@@ -666,7 +677,8 @@ impl Server {
             // until the next timer or queued password check, whichever is
             // first (zero if one may run now).
             let now = Instant::now();
-            let timeout = if self.wants_accept() || !self.unread.is_empty() {
+            let timeout = if self.wants_accept() || !self.unread.is_empty() || !self.held.is_empty()
+            {
                 Some(Duration::ZERO)
             } else {
                 let auth = self.next_auth_at().map(|at| timers::until(at, now));
@@ -741,7 +753,8 @@ impl Server {
             self.free_closed();
             // The slow part last, after this turn's output is on its way:
             // a line read this turn does not wait for the hash as well.
-            if self.run_auth_job() {
+            let ran = self.run_auth_job();
+            if self.commit_accounts(false) || ran {
                 busy = true;
                 self.flush_pending();
                 self.free_closed();
@@ -1623,7 +1636,8 @@ impl Server {
         }
     }
 
-    /// SIGHUP: reopen the log file (logrotate), nothing else.
+    /// SIGHUP: reopen the log file (logrotate), re-read the MOTD and the
+    /// accounts file (see [`Server::reload_files`]).
     /// SIGINT/SIGTERM: tell everyone, stop accepting, let output drain for
     /// at most [`config::SHUTDOWN_GRACE`]. A second signal ends the wait.
     fn on_signal(&mut self) {
@@ -1638,6 +1652,7 @@ impl Server {
         }
         if hangup {
             logging::reopen();
+            self.reload_files();
         }
         if !stop {
             return;
@@ -1660,6 +1675,45 @@ impl Server {
             .schedule(self.now + config::SHUTDOWN_GRACE, Timer::ShutdownDeadline);
         let (hub, mut out) = self.split();
         hub.shutdown(&mut out);
+    }
+
+    /// SIGHUP: re-reads `--motd FILE` (IRC clients get the new one from
+    /// their next `MOTD` or registration), and the accounts file if it
+    /// changed on disk, so that `--add-user`/`--remove-user` run beside the
+    /// server take effect. Held registrations are saved first, so the
+    /// re-read cannot drop them. A file that cannot be read or parsed is
+    /// logged and the old contents kept. Logged-in users stay logged in.
+    fn reload_files(&mut self) {
+        if let Some(path) = self.config.motd_file.clone() {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+                    info!(
+                        "SIGHUP: MOTD re-read from {} ({} lines)",
+                        path.display(),
+                        lines.len()
+                    );
+                    self.config.irc.motd = Some(lines);
+                    self.hub.set_irc_config(self.config.irc.clone());
+                }
+                Err(e) => warn!(
+                    "SIGHUP: cannot read the MOTD {}, keeping the old one: {e}",
+                    path.display()
+                ),
+            }
+        }
+        self.commit_accounts(true);
+        let Some(store) = self.accounts.as_mut() else {
+            return;
+        };
+        match store.reload_if_changed() {
+            Ok(None) => info!("SIGHUP: accounts file {} unchanged", store.path().display()),
+            Ok(Some(n)) => info!(
+                "SIGHUP: accounts file {} re-read: {n} accounts",
+                store.path().display()
+            ),
+            Err(e) => warn!("SIGHUP: keeping the accounts as they were: {e}"),
+        }
     }
 
     /// When the first queued auth job may run: `None` with none queued.
@@ -1751,15 +1805,100 @@ impl Server {
             }
         }
         drop(job);
+        if matches!(outcome, AuthOutcome::Registered { .. }) || !self.held.is_empty() {
+            self.held_since.get_or_insert(now);
+            self.held.push((key, serial, outcome));
+        } else {
+            self.answer(key, serial, outcome);
+        }
+        true
+    }
+
+    /// Gives the room a password check's answer and resumes reading the
+    /// connection, if it is still there.
+    fn answer(&mut self, key: usize, serial: u64, outcome: AuthOutcome) {
+        if !self.live(key, serial) {
+            return;
+        }
         if let Some(c) = self.conns.get_mut(key) {
-            if c.serial == serial {
-                c.auth_pending = false;
-            }
+            c.auth_pending = false;
         }
         let (hub, mut out) = self.split();
         hub.auth_done(key, outcome, &mut out);
         // Lines that arrived meanwhile are waiting in the framer or socket.
         self.read_from(key);
+    }
+
+    /// Group commit. Saves the held registrations in ONE atomic write (a
+    /// temporary file, fsync, rename, fsync of the folder: two fsyncs that
+    /// stall the loop, see docs/accounts-bench.md), then sends every held
+    /// answer, in order. Unless `now` is set, it waits while another
+    /// password check is ready to run (its registration joins this save),
+    /// up to [`config::GROUP_COMMIT_MAX`] held or
+    /// [`config::GROUP_COMMIT_WINDOW`] since the first. Returns whether it
+    /// saved. If the save fails, the held accounts are dropped and their
+    /// users told `SaveFailed`.
+    fn commit_accounts(&mut self, now: bool) -> bool {
+        let Some(since) = self.held_since else {
+            return false;
+        };
+        let registered: Vec<String> = self
+            .held
+            .iter()
+            .filter_map(|(_, _, o)| match o {
+                AuthOutcome::Registered { name } => Some(name.clone()),
+                _ => None,
+            })
+            .collect();
+        let ready = self
+            .auth_queue
+            .iter()
+            .any(|q| self.live(q.key, q.serial) && self.not_before(q.key) <= self.now);
+        let due = now
+            || !ready
+            || registered.len() >= config::GROUP_COMMIT_MAX
+            || self.now.duration_since(since) >= config::GROUP_COMMIT_WINDOW;
+        if !due {
+            return false;
+        }
+        let Some(store) = self.accounts.as_mut() else {
+            return false;
+        };
+        let started = Instant::now();
+        let result = store.commit(&registered);
+        let took = started.elapsed();
+        self.now = Instant::now();
+        self.totals.accounts_saves += 1;
+        let lost = match result {
+            Ok(lost) => {
+                info!(
+                    "accounts saved: {} new in one write ({:.1} ms)",
+                    registered.len(),
+                    took.as_secs_f64() * 1000.0
+                );
+                lost
+            }
+            Err(e) => {
+                error!(
+                    "accounts: {} new accounts not registered: {e}",
+                    registered.len()
+                );
+                registered
+            }
+        };
+        self.held_since = None;
+        for (key, serial, outcome) in std::mem::take(&mut self.held) {
+            let outcome = match outcome {
+                AuthOutcome::Registered { name } | AuthOutcome::LoggedIn { name }
+                    if lost.iter().any(|l| l.eq_ignore_ascii_case(&name)) =>
+                {
+                    warn!("#{key}: account {name} not saved");
+                    AuthOutcome::SaveFailed
+                }
+                o => o,
+            };
+            self.answer(key, serial, outcome);
+        }
         true
     }
 

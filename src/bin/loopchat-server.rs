@@ -118,22 +118,28 @@ fn admin(result: Result<String, String>) -> ExitCode {
 /// shown to be writable.
 fn open_accounts(file: &Path) -> Result<(Accounts, FileLock), String> {
     let lock = FileLock::acquire(file)?;
-    let store = Accounts::load(file)?;
+    let mut store = Accounts::load(file)?;
     store.ensure_writable()?;
     Ok((store, lock))
 }
 
 /// `--add-user NAME`: the password is typed twice at a prompt, without
 /// echo, when stdin is a terminal; otherwise it is the first line of stdin.
+/// Works beside a running server: the file is edited under the edit lock
+/// (taken after the prompt and the hash, so a server's save waits
+/// milliseconds at most), and the server re-reads it on SIGHUP.
 fn add_user(file: &Path, name: &str) -> Result<String, String> {
-    let _lock = FileLock::acquire(file)?;
-    let mut store = Accounts::load(file)?;
     loopchat::protocol::validate_nick(name).map_err(|e| format!("invalid name {name:?}: {e}"))?;
-    if store.lookup(name).is_some() {
-        return Err(format!(
-            "account {name} already exists (--remove-user it first to reset its password)"
-        ));
-    }
+    let exists = |store: &Accounts| {
+        if store.lookup(name).is_some() {
+            Err(format!(
+                "account {name} already exists (--remove-user it first to reset its password)"
+            ))
+        } else {
+            Ok(())
+        }
+    };
+    exists(&Accounts::load(file)?)?;
     let password = if std::io::stdin().is_terminal() {
         let first = terminal::read_password(&format!("Password for {name}: "))?;
         accounts::check_new_password(&first)?;
@@ -154,6 +160,9 @@ fn add_user(file: &Path, name: &str) -> Result<String, String> {
     let password = password.as_str();
     accounts::check_new_password(password)?;
     let phc = accounts::hash_password(password)?;
+    let _edit = FileLock::edit(file)?;
+    let mut store = Accounts::load(file)?;
+    exists(&store)?;
     store.add(name, &phc)?;
     store
         .save_atomic()
@@ -161,9 +170,9 @@ fn add_user(file: &Path, name: &str) -> Result<String, String> {
     Ok(format!("added account {name} to {}", file.display()))
 }
 
-/// `--remove-user NAME`.
+/// `--remove-user NAME` (beside a running server too, as `--add-user`).
 fn remove_user(file: &Path, name: &str) -> Result<String, String> {
-    let _lock = FileLock::acquire(file)?;
+    let _edit = FileLock::edit(file)?;
     let mut store = Accounts::load(file)?;
     if !store.remove(name) {
         return Err(format!("no account {name} in {}", file.display()));
