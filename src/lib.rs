@@ -19,6 +19,7 @@
 //! | [`timers`] | every timer of the loop in one heap | no |
 //! | [`turn_stats`] | what one turn of the loop did, for `--trace-turns` | no |
 //! | [`config`] | every limit's default and the command line | no |
+//! | [`activation`] | systemd socket activation: listening sockets passed as `LISTEN_FDS` | adopts them |
 //! | [`logging`] | the server's log: dated lines, never blocking on stderr, storms summed up | no (stderr, a file) |
 //! | [`server`] | **the event loop**: accept, read, hand lines to the hub, flush, close | yes |
 //! | [`client`] | the `loopchat` terminal client | yes |
@@ -48,6 +49,7 @@
 //! tells the same story with diagrams.
 
 pub mod accounts;
+pub mod activation;
 pub mod bench;
 pub mod chat;
 pub mod client;

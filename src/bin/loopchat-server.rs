@@ -62,10 +62,24 @@ fn main() -> ExitCode {
             store.path().display()
         );
     }
-    let listener = match loopchat::server::bind(config.listen) {
-        Ok(l) => l,
+    // Sockets passed by systemd (LISTEN_FDS) replace --listen.
+    let (listener, mut irc_listeners) = match loopchat::activation::listeners() {
+        Ok(Some(passed)) => {
+            log::info!(
+                "socket activation: {} socket(s) from systemd",
+                1 + passed.irc.len()
+            );
+            (passed.main, passed.irc)
+        }
+        Ok(None) => match loopchat::server::bind(config.listen) {
+            Ok(l) => (l, Vec::new()),
+            Err(e) => {
+                eprintln!("loopchat-server: cannot listen on {}: {e}", config.listen);
+                return ExitCode::from(1);
+            }
+        },
         Err(e) => {
-            eprintln!("loopchat-server: cannot listen on {}: {e}", config.listen);
+            eprintln!("loopchat-server: {e}");
             return ExitCode::from(1);
         }
     };
@@ -74,7 +88,12 @@ fn main() -> ExitCode {
     println!("listening on {addr}");
     let _ = std::io::stdout().flush();
     log::info!("listening on {addr}");
-    let mut irc_listeners = Vec::new();
+    for l in &irc_listeners {
+        if let Ok(addr) = l.local_addr() {
+            println!("irc listening on {addr}");
+            log::info!("irc listening on {addr}");
+        }
+    }
     for want in config.irc_listen.clone() {
         match loopchat::server::bind(want) {
             Ok(l) => {
