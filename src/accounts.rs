@@ -323,6 +323,7 @@ impl Accounts {
             // `.mode` applies only when the file is created, not to a
             // temporary file left over by a crash; this applies to both.
             f.set_permissions(fs::Permissions::from_mode(mode))?;
+            give_to_owner(&f, &self.path, &dir);
             f.write_all(self.render().as_bytes())?;
             f.sync_all()?;
             drop(f);
@@ -423,6 +424,7 @@ impl FileLock {
                     )
                 }
             })?;
+        give_to_owner(&file, path, &lock_path.with_file_name("."));
         let how = if wait {
             libc::LOCK_EX
         } else {
@@ -450,6 +452,24 @@ impl FileLock {
                 )
             });
         }
+    }
+}
+
+/// Root running an admin command (`--add-user` beside a service whose
+/// `DynamicUser=` owns the folder): a file it creates belongs to the owner
+/// of the file it replaces, or else of the folder, so the server can still
+/// read and replace it. Anyone else cannot give files away; nothing to do.
+fn give_to_owner(f: &File, replaces: &Path, dir: &Path) {
+    use std::os::unix::fs::MetadataExt;
+    // SAFETY: geteuid only reads the process's credentials.
+    if unsafe { libc::geteuid() } != 0 {
+        return;
+    }
+    let Ok(owner) = fs::metadata(replaces).or_else(|_| fs::metadata(dir)) else {
+        return;
+    };
+    if let Err(e) = std::os::unix::fs::fchown(f, Some(owner.uid()), Some(owner.gid())) {
+        log::warn!("cannot give {} to its owner: {e}", replaces.display());
     }
 }
 
