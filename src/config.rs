@@ -402,7 +402,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "motd",
-        "a message of the day for IRC clients, read from FILE at start-up",
+        "a message of the day for IRC clients, read from FILE at start-up and on SIGHUP",
         "FILE",
     );
     o.optopt(
@@ -471,13 +471,13 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "add-user",
-        "add account NAME to --accounts FILE and exit; the password is typed twice at a prompt on a terminal, else read from stdin (one line); refused while a server uses FILE",
+        "add account NAME to --accounts FILE and exit; the password is typed twice at a prompt on a terminal, else read from stdin (one line); works beside a running server, which re-reads FILE on SIGHUP",
         "NAME",
     );
     o.optopt(
         "",
         "remove-user",
-        "remove account NAME from --accounts FILE and exit; refused while a server uses FILE",
+        "remove account NAME from --accounts FILE and exit; works beside a running server, which re-reads FILE on SIGHUP",
         "NAME",
     );
     o.optflag("h", "help", "print this help");
