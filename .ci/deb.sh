@@ -41,8 +41,13 @@ need() { # PATH [MODE-PREFIX]: the package holds PATH (with that mode)
 need usr/bin/loopchat-server -rwxr-xr-x
 need usr/bin/loopchat -rwxr-xr-x
 need usr/bin/loopchat-bench -rwxr-xr-x
-need lib/systemd/system/loopchat.service -rw-r--r--
-need lib/systemd/system/loopchat.socket -rw-r--r--
+# cargo-deb 3 puts units in /usr/lib/systemd/system (merged /usr: on
+# Debian 12 and later /lib is /usr/lib); older ones in /lib/systemd/system.
+for unit in loopchat.service loopchat.socket; do
+  if ! echo "$contents" | grep -qE "^-rw-r--r-- .* \./(usr/)?lib/systemd/system/$unit\$"; then
+    echo "missing from the package: /usr/lib/systemd/system/$unit"; fail=1
+  fi
+done
 need etc/default/loopchat -rw-r--r--
 need usr/share/doc/loopchat/README.md
 need usr/share/doc/loopchat/copyright
