@@ -847,3 +847,29 @@ fn websocket_loss_and_duplicates_are_caught() {
     assert_eq!(n(&j, "/deliveries"), 20 * 2 - 2, "{j}");
     assert_eq!(j["clean"], false);
 }
+
+/// `--dialect ws` against a server that does not speak HTTP (the
+/// Budget Chat baseline greets at once): every client fails at once as
+/// `ws_not_http`, not at the join timeout.
+#[test]
+fn websocket_against_a_line_server_fails_fast() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || loopchat::bench::baseline::serve_listener(listener));
+    let (code, j) = bench_json(
+        addr,
+        &[
+            "idle",
+            "--dialect",
+            "ws",
+            "--clients",
+            "3",
+            "--duration",
+            "0",
+        ],
+    );
+    assert_eq!(code, 1, "{j}");
+    assert_eq!(n(&j, "/connections/joined"), 0);
+    // Not `join_timeout`: each failed on the server's first bytes.
+    assert_eq!(n(&j, "/connections/failures/ws_not_http"), 3, "{j}");
+}

@@ -223,6 +223,13 @@ impl Dialect {
         let mut upgrading = ws_key;
         drive(held, data, &mut |buf: &[u8]| {
             if let Some(key) = upgrading {
+                // Not an HTTP answer at all (a chat server that took the
+                // request for lines): say so now, not at the join timeout.
+                let n = buf.len().min(5);
+                if buf[..n] != b"HTTP/"[..n] {
+                    on(Input::Broken("ws_not_http".into()));
+                    return Eat::Stop;
+                }
                 let Some(end) = find(buf, b"\r\n\r\n") else {
                     if buf.len() > MAX_HEAD {
                         on(Input::Broken("ws_head_too_long".into()));
@@ -987,7 +994,11 @@ mod tests {
             broken(Dialect::Ws, &ok_head("Sec-WebSocket-Protocol: x\r\n"))
                 .contains("ws_bad_subprotocol")
         );
-        assert!(broken(Dialect::Ws, b"SSH-2.0-x\r\n\r\n").contains("ws_bad_response"));
+        assert!(broken(Dialect::Ws, b"HTTP/1.1 x\r\n\r\n").contains("ws_bad_response"));
+        assert!(
+            broken(Dialect::Ws, b"* Welcome to loopchat!\n! Invalid nickname\n")
+                .contains("ws_not_http")
+        );
         assert_eq!(broken(Dialect::Ws, &ok_head("")), "Upgraded");
         let mut frag = ok_head("");
         websocket::encode_masked(Opcode::Text, false, b"a", [0; 4], &mut frag);
@@ -1001,7 +1012,8 @@ mod tests {
         let mut huge = ok_head("");
         huge.extend_from_slice(&[0x81, 127, 0, 0, 0, 0, 0x10, 0, 0, 0]);
         assert!(broken(Dialect::Ws, &huge).contains("too_long"));
-        let endless = vec![b'x'; MAX_HEAD + 10];
+        let mut endless = b"HTTP/1.1 101 ".to_vec();
+        endless.resize(MAX_HEAD + 10, b'x');
         let got = feed_cut(Dialect::Ws, Some(&key), &endless, &[100]);
         assert!(got.last().unwrap().contains("ws_head_too_long"), "{got:?}");
     }
