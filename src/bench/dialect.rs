@@ -645,10 +645,11 @@ fn classify_irc(line: &[u8]) -> Line<'_> {
 /// *3\r\n$7\r\nmessage\r\n$5\r\nlobby\r\n$64\r\nb0:1:...\r\n   array of 3 ($-1... *-1: null)
 /// ```
 ///
-/// Arrays are not collected into a vector: an [`Array`] is its element
-/// count and the bytes of its elements, read again on demand. Nesting,
-/// element counts and lengths are capped ([`MAX_DEPTH`], [`MAX_ELEMENTS`],
-/// [`MAX_UNIT`]): pub/sub replies are flat arrays of a few elements.
+/// Arrays are not collected into a vector: an [`Array`](resp::Array) is
+/// its element count and the bytes of its elements, read again on demand.
+/// Nesting, element counts and lengths are capped ([`resp::MAX_DEPTH`],
+/// [`resp::MAX_ELEMENTS`], [`MAX_UNIT`]): pub/sub replies are flat arrays
+/// of a few elements.
 pub mod resp {
     use super::{Line, MAX_UNIT, Need};
 
