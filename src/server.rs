@@ -1018,6 +1018,7 @@ impl Server {
             },
             _ => None,
         };
+        let is_tls = session.is_some();
 
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -1068,6 +1069,10 @@ impl Server {
         }
         if irc {
             self.hub.connected_irc(key);
+        } else if is_tls {
+            // Sniffed inside TLS; the greeting hold starts once the
+            // handshake is done (see `tls_in`).
+            self.hub.connected_pending(key);
         } else {
             // IRC clients speak first, line users wait to be greeted: hold
             // the greeting for the first line, or this long.
@@ -1154,7 +1159,8 @@ impl Server {
         let Some(session) = &mut c.tls else {
             return;
         };
-        if session.handshaking() {
+        let was_handshaking = session.handshaking();
+        if was_handshaking {
             self.handshakes += 1;
         }
         let mut plain = std::mem::take(&mut self.tls_plain);
@@ -1162,6 +1168,16 @@ impl Server {
         plain.clear();
         records.clear();
         let fed = session.feed(&self.read_buf[..n], &mut plain, &mut records);
+        if was_handshaking && !session.handshaking() {
+            // Encrypted now: the greeting hold for the plaintext starts.
+            self.timers.schedule(
+                self.now + config::GREETING_HOLD,
+                Timer::Greet {
+                    key: k,
+                    serial: c.serial,
+                },
+            );
+        }
         let addr = c.addr;
         let (_, mut out) = self.split();
         out.send_records(k, &records);
@@ -1723,6 +1739,11 @@ impl Server {
                     let Some(c) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
                         continue;
                     };
+                    if c.tls.as_ref().is_some_and(Session::handshaking) {
+                        // The hold starts again when the handshake ends
+                        // (see `tls_in`): a slow link is not a silent user.
+                        continue;
+                    }
                     match c.transport {
                         // Silent: a line user waiting to be greeted. From
                         // now on its bytes are lines, even `GET `.

@@ -435,3 +435,21 @@ fn sighup_reloads_the_certificate() {
     bob.until(|l| l == "LINE [alice] and still");
     assert_eq!(server.threads(), 1);
 }
+
+/// A TLS client that says nothing after the handshake is greeted as a line
+/// user, like a silent `nc` (the greeting hold starts after the handshake).
+#[test]
+fn a_silent_tls_user_is_greeted() {
+    if !have_openssl() {
+        return;
+    }
+    let dir = temp_dir("silent");
+    let (server, tls) = tls_server(&dir, &[]);
+    for addr in [tls, server.addr] {
+        let (mut c, _) = Proc::python_lines(addr);
+        assert_eq!(
+            c.next(),
+            "LINE * Welcome to loopchat! What shall I call you?"
+        );
+    }
+}
