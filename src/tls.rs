@@ -21,12 +21,13 @@
 
 use std::path::PathBuf;
 
-/// Handshakes (ClientHellos and the messages after them) processed per
+/// Handshake reads (a ClientHello, or the client's Finished) processed per
 /// loop turn; connections past the cap are read on the next turn, like
-/// `unread`. A P-256 handshake costs this machine about 0.1-0.3 ms, so a
-/// burst of 200 new TLS clients cannot hold chat back more than ~10 ms in
-/// a turn.
-pub const MAX_HANDSHAKES_PER_TURN: usize = 32;
+/// `unread`. A TLS 1.3 handshake with a P-256 certificate measured 0.6 ms
+/// of the loop on this (2-core, shared, loaded) machine: with 32 a turn of
+/// a burst took up to 25 ms, so 16 keeps a burst's turns near 10 ms and
+/// still admits thousands of handshakes a second (docs/benchmarks.md).
+pub const MAX_HANDSHAKES_PER_TURN: usize = 16;
 
 /// rustls's own buffers, per connection: plaintext written before the
 /// handshake finishes and records not yet taken by `write_tls` (we take
