@@ -1623,7 +1623,9 @@ impl Server {
             // Records already sealed cannot be dropped (each one's number
             // is in the next one's encryption), nor can the line be sent
             // behind them (the queue is full): TLS clients are cut without
-            // it. Everyone else is told it left.
+            // it. Everyone else is told it left. Its memory goes now, so
+            // `cut_oldest_debtors` sees it gone.
+            c.sendq.clear(&mut self.pool);
             let (hub, mut out) = self.split();
             hub.disconnected(k, &reason, &mut out);
             return self.free_later(k);
