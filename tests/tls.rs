@@ -453,3 +453,39 @@ fn a_silent_tls_user_is_greeted() {
         );
     }
 }
+
+/// A TLS user that stops reading is cut at `--max-sendq` like any slow
+/// reader (without a last line: its records cannot be skipped), the room
+/// is told, and the others chat on.
+#[test]
+fn a_slow_tls_reader_is_cut() {
+    if !have_openssl() {
+        return;
+    }
+    let dir = temp_dir("slow");
+    let (server, tls) = tls_server(&dir, &["--max-sendq", "64k", "--max-rate", "0"]);
+    let mut bob = server.join("bob");
+    let mut slow = Proc::spawn(Command::new("python3").args([
+        CLIENT,
+        "stall",
+        &tls.ip().to_string(),
+        &tls.port().to_string(),
+        "slow",
+    ]));
+    assert_eq!(slow.next(), "OPEN");
+    bob.expect("* slow has entered the room");
+    // Far more than the socket buffers of both ends can hold.
+    let line = format!("{}\n", "x".repeat(400));
+    let deadline = Instant::now() + LINE_TIMEOUT;
+    let mut cut = false;
+    while !cut && Instant::now() < deadline {
+        bob.send_raw(line.repeat(1000).as_bytes());
+        cut = server.log().contains("(slow) disconnected");
+    }
+    assert!(cut, "{}", server.log());
+    bob.line_where(|l| l.starts_with("* slow has left the room"));
+    let _carol = server.join("carol");
+    // (After "nobody received that" for the flood's last lines.)
+    bob.line_where(|l| l == "* carol has entered the room");
+    assert_eq!(server.threads(), 1);
+}

@@ -7,6 +7,8 @@ tests use a self-signed one and compare its fingerprint instead.
                                     then `LINE <text>` per line received,
                                     then `CLOSED` at the server's end
     tls_client.py get HOST PORT PATH    one HTTPS request; prints the response
+    tls_client.py stall HOST PORT NICK  handshake, send NICK, print `OPEN`,
+                                    then never read until stdin ends
     tls_client.py wss URL           like websocket_support/ws_client.py,
                                     over wss:// (needs `websockets`)
 """
@@ -58,6 +60,14 @@ def lines(host, port):
     print("CLOSED", flush=True)
 
 
+def stall(host, port, nick):
+    s = connect(host, port)
+    s.sendall(f"{nick}\n".encode())
+    print("OPEN", flush=True)
+    sys.stdin.read()
+    s.close()
+
+
 def get(host, port, path):
     s = connect(host, port)
     s.sendall(f"GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode())
@@ -101,6 +111,8 @@ if __name__ == "__main__":
     mode = sys.argv[1]
     if mode == "lines":
         lines(sys.argv[2], sys.argv[3])
+    elif mode == "stall":
+        stall(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "get":
         get(sys.argv[2], sys.argv[3], sys.argv[4])
     elif mode == "wss":
