@@ -62,8 +62,8 @@ mod imp {
 
     /// The certificate and key in force, and where they came from.
     pub struct Acceptor {
-        cert: PathBuf,
-        key: PathBuf,
+        pub(super) cert: PathBuf,
+        pub(super) key: PathBuf,
         config: Arc<ServerConfig>,
     }
 
@@ -263,5 +263,165 @@ impl Files {
     /// [`Acceptor::load`] of these files.
     pub fn load(&self) -> Result<Acceptor, String> {
         Acceptor::load(&self.cert, &self.key)
+    }
+}
+
+/// Socket-free: our [`Session`] against a rustls client, bytes passed by
+/// hand, with the test certificate in tests/tls_support/ (self-signed,
+/// for tests only).
+#[cfg(all(test, feature = "tls"))]
+mod tests {
+    use std::io::{Read, Write};
+    use std::path::{Path, PathBuf};
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{ClientConfig, ClientConnection, DigitallySignedStruct, SignatureScheme};
+
+    use super::{Acceptor, Fed, Session};
+
+    fn support(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/tls_support")
+            .join(name)
+    }
+
+    fn acceptor() -> Acceptor {
+        match Acceptor::load(&support("test-cert.pem"), &support("test-key.pem")) {
+            Ok(a) => a,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Accepts any certificate: the test only checks the byte plumbing.
+    #[derive(Debug)]
+    struct AnyCert(Arc<rustls::crypto::CryptoProvider>);
+
+    impl ServerCertVerifier for AnyCert {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn verify_tls13_signature(
+            &self,
+            _: &[u8],
+            _: &CertificateDer<'_>,
+            _: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            Ok(HandshakeSignatureValid::assertion())
+        }
+        fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    fn client() -> ClientConnection {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
+            .with_no_client_auth();
+        ClientConnection::new(Arc::new(config), ServerName::try_from("localhost").unwrap()).unwrap()
+    }
+
+    /// Client output fed to the server `step` bytes at a time; returns
+    /// the server's plaintext and last `Fed`.
+    fn to_server(c: &mut ClientConnection, s: &mut Session, step: usize) -> (Vec<u8>, Fed) {
+        let mut wire = Vec::new();
+        while c.wants_write() {
+            c.write_tls(&mut wire).unwrap();
+        }
+        let (mut plain, mut records) = (Vec::new(), Vec::new());
+        let mut fed = Fed::Open;
+        for piece in wire.chunks(step) {
+            fed = s.feed(piece, &mut plain, &mut records);
+            if fed != Fed::Open {
+                break;
+            }
+        }
+        // Whatever the server said goes back to the client.
+        let mut rd = &records[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        (plain, fed)
+    }
+
+    #[test]
+    fn lines_both_ways_in_one_byte_pieces() {
+        let mut s = acceptor().session().unwrap();
+        let mut c = client();
+        assert!(s.handshaking());
+        // ClientHello, then the client's Finished and its first bytes.
+        to_server(&mut c, &mut s, 1);
+        c.writer().write_all(b"alice\nhi\n").unwrap();
+        let (plain, fed) = to_server(&mut c, &mut s, 1);
+        assert_eq!((plain.as_slice(), fed), (&b"alice\nhi\n"[..], Fed::Open));
+        assert!(!s.handshaking());
+        let mut records = Vec::new();
+        s.seal(b"[bob] hello\n", &mut records).unwrap();
+        let mut rd = &records[..];
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        let mut got = [0u8; 64];
+        let n = c.reader().read(&mut got).unwrap();
+        assert_eq!(&got[..n], b"[bob] hello\n");
+        c.send_close_notify();
+        assert_eq!(to_server(&mut c, &mut s, 7).1, Fed::Closed);
+    }
+
+    #[test]
+    fn plain_text_fails_with_an_alert() {
+        let mut s = acceptor().session().unwrap();
+        let (mut plain, mut records) = (Vec::new(), Vec::new());
+        let fed = s.feed(b"alice\n", &mut plain, &mut records);
+        assert!(matches!(fed, Fed::Failed(_)), "{fed:?}");
+        assert!(plain.is_empty());
+        assert_eq!(records.first(), Some(&0x15), "an alert record");
+    }
+
+    #[test]
+    fn bad_files_say_why() {
+        let err = |cert: &str, key: &str| match Acceptor::load(&support(cert), &support(key)) {
+            Ok(_) => panic!("{cert} {key} loaded"),
+            Err(e) => e,
+        };
+        let e = err("missing.pem", "test-key.pem");
+        assert!(e.contains("cannot read the TLS certificate"), "{e}");
+        let e = err("test-key.pem", "test-key.pem");
+        assert!(e.contains("no certificate"), "{e}");
+        let e = err("test-cert.pem", "test-cert.pem");
+        assert!(e.contains("cannot read the TLS key"), "{e}");
+        let e = err("test-cert.pem", "other-key.pem");
+        assert!(e.contains("do not work together"), "{e}");
+    }
+
+    #[test]
+    fn reload_keeps_the_old_config_on_error() {
+        let mut a = acceptor();
+        assert!(a.reload().is_ok());
+        a.key = support("other-key.pem");
+        assert!(a.reload().is_err());
+        assert!(a.session().is_ok());
     }
 }
