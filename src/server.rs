@@ -13,6 +13,7 @@
 //!                                                 (SIGHUP: reopen the log,
 //!                                                 reload the certificate)
 //!                     Token(k)  -> read_from(k)   read until WouldBlock,
+//!                                                 (TLS: decrypt first),
 //!                                                 frame lines, feed the Hub,
 //!                                                 which queues output
 //!                                  queue_flush(k) (when WRITABLE)
