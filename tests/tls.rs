@@ -489,3 +489,56 @@ fn a_slow_tls_reader_is_cut() {
     bob.line_where(|l| l == "* carol has entered the room");
     assert_eq!(server.threads(), 1);
 }
+
+/// weechat-headless (GnuTLS, a third TLS implementation) joins over TLS,
+/// certificate check off, and says a line a plain user reads. The server
+/// options are given in both spellings: `ssl` before WeeChat 4.0, `tls`
+/// after (the unknown one is ignored).
+#[test]
+fn weechat_over_tls() {
+    let have = Command::new("weechat-headless")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must run weechat over TLS (weechat-headless)"
+        );
+        eprintln!("SKIPPED: no weechat-headless");
+        return;
+    }
+    if !have_openssl() {
+        return;
+    }
+    let dir = temp_dir("weechat");
+    let (server, tls) = tls_server(&dir, &[]);
+    let mut bob = server.join("bob");
+    let wdir = dir.join("weechat");
+    std::fs::create_dir_all(&wdir).expect("weechat dir");
+    let port = tls.port();
+    let commands = [
+        format!(
+            "/server add t 127.0.0.1/{port} -ssl -tls -nicks=wee -username=wee \
+             -realname=wee -autojoin=#lobby"
+        ),
+        "/set irc.server.t.ssl_verify off".to_string(),
+        "/set irc.server.t.tls_verify off".to_string(),
+        "/connect t".to_string(),
+        "/wait 2 /msg -server t #lobby hello from weechat over TLS".to_string(),
+    ]
+    .join(";");
+    let weechat = Proc::spawn(
+        Command::new("weechat-headless")
+            .arg("--dir")
+            .arg(&wdir)
+            .arg("-r")
+            .arg(commands),
+    );
+    bob.line_where(|l| l == "* wee has entered the room");
+    bob.line_where(|l| l == "[wee] hello from weechat over TLS");
+    drop(weechat);
+    bob.line_where(|l| l.starts_with("* wee has left the room"));
+    assert_eq!(server.threads(), 1);
+}
