@@ -1170,6 +1170,7 @@ impl Server {
         records.clear();
         let fed = session.feed(&self.read_buf[..n], &mut plain, &mut records);
         if was_handshaking && !session.handshaking() {
+            self.totals.tls_handshakes += 1;
             // Encrypted now: the greeting hold for the plaintext starts.
             self.timers.schedule(
                 self.now + config::GREETING_HOLD,
@@ -1195,6 +1196,7 @@ impl Server {
             Fed::Failed(e) => {
                 // Not TLS, or a failed handshake: this connection only.
                 debug!("#{k} ({addr}): {e}");
+                self.totals.tls_failures += 1;
                 self.peer_gone(k, LeaveReason::Reset, false);
             }
         }

@@ -350,8 +350,15 @@ fn plain_text_on_a_tls_port_is_closed() {
     assert!(started.elapsed() < LINE_TIMEOUT);
     // A TLS alert record (content type 21), or nothing at all.
     assert!(got.is_empty() || got[0] == 0x15, "{got:?}");
-    // The server still serves.
+    // The server still serves, and counts it (this scrape's own
+    // handshake is the one completed).
     let _bob = server.join("bob");
+    let metrics = https_get(server.addr, "/metrics");
+    assert!(
+        metrics.contains("\nloopchat_tls_failures_total 1\n")
+            && metrics.contains("\nloopchat_tls_handshakes_total 1\n"),
+        "{metrics}"
+    );
 }
 
 /// A certificate that cannot be used stops the server at start-up with
