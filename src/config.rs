@@ -188,6 +188,12 @@ pub struct Config {
     pub quiet_joins_above: Option<usize>,
     /// `--irc-listen`: more listeners, IRC from the first byte.
     pub irc_listen: Vec<SocketAddr>,
+    /// `--tls-cert`, `--tls-key`: TLS on `--tls-listen` ports, and on the
+    /// main port for clients whose first byte is a ClientHello's (0x16).
+    pub tls: Option<crate::tls::Files>,
+    /// `--tls-listen`: more listeners, TLS from the first byte, then
+    /// sniffed like the main port.
+    pub tls_listen: Vec<SocketAddr>,
     /// `--allow-origin`: web pages on these origins may open a WebSocket
     /// here (besides the page this server serves).
     pub allow_origins: Vec<String>,
@@ -231,6 +237,8 @@ impl Default for Config {
             default_room: DEFAULT_ROOM.to_string(),
             quiet_joins_above: None,
             irc_listen: Vec::new(),
+            tls: None,
+            tls_listen: Vec::new(),
             allow_origins: Vec::new(),
             metrics_from: Vec::new(),
             irc: crate::dialect::irc::IrcConfig::default(),
@@ -385,6 +393,19 @@ fn options() -> getopts::Options {
         "",
         "irc-listen",
         "also listen on ADDR:PORT for IRC clients only (no greeting hold; repeatable), e.g. 127.0.0.1:6667",
+        "ADDR:PORT",
+    );
+    o.optopt(
+        "",
+        "tls-cert",
+        "TLS certificate chain (PEM, leaf first); with --tls-key, the main port also takes TLS clients, and SIGHUP reloads both files",
+        "FILE",
+    );
+    o.optopt("", "tls-key", "TLS private key (PEM)", "FILE");
+    o.optmulti(
+        "",
+        "tls-listen",
+        "also listen on ADDR:PORT for TLS clients only (chat, IRC, HTTPS and wss:// inside; repeatable), e.g. 0.0.0.0:6697; needs --tls-cert",
         "ADDR:PORT",
     );
     o.optopt(
@@ -581,6 +602,26 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     }
     for v in m.opt_strs("irc-listen") {
         c.irc_listen.push(parse_addr(&v)?);
+    }
+    c.tls = match (m.opt_str("tls-cert"), m.opt_str("tls-key")) {
+        (Some(cert), Some(key)) => Some(crate::tls::Files {
+            cert: cert.into(),
+            key: key.into(),
+        }),
+        (None, None) => None,
+        (Some(_), None) => return Err("--tls-cert needs --tls-key".to_string()),
+        (None, Some(_)) => return Err("--tls-key needs --tls-cert".to_string()),
+    };
+    for v in m.opt_strs("tls-listen") {
+        c.tls_listen.push(parse_addr(&v)?);
+    }
+    if !c.tls_listen.is_empty() && c.tls.is_none() {
+        return Err("--tls-listen needs --tls-cert and --tls-key".to_string());
+    }
+    if c.tls.is_some() && !crate::tls::AVAILABLE {
+        return Err(
+            "--tls-cert: this loopchat-server was built without the `tls` feature".to_string(),
+        );
     }
     if let Some(v) = m.opt_str("server-name") {
         let ok = (1..=63).contains(&v.len())

@@ -15,6 +15,7 @@
 //! | [`hub`] | connections meet the core: each line decoded by its dialect, each event rendered once per dialect | no |
 //! | [`accounts`] | account names and argon2id hashes, the accounts file | no (a file) |
 //! | [`output`] | output: each broadcast stored once ([`output::Pool`]), each connection's spans of it ([`output::SendQueue`]), the cap, `writev` | no (any `Write`) |
+//! | [`tls`] | TLS (feature `tls`): a rustls session per TLS connection, bytes in, plaintext and records out; the certificate, reloaded on SIGHUP | no |
 //! | [`ratelimit`] | flood control: a token bucket per connection | no |
 //! | [`timers`] | every timer of the loop in one heap | no |
 //! | [`turn_stats`] | what one turn of the loop did, for `--trace-turns` | no |
@@ -64,6 +65,7 @@ pub mod protocol;
 pub mod ratelimit;
 pub mod server;
 pub mod timers;
+pub mod tls;
 pub mod transport;
 pub mod turn_stats;
 pub mod web;

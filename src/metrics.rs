@@ -40,6 +40,10 @@ pub struct Totals {
     pub accounts_saves: u64,
     pub http_requests: u64,
     pub websocket_upgrades: u64,
+    /// TLS handshakes completed, and TLS sessions that failed (a failed
+    /// handshake, a plain-text client on a TLS port, a broken record).
+    pub tls_handshakes: u64,
+    pub tls_failures: u64,
     /// Connections that left, by [`CUT_REASONS`] index.
     pub cut: [u64; CUT_REASONS.len()],
 }
@@ -163,6 +167,16 @@ pub fn render(s: &Snapshot) -> String {
             "loopchat_websocket_upgrades_total",
             "Connections upgraded to WebSocket.",
             t.websocket_upgrades,
+        ),
+        (
+            "loopchat_tls_handshakes_total",
+            "TLS handshakes completed.",
+            t.tls_handshakes,
+        ),
+        (
+            "loopchat_tls_failures_total",
+            "TLS sessions ended by a TLS error (failed handshake, not TLS, bad record).",
+            t.tls_failures,
         ),
     ] {
         one(name, "counter", help, v.to_string());

@@ -10,8 +10,10 @@
 //!                  ▼
 //!   for each event:   LISTENER  -> accept()       admit new connections
 //!                     SIGNALS   -> on_signal()    start shutting down
-//!                                                 (SIGHUP: reopen the log)
+//!                                                 (SIGHUP: reopen the log,
+//!                                                 reload the certificate)
 //!                     Token(k)  -> read_from(k)   read until WouldBlock,
+//!                                                 (TLS: decrypt first),
 //!                                                 frame lines, feed the Hub,
 //!                                                 which queues output
 //!                                  queue_flush(k) (when WRITABLE)
@@ -85,6 +87,7 @@ use crate::metrics::{self, Snapshot, Totals};
 use crate::output::{Piece, Pool, SendQueue, Stream};
 use crate::ratelimit::TokenBucket;
 use crate::timers::{self, Timer, Timers};
+use crate::tls::{self, Acceptor, Fed, Session};
 use crate::transport::http;
 use crate::transport::websocket::{self, Opcode, WsEvent, WsFramer};
 use crate::turn_stats::{CountingWriter, TurnStats};
@@ -112,6 +115,9 @@ const QUIET_BEFORE_TRIM: Duration = Duration::from_secs(1);
 /// Bytes read and thrown away before closing, so the close sends FIN and
 /// not RST (a RST can destroy the last line we sent before the peer reads it).
 const DRAIN_BEFORE_CLOSE: usize = 64 * 1024;
+/// The first byte of a TLS handshake record (a ClientHello). No chat line,
+/// telnet command or HTTP request starts with it.
+const TLS_HANDSHAKE: u8 = 0x16;
 
 /// One client socket and everything the loop keeps for it.
 struct Connection {
@@ -142,6 +148,9 @@ struct Connection {
     /// What carries its lines: TCP, or on the main port possibly HTTP and
     /// then WebSocket frames.
     transport: Transport,
+    /// TLS under the transport: bytes read go through it before the
+    /// transport sees them, and everything queued is sealed by it first.
+    tls: Option<Session>,
 }
 
 /// How a connection's bytes become lines, and lines become bytes. Every
@@ -274,9 +283,12 @@ impl Mailer<'_> {
         // bytes. Rare, so the copy does not matter.
         let crlf;
         let framed;
+        // A TLS connection's bytes are encrypted for it alone: it never
+        // takes a span of a shared broadcast.
+        let own_only = shared.is_none() || c.tls.is_some();
         let (line, shared) = if raw {
             (line, None)
-        } else if let (Some(binary), None) = (c.websocket(), shared) {
+        } else if let (Some(binary), true) = (c.websocket(), own_only) {
             framed = {
                 let mut f = Vec::with_capacity(line.len() + 8);
                 websocket_frames(line, binary, &mut f);
@@ -294,6 +306,33 @@ impl Mailer<'_> {
             (&crlf[..], None)
         } else {
             (line, shared)
+        };
+        let sealed;
+        let (line, shared) = match &mut c.tls {
+            None => (line, shared),
+            Some(session) => {
+                let mut records = Vec::with_capacity(line.len() + 32);
+                if let Err(e) = session.seal(line, &mut records) {
+                    // Only before the handshake ends, with more than
+                    // tls::BUFFER_LIMIT waiting: a peer that never finishes it.
+                    debug!("#{to}: TLS: {e}");
+                    c.phase.close();
+                    self.broken.push(to);
+                    return;
+                }
+                sealed = records;
+                (&sealed[..], None)
+            }
+        };
+        self.enqueue(to, line, shared);
+    }
+
+    /// Appends `line` (bytes ready for the socket) or `shared` to `to`'s
+    /// queue and puts `to` on the flush list; offers the queue to the
+    /// kernel early when it is full or holds a long reply.
+    fn enqueue(&mut self, to: ConnId, line: &[u8], shared: Option<Piece>) {
+        let Some(c) = self.conns.get_mut(to) else {
+            return;
         };
         let push = |q: &mut SendQueue, pool: &mut Pool| match shared {
             Some(piece) => q.push_shared(pool, piece),
@@ -362,6 +401,14 @@ impl Mailer<'_> {
     /// WebSocket control frame), not lines of a dialect.
     fn send_raw(&mut self, to: ConnId, bytes: &[u8]) {
         self.deliver(to, bytes, None, true);
+    }
+
+    /// Queues TLS records from `to`'s session (handshake, alerts,
+    /// close_notify): already encrypted, so they skip `deliver`.
+    fn send_records(&mut self, to: ConnId, records: &[u8]) {
+        if !records.is_empty() {
+            self.enqueue(to, records, None);
+        }
     }
 }
 
@@ -436,6 +483,15 @@ impl Outbox for Mailer<'_> {
             if !frame.is_empty() {
                 self.send_raw(conn, &frame);
             }
+        }
+        let Some(c) = self.conns.get_mut(conn) else {
+            return;
+        };
+        if let (Some(session), false) = (&mut c.tls, c.phase.closing()) {
+            // TLS's own goodbye, after the last plaintext.
+            let mut records = Vec::new();
+            session.close(&mut records);
+            self.send_records(conn, &records);
         }
         let Some(c) = self.conns.get_mut(conn) else {
             return;
@@ -523,6 +579,14 @@ pub struct Server {
     turn_last_conn: Option<usize>,
     /// Sums up storms of accept/refusal log lines (see `logging::Limiter`).
     log_limiter: logging::Limiter,
+    /// `--tls-cert`/`--tls-key`: the certificate new TLS sessions get.
+    tls: Option<Acceptor>,
+    /// TLS handshake messages processed this turn (see
+    /// [`tls::MAX_HANDSHAKES_PER_TURN`]).
+    handshakes: usize,
+    /// Scratch for one TLS read: the plaintext, and the records to send.
+    tls_plain: Vec<u8>,
+    tls_records: Vec<u8>,
 }
 
 /// Creates the listening socket: non-blocking, `SO_REUSEADDR` (so a
@@ -543,6 +607,8 @@ struct Listener {
     socket: TcpListener,
     /// Every connection speaks IRC from its first byte (`--irc-listen`).
     irc: bool,
+    /// Every connection is TLS from its first byte (`--tls-listen`).
+    tls: bool,
     /// Stopped accepting at the per-turn cap; the backlog may hold more.
     more: bool,
 }
@@ -612,6 +678,7 @@ impl Server {
             listeners: vec![Listener {
                 socket: listener,
                 irc: false,
+                tls: false,
                 more: false,
             }],
             signals,
@@ -658,6 +725,10 @@ impl Server {
             turn: TurnStats::default(),
             turn_no: 0,
             turn_last_conn: None,
+            tls: None,
+            handshakes: 0,
+            tls_plain: Vec::new(),
+            tls_records: Vec::new(),
         })
     }
 
@@ -706,6 +777,7 @@ impl Server {
                 ..TurnStats::default()
             };
             self.turn_last_conn = None;
+            self.handshakes = 0;
             self.hub.set_now(self.now);
             self.tick_clock();
             self.log_limiter.flush(self.now, |s| info!("{s}"));
@@ -803,6 +875,30 @@ impl Server {
         self.listeners.push(Listener {
             socket,
             irc: true,
+            tls: false,
+            more: false,
+        });
+        Ok(())
+    }
+
+    /// Turns TLS on: `--tls-listen` ports can be added, and main-port
+    /// clients whose first byte is 0x16 (a TLS record carrying a
+    /// ClientHello; no chat line or HTTP request starts with it) are TLS.
+    pub fn set_tls(&mut self, acceptor: Acceptor) {
+        self.tls = Some(acceptor);
+    }
+
+    /// Adds a listener whose connections are TLS from the first byte;
+    /// inside, they are sniffed like the main port's. Needs [`set_tls`](Self::set_tls).
+    pub fn add_tls_listener(&mut self, mut socket: TcpListener) -> io::Result<()> {
+        let token = listener_token(self.listeners.len());
+        self.poll
+            .registry()
+            .register(&mut socket, token, Interest::READABLE)?;
+        self.listeners.push(Listener {
+            socket,
+            irc: false,
+            tls: true,
             more: false,
         });
         Ok(())
@@ -815,13 +911,13 @@ impl Server {
             return;
         };
         listener.more = false;
-        let irc = listener.irc;
+        let (irc, tls) = (listener.irc, listener.tls);
         if self.accept_paused || self.shutting_down {
             return;
         }
         for _ in 0..MAX_ACCEPTS_PER_TURN {
             match self.listeners[i].socket.accept() {
-                Ok((stream, addr)) => self.admit(stream, addr, irc),
+                Ok((stream, addr)) => self.admit(stream, addr, irc, tls),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) if out_of_descriptors(&e) => {
@@ -888,7 +984,7 @@ impl Server {
     }
 
     /// Sets up a freshly accepted connection, or refuses it.
-    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr, irc: bool) {
+    fn admit(&mut self, mut stream: TcpStream, addr: SocketAddr, irc: bool, tls: bool) {
         if self.conns.len() >= self.config.max_clients {
             if self
                 .log_limiter
@@ -926,6 +1022,17 @@ impl Server {
             debug!("{addr}: set_nodelay: {e}");
         }
         set_keepalive(&stream, addr);
+        let session = match (tls, &self.tls) {
+            (true, Some(acceptor)) => match acceptor.session() {
+                Ok(session) => Some(session),
+                Err(e) => {
+                    warn!("{addr}: {e}");
+                    return;
+                }
+            },
+            _ => None,
+        };
+        let is_tls = session.is_some();
 
         let entry = self.conns.vacant_entry();
         let key = entry.key();
@@ -959,6 +1066,7 @@ impl Server {
             } else {
                 Transport::Sniffing
             },
+            tls: session,
         });
         *self.per_ip.entry(ip).or_insert(0) += 1;
         self.totals.accepted += 1;
@@ -975,6 +1083,10 @@ impl Server {
         }
         if irc {
             self.hub.connected_irc(key);
+        } else if is_tls {
+            // Sniffed inside TLS; the greeting hold starts once the
+            // handshake is done (see `tls_in`).
+            self.hub.connected_pending(key);
         } else {
             // IRC clients speak first, line users wait to be greeted: hold
             // the greeting for the first line, or this long.
@@ -1000,7 +1112,11 @@ impl Server {
             let Some(c) = self.conns.get_mut(k) else {
                 return;
             };
-            if budget == 0 {
+            // A handshake costs real CPU (a signature): past the turn's
+            // share, the others wait for the next turn, like `budget`.
+            let handshake_waits = c.tls.as_ref().is_some_and(Session::handshaking)
+                && self.handshakes >= tls::MAX_HANDSHAKES_PER_TURN;
+            if budget == 0 || handshake_waits {
                 self.unread.push((k, c.serial));
                 return;
             }
@@ -1015,10 +1131,24 @@ impl Server {
                     c.last_input = self.now;
                     c.pinged = false;
                     budget = budget.saturating_sub(n);
-                    match c.transport {
-                        Transport::Lines => self.lines_in(k, n),
-                        Transport::Sniffing | Transport::Http(_) => self.http_in(k, n),
-                        Transport::WebSocket(_) => self.websocket_in(k, n),
+                    if c.tls.is_none()
+                        && matches!(c.transport, Transport::Sniffing)
+                        && self.read_buf[0] == TLS_HANDSHAKE
+                    {
+                        // Main port, first byte: a ClientHello (see `set_tls`).
+                        if let Some(acceptor) = &self.tls {
+                            match acceptor.session() {
+                                Ok(session) => c.tls = Some(session),
+                                Err(e) => warn!("#{k}: {e}"),
+                            }
+                        }
+                    }
+                    if c.tls.is_some() {
+                        self.tls_in(k, n);
+                    } else {
+                        let mut buf = std::mem::take(&mut self.read_buf);
+                        self.transport_in(k, &mut buf[..n]);
+                        self.read_buf = buf;
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -1032,12 +1162,79 @@ impl Server {
         }
     }
 
-    /// `read_buf[..n]` from a TCP-lines connection: into its framer.
-    fn lines_in(&mut self, k: usize, n: usize) {
+    /// `read_buf[..n]` from a TLS connection: through its session, whose
+    /// plaintext then takes the same path as a plain connection's bytes
+    /// ([`transport_in`](Self::transport_in)) and whose records (handshake,
+    /// alerts) go to the send queue as they are.
+    fn tls_in(&mut self, k: usize, n: usize) {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
-        c.framer.push(&self.read_buf[..n]);
+        let Some(session) = &mut c.tls else {
+            return;
+        };
+        let was_handshaking = session.handshaking();
+        if was_handshaking {
+            self.handshakes += 1;
+        }
+        let mut plain = std::mem::take(&mut self.tls_plain);
+        let mut records = std::mem::take(&mut self.tls_records);
+        plain.clear();
+        records.clear();
+        let fed = session.feed(&self.read_buf[..n], &mut plain, &mut records);
+        if was_handshaking && !session.handshaking() {
+            self.totals.tls_handshakes += 1;
+            // Encrypted now: the greeting hold for the plaintext starts.
+            self.timers.schedule(
+                self.now + config::GREETING_HOLD,
+                Timer::Greet {
+                    key: k,
+                    serial: c.serial,
+                },
+            );
+        }
+        let addr = c.addr;
+        let (_, mut out) = self.split();
+        out.send_records(k, &records);
+        if !plain.is_empty() {
+            self.transport_in(k, &mut plain);
+        }
+        match fed {
+            Fed::Open => {}
+            Fed::Closed => {
+                // close_notify: the lines before it are the peer's last.
+                self.hand_lines_to_room(k);
+                self.peer_gone(k, LeaveReason::Closed, false);
+            }
+            Fed::Failed(e) => {
+                // Not TLS, or a failed handshake: this connection only.
+                debug!("#{k} ({addr}): {e}");
+                self.totals.tls_failures += 1;
+                self.peer_gone(k, LeaveReason::Reset, false);
+            }
+        }
+        self.tls_plain = plain;
+        self.tls_records = records;
+    }
+
+    /// Bytes a connection sent (decrypted, if TLS), to its transport.
+    fn transport_in(&mut self, k: usize, input: &mut [u8]) {
+        let Some(c) = self.conns.get(k) else {
+            return;
+        };
+        match c.transport {
+            Transport::Lines => self.lines_in(k, input),
+            Transport::Sniffing | Transport::Http(_) => self.http_in(k, input),
+            Transport::WebSocket(_) => self.websocket_frames_in(k, input),
+        }
+    }
+
+    /// Bytes from a TCP-lines connection: into its framer.
+    fn lines_in(&mut self, k: usize, input: &[u8]) {
+        let Some(c) = self.conns.get_mut(k) else {
+            return;
+        };
+        c.framer.push(input);
         // Telnet answers go out at once, ahead of the replies to the lines
         // just read: telnet may be discarding output until its TIMING-MARK
         // is answered.
@@ -1048,11 +1245,11 @@ impl Server {
         }
     }
 
-    /// `read_buf[..n]` from a main-port connection that may be a browser:
+    /// Bytes from a main-port connection that may be a browser:
     /// gathers the request head and answers it. A connection whose first
     /// bytes are not `GET ` or `HEAD ` is a chat client after all: its
     /// bytes go to its line framer.
-    fn http_in(&mut self, k: usize, n: usize) {
+    fn http_in(&mut self, k: usize, input: &[u8]) {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
@@ -1066,15 +1263,13 @@ impl Server {
                 head
             }
         };
-        head.extend_from_slice(&self.read_buf[..n]);
+        head.extend_from_slice(input);
         match http::looks_like_http(head) {
             None => return, // `GE`: wait for more
             Some(false) => {
                 let bytes = std::mem::take(&mut **head);
                 c.transport = Transport::Lines;
-                self.read_buf[..bytes.len().min(READ_CHUNK)]
-                    .copy_from_slice(&bytes[..bytes.len().min(READ_CHUNK)]);
-                return self.lines_in(k, bytes.len().min(READ_CHUNK));
+                return self.lines_in(k, &bytes);
             }
             Some(true) => {}
         }
@@ -1154,13 +1349,6 @@ impl Server {
         if !rest.is_empty() {
             self.websocket_frames_in(k, &mut rest);
         }
-    }
-
-    /// `read_buf[..n]` from a WebSocket connection.
-    fn websocket_in(&mut self, k: usize, n: usize) {
-        let mut buf = std::mem::take(&mut self.read_buf);
-        self.websocket_frames_in(k, &mut buf[..n]);
-        self.read_buf = buf;
     }
 
     /// Feeds `input` to `k`'s WebSocket framer: each message becomes a line
@@ -1447,6 +1635,17 @@ impl Server {
             c.sendq.len()
         );
         let last = self.hub.refusal(k, refusal);
+        if c.tls.is_some() {
+            // Records already sealed cannot be dropped (each one's number
+            // is in the next one's encryption), nor can the line be sent
+            // behind them (the queue is full): TLS clients are cut without
+            // it. Everyone else is told it left. Its memory goes now, so
+            // `cut_oldest_debtors` sees it gone.
+            c.sendq.clear(&mut self.pool);
+            let (hub, mut out) = self.split();
+            hub.disconnected(k, &reason, &mut out);
+            return self.free_later(k);
+        }
         if let Transport::WebSocket(ws) = &mut c.transport {
             // The line as a frame, then the close frame: the page shows why.
             let mut framed = Vec::with_capacity(last.len() + 16);
@@ -1558,6 +1757,11 @@ impl Server {
                     let Some(c) = self.conns.get_mut(key).filter(|c| c.serial == serial) else {
                         continue;
                     };
+                    if c.tls.as_ref().is_some_and(Session::handshaking) {
+                        // The hold starts again when the handshake ends
+                        // (see `tls_in`): a slow link is not a silent user.
+                        continue;
+                    }
                     match c.transport {
                         // Silent: a line user waiting to be greeted. From
                         // now on its bytes are lines, even `GET `.
@@ -1636,8 +1840,8 @@ impl Server {
         }
     }
 
-    /// SIGHUP: reopen the log file (logrotate), re-read the MOTD and the
-    /// accounts file (see [`Server::reload_files`]).
+    /// SIGHUP: reopen the log file (logrotate), reload the TLS certificate,
+    /// re-read the MOTD and the accounts file (see [`Server::reload_files`]).
     /// SIGINT/SIGTERM: tell everyone, stop accepting, let output drain for
     /// at most [`config::SHUTDOWN_GRACE`]. A second signal ends the wait.
     fn on_signal(&mut self) {
@@ -1652,6 +1856,13 @@ impl Server {
         }
         if hangup {
             logging::reopen();
+            if let Some(acceptor) = &mut self.tls {
+                // New handshakes get the new files; sessions keep theirs.
+                match acceptor.reload() {
+                    Ok(()) => info!("SIGHUP: TLS certificate reloaded"),
+                    Err(e) => warn!("SIGHUP: {e}; keeping the old certificate"),
+                }
+            }
             self.reload_files();
         }
         if !stop {

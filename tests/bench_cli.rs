@@ -461,3 +461,415 @@ fn lagging_receivers_cut_by_the_server_are_not_loss() {
         "{j}"
     );
 }
+
+/// What `GET /metrics` says `name` is (the server's own count).
+fn metric(addr: SocketAddr, name: &str) -> u64 {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).expect("connect for /metrics");
+    s.set_read_timeout(Some(common::LINE_TIMEOUT))
+        .expect("timeout");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("send");
+    let mut text = String::new();
+    s.read_to_string(&mut text).expect("read /metrics");
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{name} not in {text}"))
+}
+
+/// `--dialect ws`: the line grammar over WebSocket (an upgrade on `GET
+/// /ws`, masked text frames), exact and lossless, with the server's
+/// costs; the server counts the upgrades, so it really was WebSocket.
+#[test]
+fn fanout_over_websocket() {
+    let s = server();
+    let pid = s.pid().to_string();
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "fanout",
+            "--dialect",
+            "ws",
+            "--clients",
+            "10",
+            "--senders",
+            "3",
+            "--rate",
+            "1000",
+            "--messages",
+            "300",
+            "--warmup",
+            "0.05",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["params"]["dialect"], "ws");
+    assert_eq!(n(&j, "/connections/joined"), 10);
+    assert_eq!(n(&j, "/sent"), 300);
+    assert_eq!(n(&j, "/deliveries"), 300 * 9);
+    assert_eq!(n(&j, "/expected_deliveries"), 300 * 9);
+    assert_eq!(n(&j, "/lost"), 0);
+    assert_eq!(n(&j, "/duplicates"), 0);
+    assert_eq!(n(&j, "/reordered"), 0);
+    assert_eq!(n(&j, "/foreign_lines"), 0);
+    assert!(j["latency_us"]["p99"].is_u64(), "{j}");
+    assert!(j["server"]["cpu_s"].is_number(), "{j}");
+    assert_eq!(metric(s.addr, "loopchat_websocket_upgrades_total"), 10);
+}
+
+/// `--dialect ws-irc`: IRC over WebSocket (`text.ircv3.net`), in a room
+/// of its own, exact and lossless.
+#[test]
+fn fanout_over_websocket_irc() {
+    let s = server();
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "fanout",
+            "--dialect",
+            "ws-irc",
+            "--room",
+            "#bench",
+            "--clients",
+            "10",
+            "--senders",
+            "2",
+            "--rate",
+            "1000",
+            "--messages",
+            "200",
+            "--warmup",
+            "0.05",
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["params"]["dialect"], "ws-irc");
+    assert_eq!(n(&j, "/connections/joined"), 10);
+    assert_eq!(n(&j, "/deliveries"), 200 * 9);
+    assert_eq!(n(&j, "/lost"), 0);
+    assert_eq!(n(&j, "/duplicates"), 0);
+    assert_eq!(n(&j, "/reordered"), 0);
+    assert_eq!(metric(s.addr, "loopchat_websocket_upgrades_total"), 10);
+}
+
+/// `idle --dialect ws`: every WebSocket client joins and is held, and the
+/// server's memory is sampled.
+#[test]
+fn idle_over_websocket() {
+    let s = server();
+    let pid = s.pid().to_string();
+    let (code, j) = bench_json(
+        s.addr,
+        &[
+            "idle",
+            "--dialect",
+            "ws",
+            "--clients",
+            "50",
+            "--duration",
+            "0.2",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(n(&j, "/connections/joined"), 50);
+    assert_eq!(n(&j, "/connections/held"), 50);
+    assert_memory(&j, &["join", "idle"]);
+    assert_eq!(metric(s.addr, "loopchat_websocket_upgrades_total"), 50);
+}
+
+/// A real `redis-server` on a free loopback port, killed when dropped.
+struct Redis {
+    child: std::process::Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Redis {
+    /// Starts one, or `None` if `redis-server` is not installed (with `CI`
+    /// set that is a failure: `.ci/run` installs it).
+    fn start() -> Option<Redis> {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let missing = Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err();
+        if missing {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not installed (apt-get install redis-server)"
+            );
+            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        // A free port can be taken between the probe and redis's bind:
+        // try a few.
+        for _ in 0..5 {
+            let port = TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("free port")
+                .port();
+            let mut child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn redis-server");
+            let stdout = child.stdout.take().expect("piped");
+            // Ready when it says so; its log keeps draining in a thread.
+            let (tx, rx) = std::sync::mpsc::channel();
+            std::thread::spawn(move || {
+                for line in std::io::BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if line.contains("Ready to accept connections") {
+                        let _ = tx.send(());
+                    }
+                }
+            });
+            let redis = Redis {
+                child,
+                addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            };
+            // Gone (port taken: stdout closes) or ready.
+            if rx.recv_timeout(common::LINE_TIMEOUT).is_ok() {
+                return Some(redis);
+            }
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+/// `--dialect resp` against a real Redis: of 10 clients, 2 publishers
+/// PUBLISH on their own connections and the 8 subscribers each get every
+/// message, nothing lost.
+#[test]
+fn fanout_over_redis_pubsub() {
+    let Some(redis) = Redis::start() else {
+        return;
+    };
+    let pid = redis.child.id().to_string();
+    let (code, j) = bench_json(
+        redis.addr,
+        &[
+            "fanout",
+            "--dialect",
+            "resp",
+            "--room",
+            "lobby",
+            "--clients",
+            "10",
+            "--senders",
+            "2",
+            "--rate",
+            "1000",
+            "--messages",
+            "200",
+            "--warmup",
+            "0.05",
+            "--server-pid",
+            &pid,
+        ],
+    );
+    assert_eq!(code, 0, "{j}");
+    assert_eq!(j["params"]["dialect"], "resp");
+    assert_eq!(n(&j, "/connections/joined"), 10);
+    assert_eq!(n(&j, "/senders"), 2);
+    // Publishers receive nothing: each message is owed to the 8 others.
+    assert_eq!(n(&j, "/expected_deliveries"), 200 * 8);
+    assert_eq!(n(&j, "/deliveries"), 200 * 8);
+    assert_eq!(n(&j, "/lost"), 0);
+    assert_eq!(n(&j, "/duplicates"), 0);
+    assert_eq!(n(&j, "/reordered"), 0);
+    assert_eq!(n(&j, "/error_lines"), 0);
+    assert!(j["server"]["cpu_s"].is_number(), "{j}");
+}
+
+/// A WebSocket chat server that gets it wrong: it relays each text frame
+/// to every other client as `[nick] text`, except that it drops every
+/// message starting with `drop` and sends those starting with `dup`
+/// twice. Serves `clients` connections, a thread each.
+fn faulty_ws_server(clients: usize, drop: &'static [u8], dup: &'static [u8]) -> SocketAddr {
+    use loopchat::transport::websocket::{self, WsEvent, WsFramer};
+    use std::io::{Read, Write};
+    use std::net::TcpStream;
+    use std::sync::{Arc, Mutex};
+
+    type Peers = Arc<Mutex<Vec<(usize, TcpStream)>>>;
+    fn serve(id: usize, mut s: TcpStream, peers: Peers, drop: &[u8], dup: &[u8]) {
+        let _ = s.set_read_timeout(Some(common::LINE_TIMEOUT));
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut head = Vec::new();
+        let end = loop {
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => head.extend_from_slice(&buf[..n]),
+            }
+            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
+                break i + 4;
+            }
+        };
+        let text = String::from_utf8_lossy(&head[..end]).into_owned();
+        let Some(key) = text.lines().find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_string())
+        }) else {
+            return;
+        };
+        let answer = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n\r\n",
+            websocket::accept_key(key.as_bytes())
+        );
+        if s.write_all(answer.as_bytes()).is_err() {
+            return;
+        }
+        let mut framer = WsFramer::new(4096);
+        let mut input = head[end..].to_vec();
+        let mut nick: Option<Vec<u8>> = None;
+        loop {
+            let mut texts = Vec::new();
+            let mut done = false;
+            framer.feed(&mut input, &mut |e| {
+                match e {
+                    WsEvent::Text(t) => texts.push(t.to_vec()),
+                    WsEvent::Closed { .. } | WsEvent::Fail { .. } => done = true,
+                    WsEvent::Binary(_) | WsEvent::Reply(_) => {}
+                }
+                std::ops::ControlFlow::Continue(())
+            });
+            for t in texts {
+                let Some(from) = &nick else {
+                    // The first line is the nickname: joined.
+                    let mut out = Vec::new();
+                    websocket::encode_text(b"* The room contains: ", &mut out);
+                    if let (Ok(mut p), Ok(clone)) = (peers.lock(), s.try_clone()) {
+                        p.push((id, clone));
+                        let _ = s.write_all(&out);
+                    }
+                    nick = Some(t);
+                    continue;
+                };
+                if t.starts_with(drop) {
+                    continue;
+                }
+                let mut line = b"[".to_vec();
+                line.extend_from_slice(from);
+                line.extend_from_slice(b"] ");
+                line.extend_from_slice(&t);
+                let mut out = Vec::new();
+                websocket::encode_text(&line, &mut out);
+                if t.starts_with(dup) {
+                    websocket::encode_text(&line, &mut out);
+                }
+                if let Ok(mut p) = peers.lock() {
+                    for (other, stream) in p.iter_mut() {
+                        if *other != id {
+                            let _ = stream.write_all(&out);
+                        }
+                    }
+                }
+            }
+            if done {
+                return;
+            }
+            match s.read(&mut buf) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => input = buf[..n].to_vec(),
+            }
+        }
+    }
+
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let peers: Peers = Arc::default();
+    std::thread::spawn(move || {
+        for id in 0..clients {
+            let Ok((s, _)) = listener.accept() else {
+                return;
+            };
+            let peers = peers.clone();
+            std::thread::spawn(move || serve(id, s, peers, drop, dup));
+        }
+    });
+    addr
+}
+
+/// The loss accounting holds over WebSocket: a server that drops one
+/// message and duplicates another (to both receivers) is caught, exactly,
+/// and the run exits 1.
+#[test]
+fn websocket_loss_and_duplicates_are_caught() {
+    let addr = faulty_ws_server(3, b"b0:3:", b"b0:5:").to_string();
+    let out = bench(&[
+        "fanout",
+        &addr,
+        "--dialect",
+        "ws",
+        "--clients",
+        "3",
+        "--senders",
+        "1",
+        "--rate",
+        "1000",
+        "--messages",
+        "20",
+        "--warmup",
+        "0",
+        "--join-timeout",
+        "10",
+        "--drain-timeout",
+        "0.5",
+        "--json",
+        "--quiet",
+    ]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let j: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| panic!("{e}: {text}"));
+    assert_eq!(out.status.code(), Some(1), "{j}");
+    assert_eq!(n(&j, "/connections/joined"), 3);
+    assert_eq!(n(&j, "/sent"), 20);
+    assert_eq!(n(&j, "/expected_deliveries"), 20 * 2);
+    assert_eq!(n(&j, "/lost"), 2, "{j}");
+    assert_eq!(n(&j, "/duplicates"), 2, "{j}");
+    assert_eq!(n(&j, "/reordered"), 0, "{j}");
+    assert_eq!(n(&j, "/deliveries"), 20 * 2 - 2, "{j}");
+    assert_eq!(j["clean"], false);
+}
+
+/// `--dialect ws` against a server that does not speak HTTP (the
+/// Budget Chat baseline greets at once): every client fails at once as
+/// `ws_not_http`, not at the join timeout.
+#[test]
+fn websocket_against_a_line_server_fails_fast() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || loopchat::bench::baseline::serve_listener(listener));
+    let (code, j) = bench_json(
+        addr,
+        &[
+            "idle",
+            "--dialect",
+            "ws",
+            "--clients",
+            "3",
+            "--duration",
+            "0",
+        ],
+    );
+    assert_eq!(code, 1, "{j}");
+    assert_eq!(n(&j, "/connections/joined"), 0);
+    // Not `join_timeout`: each failed on the server's first bytes.
+    assert_eq!(n(&j, "/connections/failures/ws_not_http"), 3, "{j}");
+}

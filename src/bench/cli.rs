@@ -101,7 +101,7 @@ pub struct Config {
     pub server_pid: Option<u32>,
     /// `--dialect`: the grammar the clients speak.
     pub dialect: super::dialect::Dialect,
-    /// `--room`: the IRC channel to join and talk in.
+    /// `--room`: the IRC channel to join and talk in, the Redis channel.
     pub room: String,
     /// `--lag`: fanout receivers that stop reading while the senders send.
     pub lag: Option<Lag>,
@@ -278,14 +278,14 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "dialect",
-        "what the clients speak: line (loopchat, Budget Chat; default) or irc (NICK/USER, JOIN --room, PRIVMSG)",
+        "what the clients speak: line (loopchat, Budget Chat; default); irc (NICK/USER, JOIN --room, PRIVMSG); ws (the line grammar over WebSocket, GET /ws, a line per text frame); ws-irc (IRC over WebSocket, subprotocol text.ircv3.net); resp (Redis pub/sub: the --senders publish on connections of their own, the other clients SUBSCRIBE to --room)",
         "NAME",
     );
     o.optopt(
         "",
         "room",
-        "irc: the channel to join and talk in (default #lobby)",
-        "#NAME",
+        "irc, ws-irc: the channel to join and talk in (default #lobby); resp: the channel (any name)",
+        "NAME",
     );
     o.optopt(
         "",
@@ -307,9 +307,13 @@ fn options() -> getopts::Options {
 pub fn usage() -> String {
     options().usage(
         "Usage: loopchat-bench [fanout|idle|churn|storm] [ADDR:PORT] [options]\n\n\
-         Load generator for loopchat and any Budget Chat server (default: fanout\n\
-         against 127.0.0.1:7878). Exit status: 0 clean, 1 loss/duplicates/\n\
-         reordering/failed joins, 2 bad usage.\n\n\
+         Load generator for loopchat and any Budget Chat, IRC or Redis server\n\
+         (default: fanout against 127.0.0.1:7878). Exit status: 0 clean, 1 loss/\n\
+         duplicates/reordering/failed joins, 2 bad usage.\n\n\
+         Dialects (--dialect): line, irc, ws and ws-irc (the same over WebSocket,\n\
+         GET /ws), resp (Redis pub/sub). In resp the first --senders clients only\n\
+         PUBLISH and the others SUBSCRIBE, so each message is owed to --clients\n\
+         minus --senders receivers (elsewhere to every other client).\n\n\
          storm: --clients join as fast as the bench can (or at --connect-rate)\n\
          and keep reading; the first --senders of them join first and chat at\n\
          --rate during the storm, every delivery accounted for. Reports the\n\
@@ -487,11 +491,23 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
     }
     c.server_pid = num(&m, "server-pid")?;
     if let Some(v) = m.opt_str("dialect") {
-        c.dialect = super::dialect::Dialect::parse(&v)
-            .ok_or_else(|| UsageError(format!("--dialect: unknown dialect {v:?}: line or irc")))?;
+        c.dialect = super::dialect::Dialect::parse(&v).ok_or_else(|| {
+            UsageError(format!(
+                "--dialect: unknown dialect {v:?}: {}",
+                super::dialect::Dialect::NAMES
+            ))
+        })?;
     }
     if let Some(v) = m.opt_str("room") {
-        if crate::chat::validate_room(&v).is_err() {
+        if c.dialect == super::dialect::Dialect::Resp {
+            // A Redis channel is any binary string; one word keeps it
+            // readable in the report.
+            if v.is_empty() || v.len() > 200 || v.bytes().any(|b| b <= b' ' || b == 0x7F) {
+                return Err(UsageError(format!(
+                    "--room: {v:?} is not a channel name: 1 to 200 printable characters, no spaces"
+                )));
+            }
+        } else if crate::chat::validate_room(&v).is_err() {
             return Err(UsageError(format!(
                 "--room: {v:?} is not a room name: # and 1 to 32 letters, digits, _ or -"
             )));
@@ -522,6 +538,12 @@ pub fn validate(c: &Config) -> Result<(), UsageError> {
         }
         if c.rate == 0.0 && c.window == 0 {
             return Err(UsageError("--window must be at least 1".into()));
+        }
+        if c.dialect == super::dialect::Dialect::Resp && c.senders >= c.clients {
+            return Err(UsageError(
+                "resp: the --senders publish on connections of their own: --clients must be more than --senders"
+                    .into(),
+            ));
         }
     }
     if c.workload == Workload::Storm {
@@ -686,6 +708,10 @@ mod tests {
             &["storm", "--senders", "2", "--rate", "0"],
             &["--connect-rate", "fast"],
             &["--max-joining", "0"],
+            &["--dialect", "smtp"],
+            &["--dialect", "resp", "--clients", "4", "--senders", "4"],
+            &["--dialect", "resp", "--room", "two words"],
+            &["--dialect", "ws", "--room", "lobby"],
         ] {
             assert!(p(args).is_err(), "{args:?}");
         }
@@ -718,5 +744,17 @@ mod tests {
             "\"7878\" is a port without an address: give ADDR:PORT (e.g. 127.0.0.1:7878)"
         );
         assert!(matches!(p(&["[::1]:9"]), Ok(Parsed::Run(_))));
+        assert_eq!(
+            err(&["--dialect", "smtp"]),
+            "--dialect: unknown dialect \"smtp\": line, irc, ws, ws-irc or resp"
+        );
+        let Ok(Parsed::Run(c)) = p(&["--dialect", "resp", "--room", "lobby"]) else {
+            panic!("a Redis channel needs no #")
+        };
+        assert_eq!(c.room, "lobby");
+        let Ok(Parsed::Run(c)) = p(&["--dialect", "ws-irc"]) else {
+            panic!()
+        };
+        assert_eq!(c.dialect, super::super::dialect::Dialect::WsIrc);
     }
 }

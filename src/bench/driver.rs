@@ -23,7 +23,7 @@
 //! latency from the moment the bench actually wrote the message is kept too.
 
 use super::cli::{Config, Workload};
-use super::dialect::{Dialect, Line};
+use super::dialect::{self, Dialect, Encoder, Input, Line};
 use super::net::{self, ConnectState, Timer};
 use super::payload::{self, Stamp};
 use super::proc_stats::{self, ProcSample, RssTrack};
@@ -57,6 +57,8 @@ const DRAIN_SCAN: Duration = Duration::from_millis(10);
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum State {
     Connecting,
+    /// WebSocket: the upgrade request sent, waiting for the `101`.
+    Upgrading,
     /// Connected, nickname sent, waiting for `* The room contains: ...`.
     Joining,
     Joined,
@@ -68,7 +70,7 @@ struct Conn {
     stream: TcpStream,
     state: State,
     nick: u64,
-    /// The tail of a line split across reads.
+    /// The start of a unit (line, frame, reply) split across reads.
     partial: Vec<u8>,
     out: Vec<u8>,
     out_pos: usize,
@@ -173,6 +175,13 @@ struct Acc {
     /// Storm: a client that joins gets this many late trackers (one per
     /// chatter), owing from its first receipt on.
     late_trackers: usize,
+    /// WebSocket masks, shared by every client.
+    enc: Encoder,
+    /// Every client's `Sec-WebSocket-Key` is derived from this and its
+    /// number (`dialect::ws_key`), so none is stored.
+    ws_seed: u64,
+    /// Where the next payload is put together.
+    payload: Vec<u8>,
 }
 
 impl Acc {
@@ -209,14 +218,39 @@ fn nick(n: u64) -> String {
     format!("lb{}n{n}", std::process::id())
 }
 
-/// Handles one complete line from `conn`.
-fn on_line(conn: &mut Conn, line: &[u8], now_ns: u64, acc: &mut Acc) {
-    let parsed = conn.dialect.classify(line);
+/// Whether client `nick` publishes instead of subscribing (`resp`: a
+/// subscribed connection cannot publish, so the senders, the first
+/// `--senders` clients of a fanout or storm, have connections of their
+/// own and receive nothing).
+fn publishes(cfg: &Config, nick: u64) -> bool {
+    cfg.dialect == Dialect::Resp
+        && matches!(cfg.workload, Workload::Fanout | Workload::Storm)
+        && nick <= cfg.senders as u64
+}
+
+/// Handles one unit read from `conn` (see `Dialect::feed`).
+fn on_input(conn: &mut Conn, input: Input<'_>, now_ns: u64, acc: &mut Acc, room: &str) {
+    match input {
+        Input::Line(line) => on_line(conn, line, now_ns, acc),
+        Input::Upgraded => {
+            if conn.state == State::Upgrading {
+                // Never a publisher: WebSocket dialects have none.
+                let dialect = conn.dialect;
+                dialect.join(&nick(conn.nick), room, false, &mut acc.enc, &mut conn.out);
+                conn.state = State::Joining;
+            }
+        }
+        Input::Answer(opcode, payload) => acc.enc.control(opcode, payload, &mut conn.out),
+        Input::Broken(kind) => conn.gone(acc, kind),
+    }
+}
+
+/// Handles one complete line (or RESP reply) from `conn`.
+fn on_line(conn: &mut Conn, parsed: Line<'_>, now_ns: u64, acc: &mut Acc) {
     if let Line::Ping(token) = parsed {
         // IRC servers disconnect clients that do not answer.
-        conn.out.extend_from_slice(b"PONG :");
-        conn.out.extend_from_slice(token);
-        conn.out.extend_from_slice(b"\r\n");
+        let dialect = conn.dialect;
+        dialect.pong(token, &mut acc.enc, &mut conn.out);
         return;
     }
     match conn.state {
@@ -247,7 +281,7 @@ fn on_line(conn: &mut Conn, line: &[u8], now_ns: u64, acc: &mut Acc) {
             }
             _ => {}
         },
-        State::Connecting | State::Closing => {}
+        State::Connecting | State::Upgrading | State::Closing => {}
     }
 }
 
@@ -302,39 +336,16 @@ fn on_chat(conn: &mut Conn, text: &[u8], now_ns: u64, acc: &mut Acc) {
     }
 }
 
-/// Splits `data` into lines for `conn`, keeping a trailing partial line.
-fn feed(conn: &mut Conn, data: &[u8], now_ns: u64, acc: &mut Acc) {
-    let mut rest = data;
-    if !conn.partial.is_empty() {
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                let mut line = std::mem::take(&mut conn.partial);
-                line.extend_from_slice(&rest[..i]);
-                on_line(conn, &line, now_ns, acc);
-                line.clear();
-                conn.partial = line;
-                rest = &rest[i + 1..];
-            }
-            None => {
-                conn.partial.extend_from_slice(rest);
-                cap_partial(conn);
-                return;
-            }
-        }
-    }
-    while let Some(i) = rest.iter().position(|&b| b == b'\n') {
-        on_line(conn, &rest[..i], now_ns, acc);
-        rest = &rest[i + 1..];
-    }
-    conn.partial.extend_from_slice(rest);
-    cap_partial(conn);
-}
-
-/// A line longer than this is garbage for the bench; keep memory bounded.
-fn cap_partial(conn: &mut Conn) {
-    if conn.partial.len() > 1 << 20 {
-        conn.partial.clear();
-    }
+/// Hands one read to `conn`'s dialect, which keeps a unit cut at the end
+/// in `conn.partial` (the only per-client copy).
+fn feed(conn: &mut Conn, data: &[u8], now_ns: u64, acc: &mut Acc, room: &str) {
+    let mut held = std::mem::take(&mut conn.partial);
+    let key = (conn.state == State::Upgrading).then(|| dialect::ws_key(acc.ws_seed, conn.nick));
+    let dialect = conn.dialect;
+    dialect.feed(key.as_deref(), &mut held, data, &mut |input| {
+        on_input(conn, input, now_ns, acc, room)
+    });
+    conn.partial = held;
 }
 
 /// Writes what is queued; errors close the connection.
@@ -397,6 +408,7 @@ impl<'c> Run<'c> {
         let poll = Poll::new()?;
         let timer = Timer::new(poll.registry(), TIMER)?;
         let t0 = Instant::now();
+        let seed = dialect::random_seed();
         Ok(Run {
             cfg,
             poll,
@@ -428,6 +440,9 @@ impl<'c> Run<'c> {
                 bytes_read: 0,
                 last_read: t0,
                 late_trackers: 0,
+                enc: Encoder::new(seed),
+                ws_seed: seed.rotate_left(32),
+                payload: Vec::new(),
             },
             next_nick: 0,
             launched: 0,
@@ -601,10 +616,20 @@ impl<'c> Run<'c> {
                     // Budget Chat server reads it whenever it comes, and
                     // loopchat holds its greeting 250 ms for a first line
                     // (to tell IRC clients apart). Sending also completes a
-                    // SYN-cookie handshake under a connect burst.
+                    // SYN-cookie handshake under a connect burst. Over
+                    // WebSocket the upgrade request goes first, the
+                    // nickname after the `101`.
                     let dialect = conn.dialect;
-                    dialect.join_lines(&nick(conn.nick), &cfg.room, &mut conn.out);
-                    conn.state = State::Joining;
+                    if dialect.websocket() {
+                        let key = dialect::ws_key(acc.ws_seed, conn.nick);
+                        dialect.upgrade_request(cfg.addr, &key, &mut conn.out);
+                        conn.state = State::Upgrading;
+                    } else {
+                        let publisher = publishes(cfg, conn.nick);
+                        let nick = nick(conn.nick);
+                        dialect.join(&nick, &cfg.room, publisher, &mut acc.enc, &mut conn.out);
+                        conn.state = State::Joining;
+                    }
                 }
             }
         }
@@ -626,7 +651,7 @@ impl<'c> Run<'c> {
                         acc.bytes_read += n as u64;
                         acc.last_read = now;
                         let now_ns = now.saturating_duration_since(acc.t0).as_nanos() as u64;
-                        feed(conn, &rbuf[..n], now_ns, acc);
+                        feed(conn, &rbuf[..n], now_ns, acc, &cfg.room);
                         if conn.state == State::Closing {
                             break;
                         }
@@ -1165,16 +1190,18 @@ fn send_due(run: &mut Run, now: Instant, sched: &Schedule) -> (bool, Instant) {
             if conn.out.len() - conn.out_pos >= MAX_OUT {
                 break;
             }
-            cfg.dialect.message_prefix(&cfg.room, &mut conn.out);
-            payload::encode(
+            acc.payload.clear();
+            payload::encode_text(
                 Stamp {
                     sender: i as u32,
                     seq,
                     intended_ns: t,
                 },
                 cfg.size,
-                &mut conn.out,
+                &mut acc.payload,
             );
+            cfg.dialect
+                .message(&cfg.room, &acc.payload, &mut acc.enc, &mut conn.out);
             snd.sent_ns.push(now_ns);
             snd.acks.push_back(0);
             snd.next_seq += 1;
@@ -1220,19 +1247,39 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     let cfg = run.cfg;
     let join_time = run.join_all(cfg.clients as u64, events)?;
     let mut report = base_report(run, join_time);
-    let joined: Vec<usize> = run
+    let mut joined: Vec<usize> = run
         .conns
         .iter()
         .filter(|(_, c)| c.state == State::Joined)
         .map(|(k, _)| k)
         .collect();
-    let n_senders = cfg.senders.min(joined.len());
-    if joined.len() < 2 || n_senders == 0 {
+    // The senders are the first joined; `resp`: the publishers, who
+    // receive nothing (their messages reach every subscriber).
+    let resp = cfg.dialect == Dialect::Resp;
+    let (n_senders, receivers) = if resp {
+        joined.sort_by_key(|&k| !publishes(cfg, run.conns[k].nick));
+        let n = joined
+            .iter()
+            .filter(|&&k| publishes(cfg, run.conns[k].nick))
+            .count();
+        (n, joined.len() - n)
+    } else {
+        (
+            cfg.senders.min(joined.len()),
+            joined.len().saturating_sub(1),
+        )
+    };
+    if joined.len() < 2 || n_senders == 0 || receivers == 0 {
         report.failures = run.acc.failures.clone();
         return Ok(report);
     }
     setup_senders(run, &joined[..n_senders]);
-    for &key in &joined {
+    let tracked = if resp {
+        &joined[n_senders..]
+    } else {
+        &joined[..]
+    };
+    for &key in tracked {
         run.conns[key].trackers = vec![SeqTracker::default(); n_senders];
     }
     // `--lag`: the last receivers to join stop reading (never a sender).
@@ -1243,7 +1290,7 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         c.lagging = true;
         c.acks = false;
     }
-    run.acc.receivers_per_msg = (joined.len() - 1 - n_lag) as u32;
+    run.acc.receivers_per_msg = (receivers - n_lag) as u32;
     if cfg.lag.is_some() {
         // The notices of the last joins still on their way would be part
         // of the backlog measured: let them arrive first.
@@ -1349,10 +1396,13 @@ fn storm(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         .collect();
     let n = chatter_keys.len();
     setup_senders(run, &chatter_keys);
-    for &k in &chatter_keys {
-        run.conns[k].trackers = vec![SeqTracker::default(); n];
+    // `resp`: the chatters are publishers and receive nothing.
+    if cfg.dialect != Dialect::Resp {
+        for &k in &chatter_keys {
+            run.conns[k].trackers = vec![SeqTracker::default(); n];
+        }
+        run.acc.receivers_per_msg = n.saturating_sub(1) as u32;
     }
-    run.acc.receivers_per_msg = n.saturating_sub(1) as u32;
     // Everyone who joins from now on owes each chatter's messages from the
     // first one it receives.
     run.acc.late_trackers = n;
@@ -1550,15 +1600,17 @@ mod tests {
         acc.receivers_per_msg = 1;
         acc.measure_start_ns = 0;
         // The nickname went out on connect; the greeting changes nothing.
-        feed(&mut conn, b"* Welcome\n* The room con", 10, &mut acc);
+        let room = "#lobby";
+        feed(&mut conn, b"* Welcome\n* The room con", 10, &mut acc, room);
         assert_eq!(conn.state, State::Joining);
-        feed(&mut conn, b"tains: a\n[a] b0:0:0:x", 10, &mut acc);
+        feed(&mut conn, b"tains: a\n[a] b0:0:0:x", 10, &mut acc, room);
         assert_eq!(conn.state, State::Joined);
         feed(
             &mut conn,
             b"xx\r\n[a] b0:1:0:\n[a] b0:1:0:\n[a] hello\n",
             2_000_000,
             &mut acc,
+            room,
         );
         events.push((acc.deliveries, acc.duplicates, acc.foreign));
         assert_eq!(events, [(2, 1, 1)]);

@@ -5,7 +5,8 @@
 //! bench is not the bottleneck. The modules split by what they own:
 //!
 //! - [`cli`]: the command line and [`Config`],
-//! - [`dialect`]: the chat protocol as the bench needs it (Budget Chat),
+//! - [`dialect`]: the protocols as the bench needs them (Budget Chat, IRC,
+//!   both over WebSocket, Redis pub/sub),
 //! - [`payload`]: the text of a message (sender, sequence, intended time),
 //! - [`tracker`]: loss, duplicate and reordering accounting,
 //! - [`driver`]: the poll loop and the workloads (fanout, idle, churn, storm),

@@ -23,6 +23,12 @@ pub struct Stamp {
 /// Appends the payload for `stamp` (padded to `size` bytes when the header is
 /// shorter) and a newline to `out`.
 pub fn encode(stamp: Stamp, size: usize, out: &mut Vec<u8>) {
+    encode_text(stamp, size, out);
+    out.push(b'\n');
+}
+
+/// The payload alone, without the newline (a dialect frames it).
+pub fn encode_text(stamp: Stamp, size: usize, out: &mut Vec<u8>) {
     let start = out.len();
     // Writing into a Vec cannot fail.
     let _ = write!(
@@ -34,7 +40,6 @@ pub fn encode(stamp: Stamp, size: usize, out: &mut Vec<u8>) {
     if written < size {
         out.resize(start + size, b'x');
     }
-    out.push(b'\n');
 }
 
 /// The length of the header alone for the largest figures a run can produce;

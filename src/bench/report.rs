@@ -336,7 +336,13 @@ impl Report {
     pub fn table(&self) -> String {
         let c = &self.config;
         let mut t = String::new();
-        let _ = writeln!(t, "loopchat-bench {} against {}", c.workload.name(), c.addr);
+        let _ = writeln!(
+            t,
+            "loopchat-bench {} against {} ({})",
+            c.workload.name(),
+            c.addr,
+            c.dialect.name()
+        );
         let row = |t: &mut String, k: &str, v: String| {
             let _ = writeln!(t, "  {k:<28} {v}");
         };

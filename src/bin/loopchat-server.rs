@@ -44,6 +44,15 @@ fn main() -> ExitCode {
         }
     }
     config.irc.created = loopchat::logging::timestamp();
+    // A certificate that cannot be used stops the server here, with the
+    // reason, rather than failing every handshake later.
+    let tls = match config.tls.as_ref().map(|files| files.load()).transpose() {
+        Ok(tls) => tls,
+        Err(e) => {
+            eprintln!("loopchat-server: {e}");
+            return ExitCode::from(1);
+        }
+    };
     // Locked, loaded and checked before binding: a file another server
     // uses, a malformed file or one that cannot be written stops the
     // server at once. The lock is held until the process exits.
@@ -108,14 +117,54 @@ fn main() -> ExitCode {
             }
         }
     }
+    let mut tls_listeners = Vec::new();
+    for want in config.tls_listen.clone() {
+        match loopchat::server::bind(want) {
+            Ok(l) => {
+                let addr = l.local_addr().map_or(want, |a| a);
+                println!("tls listening on {addr}");
+                log::info!("tls listening on {addr}");
+                tls_listeners.push(l);
+            }
+            Err(e) => {
+                eprintln!("loopchat-server: cannot listen on {want}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
     let _ = std::io::stdout().flush();
-    let served = loopchat::server::run_with(listener, irc_listeners, config, store);
+    let served = serve(listener, irc_listeners, tls_listeners, tls, config, store);
     match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("loopchat-server: {e}");
             ExitCode::from(1)
         }
+    }
+}
+
+/// Builds the server from its listeners and runs it until shutdown.
+fn serve(
+    listener: mio::net::TcpListener,
+    irc_listeners: Vec<mio::net::TcpListener>,
+    tls_listeners: Vec<mio::net::TcpListener>,
+    tls: Option<loopchat::tls::Acceptor>,
+    config: Config,
+    store: Option<Accounts>,
+) -> std::io::Result<()> {
+    let mut server = loopchat::server::Server::new(listener, config)?;
+    for socket in irc_listeners {
+        server.add_irc_listener(socket)?;
+    }
+    if let Some(tls) = tls {
+        server.set_tls(tls);
+    }
+    for socket in tls_listeners {
+        server.add_tls_listener(socket)?;
+    }
+    match store {
+        Some(store) => server.with_accounts(store).serve(),
+        None => server.serve(),
     }
 }
 

@@ -28,6 +28,9 @@ thread_local! {
     /// `--irc-listen` addresses by server number (see `TestServer::irc_addr`).
     static IRC_ADDRS: std::cell::RefCell<Vec<(usize, SocketAddr)>> =
         const { std::cell::RefCell::new(Vec::new()) };
+    /// `--tls-listen` addresses by server number (see `TestServer::tls_addr`).
+    static TLS_ADDRS: std::cell::RefCell<Vec<(usize, SocketAddr)>> =
+        const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl TestServer {
@@ -69,6 +72,19 @@ impl TestServer {
                 }
             }
         }
+        // Then one per --tls-listen (read, or the server's print would
+        // find the pipe closed).
+        for _ in args.iter().filter(|a| **a == "--tls-listen") {
+            let mut line = String::new();
+            stdout
+                .read_line(&mut line)
+                .expect("read a tls listening line");
+            if let Some(addr) = line.trim().strip_prefix("tls listening on ") {
+                if let Ok(addr) = addr.parse() {
+                    TLS_ADDRS.with(|a| a.borrow_mut().push((n, addr)));
+                }
+            }
+        }
         let addr = first
             .trim()
             .strip_prefix("listening on ")
@@ -87,6 +103,17 @@ impl TestServer {
     pub fn irc_addr(&self) -> Option<SocketAddr> {
         let n = self.n;
         IRC_ADDRS.with(|a| {
+            a.borrow()
+                .iter()
+                .find(|(k, _)| *k == n)
+                .map(|(_, addr)| *addr)
+        })
+    }
+
+    /// The first `--tls-listen` address, as the server printed it.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        let n = self.n;
+        TLS_ADDRS.with(|a| {
             a.borrow()
                 .iter()
                 .find(|(k, _)| *k == n)
