@@ -12,12 +12,14 @@
 //! How the sockets map to loopchat's listeners:
 //!
 //! - A socket named `irc` is an IRC-only listener, as `--irc-listen`.
+//! - A socket named `tls` is a TLS listener, as `--tls-listen` (it needs
+//!   `--tls-cert` and `--tls-key`).
 //! - The first other socket is the main port (every transport, sniffed),
 //!   replacing `--listen`. Its name does not matter (`main` in
 //!   dist/loopchat.socket; systemd's default is the unit's name).
 //! - Without names, the first socket is the main port and the others are
 //!   IRC-only listeners.
-//! - A second socket not named `irc` among named ones, or a socket that
+//! - A second socket not named `irc` or `tls`, or a socket that
 //!   is not a listening TCP socket, stops the server at start-up with the
 //!   reason.
 //!
@@ -36,17 +38,29 @@ pub const LISTEN_FDS_START: RawFd = 3;
 pub struct Activated {
     pub main: TcpListener,
     pub irc: Vec<TcpListener>,
+    pub tls: Vec<TcpListener>,
 }
 
-/// What the environment says: for each passed descriptor, whether it is
-/// an IRC-only listener; the main one first. `None` if no sockets were
+/// What a passed socket is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The main port (`--listen`).
+    Main,
+    /// IRC only (`--irc-listen`).
+    Irc,
+    /// TLS (`--tls-listen`).
+    Tls,
+}
+
+/// What the environment says: for each passed descriptor, what it is
+/// for; the main one first. `None` if no sockets were
 /// passed to this process. Pure: the caller passes the variables and pid.
 pub fn plan(
     listen_pid: Option<&str>,
     listen_fds: Option<&str>,
     names: Option<&str>,
     my_pid: u32,
-) -> Result<Option<Vec<(RawFd, bool)>>, String> {
+) -> Result<Option<Vec<(RawFd, Kind)>>, String> {
     let Some(fds) = listen_fds else {
         return Ok(None);
     };
@@ -72,29 +86,32 @@ pub fn plan(
         ));
     }
     let mut main = None;
-    let mut irc = Vec::new();
+    let mut others = Vec::new();
     for i in 0..n {
         let fd = LISTEN_FDS_START + i;
-        let is_irc = match names.get(i as usize) {
-            Some(&name) => name == "irc",
-            None => main.is_some(),
+        let kind = match names.get(i as usize) {
+            Some(&"irc") => Kind::Irc,
+            Some(&"tls") => Kind::Tls,
+            Some(_) => Kind::Main,
+            None if main.is_some() => Kind::Irc,
+            None => Kind::Main,
         };
-        if is_irc {
-            irc.push(fd);
+        if kind != Kind::Main {
+            others.push((fd, kind));
         } else if main.is_none() {
             main = Some(fd);
         } else {
             return Err(format!(
-                "socket activation: two main sockets (descriptors {} and {fd}); name extra ones `irc`",
+                "socket activation: two main sockets (descriptors {} and {fd}); name extra ones `irc` or `tls`",
                 main.unwrap_or_default()
             ));
         }
     }
     let Some(main) = main else {
-        return Err("socket activation: every socket is named `irc`; no main port".into());
+        return Err("socket activation: every socket is named `irc` or `tls`; no main port".into());
     };
-    let mut plan = vec![(main, false)];
-    plan.extend(irc.into_iter().map(|fd| (fd, true)));
+    let mut plan = vec![(main, Kind::Main)];
+    plan.extend(others);
     Ok(Some(plan))
 }
 
@@ -112,17 +129,17 @@ pub fn listeners() -> Result<Option<Activated>, String> {
         return Ok(None);
     };
     let mut main = None;
-    let mut irc = Vec::new();
-    for (fd, is_irc) in plan {
+    let (mut irc, mut tls) = (Vec::new(), Vec::new());
+    for (fd, kind) in plan {
         let listener = adopt(fd)?;
-        if is_irc {
-            irc.push(listener);
-        } else {
-            main = Some(listener);
+        match kind {
+            Kind::Main => main = Some(listener),
+            Kind::Irc => irc.push(listener),
+            Kind::Tls => tls.push(listener),
         }
     }
     let main = main.ok_or("socket activation: no main port")?;
-    Ok(Some(Activated { main, irc }))
+    Ok(Some(Activated { main, irc, tls }))
 }
 
 /// Takes ownership of the passed descriptor `fd` after checking that it
@@ -174,19 +191,21 @@ mod tests {
         assert_eq!(p(Some("41"), Some("1"), None), Ok(None));
         assert_eq!(p(None, Some("1"), None), Ok(None));
         assert_eq!(p(Some("42"), Some("0"), None), Ok(None));
-        assert_eq!(p(Some("42"), Some("1"), None), Ok(Some(vec![(3, false)])));
+        use Kind::{Irc, Main, Tls};
+        assert_eq!(p(Some("42"), Some("1"), None), Ok(Some(vec![(3, Main)])));
         assert_eq!(
             p(Some("42"), Some("3"), None),
-            Ok(Some(vec![(3, false), (4, true), (5, true)]))
+            Ok(Some(vec![(3, Main), (4, Irc), (5, Irc)]))
         );
         assert_eq!(
-            p(Some("42"), Some("2"), Some("irc:main")),
-            Ok(Some(vec![(4, false), (3, true)]))
+            p(Some("42"), Some("3"), Some("irc:main:tls")),
+            Ok(Some(vec![(4, Main), (3, Irc), (5, Tls)]))
         );
         assert_eq!(
             p(Some("42"), Some("1"), Some("loopchat.socket")),
-            Ok(Some(vec![(3, false)]))
+            Ok(Some(vec![(3, Main)]))
         );
+        assert!(p(Some("42"), Some("1"), Some("tls")).is_err());
         assert!(p(Some("42"), Some("2"), Some("main:web")).is_err());
         assert!(p(Some("42"), Some("1"), Some("irc")).is_err());
         assert!(p(Some("42"), Some("2"), Some("main")).is_err());

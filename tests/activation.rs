@@ -151,3 +151,46 @@ fn named_sockets_map_to_main_and_irc_and_other_pids_are_ignored() {
     assert_ne!(bound.port(), 0);
     assert_ne!(bound, main_addr);
 }
+
+/// A socket named `tls` is a TLS listener (it needs a certificate: without
+/// one the server refuses to start, exit 1). The TLS itself is
+/// tests/tls.rs's.
+#[cfg(feature = "tls")]
+#[test]
+fn a_socket_named_tls_is_a_tls_listener() {
+    let main = TcpListener::bind("127.0.0.1:0").unwrap();
+    let tls = TcpListener::bind("127.0.0.1:0").unwrap();
+    let (main_addr, tls_addr) = (main.local_addr().unwrap(), tls.local_addr().unwrap());
+    let env = [("LISTEN_FDS", "2"), ("LISTEN_FDNAMES", "main:tls")];
+    let cert = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/tls_support/test-cert.pem"
+    );
+    let key = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/tls_support/test-key.pem"
+    );
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert,
+        "--tls-key",
+        key,
+    ];
+    let (mut child, lines) = activated(&[&main, &tls], &env, &args, 2);
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(
+        lines,
+        [
+            format!("listening on {main_addr}"),
+            format!("tls listening on {tls_addr}")
+        ]
+    );
+
+    let (mut child, lines) = activated(&[&main, &tls], &env, &["--listen", "127.0.0.1:0"], 1);
+    assert!(lines.is_empty(), "{lines:?}");
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(1));
+}

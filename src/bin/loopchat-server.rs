@@ -72,16 +72,22 @@ fn main() -> ExitCode {
         );
     }
     // Sockets passed by systemd (LISTEN_FDS) replace --listen.
-    let (listener, mut irc_listeners) = match loopchat::activation::listeners() {
+    let (listener, mut irc_listeners, mut tls_listeners) = match loopchat::activation::listeners() {
+        Ok(Some(passed)) if !passed.tls.is_empty() && tls.is_none() => {
+            eprintln!(
+                "loopchat-server: socket activation: a socket named tls needs --tls-cert and --tls-key"
+            );
+            return ExitCode::from(1);
+        }
         Ok(Some(passed)) => {
             log::info!(
                 "socket activation: {} socket(s) from systemd",
-                1 + passed.irc.len()
+                1 + passed.irc.len() + passed.tls.len()
             );
-            (passed.main, passed.irc)
+            (passed.main, passed.irc, passed.tls)
         }
         Ok(None) => match loopchat::server::bind(config.listen) {
-            Ok(l) => (l, Vec::new()),
+            Ok(l) => (l, Vec::new(), Vec::new()),
             Err(e) => {
                 eprintln!("loopchat-server: cannot listen on {}: {e}", config.listen);
                 return ExitCode::from(1);
@@ -103,6 +109,12 @@ fn main() -> ExitCode {
             log::info!("irc listening on {addr}");
         }
     }
+    for l in &tls_listeners {
+        if let Ok(addr) = l.local_addr() {
+            println!("tls listening on {addr}");
+            log::info!("tls listening on {addr}");
+        }
+    }
     for want in config.irc_listen.clone() {
         match loopchat::server::bind(want) {
             Ok(l) => {
@@ -117,7 +129,6 @@ fn main() -> ExitCode {
             }
         }
     }
-    let mut tls_listeners = Vec::new();
     for want in config.tls_listen.clone() {
         match loopchat::server::bind(want) {
             Ok(l) => {
