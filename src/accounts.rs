@@ -471,6 +471,10 @@ fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
+        // `lines()` strips "\r\n" but keeps the "\r" of a last line that
+        // has no "\n": strip it too, or saving would write it back as
+        // "\r\n" and the next load lose it (found by fuzz/accounts_file).
+        let line = line.strip_suffix('\r').unwrap_or(line);
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             entries.push(Entry::Other(line.to_string()));
