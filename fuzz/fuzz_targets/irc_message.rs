@@ -5,7 +5,8 @@
 //! - a parsed message has at most 15 parameters; only the last may be
 //!   empty, start with `:` or hold a space;
 //! - writing it back (tags, source, command, parameters) and parsing the
-//!   result gives the same message (tags compared after unescaping);
+//!   result gives the same message (tags compared after unescaping),
+//!   unless the command starts with `@` or `:` (see below);
 //! - writing that again gives the same bytes (the writer's output is a
 //!   fixed point);
 //! - tag values survive escape then unescape.
@@ -60,6 +61,13 @@ fuzz_target!(|data: &[u8]| {
         escape_tag_value(&value, &mut esc);
         let esc = String::from_utf8(esc).unwrap();
         assert_eq!(unescape_tag_value(&esc), value);
+    }
+    // A "command" starting with `@` (after tags that were all empty, as in
+    // `@; @x`) or `:` cannot be written back without becoming tags or a
+    // source. Neither is a command (a word or three digits): the dialect
+    // answers 421 and writes it back as `*`. Not checked.
+    if msg.command.starts_with(['@', ':']) {
+        return;
     }
     let want = owned(&msg);
     for colon_last in [false, true] {
