@@ -601,6 +601,11 @@ fn parse(text: &str) -> Result<Vec<Entry>, (usize, String)> {
     let mut seen: HashMap<String, usize> = HashMap::new();
     for (i, line) in text.lines().enumerate() {
         let n = i + 1;
+        // Without trailing CRs: `lines()` strips one before "\n" (and none
+        // on a last line without "\n"), so a comment kept with one would
+        // be saved as "...\r\n" and lose it at the next load: every save
+        // would change the file (found by fuzz/accounts_file).
+        let line = line.trim_end_matches('\r');
         let trimmed = line.trim();
         if trimmed.is_empty() || trimmed.starts_with('#') {
             entries.push(Entry::Other(line.to_string()));

@@ -122,7 +122,10 @@ impl<'a> Message<'a> {
         self.raw_tags
             .unwrap_or("")
             .split(';')
-            .filter(|t| !t.is_empty())
+            // A tag needs a key (IRCv3): `@;` and `@=x` carry no tag, and
+            // writing one with an empty key back would lose it (found by
+            // fuzz/irc_message).
+            .filter(|t| !t.is_empty() && !t.starts_with('='))
             .map(|t| match t.split_once('=') {
                 Some((key, value)) => (key, unescape_tag_value(value)),
                 None => (t, Cow::Borrowed("")),
