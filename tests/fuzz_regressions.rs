@@ -19,7 +19,7 @@ fn accounts_file_comment_ending_in_cr_is_stable() {
         (b"#\r\r\raa\r\r\r\n\r\r\n# x\r\n", b"#\r\r\raa\n\n# x\n"),
     ] {
         std::fs::write(&path, input).unwrap();
-        let store = Accounts::load(&path).unwrap();
+        let mut store = Accounts::load(&path).unwrap();
         store.save_atomic().unwrap();
         let first = std::fs::read(&path).unwrap();
         Accounts::load(&path).unwrap().save_atomic().unwrap();

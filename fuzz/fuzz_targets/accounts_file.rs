@@ -59,10 +59,10 @@ fuzz_target!(|data: &[u8]| {
     let before = accounts(&store, &text);
     // Re-serialise: save under another name, load that.
     std::fs::copy(&first, &second).unwrap();
-    let moved = Accounts::load(&second).unwrap();
+    let mut moved = Accounts::load(&second).unwrap();
     moved.save_atomic().unwrap();
     let saved = std::fs::read_to_string(&second).unwrap();
-    let again = Accounts::load(&second)
+    let mut again = Accounts::load(&second)
         .unwrap_or_else(|e| panic!("the saved file does not load: {e}\n{saved:?}"));
     assert_eq!(again.len(), store.len());
     assert_eq!(accounts(&again, &text), before);
