@@ -17,7 +17,12 @@ if ! command -v dpkg-deb >/dev/null 2>&1; then
 fi
 
 echo "== cargo deb"
-deb=$(cargo deb 2>&1 | tee /dev/stderr | tail -1)
+# Not `tee /dev/stderr`: when CI's output is a file, reopening it through
+# /dev/stderr truncates it.
+built=$(mktemp)
+cargo deb 2>&1 | tee "$built"
+deb=$(tail -1 "$built")
+rm -f "$built"
 [ -f "$deb" ] || { echo "no package built"; exit 1; }
 
 echo "== dpkg-deb --info $deb"
