@@ -140,7 +140,7 @@ impl Plan {
         let dialect = match arg(args, "--dialect") {
             None => bench::dialect::Dialect::Line,
             Some(d) => {
-                bench::dialect::Dialect::parse(d).ok_or(format!("--dialect: line or irc: {d}"))?
+                bench::dialect::Dialect::parse(d).ok_or(format!("--dialect: line, irc, ws, ws-irc or resp: {d}"))?
             }
         };
         let default_size = if dialect == bench::dialect::Dialect::Irc {
