@@ -139,9 +139,8 @@ impl Plan {
         let quick = args.iter().any(|a| a == "--quick");
         let dialect = match arg(args, "--dialect") {
             None => bench::dialect::Dialect::Line,
-            Some(d) => {
-                bench::dialect::Dialect::parse(d).ok_or(format!("--dialect: line, irc, ws, ws-irc or resp: {d}"))?
-            }
+            Some(d) => bench::dialect::Dialect::parse(d)
+                .ok_or(format!("--dialect: line, irc, ws, ws-irc or resp: {d}"))?,
         };
         let default_size = if dialect == bench::dialect::Dialect::Irc {
             400
