@@ -89,19 +89,15 @@ pub struct Snapshot {
 pub fn render(s: &Snapshot) -> String {
     let mut out = String::with_capacity(4096);
     let t = &s.totals;
-    let mut one = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
-    };
-    one(
+    metric(
+        &mut out,
         "loopchat_users",
         "gauge",
         "Connections with a nickname.",
         s.users.to_string(),
     );
-    one(
+    metric(
+        &mut out,
         "loopchat_rooms",
         "gauge",
         "Rooms that exist.",
@@ -179,14 +175,8 @@ pub fn render(s: &Snapshot) -> String {
             t.tls_failures,
         ),
     ] {
-        one(name, "counter", help, v.to_string());
+        metric(&mut out, name, "counter", help, v.to_string());
     }
-    let mut labelled = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
-        let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
-        for (labels, v) in rows {
-            let _ = writeln!(out, "{name}{{{labels}}} {v}");
-        }
-    };
     let conns: Vec<(String, u64)> = s
         .connections
         .iter()
@@ -198,6 +188,7 @@ pub fn render(s: &Snapshot) -> String {
         })
         .collect();
     labelled(
+        &mut out,
         "loopchat_connections",
         "gauge",
         "Open connections by transport and dialect.",
@@ -210,6 +201,7 @@ pub fn render(s: &Snapshot) -> String {
     ]
     .map(|(r, v)| (format!("reason=\"{r}\""), v));
     labelled(
+        &mut out,
         "loopchat_refused_total",
         "counter",
         "Connections refused at accept, by limit.",
@@ -221,54 +213,71 @@ pub fn render(s: &Snapshot) -> String {
         .map(|(r, v)| (format!("reason=\"{r}\""), v))
         .collect();
     labelled(
+        &mut out,
         "loopchat_disconnects_total",
         "counter",
         "Connections that ended, by reason (sendq: cut as slow readers).",
         &cut,
     );
-    let mut one = |name: &str, kind: &str, help: &str, value: String| {
-        let _ = write!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
-        );
-    };
-    one(
+    metric(
+        &mut out,
         "loopchat_output_bytes",
         "gauge",
         "Bytes held for output: shared broadcast chunks and queues' own bytes.",
         s.output_bytes.to_string(),
     );
-    one(
+    metric(
+        &mut out,
         "loopchat_output_chunk_bytes",
         "gauge",
         "Bytes held in shared broadcast chunks.",
         s.output_chunk_bytes.to_string(),
     );
-    one(
+    metric(
+        &mut out,
         "process_resident_memory_bytes",
         "gauge",
         "Resident memory size in bytes.",
         s.rss_bytes.to_string(),
     );
-    one(
+    metric(
+        &mut out,
         "process_cpu_seconds_total",
         "counter",
         "User and system CPU time spent in seconds.",
         format!("{:.2}", s.cpu_seconds),
     );
-    one(
+    metric(
+        &mut out,
         "process_open_fds",
         "gauge",
         "Number of open file descriptors.",
         s.open_fds.to_string(),
     );
-    one(
+    metric(
+        &mut out,
         "process_start_time_seconds",
         "gauge",
         "Start time of the process since the Unix epoch in seconds.",
         format!("{:.0}", s.start_time_seconds),
     );
     out
+}
+
+/// One unlabelled metric: its help, its type and its value.
+fn metric(out: &mut String, name: &str, kind: &str, help: &str, value: String) {
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
+}
+
+/// One metric with a sample per label set (`rows`: labels, value).
+fn labelled(out: &mut String, name: &str, kind: &str, help: &str, rows: &[(String, u64)]) {
+    let _ = write!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n");
+    for (labels, v) in rows {
+        let _ = writeln!(out, "{name}{{{labels}}} {v}");
+    }
 }
 
 /// This process's resident bytes, CPU seconds and open descriptors, from
@@ -282,7 +291,7 @@ pub fn process_figures() -> (u64, f64, u64) {
         .ok()
         .and_then(|s| {
             // Fields after the command name, which is in parentheses.
-            let rest = &s[s.rfind(')')? + 2..];
+            let rest = s.get(s.rfind(')')? + 2..)?;
             let f: Vec<&str> = rest.split_whitespace().collect();
             let utime: f64 = f.get(11)?.parse().ok()?;
             let stime: f64 = f.get(12)?.parse().ok()?;

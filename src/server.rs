@@ -424,7 +424,13 @@ impl Outbox for Mailer<'_> {
         let plain = self.pool.append(stream, bytes);
         let mut framed: [Option<Piece>; 2] = [None, None];
         for conn in to {
-            let piece = match self.conns.get(conn).and_then(Connection::websocket) {
+            // (A TLS recipient seals the plain lines itself: no shared piece.)
+            let framing = self
+                .conns
+                .get(conn)
+                .filter(|c| c.tls.is_none())
+                .and_then(Connection::websocket);
+            let piece = match framing {
                 None => plain,
                 Some(binary) => *framed[usize::from(binary)].get_or_insert_with(|| {
                     let mut f = Vec::with_capacity(bytes.len() + 8);
@@ -867,18 +873,8 @@ impl Server {
     }
 
     /// Adds a listener whose connections speak IRC from the first byte.
-    pub fn add_irc_listener(&mut self, mut socket: TcpListener) -> io::Result<()> {
-        let token = listener_token(self.listeners.len());
-        self.poll
-            .registry()
-            .register(&mut socket, token, Interest::READABLE)?;
-        self.listeners.push(Listener {
-            socket,
-            irc: true,
-            tls: false,
-            more: false,
-        });
-        Ok(())
+    pub fn add_irc_listener(&mut self, socket: TcpListener) -> io::Result<()> {
+        self.add_listener(socket, true, false)
     }
 
     /// Turns TLS on: `--tls-listen` ports can be added, and main-port
@@ -890,15 +886,20 @@ impl Server {
 
     /// Adds a listener whose connections are TLS from the first byte;
     /// inside, they are sniffed like the main port's. Needs [`set_tls`](Self::set_tls).
-    pub fn add_tls_listener(&mut self, mut socket: TcpListener) -> io::Result<()> {
+    pub fn add_tls_listener(&mut self, socket: TcpListener) -> io::Result<()> {
+        self.add_listener(socket, false, true)
+    }
+
+    /// Registers one more listener, after the others (its token says which).
+    fn add_listener(&mut self, mut socket: TcpListener, irc: bool, tls: bool) -> io::Result<()> {
         let token = listener_token(self.listeners.len());
         self.poll
             .registry()
             .register(&mut socket, token, Interest::READABLE)?;
         self.listeners.push(Listener {
             socket,
-            irc: false,
-            tls: true,
+            irc,
+            tls,
             more: false,
         });
         Ok(())
@@ -1253,15 +1254,11 @@ impl Server {
         let Some(c) = self.conns.get_mut(k) else {
             return;
         };
-        let head = match &mut c.transport {
-            Transport::Http(head) => head,
-            _ => {
-                c.transport = Transport::Http(Box::default());
-                let Transport::Http(head) = &mut c.transport else {
-                    return;
-                };
-                head
-            }
+        if !matches!(c.transport, Transport::Http(_)) {
+            c.transport = Transport::Http(Box::default());
+        }
+        let Transport::Http(head) = &mut c.transport else {
+            return;
         };
         head.extend_from_slice(input);
         match http::looks_like_http(head) {

@@ -5,97 +5,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::TestServer;
-
-/// A raw IRC connection that reads whole CRLF lines with a timeout.
-struct Irc {
-    reader: BufReader<TcpStream>,
-    nick: String,
-}
-
-impl Irc {
-    fn connect(addr: SocketAddr) -> Irc {
-        let stream = TcpStream::connect(addr).expect("connect");
-        stream
-            .set_read_timeout(Some(Duration::from_secs(10)))
-            .expect("timeout");
-        Irc {
-            reader: BufReader::new(stream),
-            nick: String::new(),
-        }
-    }
-
-    /// Connects and registers as `nick` (no CAP), reading up to the end of
-    /// the welcome burst (422: no MOTD).
-    fn register(addr: SocketAddr, nick: &str) -> Irc {
-        let mut c = Irc::connect(addr);
-        c.send(&format!("NICK {nick}"));
-        c.send(&format!("USER {nick} 0 * :{nick} the tester"));
-        // The burst ends with 422 (no MOTD) or 376 (end of MOTD).
-        loop {
-            let l = c.line();
-            if l.contains(" 422 ") || l.contains(" 376 ") {
-                break;
-            }
-        }
-        c.nick = nick.to_string();
-        c
-    }
-
-    fn send(&mut self, line: &str) {
-        let stream = self.reader.get_mut();
-        stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .expect("send");
-    }
-
-    /// The next line, without CRLF; panics on timeout or EOF.
-    #[track_caller]
-    fn line(&mut self) -> String {
-        let mut buf = Vec::new();
-        match self.reader.read_until(b'\n', &mut buf) {
-            Ok(0) => panic!("{}: connection closed", self.nick),
-            Ok(_) => {}
-            Err(e) => panic!("{}: no line: {e}", self.nick),
-        }
-        assert!(buf.ends_with(b"\r\n"), "IRC lines end in CRLF: {buf:?}");
-        assert!(buf.len() <= 512, "{} bytes: {buf:?}", buf.len());
-        String::from_utf8_lossy(&buf[..buf.len() - 2]).into_owned()
-    }
-
-    /// Lines up to and including the first containing `needle`.
-    #[track_caller]
-    fn until(&mut self, needle: &str) -> Vec<String> {
-        let mut seen = Vec::new();
-        loop {
-            let l = self.line();
-            let done = l.contains(needle);
-            seen.push(l);
-            if done {
-                return seen;
-            }
-            assert!(seen.len() < 10_000, "{needle:?} never came");
-        }
-    }
-
-    #[track_caller]
-    fn expect(&mut self, want: &str) {
-        assert_eq!(self.line(), want);
-    }
-
-    /// Sends a PING and reads up to its PONG: everything sent before has
-    /// been handled. Returns the lines before the PONG.
-    fn sync(&mut self) -> Vec<String> {
-        self.send("PING :sync");
-        let mut lines = self.until("PONG loopchat :sync");
-        lines.pop();
-        lines
-    }
-}
+use common::irc::Irc;
 
 /// Registration without CAP: 001 to 005, LUSERS, 422; commands before it
 /// get 451; NICK and USER errors.

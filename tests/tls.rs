@@ -9,13 +9,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
+use common::child::ChildLines;
 use common::{LINE_TIMEOUT, TestServer};
 
 const CLIENT: &str = concat!(
@@ -110,91 +110,21 @@ fn tls_server(dir: &Path, extra: &[&str]) -> (TestServer, SocketAddr) {
     (server, tls)
 }
 
-/// A child process speaking lines on stdin/stdout, with a timeout.
-struct Proc {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-}
-
-impl Proc {
-    fn spawn(cmd: &mut Command) -> Proc {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn a TLS client");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Proc {
-            child,
-            stdin,
-            lines,
-        }
-    }
-
-    /// `tls_client.py lines` to `addr`; returns it and the certificate's
-    /// fingerprint.
-    fn python_lines(addr: SocketAddr) -> (Proc, String) {
-        let mut p = Proc::spawn(Command::new("python3").args([
-            CLIENT,
-            "lines",
-            &addr.ip().to_string(),
-            &addr.port().to_string(),
-        ]));
-        let open = p.next();
-        let fp = open
-            .strip_prefix("OPEN ")
-            .unwrap_or_else(|| panic!("expected OPEN, got {open:?}"))
-            .to_string();
-        (p, fp)
-    }
-
-    #[track_caller]
-    fn next(&mut self) -> String {
-        self.lines
-            .recv_timeout(LINE_TIMEOUT)
-            .expect("no output from the TLS client in time")
-    }
-
-    /// Skips output until a line satisfying `pred`.
-    #[track_caller]
-    fn until(&mut self, pred: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + LINE_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.lines.recv_timeout(left) {
-                Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the expected line did not come"),
-            }
-        }
-    }
-
-    fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        stdin
-            .write_all(format!("{line}\n").as_bytes())
-            .expect("write to the client");
-        stdin.flush().expect("flush");
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.stdin.take();
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `tls_client.py lines` to `addr`; returns it and the certificate's
+/// fingerprint.
+fn python_lines(addr: SocketAddr) -> (ChildLines, String) {
+    let mut p = ChildLines::spawn(Command::new("python3").args([
+        CLIENT,
+        "lines",
+        &addr.ip().to_string(),
+        &addr.port().to_string(),
+    ]));
+    let open = p.next();
+    let fp = open
+        .strip_prefix("OPEN ")
+        .unwrap_or_else(|| panic!("expected OPEN, got {open:?}"))
+        .to_string();
+    (p, fp)
 }
 
 /// One HTTPS request with `tls_client.py get`; the whole response.
@@ -222,7 +152,7 @@ fn s_client_chats_with_a_plain_user() {
     let dir = temp_dir("s_client");
     let (server, tls) = tls_server(&dir, &[]);
     let mut bob = server.join("bob");
-    let mut alice = Proc::spawn(Command::new("openssl").args([
+    let mut alice = ChildLines::spawn(Command::new("openssl").args([
         "s_client",
         "-quiet",
         "-connect",
@@ -272,7 +202,7 @@ fn irc_over_tls() {
     }
     let dir = temp_dir("irc");
     let (server, tls) = tls_server(&dir, &[]);
-    let (mut ivan, _) = Proc::python_lines(tls);
+    let (mut ivan, _) = python_lines(tls);
     ivan.send("NICK ivan");
     ivan.send("USER ivan 0 * :Ivan");
     ivan.until(|l| l.starts_with("LINE :loopchat 001 ivan "));
@@ -311,7 +241,7 @@ fn wss_on_both_ports() {
     let (server, tls) = tls_server(&dir, &[]);
     let mut bob = server.join("bob");
     for (nick, addr) in [("wendy", tls), ("walt", server.addr)] {
-        let mut w = Proc::spawn(Command::new(&python).args([
+        let mut w = ChildLines::spawn(Command::new(&python).args([
             CLIENT,
             "wss",
             &format!("wss://localhost:{}/ws", addr.port()),
@@ -402,7 +332,7 @@ fn sighup_reloads_the_certificate() {
     make_cert(&cert, &key);
     let first = fingerprint(&cert);
     let (server, tls) = tls_server(&dir, &[]);
-    let (mut alice, fp) = Proc::python_lines(tls);
+    let (mut alice, fp) = python_lines(tls);
     assert_eq!(fp, first);
     alice.send("alice");
     alice.until(|l| l.starts_with("LINE * Welcome, alice!"));
@@ -418,7 +348,7 @@ fn sighup_reloads_the_certificate() {
         "{}",
         server.log()
     );
-    let (mut bob, fp) = Proc::python_lines(tls);
+    let (mut bob, fp) = python_lines(tls);
     assert_eq!(fp, second, "a new connection gets the new certificate");
     bob.send("bob");
     bob.until(|l| l.starts_with("LINE * Welcome, bob!"));
@@ -436,7 +366,7 @@ fn sighup_reloads_the_certificate() {
         "{}",
         server.log()
     );
-    let (_carol, fp) = Proc::python_lines(tls);
+    let (_carol, fp) = python_lines(tls);
     assert_eq!(fp, second);
     alice.send("and still");
     bob.until(|l| l == "LINE [alice] and still");
@@ -453,7 +383,7 @@ fn a_silent_tls_user_is_greeted() {
     let dir = temp_dir("silent");
     let (server, tls) = tls_server(&dir, &[]);
     for addr in [tls, server.addr] {
-        let (mut c, _) = Proc::python_lines(addr);
+        let (mut c, _) = python_lines(addr);
         assert_eq!(
             c.next(),
             "LINE * Welcome to loopchat! What shall I call you?"
@@ -472,7 +402,7 @@ fn a_slow_tls_reader_is_cut() {
     let dir = temp_dir("slow");
     let (server, tls) = tls_server(&dir, &["--max-sendq", "64k", "--max-rate", "0"]);
     let mut bob = server.join("bob");
-    let mut slow = Proc::spawn(Command::new("python3").args([
+    let mut slow = ChildLines::spawn(Command::new("python3").args([
         CLIENT,
         "stall",
         &tls.ip().to_string(),
@@ -536,7 +466,7 @@ fn weechat_over_tls() {
         "/wait 2 /msg -server t #lobby hello from weechat over TLS".to_string(),
     ]
     .join(";");
-    let weechat = Proc::spawn(
+    let weechat = ChildLines::spawn(
         Command::new("weechat-headless")
             .arg("--dir")
             .arg(&wdir)

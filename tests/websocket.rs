@@ -9,10 +9,10 @@ mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{Receiver, channel};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::child::ChildLines;
 use common::{LINE_TIMEOUT, TestServer};
 use loopchat::transport::websocket::{self, Opcode};
 
@@ -36,11 +36,7 @@ fn python() -> Option<String> {
 }
 
 /// One `ws_client.py`: lines in, messages out, with a timeout.
-struct Ws {
-    child: Child,
-    stdin: Option<ChildStdin>,
-    lines: Receiver<String>,
-}
+struct Ws(ChildLines);
 
 impl Ws {
     fn open(python: &str, addr: SocketAddr, protocol: &str, origin: &str) -> Ws {
@@ -48,35 +44,18 @@ impl Ws {
             env!("CARGO_MANIFEST_DIR"),
             "/tests/websocket_support/ws_client.py"
         );
-        let mut child = Command::new(python)
-            .args([script, &format!("ws://{addr}/ws"), protocol, origin])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start ws_client.py");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, lines) = channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if tx.send(line).is_err() {
-                    return;
-                }
-            }
-        });
-        let stdin = child.stdin.take();
-        Ws {
-            child,
-            stdin,
-            lines,
-        }
+        Ws(ChildLines::spawn(Command::new(python).args([
+            script,
+            &format!("ws://{addr}/ws"),
+            protocol,
+            origin,
+        ])))
     }
 
     /// The client's next output line (`OPEN ..`, `MSG ..`, `CLOSED ..`).
     #[track_caller]
     fn next(&mut self) -> String {
-        self.lines
-            .recv_timeout(LINE_TIMEOUT)
-            .expect("no output from the WebSocket client in time")
+        self.0.next()
     }
 
     /// Skips messages until one satisfies `pred`; returns it.
@@ -94,16 +73,7 @@ impl Ws {
     }
 
     fn send(&mut self, line: &str) {
-        let stdin = self.stdin.as_mut().expect("open");
-        writeln!(stdin, "{line}").expect("to ws_client.py");
-        stdin.flush().expect("flush");
-    }
-}
-
-impl Drop for Ws {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.0.send(line);
     }
 }
 

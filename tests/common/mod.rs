@@ -366,5 +366,11 @@ impl Client {
 /// Helpers for servers with `--accounts FILE`.
 pub mod accounts;
 
+/// A helper client driven through its stdin and stdout.
+pub mod child;
+
+/// A raw IRC client.
+pub mod irc;
+
 /// A private tmux server for terminal tests.
 pub mod tmux;
