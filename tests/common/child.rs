@@ -55,12 +55,13 @@ impl ChildLines {
     #[track_caller]
     pub fn until(&mut self, pred: impl Fn(&str) -> bool) -> String {
         let deadline = Instant::now() + LINE_TIMEOUT;
+        let mut skipped = Vec::new();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
                 Ok(line) if pred(&line) => return line,
-                Ok(_) => {}
-                Err(_) => panic!("the expected line did not come"),
+                Ok(line) => skipped.push(line),
+                Err(_) => panic!("the expected line did not come; got {skipped:#?}"),
             }
         }
     }

@@ -13,6 +13,8 @@ tests use a self-signed one and compare its fingerprint instead.
                                     over wss:// (needs `websockets`)
 """
 import hashlib
+import os
+import selectors
 import socket
 import ssl
 import sys
@@ -32,31 +34,47 @@ def connect(host, port):
 
 
 def lines(host, port):
+    # One thread: OpenSSL's SSL object must not be read in one thread while
+    # another writes to it (that lost lines now and then), so stdin and the
+    # socket are multiplexed with select, like a little event loop.
     s = connect(host, port)
     cert = s.getpeercert(binary_form=True)
     print("OPEN " + hashlib.sha256(cert).hexdigest(), flush=True)
-    s.settimeout(None)
-
-    def pump():
-        try:
-            for line in sys.stdin:
-                s.sendall(line.encode())
-        except OSError:
-            pass
-
-    threading.Thread(target=pump, daemon=True).start()
+    s.setblocking(False)
+    sel = selectors.DefaultSelector()
+    sel.register(s, selectors.EVENT_READ)
+    sel.register(0, selectors.EVENT_READ)
     buf = b""
-    try:
-        while True:
-            data = s.recv(4096)
-            if not data:
-                break
-            buf += data
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                print("LINE " + line.rstrip(b"\r").decode("utf-8", "replace"), flush=True)
-    except (OSError, ssl.SSLError):
-        pass
+    open_ = True
+    while open_:
+        for key, _ in sel.select():
+            if key.fileobj == 0:
+                data = os.read(0, 4096)
+                if not data:
+                    sel.unregister(0)
+                    continue
+                try:
+                    s.setblocking(True)
+                    s.sendall(data)
+                    s.setblocking(False)
+                except (OSError, ssl.SSLError):
+                    sel.unregister(0)
+                continue
+            try:
+                while True:
+                    data = s.recv(4096)
+                    if not data:
+                        open_ = False
+                        break
+                    buf += data
+                    while b"\n" in buf:
+                        line, buf = buf.split(b"\n", 1)
+                        text = line.rstrip(b"\r").decode("utf-8", "replace")
+                        print("LINE " + text, flush=True)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError, BlockingIOError):
+                pass
+            except (OSError, ssl.SSLError):
+                open_ = False
     print("CLOSED", flush=True)
 
 
