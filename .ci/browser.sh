@@ -3,8 +3,9 @@
 # by playwright-core (pinned in tests/browser/package-lock.json).
 #   tests/browser/page.mjs  the page against a fake /ws: needs no server
 #   tests/browser/chat.mjs  the page served by the real server, with an nc
-#                           user and a restart (LOOPCHAT_SKIP_SERVER_TEST=1
-#                           skips it)
+#                           user and a restart, and over HTTPS/wss:// with
+#                           the tests' self-signed certificate
+#                           (LOOPCHAT_SKIP_SERVER_TEST=1 skips it)
 # LOOPCHAT_SERVER names the server binary (default target/debug/loopchat-
 # server, built here if missing). Screenshots go to target/browser/.
 set -euo pipefail

@@ -180,12 +180,22 @@ mod imp {
         }
 
         /// Encrypts `plaintext`, appending the records to `records`.
-        /// Fails only if rustls's buffer is full (before the handshake
-        /// has finished: more than [`BUFFER_LIMIT`] written already).
-        pub fn seal(&mut self, plaintext: &[u8], records: &mut Vec<u8>) -> io::Result<()> {
-            let written = self.0.writer().write_all(plaintext);
+        /// rustls takes at most [`BUFFER_LIMIT`] at a time (its records
+        /// count against the limit until taken), so this writes and takes
+        /// turn about. Fails only if rustls takes nothing even with its
+        /// records taken: before the handshake has finished, with more
+        /// than [`BUFFER_LIMIT`] of plaintext waiting for it.
+        pub fn seal(&mut self, mut plaintext: &[u8], records: &mut Vec<u8>) -> io::Result<()> {
+            while !plaintext.is_empty() {
+                let n = self.0.writer().write(plaintext)?;
+                self.take_records(records);
+                if n == 0 {
+                    return Err(io::ErrorKind::WriteZero.into());
+                }
+                plaintext = &plaintext[n..];
+            }
             self.take_records(records);
-            written
+            Ok(())
         }
 
         /// close_notify, as records appended to `records`.
@@ -388,6 +398,32 @@ mod tests {
         assert_eq!(&got[..n], b"[bob] hello\n");
         c.send_close_notify();
         assert_eq!(to_server(&mut c, &mut s, 7).1, Fed::Closed);
+    }
+
+    /// More than rustls's buffer limit in one seal (a long /who, the
+    /// page's script): all of it, in records, nothing refused.
+    #[test]
+    fn a_seal_larger_than_the_buffer_limit_goes_out_whole() {
+        let mut s = acceptor().session().unwrap();
+        let mut c = client();
+        to_server(&mut c, &mut s, 4096);
+        to_server(&mut c, &mut s, 4096);
+        assert!(!s.handshaking());
+        let big: Vec<u8> = (0..100_000u32).map(|i| b'a' + (i % 26) as u8).collect();
+        let mut records = Vec::new();
+        s.seal(&big, &mut records).unwrap();
+        let mut rd = &records[..];
+        let mut got = Vec::new();
+        while !rd.is_empty() {
+            c.read_tls(&mut rd).unwrap();
+            c.process_new_packets().unwrap();
+            let mut chunk = [0u8; 8192];
+            while let Ok(n) = c.reader().read(&mut chunk) {
+                got.extend_from_slice(&chunk[..n]);
+            }
+        }
+        assert_eq!(got.len(), big.len());
+        assert!(got == big);
     }
 
     #[test]

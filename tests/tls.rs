@@ -182,6 +182,17 @@ fn https_on_both_ports() {
             response.starts_with("HTTP/1.1 200 OK\r\n") && response.ends_with("\r\n\r\nok\n"),
             "{addr}: {response:?}"
         );
+        // The page's script is larger than rustls's 16 KiB buffer: it
+        // must come whole, not as a closed connection.
+        let script = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/web/app.js"))
+            .expect("web/app.js");
+        let response = https_get(addr, "/app.js");
+        assert!(
+            response.starts_with("HTTP/1.1 200 OK\r\n") && response.ends_with(&script),
+            "{addr}: {} bytes: {:?}",
+            response.len(),
+            response.get(..200)
+        );
     }
     // Plain HTTP still works on the main port.
     let mut c = TcpStream::connect(server.addr).expect("connect");

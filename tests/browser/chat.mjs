@@ -38,25 +38,27 @@ const EVIL = '<img src=x onerror=alert(1)>';
  * from its first line, `listening on 127.0.0.1:PORT` (as tests/common/mod.rs
  * does). Its log goes to target/browser/server.log.
  */
-async function startServer(listen = '127.0.0.1:0') {
+async function startServer(listen = '127.0.0.1:0', extra = [], lines = 1) {
   mkdirSync(SHOTS, { recursive: true });
   const log = openSync(path.join(SHOTS, 'server.log'), 'a');
-  const child = spawn(SERVER, ['--listen', listen], { stdio: ['ignore', 'pipe', log] });
+  const child = spawn(SERVER, ['--listen', listen, ...extra], { stdio: ['ignore', 'pipe', log] });
   const first = await new Promise((resolve, reject) => {
     let out = '';
     const timer = setTimeout(() => reject(new Error(`${SERVER}: no "listening on" line in 10 s`)), 10_000);
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (chunk) => {
       out += chunk;
-      if (out.includes('\n')) { clearTimeout(timer); resolve(out.split('\n')[0]); }
+      const got = out.split('\n');
+      if (got.length > lines) { clearTimeout(timer); resolve(got.slice(0, lines).join('\n')); }
     });
     child.on('error', (e) => { clearTimeout(timer); reject(e); });
     child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`${SERVER} exited (${code}) before listening; see target/browser/server.log`)); });
   });
-  const m = first.match(/^listening on (\S+):(\d+)$/);
+  const m = first.match(/^listening on (\S+):(\d+)$/m);
   assert.ok(m, `unexpected first line ${JSON.stringify(first)}`);
+  const tls = first.match(/^tls listening on (\S+):(\d+)$/m);
   child.stdout.resume(); // keep reading, so later lines never block it
-  return { child, host: m[1], port: Number(m[2]) };
+  return { child, host: m[1], port: Number(m[2]), tlsPort: tls ? Number(tls[2]) : null };
 }
 
 /** The same port again: retried for a while, in case it is not free yet. */
@@ -166,12 +168,12 @@ after(async () => {
 });
 
 /** A page in its own browser context (own profile and sessionStorage), logged in as `nick`. */
-async function openChat(browser, port, nick, viewport) {
+async function openChat(browser, port, nick, viewport, scheme = 'http') {
   const context = await browser.newContext({ viewport });
   if (BRIDGE) await bridgeContext(context, port);
   const page = await context.newPage();
   const trouble = watchForTrouble(page, nick);
-  await page.goto(`http://127.0.0.1:${port}/`, { timeout: 10_000 });
+  await page.goto(`${scheme}://127.0.0.1:${port}/`, { timeout: 10_000 });
   await page.locator('#nick').fill(nick);
   await page.locator('#nick').press('Enter');
   await waitForLine(page, `* Welcome, ${nick}! `);
@@ -273,4 +275,41 @@ test('two pages and an nc user chat, switch rooms, survive a server restart', { 
   const shot = await screenshot(alice.page, 'chat.png');
   t.diagnostic(`screenshot: ${path.relative(ROOT, shot)}`);
   assert.deepEqual([...alice.trouble, ...bob.trouble], []);
+});
+
+// Issue 15: the page over HTTPS, its WebSocket over wss://. The certificate
+// is the tests' self-signed one (tests/tls_support/), so Chromium runs with
+// --ignore-certificate-errors. One page comes through --tls-listen, one
+// through the main port (a first byte 0x16 is taken as TLS there), and an
+// nc user on the main port in plain text hears them both.
+test('the page over HTTPS and wss://, on the TLS port and the main port', { skip: SKIP || (BRIDGE && 'the bridge speaks no TLS'), timeout: 60_000 }, async () => {
+  const support = path.join(ROOT, 'tests/tls_support');
+  const server = await startServer('127.0.0.1:0', [
+    '--tls-cert', path.join(support, 'test-cert.pem'),
+    '--tls-key', path.join(support, 'test-key.pem'),
+    '--tls-listen', '127.0.0.1:0',
+  ], 2);
+  cleanups.push(() => stopServer(server));
+  assert.ok(server.tlsPort, 'a "tls listening on" line');
+  const browser = await launchBrowser(['--ignore-certificate-errors']);
+  cleanups.push(() => browser.close());
+
+  const erin = await openChat(browser, server.tlsPort, 'erin', { width: 900, height: 600 }, 'https');
+  const frank = await openChat(browser, server.port, 'frank', { width: 900, height: 600 }, 'https');
+  for (const { page } of [erin, frank]) {
+    assert.equal(await page.evaluate(() => location.protocol), 'https:');
+  }
+  const gina = new LineClient(server.port);
+  cleanups.push(async () => gina.close());
+  await gina.join('gina');
+
+  await say(erin.page, 'hello over wss');
+  await waitForLine(frank.page, 'erin: hello over wss');
+  await gina.expect('[erin] hello over wss');
+  gina.send('hello in plain text');
+  await waitForLine(erin.page, 'gina: hello in plain text');
+  await waitForLine(frank.page, 'gina: hello in plain text');
+  assert.deepEqual(await userList(frank.page), ['erin', 'frank', 'gina']);
+  assert.deepEqual([...erin.trouble, ...frank.trouble], []);
+  await stopServer(server);
 });

@@ -32,7 +32,7 @@ export const FILES = {
 };
 
 /** Debian's Chromium, headless, with nothing of its own to fetch. */
-export async function launchBrowser() {
+export async function launchBrowser(extraArgs = []) {
   // launch() gives every context a new, empty profile (--user-data-dir in a
   // fresh temporary folder), removed on close.
   return chromium.launch({
@@ -44,6 +44,7 @@ export async function launchBrowser() {
       '--disable-background-networking', // this machine has no network:
       '--disable-component-update',      // without these, Chromium keeps
       '--disable-sync',                  // trying to reach Google
+      ...extraArgs,
     ],
     timeout: 20_000,
   });
