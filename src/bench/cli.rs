@@ -284,7 +284,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "room",
-        "irc, ws-irc: the channel to join and talk in (default #lobby); resp: the channel (any name)",
+        "the room to join and talk in (default #lobby; line, ws: with /join after the nickname); resp: the channel (any name)",
         "NAME",
     );
     o.optopt(

@@ -145,7 +145,8 @@ impl Dialect {
     }
 
     /// What a client sends to join, all at once (the server handles it in
-    /// order): its nickname (line), registration and a JOIN of `room`
+    /// order): its nickname and, for another room than the default, a
+    /// `/join` of `room` (line), registration and a JOIN of `room`
     /// (IRC), `SUBSCRIBE room` or, for a `publisher`, `PING` (RESP). Over
     /// WebSocket, after the upgrade.
     pub fn join(
@@ -158,7 +159,14 @@ impl Dialect {
     ) {
         let nick = nick.as_bytes();
         match self {
-            Dialect::Line | Dialect::Ws => self.line(&[nick], enc, out),
+            Dialect::Line | Dialect::Ws => {
+                self.line(&[nick], enc, out);
+                // In the same write, so the server moves the client in the
+                // turn it registers: it never hears the first room.
+                if room != crate::config::DEFAULT_ROOM {
+                    self.line(&[b"/join ", room.as_bytes()], enc, out);
+                }
+            }
             Dialect::Irc | Dialect::WsIrc => {
                 self.line(&[b"NICK ", nick], enc, out);
                 self.line(&[b"USER ", nick, b" 0 * :", nick], enc, out);
@@ -1055,6 +1063,16 @@ mod tests {
             got[2],
             format!("{:?}", Input::Line(Line::Chat(b"b0:0:0:x")))
         );
+    }
+
+    #[test]
+    fn line_users_join_another_room_after_their_nickname() {
+        let mut out = Vec::new();
+        Dialect::Line.join("n", "#lobby", false, &mut Encoder::new(1), &mut out);
+        assert_eq!(out, b"n\n");
+        out.clear();
+        Dialect::Line.join("n", "#soak", false, &mut Encoder::new(1), &mut out);
+        assert_eq!(out, b"n\n/join #soak\n");
     }
 
     #[test]
