@@ -70,3 +70,59 @@ dpkg-deb --ctrl-tarfile "$deb" | tar -xO ./conffiles | grep -qx /etc/default/loo
 echo "$info" | grep -q '^ Package: loopchat$' || { echo "bad Package field"; fail=1; }
 [ "$fail" = 0 ] || exit 1
 echo "debian package: ok ($deb, $(stat -c %s "$deb") bytes)"
+
+# Installed, on a disposable machine only (root, CI set): dpkg -i, then the
+# installed server started the way the units start it. With systemd as PID
+# 1, systemctl does it (the sandbox included). In a container without it
+# (this project's CI), systemd-socket-activate passes the listening socket
+# as LISTEN_FDS like loopchat.socket, and the server runs as an unprivileged
+# user with the unit's arguments from /etc/default/loopchat and a state
+# folder only it may enter (what DynamicUser= and StateDirectory= give);
+# the sandbox itself cannot be checked there.
+if [ -n "${CI:-}" ] && [ "$(id -u)" = 0 ]; then
+  echo "== dpkg -i $deb"
+  dpkg -i "$deb"
+  /usr/bin/loopchat-server --version
+  man -w loopchat-server >/dev/null && man -w loopchat >/dev/null
+  hello() { # PORT: a line user gets the greeting
+    python3 - "$1" <<'PY'
+import socket, sys
+s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10)
+s.sendall(b"debcheck\n")
+line = s.makefile("rb").readline().decode().rstrip("\n")
+want = "* Welcome to loopchat! What shall I call you?"
+sys.exit(0 if line == want else f"port {sys.argv[1]}: got {line!r}")
+PY
+  }
+  if [ "$(ps -p 1 -o comm=)" = systemd ]; then
+    systemctl daemon-reload
+    systemctl start loopchat.socket loopchat.service
+    systemctl is-active loopchat.service
+    hello 7878
+    systemctl stop loopchat.service loopchat.socket
+  else
+    ( . /etc/default/loopchat
+      install -d -m 0700 -o nobody -g nogroup /var/lib/loopchat
+      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+      # shellcheck disable=SC2086 # LOOPCHAT_ARGS is split, as systemd splits $VAR
+      systemd-socket-activate -l "127.0.0.1:$port" --fdname=main \
+        setpriv --reuid=nobody --regid=nogroup --clear-groups --no-new-privs \
+        /usr/bin/loopchat-server $LOOPCHAT_ARGS >/dev/null 2>&1 &
+      activator=$!
+      ok=0
+      for _ in $(seq 1 50); do
+        if hello "$port" 2>/dev/null; then
+          pgrep -u nobody -x loopchat-server >/dev/null && ok=1
+          break
+        fi
+        sleep 0.2
+      done
+      kill "$activator" 2>/dev/null || true
+      pkill -u nobody -f /usr/bin/loopchat-server 2>/dev/null || true
+      wait 2>/dev/null || true
+      rm -rf /var/lib/loopchat
+      [ "$ok" = 1 ] || { echo "the installed server did not greet on the activated socket"; exit 1; }
+      echo "installed server: greeted on a socket passed as LISTEN_FDS, running as nobody" )
+  fi
+  dpkg --purge loopchat
+fi
