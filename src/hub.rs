@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use crate::accounts::{AuthJob, AuthOutcome};
 use crate::chat::{
-    Audience, ConnId, ConnTable, Core, Event, LeaveReason, Refusal, Request, Sink, Stage,
+    Audience, ConnId, ConnTable, Core, Event, LeaveReason, Refusal, Relay, Request, Sink, Stage,
+    TextKind, Watch,
 };
 use crate::dialect::irc::{self, IrcConfig, IrcConn};
 use crate::dialect::{Dialect, line, sniff};
@@ -70,6 +71,14 @@ pub trait Outbox {
     /// clients echo nothing, or mask passwords themselves.
     fn password_prompt(&mut self, conn: ConnId, on: bool) {
         let _ = (conn, on);
+    }
+    /// Bridging: other processes must hear `relay` (see [`Sink::relay`]).
+    fn relay(&mut self, conn: ConnId, relay: &Relay<'_>) {
+        let _ = (conn, relay);
+    }
+    /// Bridging: listen (`on`) or stop listening to `what`.
+    fn watch(&mut self, what: Watch<'_>, on: bool) {
+        let _ = (what, on);
     }
 }
 
@@ -164,6 +173,41 @@ impl Hub {
     /// [`Core::set_quiet_joins_above`].
     pub fn set_quiet_joins_above(&mut self, n: Option<usize>) {
         self.core.set_quiet_joins_above(n);
+    }
+
+    /// Turns bridging on (see [`Core::set_bridged`]).
+    pub fn set_bridged(&mut self, on: bool) {
+        self.core.set_bridged(on);
+    }
+
+    /// What process `node` told the bridge (see [`Core::remote`]): told to
+    /// the local members concerned, rendered once per dialect.
+    pub fn remote(&mut self, node: &str, relay: &Relay<'_>, out: &mut impl Outbox) {
+        let (core, mut sink) = self.split(out);
+        core.remote(node, relay, &mut sink);
+    }
+
+    /// The bridge's answer for a private line `conn` sent to a nickname
+    /// not here (see [`Core::private_outcome`]).
+    pub fn private_outcome(
+        &mut self,
+        conn: ConnId,
+        to: &str,
+        text: &str,
+        kind: TextKind,
+        delivered: bool,
+        out: &mut impl Outbox,
+    ) {
+        let (core, mut sink) = self.split(out);
+        core.private_outcome(conn, to, text, kind, delivered, &mut sink);
+    }
+
+    /// The bridge lost Redis: members of other processes are forgotten
+    /// (see [`Core::forget_remote`]).
+    pub fn forget_remote(&mut self, out: &mut impl Outbox) {
+        let reason = LeaveReason::Quit(Some("lost the link to the other servers".into()));
+        let (core, mut sink) = self.split(out);
+        core.forget_remote(&reason, &mut sink);
     }
 
     /// The loop's time for this turn.
@@ -627,6 +671,14 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
         if self.speaks.get(conn).map_or(Dialect::Line, Speaks::dialect) == Dialect::Line {
             self.out.password_prompt(conn, on);
         }
+    }
+
+    fn relay(&mut self, conn: ConnId, relay: &Relay<'_>) {
+        self.out.relay(conn, relay);
+    }
+
+    fn watch(&mut self, what: Watch<'_>, on: bool) {
+        self.out.watch(what, on);
     }
 }
 

@@ -54,6 +54,7 @@ pub mod activation;
 pub mod bench;
 pub mod chat;
 pub mod client;
+pub mod bridge;
 pub mod config;
 pub mod dialect;
 pub mod framing;

@@ -1,0 +1,2 @@
+//! Scale-out through Redis (`--redis`): see docs/scale-out.md.
+pub mod resp;
