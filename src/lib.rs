@@ -52,9 +52,9 @@
 pub mod accounts;
 pub mod activation;
 pub mod bench;
+pub mod bridge;
 pub mod chat;
 pub mod client;
-pub mod bridge;
 pub mod config;
 pub mod dialect;
 pub mod framing;

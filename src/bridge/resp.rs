@@ -291,7 +291,7 @@ mod tests {
             // Feed the bytes in two pieces, as two reads would.
             let mut buf = bytes[..cut].to_vec();
             let mut got = Vec::new();
-            let mut drain = |buf: &mut Vec<u8>, got: &mut Vec<Value>| {
+            let drain = |buf: &mut Vec<u8>, got: &mut Vec<Value>| {
                 while let Some((v, used)) = decode(buf).unwrap() {
                     got.push(v);
                     buf.drain(..used);

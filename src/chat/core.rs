@@ -415,11 +415,7 @@ impl Core {
                 .filter_map(|&c| Some((c, self.nick(c)?, self.user(c)?)))
                 .collect(),
             topic: room.topic.as_ref().map(|(t, by)| (t.as_str(), by.as_str())),
-            remote: room
-                .remote
-                .iter()
-                .map(|r| (&*r.nick, &*r.user))
-                .collect(),
+            remote: room.remote.iter().map(|r| (&*r.nick, &*r.user)).collect(),
         }
     }
 
