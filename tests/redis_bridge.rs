@@ -53,7 +53,7 @@ impl Redis {
     }
 
     fn spawn(port: u16) -> Child {
-        let child = Command::new("redis-server")
+        let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
             .stdout(Stdio::null())
@@ -61,13 +61,15 @@ impl Redis {
             .spawn()
             .expect("spawn redis-server");
         let deadline = Instant::now() + BRIDGE_TIMEOUT;
-        loop {
-            if ping(port) {
-                return child;
+        while !ping(port) {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-server never answered on port {port}");
             }
-            assert!(Instant::now() < deadline, "redis-server never answered");
             std::thread::sleep(Duration::from_millis(20));
         }
+        child
     }
 
     /// `--redis` for the servers.
@@ -368,4 +370,75 @@ fn reuse_port_lets_two_processes_share_a_port() {
     let _ = b.kill();
     let _ = b.wait();
     let _ = std::fs::remove_file(&log);
+}
+
+/// The RESP codec (`loopchat::bridge::resp`) against the real thing:
+/// commands we encode are understood, and replies of every type decode
+/// whole, fed one byte at a time (every split point) or in one piece.
+#[test]
+fn resp_codec_speaks_with_a_real_redis() {
+    use loopchat::bridge::resp::{self, Value};
+    let Some(redis) = Redis::start() else { return };
+    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
+    s.set_read_timeout(Some(common::LINE_TIMEOUT)).unwrap();
+    let binary: Vec<u8> = (0..=255u8).chain(b"\r\n$3\r\n*1".iter().copied()).collect();
+    let big = vec![b'x'; 20_000];
+    let mut out = Vec::new();
+    resp::command(&mut out, &[b"SET", b"k", &binary]);
+    resp::command(&mut out, &[b"GET", b"k"]);
+    resp::command(&mut out, &[b"GET", b"missing"]);
+    resp::command(&mut out, &[b"RPUSH", b"l", b"a", b"", &big]);
+    resp::command(&mut out, &[b"LRANGE", b"l", b"0", b"-1"]);
+    resp::command(
+        &mut out,
+        &[b"PUBLISH", b"{loopchat}:room:#x", b"nobody listens"],
+    );
+    resp::command(&mut out, &[b"NOSUCHCOMMAND"]);
+    resp::command(&mut out, &[b"COMMAND", b"INFO", b"GET"]); // nested arrays
+    s.write_all(&out).unwrap();
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while got.len() < 8 {
+        let n = s.read(&mut chunk).expect("a reply from Redis");
+        assert!(n > 0, "Redis closed the connection");
+        // Every prefix of what is buffered decodes to "incomplete" or to
+        // the same first value: try each byte boundary of this read.
+        for cut in buf.len()..buf.len() + n {
+            let mut probe = buf.clone();
+            probe.extend_from_slice(&chunk[..cut - buf.len()]);
+            if let Some((v, used)) = resp::decode(&probe).expect("valid RESP") {
+                assert!(used <= probe.len());
+                let whole = resp::decode(&probe[..used]).unwrap().unwrap();
+                assert_eq!(whole.0, v);
+            }
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some((v, used)) = resp::decode(&buf).expect("valid RESP") {
+            got.push(v);
+            buf.drain(..used);
+        }
+    }
+    assert_eq!(got[0], Value::Simple("OK".into()));
+    assert_eq!(got[1], Value::Bulk(binary));
+    assert_eq!(got[2], Value::Nil);
+    assert_eq!(got[3], Value::Int(3));
+    assert_eq!(
+        got[4],
+        Value::Array(vec![
+            Value::Bulk(b"a".to_vec()),
+            Value::Bulk(Vec::new()),
+            Value::Bulk(big)
+        ])
+    );
+    assert_eq!(got[5], Value::Int(0));
+    assert!(
+        matches!(&got[6], Value::Error(e) if e.starts_with("ERR")),
+        "{:?}",
+        got[6]
+    );
+    match &got[7] {
+        Value::Array(info) => assert!(matches!(info.first(), Some(Value::Array(_)))),
+        other => panic!("COMMAND INFO: {other:?}"),
+    }
 }

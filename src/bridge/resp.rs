@@ -24,8 +24,9 @@ pub const MAX_BULK: usize = 1 << 20;
 /// Most elements in one array (our replies: 3 for a push, 1 per channel
 /// for the others).
 pub const MAX_ARRAY: usize = 1024;
-/// Deepest nesting of arrays (ours are 1 deep).
-pub const MAX_DEPTH: usize = 4;
+/// Deepest nesting of arrays (our replies are 1 deep; Redis 7's `COMMAND
+/// INFO`, the deepest reply we know, is 5).
+pub const MAX_DEPTH: usize = 8;
 /// Longest simple string, error or integer line.
 pub const MAX_LINE: usize = 64 * 1024;
 
