@@ -981,6 +981,124 @@ pub(crate) mod tests {
         );
     }
 
+    /// An outbox that also records what the bridge would carry.
+    #[derive(Default)]
+    struct Bridged {
+        out: Recorder,
+        relays: Vec<String>,
+        watches: Vec<String>,
+    }
+
+    impl Outbox for Bridged {
+        fn send(&mut self, to: ConnId, line: &[u8]) {
+            self.out.send(to, line);
+        }
+        fn close(&mut self, conn: ConnId) {
+            self.out.close(conn);
+        }
+        fn relay(&mut self, conn: ConnId, relay: &Relay<'_>) {
+            self.relays.push(format!("{conn} {relay:?}"));
+        }
+        fn watch(&mut self, what: Watch<'_>, on: bool) {
+            self.watches.push(format!("{what:?} {on}"));
+        }
+    }
+
+    /// With bridging on, the core relays what others must hear and
+    /// watches its rooms and nicks; what other processes say reaches
+    /// local members in their grammar, and `/who` lists remote members.
+    #[test]
+    fn bridged_core_relays_and_hears_remote_members() {
+        let mut room = Hub::new(4096);
+        room.set_bridged(true);
+        let mut out = Bridged::default();
+        room.connected(0, &mut out);
+        room.handle_frame(0, Frame::Line(b"alice"), &mut out);
+        assert_eq!(
+            out.watches,
+            ["Nick(\"alice\") true", "Room(\"#lobby\") true"]
+        );
+        assert_eq!(
+            out.relays,
+            [r##"0 Entered { room: "#lobby", nick: "alice", user: "alice" }"##]
+        );
+        out.relays.clear();
+        out.out.sent.clear();
+        let said = |text| Relay::Said {
+            room: "#Lobby",
+            nick: "bob",
+            user: "bob",
+            text,
+            kind: TextKind::Plain,
+        };
+        room.remote("B", &said("hi"), &mut out);
+        assert_eq!(
+            out.out.take(0),
+            ["[bob] hi"],
+            "a quiet JOIN is not shown to line users"
+        );
+        room.remote(
+            "B",
+            &Relay::Entered {
+                room: "#lobby",
+                nick: "bob",
+                user: "bob",
+            },
+            &mut out,
+        );
+        assert!(out.out.take(0).is_empty(), "bob is known already");
+        room.handle_frame(0, Frame::Line(b"/who"), &mut out);
+        assert_eq!(out.out.take(0), ["* 2 users online: alice, bob"]);
+        room.handle_frame(0, Frame::Line(b"yo"), &mut out);
+        assert_eq!(
+            out.relays,
+            [
+                r##"0 Said { room: "#lobby", nick: "alice", user: "alice", text: "yo", kind: Plain }"##
+            ]
+        );
+        out.relays.clear();
+        room.handle_frame(0, Frame::Line(b"/msg carol psst"), &mut out);
+        assert!(
+            out.out.take(0).is_empty(),
+            "the answer waits for the bridge"
+        );
+        assert_eq!(out.relays.len(), 1);
+        room.private_outcome(0, "carol", "psst", TextKind::Plain, false, &mut out);
+        assert_eq!(out.out.take(0), ["! No such user: carol."]);
+        let renamed = Relay::Renamed {
+            room: "#lobby",
+            old: "bob",
+            user: "bob",
+            new: "rob",
+        };
+        room.remote("B", &renamed, &mut out);
+        room.remote("B", &renamed, &mut out);
+        assert_eq!(out.out.take(0), ["* bob is now known as rob"], "once");
+        let quit = Relay::Quit {
+            room: "#lobby",
+            nick: "rob",
+            user: "bob",
+            reason: LeaveReason::Closed,
+        };
+        room.remote("B", &quit, &mut out);
+        assert_eq!(
+            out.out.take(0),
+            ["* rob has left the room (connection closed)"]
+        );
+        room.remote("B", &Relay::Sync { room: "#lobby" }, &mut out);
+        assert_eq!(
+            out.relays.last().map(String::as_str),
+            Some(r##"0 Here { room: "#lobby", nick: "alice", user: "alice" }"##)
+        );
+        out.watches.clear();
+        room.disconnected(0, &LeaveReason::Closed, &mut out);
+        assert_eq!(
+            out.watches,
+            ["Nick(\"alice\") false", "Room(\"#lobby\") false"]
+        );
+        room.check_consistency().unwrap();
+    }
+
     #[test]
     fn timestamps_prefix_chat_lines_only() {
         let (mut room, mut out) = joined_room(&["a", "b"]);

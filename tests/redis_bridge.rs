@@ -442,3 +442,30 @@ fn resp_codec_speaks_with_a_real_redis() {
         other => panic!("COMMAND INFO: {other:?}"),
     }
 }
+
+/// A Redis that stops answering without closing anything (SIGSTOP: what a
+/// cut without FIN looks like from here) is noticed by the PING timeout,
+/// in about 3 s, and the bridge comes back once Redis answers again.
+#[test]
+fn a_silent_redis_is_noticed_by_the_ping_timeout() {
+    let Some(redis) = Redis::start() else { return };
+    let a = bridged(&redis, "A", &[]);
+    let _alice = a.join("alice");
+    wait_channels(&a, 2);
+    let pid = redis.child.id() as i32;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    wait_metric(&a, "loopchat_bridge_up", |v| v == 0);
+    let took = stopped.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(
+        took >= Duration::from_secs(2),
+        "down after {took:?}: before any PING could time out?"
+    );
+    assert!(a.log().contains("no answer to PING"), "{}", a.log());
+    wait_metric(&a, "loopchat_bridge_up", |v| v == 1);
+    wait_metric(&a, "loopchat_bridge_reconnects_total", |v| v >= 1);
+    wait_channels(&a, 2);
+}
