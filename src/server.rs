@@ -801,7 +801,14 @@ impl Server {
             // until the next timer or queued password check, whichever is
             // first (zero if one may run now).
             let now = Instant::now();
-            let timeout = if self.wants_accept() || !self.unread.is_empty() || !self.held.is_empty()
+            let bridge_unread = self
+                .bridge
+                .as_ref()
+                .is_some_and(|b| b.unread().next().is_some());
+            let timeout = if self.wants_accept()
+                || !self.unread.is_empty()
+                || !self.held.is_empty()
+                || bridge_unread
             {
                 Some(Duration::ZERO)
             } else {
@@ -837,7 +844,8 @@ impl Server {
             let carried = std::mem::take(&mut self.unread);
             // Whether this turn reads, writes or fires anything (see
             // `trim_heap_if_quiet`); timers are counted below.
-            let mut busy = !events.is_empty() || !carried.is_empty() || self.wants_accept();
+            let mut busy =
+                !events.is_empty() || !carried.is_empty() || self.wants_accept() || bridge_unread;
 
             for event in events.iter() {
                 let token = event.token();
@@ -872,6 +880,12 @@ impl Server {
             for (k, serial) in carried {
                 if self.conns.get(k).is_some_and(|c| c.serial == serial) {
                     self.read_from(k);
+                }
+            }
+            if bridge_unread {
+                let tokens: Vec<Token> = self.bridge.iter().flat_map(Bridge::unread).collect();
+                for token in tokens {
+                    self.bridge_event(token);
                 }
             }
             self.run_timers();

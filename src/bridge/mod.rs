@@ -58,6 +58,10 @@ pub const PING_TIMEOUT: Duration = Duration::from_secs(3);
 pub const BACKOFF_MIN: Duration = Duration::from_millis(100);
 /// ...up to this.
 pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+/// Bytes read from one link per turn before the clients get a go (like
+/// the loop's `FAIR_READ` for a client): a flood of pushes cannot starve
+/// the local users, and what one turn hands the hub stays bounded.
+pub const FAIR_READ: usize = 256 * 1024;
 /// Gap reports in the log: at most one per this period (all are counted).
 const GAP_LOG_EVERY: Duration = Duration::from_secs(10);
 
@@ -148,8 +152,12 @@ pub struct Figures {
 /// What a reply on the command link answers.
 #[derive(Debug)]
 enum Pending {
-    /// AUTH or SELECT: an error means the link is useless.
-    Setup(&'static str),
+    /// AUTH, CLIENT SETNAME or SELECT; an error means the link is useless
+    /// if `fatal` (a Redis-like server without CLIENT SETNAME is fine).
+    Setup {
+        what: &'static str,
+        fatal: bool,
+    },
     /// A PUBLISH (the reply is its number of receivers); a private line
     /// waits for it to learn whether anyone had the nickname.
     Publish(Option<PrivateWait>),
@@ -206,6 +214,9 @@ struct Link {
     backoff: Duration,
     /// Has been up before: the next time up is a reconnect.
     was_up: bool,
+    /// Reading stopped at [`FAIR_READ`]: bytes may wait in the kernel, and
+    /// no new event will say so (edge-triggered).
+    more: bool,
 }
 
 impl Link {
@@ -222,6 +233,7 @@ impl Link {
             ping_at: None,
             backoff: BACKOFF_MIN,
             was_up: false,
+            more: false,
         }
     }
 
@@ -277,6 +289,7 @@ impl Link {
         self.inbuf = Vec::new();
         self.interest = None;
         self.ping_at = None;
+        self.more = false;
     }
 
     /// Writes what is queued until done or `WouldBlock`; asks for WRITABLE
@@ -317,17 +330,25 @@ impl Link {
         Ok(())
     }
 
-    /// Reads until `WouldBlock`, decoding whole replies into `replies`.
-    /// `Err`: the link is broken (closed, an I/O error, bad RESP).
+    /// Reads until `WouldBlock` or [`FAIR_READ`] bytes (then `more` is
+    /// set), decoding whole replies into `replies`. `Err`: the link is
+    /// broken (closed, an I/O error, bad RESP).
     fn read(&mut self, now: Instant, replies: &mut Vec<Value>) -> Result<(), String> {
+        self.more = false;
         let Some(stream) = self.stream.as_mut() else {
             return Ok(());
         };
         let mut buf = [0u8; 16 * 1024];
+        let mut budget = FAIR_READ;
         loop {
+            if budget == 0 {
+                self.more = true;
+                return Ok(());
+            }
             match stream.read(&mut buf) {
                 Ok(0) => return Err("closed by Redis".into()),
                 Ok(n) => {
+                    budget = budget.saturating_sub(n);
                     self.last_rx = now;
                     self.ping_at = None;
                     self.inbuf.extend_from_slice(&buf[..n]);
@@ -524,6 +545,15 @@ impl Bridge {
         std::mem::take(&mut self.to_sync)
     }
 
+    /// The links whose reading stopped at [`FAIR_READ`]: the loop polls
+    /// with a zero timeout and calls [`on_event`](Self::on_event) for
+    /// them again.
+    pub fn unread(&self) -> impl Iterator<Item = Token> + use<> {
+        let cmd = self.cmd.more.then_some(CMD);
+        let sub = self.sub.more.then_some(SUB);
+        cmd.into_iter().chain(sub)
+    }
+
     /// When [`tick`](Self::tick) must run next.
     pub fn wake_at(&self) -> Instant {
         self.cmd.wake_at().min(self.sub.wake_at())
@@ -639,7 +669,11 @@ impl Bridge {
                 resp::command(&mut self.cmd.out, &[b"SELECT", db.to_string().as_bytes()]);
                 setup.push("SELECT");
             }
-            self.pending.extend(setup.into_iter().map(Pending::Setup));
+            self.pending
+                .extend(setup.into_iter().map(|what| Pending::Setup {
+                    what,
+                    fatal: what != "CLIENT SETNAME",
+                }));
             info!(
                 "bridge: command link to Redis {}:{} up{}",
                 self.target.host,
@@ -676,8 +710,12 @@ impl Bridge {
             return Err(format!("a reply nobody asked for: {reply:?}"));
         };
         match (pending, reply) {
-            (Pending::Setup(what), Value::Error(e)) => Err(format!("{what}: {e}")),
-            (Pending::Setup(_), _) => Ok(()),
+            (Pending::Setup { what, fatal: true }, Value::Error(e)) => Err(format!("{what}: {e}")),
+            (Pending::Setup { what, .. }, Value::Error(e)) => {
+                debug!("bridge: {what}: {e}");
+                Ok(())
+            }
+            (Pending::Setup { .. }, _) => Ok(()),
             (Pending::Publish(wait), reply) => {
                 let receivers = match reply {
                     Value::Int(n) => n,
@@ -705,7 +743,12 @@ impl Bridge {
             Value::Array(items) => items,
             // +OK to AUTH/CLIENT SETNAME.
             Value::Simple(_) => return Ok(()),
-            Value::Error(e) => return Err(e),
+            // A refused AUTH (the command link drops and retries on its
+            // own), or a server without CLIENT SETNAME: said, not fatal.
+            Value::Error(e) => {
+                warn!("bridge: subscriber link: {e}");
+                return Ok(());
+            }
             other => return Err(format!("unexpected {other:?}")),
         };
         let text = |v: Option<&Value>| match v {

@@ -626,9 +626,23 @@ impl Core {
 
     /// The server is stopping: tell everyone and close every connection.
     pub fn shutdown(&mut self, out: &mut impl Sink) {
-        for (conn, _) in self.members.iter() {
+        for (conn, m) in self.members.iter() {
             out.emit(Audience::One(conn), &Event::ShuttingDown);
             out.close(conn);
+            if let (true, Some(nick)) = (self.bridged, m.nick.as_deref()) {
+                // Other processes see our users leave (the loop still
+                // writes to Redis while it drains).
+                let reason = LeaveReason::Quit(Some("server shutting down".into()));
+                for room in m.rooms.iter().filter_map(|key| self.rooms.get(key)) {
+                    let relay = Relay::Quit {
+                        room: &room.name,
+                        nick,
+                        user: m.user.as_deref().unwrap_or(nick),
+                        reason: reason.clone(),
+                    };
+                    out.relay(conn, &relay);
+                }
+            }
         }
         self.members.clear();
         self.registered.clear();
@@ -1250,20 +1264,19 @@ impl Core {
         else {
             return;
         };
-        if self.bridged {
-            // Other processes hear it whether or not anyone is here (we
-            // cannot know that nobody is there: no "alone" notice).
-            let relay = Relay::Said {
-                room: &channel.name,
-                nick: from,
-                user,
-                text,
-                kind,
-            };
-            out.relay(conn, &relay);
-        }
+        let relay = Relay::Said {
+            room: &channel.name,
+            nick: from,
+            user,
+            text,
+            kind,
+        };
         if channel.members.len() <= 1 {
-            if !quiet && !self.bridged {
+            if self.bridged {
+                // Other processes may have members here: no "alone"
+                // notice, we cannot know that nobody is there.
+                out.relay(conn, &relay);
+            } else if !quiet {
                 out.emit(Audience::One(conn), &Event::Alone);
             }
             return;
@@ -1280,6 +1293,10 @@ impl Core {
         }
         if kind == TextKind::Plain {
             log::debug!("[{from}] {text}");
+        }
+        if self.bridged {
+            // Once, after a quiet joiner's reveal above.
+            out.relay(conn, &relay);
         }
         let event = Event::Said {
             from,
