@@ -867,6 +867,50 @@ impl Bridge {
 mod tests {
     use super::*;
 
+    /// A Redis that accepts but never reads: what we owe it grows to
+    /// [`MAX_OUT`] at most, then the link is dropped (and will reconnect),
+    /// never blocking and never buffering without bound.
+    #[test]
+    fn a_redis_that_does_not_read_is_dropped_not_buffered_forever() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let poll = mio::Poll::new().unwrap();
+        let registry = poll.registry();
+        let now = Instant::now();
+        let target = Target::parse(&addr.to_string()).unwrap();
+        let mut b = Bridge::new(target, addr, "t".into(), now);
+        b.tick(registry, now);
+        // Loopback: both connects are done once accepted.
+        let _held: Vec<_> = (0..2).map(|_| listener.accept().unwrap()).collect();
+        b.on_event(CMD, registry, now);
+        b.on_event(SUB, registry, now);
+        assert!(b.cmd.is_up() && b.sub.is_up());
+        let text = "x".repeat(4000);
+        let relay = Relay::Said {
+            room: "#lobby",
+            nick: "a",
+            user: "a",
+            text: &text,
+            kind: TextKind::Plain,
+        };
+        let mut most = 0;
+        for _ in 0..50_000 {
+            b.publish(0, 0, &relay);
+            most = most.max(b.cmd.out.len());
+            b.flush(registry, now);
+            if !b.cmd.is_up() {
+                break;
+            }
+        }
+        assert!(!b.cmd.is_up(), "never dropped");
+        assert!(most <= MAX_OUT + 8192, "held {most} bytes");
+        assert!(b.cmd.out.is_empty() && b.pending.is_empty());
+        // Down now: what is published is counted as lost, not queued.
+        b.publish(0, 0, &relay);
+        assert_eq!(b.figures().lost, 1);
+        assert!(b.cmd.out.is_empty());
+    }
+
     #[test]
     fn targets() {
         let t = Target::parse("127.0.0.1:6379").unwrap();
