@@ -217,6 +217,8 @@ struct Link {
     /// Reading stopped at [`FAIR_READ`]: bytes may wait in the kernel, and
     /// no new event will say so (edge-triggered).
     more: bool,
+    /// Failing to connect was logged (once until the link is up again).
+    failing_noted: bool,
 }
 
 impl Link {
@@ -234,6 +236,7 @@ impl Link {
             backoff: BACKOFF_MIN,
             was_up: false,
             more: false,
+            failing_noted: false,
         }
     }
 
@@ -278,6 +281,12 @@ impl Link {
         }
         if self.state == State::Up {
             warn!("bridge: {} link to Redis lost: {why}", self.name);
+        } else if !self.failing_noted {
+            self.failing_noted = true;
+            warn!(
+                "bridge: {} link: cannot reach Redis ({why}); retrying, every {:?} at most",
+                self.name, BACKOFF_MAX
+            );
         } else {
             debug!("bridge: {} link: {why}", self.name);
         }
@@ -651,6 +660,7 @@ impl Bridge {
         link.state = State::Up;
         link.last_rx = now;
         link.backoff = BACKOFF_MIN;
+        link.failing_noted = false;
         let again = std::mem::replace(&mut link.was_up, true);
         let mut setup = Vec::new();
         if let Some(pw) = &password {
