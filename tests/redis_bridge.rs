@@ -469,3 +469,30 @@ fn a_silent_redis_is_noticed_by_the_ping_timeout() {
     wait_metric(&a, "loopchat_bridge_reconnects_total", |v| v >= 1);
     wait_channels(&a, 2);
 }
+
+/// Without `--redis` there is no bridge at all: no bridge metrics, no
+/// socket besides the listener, and a private line to an unknown nick is
+/// refused at once, as always.
+#[test]
+fn without_redis_nothing_of_the_bridge_exists() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.join("alice");
+    alice.send("/msg nobody hi");
+    alice.expect("! No such user: nobody.");
+    let mut http = TcpStream::connect(s.addr).expect("connect");
+    http.set_read_timeout(Some(common::LINE_TIMEOUT)).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = http.read_to_string(&mut text);
+    assert!(text.contains("loopchat_users 1"), "{text}");
+    assert!(!text.contains("loopchat_bridge_"), "{text}");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", s.pid())).expect("fds");
+    let sockets = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.to_string_lossy().starts_with("socket:"))
+        .count();
+    // The listener, alice, the signal pipe (signal-hook-mio: a UnixStream
+    // pair), and the /metrics request if it is not closed yet: 4 or 5.
+    // The bridge's two links would make it 6 or more.
+    assert!(sockets <= 5, "{sockets} sockets: a bridge link?");
+}
