@@ -17,6 +17,8 @@
 //!                                                 frame lines, feed the Hub,
 //!                                                 which queues output
 //!                                  queue_flush(k) (when WRITABLE)
+//!                     bridge::CMD/SUB -> bridge_event() (`--redis`: replies
+//!                                  and pushes from Redis, to the hub)
 //!                  ▼
 //!   carried-over reads, due timers (rate limit, timeouts, linger)
 //!                  ▼
@@ -28,6 +30,8 @@
 //!                   then flush and free again for its answer; new accounts
 //!                   are held and saved together (commit_accounts), and
 //!                   answered only once saved
+//!                  ▼
+//!   bridge_end_of_turn(): with --redis, write the links' buffers
 //!                  ▼
 //!   housekeeping: compact_timers() once the timer heap has doubled;
 //!                 trim_heap_if_quiet() on a turn that did nothing
