@@ -211,6 +211,15 @@ pub struct Config {
     pub new_accounts_per_ip: u32,
     /// New accounts per minute on the whole server; 0 = unlimited.
     pub new_accounts_per_minute: u32,
+    /// `--redis`: bridge to other processes through this Redis (see
+    /// [`crate::bridge`]); `None`: a standalone server.
+    pub redis: Option<crate::bridge::Target>,
+    /// `--node-id`: this process's name on the bridge (default: host name
+    /// and process id).
+    pub node_id: Option<String>,
+    /// `--reuse-port`: SO_REUSEPORT on the listening sockets, so several
+    /// processes share one port.
+    pub reuse_port: bool,
 }
 
 impl Default for Config {
@@ -246,6 +255,9 @@ impl Default for Config {
             accounts: None,
             new_accounts_per_ip: DEFAULT_NEW_ACCOUNTS_PER_IP,
             new_accounts_per_minute: DEFAULT_NEW_ACCOUNTS_PER_MINUTE,
+            redis: None,
+            node_id: None,
+            reuse_port: false,
         }
     }
 }
@@ -501,6 +513,23 @@ fn options() -> getopts::Options {
         "remove account NAME from --accounts FILE and exit; works beside a running server, which re-reads FILE on SIGHUP",
         "NAME",
     );
+    o.optopt(
+        "",
+        "redis",
+        "bridge rooms and private lines with other loopchat processes through this Redis (docs/scale-out.md); the host name is resolved once, at start",
+        "HOST:PORT|redis://[:PASSWORD@]HOST:PORT[/DB]",
+    );
+    o.optopt(
+        "",
+        "node-id",
+        "this process's name on the Redis bridge (default: host name and process id)",
+        "ID",
+    );
+    o.optflag(
+        "",
+        "reuse-port",
+        "set SO_REUSEPORT on the listening sockets, so several processes share a port (the kernel spreads connections over them)",
+    );
     o.optflag("h", "help", "print this help");
     o.optflag("V", "version", "print the version");
     o
@@ -665,6 +694,19 @@ pub fn parse_args<I: IntoIterator<Item = String>>(args: I) -> Result<Command, St
     if let Some(v) = m.opt_str("new-accounts-per-minute") {
         c.new_accounts_per_minute = parse_num("--new-accounts-per-minute", &v, NEW_ACCOUNTS_RANGE)?;
     }
+    if let Some(v) = m.opt_str("redis") {
+        c.redis = Some(crate::bridge::Target::parse(&v)?);
+    }
+    if let Some(v) = m.opt_str("node-id") {
+        let ok = (1..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(format!(
+                "--node-id: {v:?}: use 1 to 64 printable characters, no spaces"
+            ));
+        }
+        c.node_id = Some(v);
+    }
+    c.reuse_port = m.opt_present("reuse-port");
     c.limit_loopback = m.opt_present("limit-loopback");
     c.timestamps = m.opt_present("timestamps");
     c.log_file = m.opt_str("log-file").map(PathBuf::from);

@@ -25,7 +25,8 @@ use std::time::{Duration, Instant};
 
 use crate::accounts::{AuthJob, AuthOutcome};
 use crate::chat::{
-    Audience, ConnId, ConnTable, Core, Event, LeaveReason, Refusal, Request, Sink, Stage,
+    Audience, ConnId, ConnTable, Core, Event, LeaveReason, Refusal, Relay, Request, Sink, Stage,
+    TextKind, Watch,
 };
 use crate::dialect::irc::{self, IrcConfig, IrcConn};
 use crate::dialect::{Dialect, line, sniff};
@@ -70,6 +71,14 @@ pub trait Outbox {
     /// clients echo nothing, or mask passwords themselves.
     fn password_prompt(&mut self, conn: ConnId, on: bool) {
         let _ = (conn, on);
+    }
+    /// Bridging: other processes must hear `relay` (see [`Sink::relay`]).
+    fn relay(&mut self, conn: ConnId, relay: &Relay<'_>) {
+        let _ = (conn, relay);
+    }
+    /// Bridging: listen (`on`) or stop listening to `what`.
+    fn watch(&mut self, what: Watch<'_>, on: bool) {
+        let _ = (what, on);
     }
 }
 
@@ -164,6 +173,41 @@ impl Hub {
     /// [`Core::set_quiet_joins_above`].
     pub fn set_quiet_joins_above(&mut self, n: Option<usize>) {
         self.core.set_quiet_joins_above(n);
+    }
+
+    /// Turns bridging on (see [`Core::set_bridged`]).
+    pub fn set_bridged(&mut self, on: bool) {
+        self.core.set_bridged(on);
+    }
+
+    /// What process `node` told the bridge (see [`Core::remote`]): told to
+    /// the local members concerned, rendered once per dialect.
+    pub fn remote(&mut self, node: &str, relay: &Relay<'_>, out: &mut impl Outbox) {
+        let (core, mut sink) = self.split(out);
+        core.remote(node, relay, &mut sink);
+    }
+
+    /// The bridge's answer for a private line `conn` sent to a nickname
+    /// not here (see [`Core::private_outcome`]).
+    pub fn private_outcome(
+        &mut self,
+        conn: ConnId,
+        to: &str,
+        text: &str,
+        kind: TextKind,
+        delivered: bool,
+        out: &mut impl Outbox,
+    ) {
+        let (core, mut sink) = self.split(out);
+        core.private_outcome(conn, to, text, kind, delivered, &mut sink);
+    }
+
+    /// The bridge lost Redis: members of other processes are forgotten
+    /// (see [`Core::forget_remote`]).
+    pub fn forget_remote(&mut self, out: &mut impl Outbox) {
+        let reason = LeaveReason::Quit(Some("lost the link to the other servers".into()));
+        let (core, mut sink) = self.split(out);
+        core.forget_remote(&reason, &mut sink);
     }
 
     /// The loop's time for this turn.
@@ -628,6 +672,14 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
             self.out.password_prompt(conn, on);
         }
     }
+
+    fn relay(&mut self, conn: ConnId, relay: &Relay<'_>) {
+        self.out.relay(conn, relay);
+    }
+
+    fn watch(&mut self, what: Watch<'_>, on: bool) {
+        self.out.watch(what, on);
+    }
 }
 
 #[cfg(test)]
@@ -927,6 +979,124 @@ pub(crate) mod tests {
             out.take(0),
             ["* You are alone in the room; nobody received that."]
         );
+    }
+
+    /// An outbox that also records what the bridge would carry.
+    #[derive(Default)]
+    struct Bridged {
+        out: Recorder,
+        relays: Vec<String>,
+        watches: Vec<String>,
+    }
+
+    impl Outbox for Bridged {
+        fn send(&mut self, to: ConnId, line: &[u8]) {
+            self.out.send(to, line);
+        }
+        fn close(&mut self, conn: ConnId) {
+            self.out.close(conn);
+        }
+        fn relay(&mut self, conn: ConnId, relay: &Relay<'_>) {
+            self.relays.push(format!("{conn} {relay:?}"));
+        }
+        fn watch(&mut self, what: Watch<'_>, on: bool) {
+            self.watches.push(format!("{what:?} {on}"));
+        }
+    }
+
+    /// With bridging on, the core relays what others must hear and
+    /// watches its rooms and nicks; what other processes say reaches
+    /// local members in their grammar, and `/who` lists remote members.
+    #[test]
+    fn bridged_core_relays_and_hears_remote_members() {
+        let mut room = Hub::new(4096);
+        room.set_bridged(true);
+        let mut out = Bridged::default();
+        room.connected(0, &mut out);
+        room.handle_frame(0, Frame::Line(b"alice"), &mut out);
+        assert_eq!(
+            out.watches,
+            ["Nick(\"alice\") true", "Room(\"#lobby\") true"]
+        );
+        assert_eq!(
+            out.relays,
+            [r##"0 Entered { room: "#lobby", nick: "alice", user: "alice" }"##]
+        );
+        out.relays.clear();
+        out.out.sent.clear();
+        let said = |text| Relay::Said {
+            room: "#Lobby",
+            nick: "bob",
+            user: "bob",
+            text,
+            kind: TextKind::Plain,
+        };
+        room.remote("B", &said("hi"), &mut out);
+        assert_eq!(
+            out.out.take(0),
+            ["[bob] hi"],
+            "a quiet JOIN is not shown to line users"
+        );
+        room.remote(
+            "B",
+            &Relay::Entered {
+                room: "#lobby",
+                nick: "bob",
+                user: "bob",
+            },
+            &mut out,
+        );
+        assert!(out.out.take(0).is_empty(), "bob is known already");
+        room.handle_frame(0, Frame::Line(b"/who"), &mut out);
+        assert_eq!(out.out.take(0), ["* 2 users online: alice, bob"]);
+        room.handle_frame(0, Frame::Line(b"yo"), &mut out);
+        assert_eq!(
+            out.relays,
+            [
+                r##"0 Said { room: "#lobby", nick: "alice", user: "alice", text: "yo", kind: Plain }"##
+            ]
+        );
+        out.relays.clear();
+        room.handle_frame(0, Frame::Line(b"/msg carol psst"), &mut out);
+        assert!(
+            out.out.take(0).is_empty(),
+            "the answer waits for the bridge"
+        );
+        assert_eq!(out.relays.len(), 1);
+        room.private_outcome(0, "carol", "psst", TextKind::Plain, false, &mut out);
+        assert_eq!(out.out.take(0), ["! No such user: carol."]);
+        let renamed = Relay::Renamed {
+            room: "#lobby",
+            old: "bob",
+            user: "bob",
+            new: "rob",
+        };
+        room.remote("B", &renamed, &mut out);
+        room.remote("B", &renamed, &mut out);
+        assert_eq!(out.out.take(0), ["* bob is now known as rob"], "once");
+        let quit = Relay::Quit {
+            room: "#lobby",
+            nick: "rob",
+            user: "bob",
+            reason: LeaveReason::Closed,
+        };
+        room.remote("B", &quit, &mut out);
+        assert_eq!(
+            out.out.take(0),
+            ["* rob has left the room (connection closed)"]
+        );
+        room.remote("B", &Relay::Sync { room: "#lobby" }, &mut out);
+        assert_eq!(
+            out.relays.last().map(String::as_str),
+            Some(r##"0 Here { room: "#lobby", nick: "alice", user: "alice" }"##)
+        );
+        out.watches.clear();
+        room.disconnected(0, &LeaveReason::Closed, &mut out);
+        assert_eq!(
+            out.watches,
+            ["Nick(\"alice\") false", "Room(\"#lobby\") false"]
+        );
+        room.check_consistency().unwrap();
     }
 
     #[test]

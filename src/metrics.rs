@@ -83,6 +83,9 @@ pub struct Snapshot {
     pub cpu_seconds: f64,
     pub open_fds: u64,
     pub start_time_seconds: f64,
+    /// `--redis`: the bridge's counters (the `loopchat_bridge_*` metrics
+    /// are only shown when bridging is on).
+    pub bridge: Option<crate::bridge::Figures>,
 }
 
 /// The Prometheus text exposition of `s`.
@@ -261,7 +264,67 @@ pub fn render(s: &Snapshot) -> String {
         "Start time of the process since the Unix epoch in seconds.",
         format!("{:.0}", s.start_time_seconds),
     );
+    if let Some(b) = &s.bridge {
+        bridge(&mut out, b);
+    }
     out
+}
+
+/// The `loopchat_bridge_*` metrics (`--redis`).
+fn bridge(out: &mut String, b: &crate::bridge::Figures) {
+    let rows: [(&str, &str, &str, u64); 8] = [
+        (
+            "loopchat_bridge_up",
+            "gauge",
+            "1 while both links to Redis are up.",
+            u64::from(b.up),
+        ),
+        (
+            "loopchat_bridge_published_total",
+            "counter",
+            "Messages PUBLISHed to Redis (lines, joins, leaves, renames, private lines, presence).",
+            b.published,
+        ),
+        (
+            "loopchat_bridge_received_total",
+            "counter",
+            "Messages from other processes received through Redis (own echoes not counted).",
+            b.received,
+        ),
+        (
+            "loopchat_bridge_gaps_total",
+            "counter",
+            "Messages from other processes missing in their per-room sequence numbers.",
+            b.gaps,
+        ),
+        (
+            "loopchat_bridge_reconnects_total",
+            "counter",
+            "Links to Redis established again after being lost.",
+            b.reconnects,
+        ),
+        (
+            "loopchat_bridge_lost_total",
+            "counter",
+            "Messages not published because the link to Redis was down.",
+            b.lost,
+        ),
+        (
+            "loopchat_bridge_unreadable_total",
+            "counter",
+            "Messages from Redis that were not loopchat envelopes.",
+            b.unreadable,
+        ),
+        (
+            "loopchat_bridge_channels",
+            "gauge",
+            "Redis channels subscribed (rooms with local members, local nicknames).",
+            b.subscribed,
+        ),
+    ];
+    for (name, kind, help, value) in rows {
+        metric(out, name, kind, help, value.to_string());
+    }
 }
 
 /// One unlabelled metric: its help, its type and its value.
@@ -324,8 +387,13 @@ mod tests {
         s.totals.lines = 3;
         s.totals.count_cut("sendq");
         s.connections = vec![(("tcp", "line"), 2), (("websocket", "irc"), 1)];
+        s.bridge = Some(crate::bridge::Figures {
+            gaps: 2,
+            ..Default::default()
+        });
         let text = render(&s);
         assert!(text.contains("loopchat_lines_received_total 3\n"), "{text}");
+        assert!(text.contains("loopchat_bridge_gaps_total 2\n"), "{text}");
         assert!(text.contains("loopchat_disconnects_total{reason=\"sendq\"} 1\n"));
         assert!(text.contains("loopchat_connections{transport=\"websocket\",dialect=\"irc\"} 1\n"));
         let mut typed = std::collections::HashSet::new();

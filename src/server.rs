@@ -17,6 +17,8 @@
 //!                                                 frame lines, feed the Hub,
 //!                                                 which queues output
 //!                                  queue_flush(k) (when WRITABLE)
+//!                     bridge::CMD/SUB -> bridge_event() (`--redis`: replies
+//!                                  and pushes from Redis, to the hub)
 //!                  ▼
 //!   carried-over reads, due timers (rate limit, timeouts, linger)
 //!                  ▼
@@ -28,6 +30,8 @@
 //!                   then flush and free again for its answer; new accounts
 //!                   are held and saved together (commit_accounts), and
 //!                   answered only once saved
+//!                  ▼
+//!   bridge_end_of_turn(): with --redis, write the links' buffers
 //!                  ▼
 //!   housekeeping: compact_timers() once the timer heap has doubled;
 //!                 trim_heap_if_quiet() on a turn that did nothing
@@ -77,7 +81,8 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::accounts::{self, Accounts, AuthJob, AuthOutcome, NewAccountBudget, Rate, Scope};
-use crate::chat::{ConnId, Event, LeaveReason, Refusal};
+use crate::bridge::{self, Bridge};
+use crate::chat::{ConnId, Event, LeaveReason, Refusal, Relay, Watch};
 use crate::config::{self, Config};
 use crate::dialect::line;
 use crate::framing::{Frame, LineFramer};
@@ -265,6 +270,8 @@ struct Mailer<'a> {
     broken: &'a mut Vec<usize>,
     timers: &'a mut Timers,
     auth_queue: &'a mut VecDeque<QueuedAuth>,
+    /// `--redis`: relays and watches go to the bridge's buffers.
+    bridge: Option<&'a mut Bridge>,
     now: Instant,
 }
 
@@ -465,6 +472,19 @@ impl Outbox for Mailer<'_> {
         self.timers.schedule(at, Timer::InviteExpiry);
     }
 
+    fn relay(&mut self, conn: ConnId, relay: &Relay<'_>) {
+        let serial = self.conns.get(conn).map_or(0, |c| c.serial);
+        if let Some(bridge) = self.bridge.as_deref_mut() {
+            bridge.publish(conn, serial, relay);
+        }
+    }
+
+    fn watch(&mut self, what: Watch<'_>, on: bool) {
+        if let Some(bridge) = self.bridge.as_deref_mut() {
+            bridge.watch(what, on);
+        }
+    }
+
     /// Only to telnet clients (see [`LineFramer::set_echo`]).
     fn password_prompt(&mut self, conn: ConnId, on: bool) {
         let Some(c) = self.conns.get_mut(conn) else {
@@ -593,15 +613,31 @@ pub struct Server {
     /// Scratch for one TLS read: the plaintext, and the records to send.
     tls_plain: Vec<u8>,
     tls_records: Vec<u8>,
+    /// `--redis`: the links to Redis and what they carry (see
+    /// [`crate::bridge`]). `None`: nothing of it exists.
+    bridge: Option<Bridge>,
+    /// The earliest `Timer::Bridge` in the heap.
+    bridge_wake: Option<Instant>,
 }
 
 /// Creates the listening socket: non-blocking, `SO_REUSEADDR` (so a
 /// restarted server can bind while old connections sit in TIME_WAIT), and
 /// a backlog of [`config::LISTEN_BACKLOG`].
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    bind_with(addr, false)
+}
+
+/// [`bind`], and with `reuse_port` also `SO_REUSEPORT` (`--reuse-port`):
+/// several processes may then listen on the same port, each with its own
+/// socket, and the kernel spreads new connections over them (by a hash of
+/// the addresses). Every process must set it, as the same user.
+pub fn bind_with(addr: SocketAddr, reuse_port: bool) -> io::Result<TcpListener> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
     socket.set_reuse_address(true)?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     socket.bind(&addr.into())?;
     socket.listen(config::LISTEN_BACKLOG)?;
     socket.set_nonblocking(true)?;
@@ -735,7 +771,22 @@ impl Server {
             handshakes: 0,
             tls_plain: Vec::new(),
             tls_records: Vec::new(),
+            bridge: None,
+            bridge_wake: None,
         })
+    }
+
+    /// Turns the Redis bridge on (`--redis`): `addr` is `target` resolved
+    /// (before the loop: resolving may block), `node` this process's id.
+    /// The links connect at the loop's first turn.
+    pub fn set_bridge(&mut self, target: bridge::Target, addr: SocketAddr, node: String) {
+        info!(
+            "bridge: node {node}, Redis at {}:{} ({addr})",
+            target.host, target.port
+        );
+        self.bridge = Some(Bridge::new(target, addr, node, self.now));
+        self.hub.set_bridged(true);
+        self.schedule_bridge_tick();
     }
 
     /// Turns accounts on, with `store` loaded from the accounts file.
@@ -754,7 +805,14 @@ impl Server {
             // until the next timer or queued password check, whichever is
             // first (zero if one may run now).
             let now = Instant::now();
-            let timeout = if self.wants_accept() || !self.unread.is_empty() || !self.held.is_empty()
+            let bridge_unread = self
+                .bridge
+                .as_ref()
+                .is_some_and(|b| b.unread().next().is_some());
+            let timeout = if self.wants_accept()
+                || !self.unread.is_empty()
+                || !self.held.is_empty()
+                || bridge_unread
             {
                 Some(Duration::ZERO)
             } else {
@@ -790,7 +848,8 @@ impl Server {
             let carried = std::mem::take(&mut self.unread);
             // Whether this turn reads, writes or fires anything (see
             // `trim_heap_if_quiet`); timers are counted below.
-            let mut busy = !events.is_empty() || !carried.is_empty() || self.wants_accept();
+            let mut busy =
+                !events.is_empty() || !carried.is_empty() || self.wants_accept() || bridge_unread;
 
             for event in events.iter() {
                 let token = event.token();
@@ -800,6 +859,8 @@ impl Server {
                 } else if let Some(i) = self.listener_index(token) {
                     self.turn.accepts += 1;
                     self.accept(i);
+                } else if token == bridge::CMD || token == bridge::SUB {
+                    self.bridge_event(token);
                 } else {
                     let Token(k) = token;
                     if event.is_writable() {
@@ -825,6 +886,12 @@ impl Server {
                     self.read_from(k);
                 }
             }
+            if bridge_unread {
+                let tokens: Vec<Token> = self.bridge.iter().flat_map(Bridge::unread).collect();
+                for token in tokens {
+                    self.bridge_event(token);
+                }
+            }
             self.run_timers();
             busy |= self.turn.timers > 0;
             self.flush_pending();
@@ -836,6 +903,9 @@ impl Server {
                 busy = true;
                 self.flush_pending();
                 self.free_closed();
+            }
+            if self.bridge.is_some() {
+                self.bridge_end_of_turn();
             }
             if self.timers.needs_compaction() {
                 self.compact_timers();
@@ -1777,6 +1847,13 @@ impl Server {
                     let (hub, mut out) = self.split();
                     hub.expire_invites(&mut out);
                 }
+                Timer::Bridge => {
+                    self.bridge_wake = None;
+                    if let Some(b) = self.bridge.as_mut() {
+                        b.tick(self.poll.registry(), self.now);
+                    }
+                    self.bridge_deliver();
+                }
             }
         }
     }
@@ -1799,7 +1876,9 @@ impl Server {
             Timer::RegisterDeadline { key, serial } => open(key, serial) && !hub.is_joined(key),
             Timer::IdleCheck { key, serial } | Timer::Greet { key, serial } => open(key, serial),
             Timer::Refill { key, serial } | Timer::Linger { key, serial } => same(key, serial),
-            Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::InviteExpiry => true,
+            Timer::ResumeAccept | Timer::ShutdownDeadline | Timer::InviteExpiry | Timer::Bridge => {
+                true
+            }
         });
         debug!(
             "timers: dropped {} dead of {before} entries",
@@ -2125,6 +2204,85 @@ impl Server {
         }
     }
 
+    /// A readiness event on one of the bridge's links: connect completes,
+    /// replies and pushes are read; what arrived is given to the hub.
+    fn bridge_event(&mut self, token: Token) {
+        if let Some(b) = self.bridge.as_mut() {
+            b.on_event(token, self.poll.registry(), self.now);
+        }
+        self.bridge_deliver();
+    }
+
+    /// Hands the hub what the bridge has for it: other processes' events,
+    /// answers for private lines, the loss of the subscriber link; and
+    /// publishes a `Sync` for each room newly subscribed. Returns whether
+    /// there was anything.
+    fn bridge_deliver(&mut self) -> bool {
+        let Some(b) = self.bridge.as_mut() else {
+            return false;
+        };
+        let lost = b.take_lost_remote();
+        let inbound = b.take_inbound();
+        let outcomes = b.take_outcomes();
+        let to_sync = b.take_to_sync();
+        let any = lost || !inbound.is_empty() || !outcomes.is_empty() || !to_sync.is_empty();
+        if lost {
+            let (hub, mut out) = self.split();
+            hub.forget_remote(&mut out);
+        }
+        for payload in &inbound {
+            // Checked by the bridge already; read again here, borrowing.
+            if let Ok(env) = bridge::envelope::decode(payload) {
+                let (hub, mut out) = self.split();
+                hub.remote(env.node, &env.relay, &mut out);
+            }
+        }
+        for o in outcomes {
+            let w = o.wait;
+            if self.live(w.conn, w.serial) {
+                let (hub, mut out) = self.split();
+                hub.private_outcome(w.conn, &w.to, &w.text, w.kind, o.delivered, &mut out);
+            }
+        }
+        if let Some(b) = self.bridge.as_mut() {
+            for room in &to_sync {
+                b.publish(usize::MAX, 0, &Relay::Sync { room });
+            }
+            b.put_back(inbound);
+        }
+        any
+    }
+
+    /// End of turn with `--redis`: write the bridge's buffers (a link that
+    /// fails is dropped, which may answer private lines: those answers are
+    /// delivered and flushed at once, not left for a turn that may never
+    /// come), and keep a `Timer::Bridge` for its next ping or reconnect.
+    fn bridge_end_of_turn(&mut self) {
+        for _ in 0..2 {
+            if let Some(b) = self.bridge.as_mut() {
+                b.flush(self.poll.registry(), self.now);
+            }
+            if !self.bridge_deliver() {
+                break;
+            }
+            self.flush_pending();
+            self.free_closed();
+        }
+        self.schedule_bridge_tick();
+    }
+
+    /// Puts a `Timer::Bridge` in the heap for the bridge's next deadline,
+    /// unless one at least as early is there.
+    fn schedule_bridge_tick(&mut self) {
+        let Some(at) = self.bridge.as_ref().map(Bridge::wake_at) else {
+            return;
+        };
+        if self.bridge_wake.is_none_or(|w| at < w) {
+            self.timers.schedule(at, Timer::Bridge);
+            self.bridge_wake = Some(at);
+        }
+    }
+
     /// Whether `key` still holds the connection `serial` and it is open.
     fn live(&self, key: usize, serial: u64) -> bool {
         self.conns
@@ -2229,6 +2387,7 @@ impl Server {
             cpu_seconds,
             open_fds,
             start_time_seconds: self.started_unix,
+            bridge: self.bridge.as_ref().map(Bridge::figures),
         })
     }
 
@@ -2245,6 +2404,7 @@ impl Server {
                 broken: &mut self.broken,
                 timers: &mut self.timers,
                 auth_queue: &mut self.auth_queue,
+                bridge: self.bridge.as_mut(),
                 now: self.now,
             },
         )

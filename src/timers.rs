@@ -39,6 +39,9 @@ pub enum Timer {
     ShutdownDeadline,
     /// A private-conversation invitation is due to expire (the room asked).
     InviteExpiry,
+    /// The Redis bridge's next deadline: a reconnect after backoff, a
+    /// PING, a PING or connect timeout (see [`crate::bridge`]).
+    Bridge,
 }
 
 /// How long `poll()` may sleep from `now` to wake at `at` (zero if past).
@@ -69,6 +72,7 @@ impl Timer {
             Timer::ResumeAccept => "ResumeAccept",
             Timer::ShutdownDeadline => "ShutdownDeadline",
             Timer::InviteExpiry => "InviteExpiry",
+            Timer::Bridge => "Bridge",
         }
     }
 }

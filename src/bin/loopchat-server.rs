@@ -86,7 +86,7 @@ fn main() -> ExitCode {
             );
             (passed.main, passed.irc, passed.tls)
         }
-        Ok(None) => match loopchat::server::bind(config.listen) {
+        Ok(None) => match loopchat::server::bind_with(config.listen, config.reuse_port) {
             Ok(l) => (l, Vec::new(), Vec::new()),
             Err(e) => {
                 eprintln!("loopchat-server: cannot listen on {}: {e}", config.listen);
@@ -116,7 +116,7 @@ fn main() -> ExitCode {
         }
     }
     for want in config.irc_listen.clone() {
-        match loopchat::server::bind(want) {
+        match loopchat::server::bind_with(want, config.reuse_port) {
             Ok(l) => {
                 let addr = l.local_addr().map_or(want, |a| a);
                 println!("irc listening on {addr}");
@@ -130,7 +130,7 @@ fn main() -> ExitCode {
         }
     }
     for want in config.tls_listen.clone() {
-        match loopchat::server::bind(want) {
+        match loopchat::server::bind_with(want, config.reuse_port) {
             Ok(l) => {
                 let addr = l.local_addr().map_or(want, |a| a);
                 println!("tls listening on {addr}");
@@ -163,7 +163,25 @@ fn serve(
     config: Config,
     store: Option<Accounts>,
 ) -> std::io::Result<()> {
+    // Resolved here, once, before the loop: getaddrinfo blocks, and the
+    // loop must not (docs/scale-out.md).
+    let bridge = match &config.redis {
+        Some(target) => {
+            let addr = target
+                .resolve()
+                .map_err(|e| std::io::Error::other(format!("--redis {}: {e}", target.host)))?;
+            let node = config
+                .node_id
+                .clone()
+                .unwrap_or_else(loopchat::bridge::default_node_id);
+            Some((target.clone(), addr, node))
+        }
+        None => None,
+    };
     let mut server = loopchat::server::Server::new(listener, config)?;
+    if let Some((target, addr, node)) = bridge {
+        server.set_bridge(target, addr, node);
+    }
     for socket in irc_listeners {
         server.add_irc_listener(socket)?;
     }

@@ -22,7 +22,8 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{
-    Audience, ConnId, Event, LeaveReason, NameHolder, Request, RoomId, Sink, Stage, TextKind,
+    Audience, ConnId, Event, LeaveReason, NameHolder, Relay, Request, RoomId, Sink, Stage,
+    TextKind, Watch,
 };
 use super::{ConnTable, RoomError, validate_room};
 use crate::accounts::{AuthJob, AuthOutcome};
@@ -130,6 +131,26 @@ struct Channel {
     /// spoken here since, sorted. Empty, and so without an allocation,
     /// unless the room has been above the threshold.
     hidden: Vec<ConnId>,
+    /// With bridging on: the members on other processes that we know of,
+    /// in the order we heard of them. Empty (no allocation) otherwise.
+    remote: Vec<RemoteMember>,
+}
+
+/// A member of a room on another process (see [`Core::remote`]).
+#[derive(Debug, Clone)]
+struct RemoteMember {
+    node: Box<str>,
+    nick: Box<str>,
+    user: Box<str>,
+}
+
+impl Channel {
+    /// Where (`node`, `nick`) is in the remote list.
+    fn remote_at(&self, node: &str, nick: &str) -> Option<usize> {
+        self.remote
+            .iter()
+            .position(|r| &*r.node == node && r.nick.eq_ignore_ascii_case(nick))
+    }
 }
 
 impl Channel {
@@ -140,6 +161,7 @@ impl Channel {
             members: Vec::new(),
             topic: None,
             hidden: Vec::new(),
+            remote: Vec::new(),
         }
     }
 
@@ -202,6 +224,9 @@ pub struct RoomView<'a> {
     pub name: &'a str,
     /// `(connection, nick, user)` in join order.
     pub members: Vec<(ConnId, &'a str, &'a str)>,
+    /// `(nick, user)` of members on other processes (bridging only), in
+    /// the order we heard of them.
+    pub remote: Vec<(&'a str, &'a str)>,
     /// The topic and who set it.
     pub topic: Option<(&'a str, &'a str)>,
 }
@@ -234,6 +259,9 @@ pub struct Core {
     /// members are not announced, and leaves from one are not told to line
     /// users. `None`: off.
     quiet_above: Option<usize>,
+    /// Bridging (`--redis`) is on: rooms and nicknames are watched, and
+    /// what other processes must hear goes to [`Sink::relay`].
+    bridged: bool,
 }
 
 impl Core {
@@ -291,6 +319,14 @@ impl Core {
     /// Whether a room of `len` members is above `--quiet-joins-above`.
     fn is_big(&self, len: usize) -> bool {
         self.quiet_above.is_some_and(|n| len > n)
+    }
+
+    /// Turns bridging on (`--redis`): from now on the core tells its sink
+    /// which rooms and nicknames to watch and what to relay, and a private
+    /// line to a nickname it does not know is relayed instead of refused.
+    /// Call before anyone joins.
+    pub fn set_bridged(&mut self, on: bool) {
+        self.bridged = on;
     }
 
     /// Gives the core the loop's current time (once per turn), so that
@@ -379,6 +415,7 @@ impl Core {
                 .filter_map(|&c| Some((c, self.nick(c)?, self.user(c)?)))
                 .collect(),
             topic: room.topic.as_ref().map(|(t, by)| (t.as_str(), by.as_str())),
+            remote: room.remote.iter().map(|r| (&*r.nick, &*r.user)).collect(),
         }
     }
 
@@ -399,11 +436,12 @@ impl Core {
     }
 
     /// The nicknames of a room's members in join order, for lists.
-    fn names(&self, channel: &Channel) -> Vec<&str> {
+    fn names<'a>(&'a self, channel: &'a Channel) -> Vec<&'a str> {
         channel
             .members
             .iter()
             .filter_map(|&c| self.nick(c))
+            .chain(channel.remote.iter().map(|r| &*r.nick))
             .collect()
     }
 
@@ -566,16 +604,45 @@ impl Core {
             quiet,
         };
         self.to_knowers(conn, &member.rooms, false, &event(false), &event(true), out);
+        if self.bridged {
+            out.watch(Watch::Nick(&nick.to_ascii_lowercase()), false);
+            let user = member.user.as_deref().unwrap_or(&nick);
+            for key in member.rooms.iter() {
+                if let Some(room) = self.rooms.get(key) {
+                    let relay = Relay::Quit {
+                        room: &room.name,
+                        nick: &nick,
+                        user,
+                        reason: reason.clone(),
+                    };
+                    out.relay(conn, &relay);
+                }
+            }
+        }
         for key in member.rooms.iter() {
-            self.leave_room(conn, key);
+            self.leave_room(conn, key, out);
         }
     }
 
     /// The server is stopping: tell everyone and close every connection.
     pub fn shutdown(&mut self, out: &mut impl Sink) {
-        for (conn, _) in self.members.iter() {
+        for (conn, m) in self.members.iter() {
             out.emit(Audience::One(conn), &Event::ShuttingDown);
             out.close(conn);
+            if let (true, Some(nick)) = (self.bridged, m.nick.as_deref()) {
+                // Other processes see our users leave (the loop still
+                // writes to Redis while it drains).
+                let reason = LeaveReason::Quit(Some("server shutting down".into()));
+                for room in m.rooms.iter().filter_map(|key| self.rooms.get(key)) {
+                    let relay = Relay::Quit {
+                        room: &room.name,
+                        nick,
+                        user: m.user.as_deref().unwrap_or(nick),
+                        reason: reason.clone(),
+                    };
+                    out.relay(conn, &relay);
+                }
+            }
         }
         self.members.clear();
         self.registered.clear();
@@ -730,6 +797,9 @@ impl Core {
         }
         log::info!("#{conn} joined as {nick}");
         self.registered.push(conn);
+        if self.bridged {
+            out.watch(Watch::Nick(&nick.to_ascii_lowercase()), true);
+        }
         let Some(many) = self.members.get(conn).map(|m| m.many) else {
             return;
         };
@@ -789,14 +859,36 @@ impl Core {
                 m.rooms.push(Rc::clone(shared));
             }
         }
+        if self.bridged {
+            let (Some(room), Some(nick), Some(user)) =
+                (self.rooms.get(key), self.nick(conn), self.user(conn))
+            else {
+                return;
+            };
+            if room.members.len() == 1 {
+                out.watch(Watch::Room(key), true);
+            }
+            let relay = Relay::Entered {
+                room: &room.name,
+                nick,
+                user,
+            };
+            out.relay(conn, &relay);
+        }
     }
 
     /// Takes `conn` out of room `key` (deleting the room if that empties
-    /// it and it is not the default). Tells nobody.
-    fn leave_room(&mut self, conn: ConnId, key: &str) {
+    /// it and it is not the default). Tells nobody; with bridging, stops
+    /// watching the room once no local member is left (and forgets its
+    /// remote members: we no longer hear of them).
+    fn leave_room(&mut self, conn: ConnId, key: &str, out: &mut impl Sink) {
         if let Some(room) = self.rooms.get_mut(key) {
             room.members.retain(|&c| c != conn);
             room.unhide(conn);
+            if room.members.is_empty() && self.bridged {
+                out.watch(Watch::Room(key), false);
+                room.remote = Vec::new();
+            }
             if room.members.is_empty() && key != self.default_room {
                 self.rooms.remove(key);
             }
@@ -841,7 +933,7 @@ impl Core {
             .clone();
         let reason = LeaveReason::Moved(target.clone());
         self.announce_leave(conn, &old, &reason, false, out);
-        self.leave_room(conn, &old);
+        self.leave_room(conn, &old, out);
         log::info!("{nick} (#{conn}) moved to {target}");
         if let Some(room) = self.rooms.get(&*key) {
             let others = self.names(room);
@@ -905,7 +997,7 @@ impl Core {
         }
         let reason = LeaveReason::Part(reason.map(str::to_string));
         self.announce_leave(conn, &key, &reason, true, out);
-        self.leave_room(conn, &key);
+        self.leave_room(conn, &key, out);
     }
 
     /// Tells room `key` that `conn`, still in it, is leaving it: everyone
@@ -932,6 +1024,15 @@ impl Core {
             quiet,
         };
         let quiet = self.is_big(room.members.len());
+        if self.bridged {
+            let relay = Relay::Left {
+                room: &room.name,
+                nick,
+                user,
+                reason: reason.clone(),
+            };
+            out.relay(conn, &relay);
+        }
         if !room.is_hidden(conn) {
             let to = Audience::Members {
                 members: &room.members,
@@ -1163,8 +1264,19 @@ impl Core {
         else {
             return;
         };
+        let relay = Relay::Said {
+            room: &channel.name,
+            nick: from,
+            user,
+            text,
+            kind,
+        };
         if channel.members.len() <= 1 {
-            if !quiet {
+            if self.bridged {
+                // Other processes may have members here: no "alone"
+                // notice, we cannot know that nobody is there.
+                out.relay(conn, &relay);
+            } else if !quiet {
                 out.emit(Audience::One(conn), &Event::Alone);
             }
             return;
@@ -1181,6 +1293,10 @@ impl Core {
         }
         if kind == TextKind::Plain {
             log::debug!("[{from}] {text}");
+        }
+        if self.bridged {
+            // Once, after a quiet joiner's reveal above.
+            out.relay(conn, &relay);
         }
         let event = Event::Said {
             from,
@@ -1206,12 +1322,50 @@ impl Core {
         out: &mut impl Sink,
     ) {
         let Some(&to) = self.by_nick.get(&target.to_ascii_lowercase()) else {
+            if self.bridged && protocol::validate_nick(target).is_ok() {
+                // Maybe on another process: the bridge answers through
+                // `private_outcome` once it knows.
+                let relay = Relay::Private {
+                    to: target,
+                    from: self.nick(conn).unwrap_or_default(),
+                    user: self.user(conn).unwrap_or_default(),
+                    text,
+                    kind,
+                };
+                return out.relay(conn, &relay);
+            }
             if kind != TextKind::Notice {
                 out.emit(Audience::One(conn), &Event::NoSuchUser { nick: target });
             }
             return;
         };
         self.send_private(conn, to, text, kind, out);
+    }
+
+    /// The bridge's answer to a [`Relay::Private`] from `conn`: another
+    /// process had a listener for `to` (`delivered`: the sender sees its
+    /// line as sent), or none did ("no such user"). Nothing if `conn` has
+    /// left meanwhile.
+    pub fn private_outcome(
+        &mut self,
+        conn: ConnId,
+        to: &str,
+        text: &str,
+        kind: TextKind,
+        delivered: bool,
+        out: &mut impl Sink,
+    ) {
+        if !self.is_joined(conn) {
+            return;
+        }
+        let event = if delivered {
+            Event::PrivateTo { to, text, kind }
+        } else if kind == TextKind::Notice {
+            return;
+        } else {
+            Event::NoSuchUser { nick: to }
+        };
+        out.emit(Audience::One(conn), &event);
     }
 
     /// The line to `to`, and its confirmation back to `conn` (a dialect
@@ -1383,6 +1537,22 @@ impl Core {
         let old = member.nick.replace(new.to_string()).unwrap_or_default();
         self.by_nick.remove(&old.to_ascii_lowercase());
         self.by_nick.insert(new.to_ascii_lowercase(), conn);
+        if self.bridged {
+            if !old.eq_ignore_ascii_case(new) {
+                out.watch(Watch::Nick(&old.to_ascii_lowercase()), false);
+                out.watch(Watch::Nick(&new.to_ascii_lowercase()), true);
+            }
+            let rooms: Vec<&str> = self.rooms_of(conn).collect();
+            for room in rooms {
+                let relay = Relay::Renamed {
+                    room,
+                    old: &old,
+                    user: &user,
+                    new,
+                };
+                out.relay(conn, &relay);
+            }
+        }
         log::info!("{old} (#{conn}) is now known as {new}");
         let event = Event::Renamed {
             old: &old,
@@ -1398,6 +1568,229 @@ impl Core {
             out.emit(Audience::One(conn), &event);
         } else {
             self.to_knowers(conn, &rooms, true, &event, &event, out);
+        }
+    }
+
+    /// Something that happened on process `node`, heard through the bridge
+    /// (see [`Relay`]): told to the local members of the room it concerns,
+    /// in their own dialects, like a local event. The core keeps a list of
+    /// each room's remote members from these (a simple presence: what we
+    /// heard since we started listening to the room, and the answers to
+    /// our [`Relay::Sync`]). Anything about a room without local members
+    /// (a message that crossed our unsubscribe) is dropped.
+    pub fn remote(&mut self, node: &str, relay: &Relay<'_>, out: &mut impl Sink) {
+        match relay {
+            Relay::Said {
+                room,
+                nick,
+                user,
+                text,
+                kind,
+            } => {
+                let key = room.to_ascii_lowercase();
+                // Someone we had not heard of (joined before we listened):
+                // known from now on; IRC clients see its JOIN first.
+                self.remote_enter(node, &key, nick, user, true, out);
+                let Some(channel) = self.local_room(&key) else {
+                    return;
+                };
+                let event = Event::Said {
+                    from: nick,
+                    user,
+                    room: &channel.name,
+                    text,
+                    kind: *kind,
+                };
+                Self::tell(channel, &event, out);
+            }
+            Relay::Entered { room, nick, user } => {
+                let key = room.to_ascii_lowercase();
+                self.remote_enter(node, &key, nick, user, false, out);
+            }
+            Relay::Here { room, nick, user } => {
+                let key = room.to_ascii_lowercase();
+                self.remote_enter(node, &key, nick, user, true, out);
+            }
+            Relay::Left {
+                room,
+                nick,
+                user,
+                reason,
+            } => {
+                let key = room.to_ascii_lowercase();
+                let Some(channel) = self.rooms.get_mut(&*key) else {
+                    return;
+                };
+                let Some(at) = channel.remote_at(node, nick) else {
+                    return;
+                };
+                channel.remote.remove(at);
+                let Some(channel) = self.local_room(&key) else {
+                    return;
+                };
+                let event = Event::Left {
+                    nick,
+                    user,
+                    room: &channel.name,
+                    reason,
+                    quiet: self.is_big(channel.members.len() + channel.remote.len() + 1),
+                };
+                Self::tell(channel, &event, out);
+            }
+            Relay::Quit {
+                nick, user, reason, ..
+            } => {
+                // One message per room it was in; the first removes it from
+                // every room here and tells everyone once.
+                let to = self.remote_drop(node, nick, None);
+                let event = Event::Quit {
+                    nick,
+                    user,
+                    reason,
+                    quiet: false,
+                };
+                Self::tell_some(&to, &event, out);
+            }
+            Relay::Renamed { old, user, new, .. } => {
+                let to = self.remote_drop(node, old, Some(new));
+                let event = Event::Renamed { old, user, new };
+                Self::tell_some(&to, &event, out);
+            }
+            Relay::Private {
+                to,
+                from,
+                user,
+                text,
+                kind,
+            } => {
+                let Some(conn) = self.find(to) else {
+                    return;
+                };
+                let event = Event::PrivateFrom {
+                    from,
+                    user,
+                    text,
+                    kind: *kind,
+                };
+                out.emit(Audience::One(conn), &event);
+            }
+            Relay::Sync { room } => {
+                let key = room.to_ascii_lowercase();
+                let Some(channel) = self.local_room(&key) else {
+                    return;
+                };
+                for &conn in &channel.members {
+                    if let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) {
+                        let here = Relay::Here {
+                            room: &channel.name,
+                            nick,
+                            user,
+                        };
+                        out.relay(conn, &here);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Room `key`, if it has local members (the only rooms we listen to).
+    fn local_room(&self, key: &str) -> Option<&Channel> {
+        self.rooms.get(key).filter(|r| !r.members.is_empty())
+    }
+
+    /// Adds (`node`, `nick`) to room `key`'s remote members unless it is
+    /// there; the local members are told it entered (`quiet`: only a
+    /// dialect with a member list shows it, as for a quiet local join).
+    fn remote_enter(
+        &mut self,
+        node: &str,
+        key: &str,
+        nick: &str,
+        user: &str,
+        quiet: bool,
+        out: &mut impl Sink,
+    ) {
+        let Some(channel) = self.rooms.get_mut(key).filter(|r| !r.members.is_empty()) else {
+            return;
+        };
+        if channel.remote_at(node, nick).is_some() {
+            return;
+        }
+        channel.remote.push(RemoteMember {
+            node: node.into(),
+            nick: nick.into(),
+            user: user.into(),
+        });
+        let big = self.quiet_above.is_some_and(|n| {
+            let Some(channel) = self.rooms.get(key) else {
+                return false;
+            };
+            channel.members.len() + channel.remote.len() > n
+        });
+        if big && !quiet {
+            return;
+        }
+        let Some(channel) = self.rooms.get(key) else {
+            return;
+        };
+        let event = Event::Entered {
+            nick,
+            user,
+            room: &channel.name,
+            quiet,
+        };
+        Self::tell(channel, &event, out);
+    }
+
+    /// Removes (`node`, `nick`) from every room's remote members, or with
+    /// `rename` renames it there. Returns the local members of those rooms
+    /// (sorted, once each): who must hear of it.
+    fn remote_drop(&mut self, node: &str, nick: &str, rename: Option<&str>) -> Vec<ConnId> {
+        let mut to = Vec::new();
+        for channel in self.rooms.values_mut() {
+            let Some(at) = channel.remote_at(node, nick) else {
+                continue;
+            };
+            match rename {
+                Some(new) => channel.remote[at].nick = new.into(),
+                None => {
+                    channel.remote.remove(at);
+                }
+            }
+            to.extend_from_slice(&channel.members);
+        }
+        to.sort_unstable();
+        to.dedup();
+        to
+    }
+
+    /// The bridge lost its link (Redis down): we hear nothing from the
+    /// other processes until it is back, so their members are forgotten,
+    /// and local users see them leave (IRC's netsplit). Resubscribing asks
+    /// each room again ([`Relay::Sync`]).
+    pub fn forget_remote(&mut self, reason: &LeaveReason, out: &mut impl Sink) {
+        let mut gone: Vec<(RemoteMember, Vec<ConnId>)> = Vec::new();
+        for channel in self.rooms.values_mut() {
+            for r in std::mem::take(&mut channel.remote) {
+                let known = gone
+                    .iter_mut()
+                    .find(|(g, _)| g.node == r.node && g.nick == r.nick);
+                match known {
+                    Some((_, to)) => to.extend_from_slice(&channel.members),
+                    None => gone.push((r, channel.members.clone())),
+                }
+            }
+        }
+        for (r, mut to) in gone {
+            to.sort_unstable();
+            to.dedup();
+            let event = Event::Quit {
+                nick: &r.nick,
+                user: &r.user,
+                reason,
+                quiet: false,
+            };
+            Self::tell_some(&to, &event, out);
         }
     }
 

@@ -402,6 +402,74 @@ pub enum Event<'a> {
     Refused(Refusal),
 }
 
+/// A fact that other processes must hear, or one they told us: what the
+/// scale-out bridge (`--redis`, [`crate::bridge`]) carries between
+/// processes. Names and text only: no [`ConnId`] means anything in another
+/// process. The core hands these to [`Sink::relay`] as they happen, and
+/// takes those of other processes in [`Core::remote`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Relay<'a> {
+    /// `nick` said `text` in `room`.
+    Said {
+        room: &'a str,
+        nick: &'a str,
+        user: &'a str,
+        text: &'a str,
+        kind: TextKind,
+    },
+    /// `nick` entered `room`.
+    Entered {
+        room: &'a str,
+        nick: &'a str,
+        user: &'a str,
+    },
+    /// `nick` left `room` (moved, parted).
+    Left {
+        room: &'a str,
+        nick: &'a str,
+        user: &'a str,
+        reason: LeaveReason,
+    },
+    /// `nick`, who was in `room`, left the server (one per room it was in).
+    Quit {
+        room: &'a str,
+        nick: &'a str,
+        user: &'a str,
+        reason: LeaveReason,
+    },
+    /// `old`, in `room`, is now `new` (one per room it is in).
+    Renamed {
+        room: &'a str,
+        old: &'a str,
+        user: &'a str,
+        new: &'a str,
+    },
+    /// A private line to `to`, a nickname not on the sending process.
+    Private {
+        to: &'a str,
+        from: &'a str,
+        user: &'a str,
+        text: &'a str,
+        kind: TextKind,
+    },
+    /// A process has just started listening to `room`: who is there?
+    Sync { room: &'a str },
+    /// The answer to `Sync`: `nick` is in `room` (on the sender).
+    Here {
+        room: &'a str,
+        nick: &'a str,
+        user: &'a str,
+    },
+}
+
+/// What this process must listen to on the bridge: a room while it has
+/// local members, a nickname while a local user has it. Lowercased.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch<'a> {
+    Room(&'a str),
+    Nick(&'a str),
+}
+
 /// Where the core's events go. The hub implements it by rendering each
 /// event in the recipient's dialect; tests implement it with a `Vec`.
 pub trait Sink {
@@ -428,5 +496,16 @@ pub trait Sink {
     /// nothing.
     fn password_prompt(&mut self, conn: ConnId, on: bool) {
         let _ = (conn, on);
+    }
+    /// Bridging is on ([`Core::set_bridged`]): other processes must hear
+    /// `relay`, caused by `conn` (its outcome, for a private line, comes
+    /// back through [`Core::private_outcome`]). The default drops it.
+    fn relay(&mut self, conn: ConnId, relay: &Relay<'_>) {
+        let _ = (conn, relay);
+    }
+    /// Bridging is on: start (`on`) or stop listening to `what`. The
+    /// default ignores it.
+    fn watch(&mut self, what: Watch<'_>, on: bool) {
+        let _ = (what, on);
     }
 }

@@ -464,7 +464,8 @@ fn names(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
     };
     for name in rooms.split(',') {
         if let Some(room) = ctx.core.room(name) {
-            let nicks: Vec<&str> = room.members.iter().map(|(_, n, _)| *n).collect();
+            let local = room.members.iter().map(|(_, n, _)| *n);
+            let nicks: Vec<&str> = local.chain(room.remote.iter().map(|(n, _)| *n)).collect();
             let target = ctx.st.target().to_string();
             names_reply(ctx.reply, &ctx.cfg.server, &target, room.name, &nicks);
         } else {
@@ -516,7 +517,7 @@ pub fn list_numeric(
 fn list(ctx: &mut Ctx<'_, '_>, _msg: &Message<'_>) {
     ctx.numeric("321", &["Channel", "Users  Name"]);
     for room in ctx.core.all_rooms() {
-        let count = room.members.len().to_string();
+        let count = (room.members.len() + room.remote.len()).to_string();
         let topic = room.topic.map_or("", |(t, _)| t);
         ctx.numeric("322", &[room.name, &count, topic]);
     }
@@ -527,7 +528,8 @@ fn who(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
     let mask = msg.param(0).unwrap_or("*");
     let server = ctx.cfg.server.clone();
     if let Some(room) = ctx.core.room(mask) {
-        for (_, nick, user) in &room.members {
+        let remote = room.remote.iter().copied();
+        for (nick, user) in room.members.iter().map(|(_, n, u)| (*n, *u)).chain(remote) {
             let line = [
                 room.name,
                 user,

@@ -1,0 +1,498 @@
+//! Scale-out through Redis (`--redis`, docs/scale-out.md): real
+//! `loopchat-server` processes bridged through a real `redis-server` that
+//! each test starts on a free loopback port (`--save '' --appendonly no`).
+//! Without redis-server the tests are skipped with a message, unless `CI`
+//! is set: then they fail.
+//!
+//! Every wait is a read with a timeout or a poll of `/metrics` with a
+//! deadline; nothing synchronises by sleeping.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::irc::Irc;
+use common::{Client, TestServer};
+
+/// How long the bridge may take to (re)connect, subscribe, or deliver.
+const BRIDGE_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A `redis-server` on a free loopback port, killed when dropped.
+struct Redis {
+    child: Child,
+    port: u16,
+}
+
+impl Redis {
+    /// Starts one, or `None` (after saying why) if redis-server is missing
+    /// and `CI` is not set.
+    fn start() -> Option<Redis> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_err()
+        {
+            if std::env::var_os("CI").is_some() {
+                panic!("redis-server is not installed (CI is set: this is a failure)");
+            }
+            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
+            return None;
+        }
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        Some(Redis {
+            child: Self::spawn(port),
+            port,
+        })
+    }
+
+    fn spawn(port: u16) -> Child {
+        let mut child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn redis-server");
+        let deadline = Instant::now() + BRIDGE_TIMEOUT;
+        while !ping(port) {
+            if Instant::now() >= deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("redis-server never answered on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    }
+
+    /// `--redis` for the servers.
+    fn url(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port (empty: nothing is saved).
+    fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port);
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Whether a Redis answers PING on `port`.
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    let mut buf = [0u8; 7];
+    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// A server bridged through `redis` as `node`.
+fn bridged(redis: &Redis, node: &str, extra: &[&str]) -> TestServer {
+    let url = redis.url();
+    let mut args = vec!["--redis", &url, "--node-id", node];
+    args.extend_from_slice(extra);
+    let s = TestServer::start(&args);
+    wait_metric(&s, "loopchat_bridge_up", |v| v == 1);
+    s
+}
+
+/// One metric's value from `/metrics` (0 if absent).
+fn metric(addr: SocketAddr, name: &str) -> u64 {
+    let mut s = TcpStream::connect(addr).expect("connect for /metrics");
+    s.set_read_timeout(Some(common::LINE_TIMEOUT)).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = s.read_to_string(&mut text);
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Polls `name` on `server` until `ok` holds.
+#[track_caller]
+fn wait_metric(server: &TestServer, name: &str, ok: impl Fn(u64) -> bool) {
+    let deadline = Instant::now() + BRIDGE_TIMEOUT;
+    loop {
+        let v = metric(server.addr, name);
+        if ok(v) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name} is {v} after {BRIDGE_TIMEOUT:?}; log:\n{}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `server` has subscribed at least `n` channels (its rooms
+/// with local members, its local nicks).
+#[track_caller]
+fn wait_channels(server: &TestServer, n: u64) {
+    wait_metric(server, "loopchat_bridge_channels", |v| v >= n);
+}
+
+/// A line user and an IRC user on two processes share #lobby: each sees
+/// the other's lines, joins, renames and leaves in its own grammar; `/who`
+/// and NAMES list the other process's user; both processes stay at one
+/// thread.
+#[test]
+fn line_and_irc_users_on_two_processes_share_a_room() {
+    let Some(redis) = Redis::start() else { return };
+    let a = bridged(&redis, "A", &[]);
+    let b = bridged(&redis, "B", &[]);
+    let mut alice = a.join("alice");
+    wait_channels(&a, 2); // #lobby, alice
+    let mut carol = Irc::register(b.addr, "carol");
+    carol.join("#lobby");
+    wait_channels(&b, 2);
+    alice.expect("* carol has entered the room");
+    // B asked who is in #lobby when it subscribed: carol's client is told
+    // of alice with a JOIN.
+    carol.until(":alice!alice@loopchat JOIN #lobby");
+
+    alice.send("hello from A");
+    carol.expect(":alice!alice@loopchat PRIVMSG #lobby :hello from A");
+    carol.send("PRIVMSG #lobby :hi from B");
+    alice.expect("[carol] hi from B");
+
+    alice.send("/who");
+    alice.expect("* 2 users online: alice, carol");
+    carol.send("NAMES #lobby");
+    let names = carol.until(" 366 ");
+    assert!(
+        names
+            .iter()
+            .any(|l| l.contains(" 353 ") && l.contains("alice")),
+        "{names:?}"
+    );
+
+    carol.send("NICK carla");
+    carol.until(" NICK ");
+    alice.expect("* carol is now known as carla");
+    carol.send("PRIVMSG #lobby :\u{1}ACTION waves\u{1}");
+    alice.expect("~ carla waves");
+    carol.send("PART #lobby :later");
+    alice.expect("* carla has left the room (left: later)");
+    // Leaving its last room here made B stop listening to #lobby and
+    // forget alice; back in, B asks again, and carla hears of alice.
+    carol.join("#lobby");
+    alice.expect("* carla has entered the room");
+    carol.until(":alice!alice@loopchat JOIN #lobby");
+
+    for s in [&a, &b] {
+        assert_eq!(s.threads(), 1, "pid {} has more than one thread", s.pid());
+    }
+    drop(alice);
+    carol.until(":alice!alice@loopchat QUIT");
+}
+
+/// `/msg` and IRC PRIVMSG to a nick on another process arrive; the sender
+/// sees its line as sent only once Redis counted a receiver, and "no such
+/// user" when nobody has the nick.
+#[test]
+fn private_lines_cross_processes() {
+    let Some(redis) = Redis::start() else { return };
+    let a = bridged(&redis, "A", &[]);
+    let b = bridged(&redis, "B", &[]);
+    let mut alice = a.join("alice");
+    let mut bob = b.join("bob");
+    let mut dave = Irc::register(b.addr, "dave");
+    wait_channels(&a, 2);
+    wait_channels(&b, 3); // #lobby, bob, dave
+    alice.send("/msg bob psst");
+    bob.line_where(|l| l == "(alice) psst");
+    alice.line_where(|l| l == "(-> bob) psst");
+    alice.send("/msg nobody hello?");
+    alice.expect("! No such user: nobody.");
+    alice.send("/msg dave over here");
+    dave.expect(":alice!alice@loopchat PRIVMSG dave :over here");
+    alice.expect("(-> dave) over here");
+    dave.send("PRIVMSG alice :got it");
+    alice.expect("(dave) got it");
+    dave.send("PRIVMSG nobody :anyone?");
+    dave.expect(":loopchat 401 dave nobody :No such nick/channel");
+}
+
+/// Three processes: 200 lines from A reach B and C whole and in order, A's
+/// user never sees its own lines come back, and no gap is counted.
+#[test]
+fn three_processes_deliver_in_order_without_loss_or_echo() {
+    let Some(redis) = Redis::start() else { return };
+    let a = bridged(&redis, "A", &["--max-rate", "0"]);
+    let b = bridged(&redis, "B", &[]);
+    let c = bridged(&redis, "C", &[]);
+    let mut ua = a.join("ua");
+    let mut ub = b.join("ub");
+    let mut uc = c.join("uc");
+    for s in [&a, &b, &c] {
+        wait_channels(s, 2);
+    }
+    const N: usize = 200;
+    let mut burst = String::new();
+    for i in 0..N {
+        burst.push_str(&format!("line {i}\n"));
+    }
+    ua.send_raw(burst.as_bytes());
+    for u in [&mut ub, &mut uc] {
+        let mut next = 0;
+        while next < N {
+            let l = u.line();
+            if let Some(text) = l.strip_prefix("[ua] ") {
+                assert_eq!(text, format!("line {next}"), "out of order or lost");
+                next += 1;
+            }
+        }
+    }
+    let before = ua.sync();
+    assert!(
+        !before.iter().any(|l| l.starts_with("[ua] ")),
+        "own echo: {before:?}"
+    );
+    assert!(metric(a.addr, "loopchat_bridge_published_total") >= N as u64);
+    for s in [&b, &c] {
+        assert!(metric(s.addr, "loopchat_bridge_received_total") >= N as u64);
+        assert_eq!(metric(s.addr, "loopchat_bridge_gaps_total"), 0);
+    }
+}
+
+/// Redis killed: local chat goes on and what could not be published is
+/// counted; Redis back: the bridge reconnects (counted), resubscribes and
+/// lines flow between the processes again. Still one thread each.
+#[test]
+fn redis_restart_keeps_local_chat_and_the_bridge_comes_back() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let a = bridged(&redis, "A", &[]);
+    let b = bridged(&redis, "B", &[]);
+    let mut alice = a.join("alice");
+    let mut ann = a.join("ann");
+    let mut bob = b.join("bob");
+    wait_channels(&a, 3);
+    wait_channels(&b, 2);
+    alice.send("before");
+    bob.line_where(|l| l == "[alice] before");
+    ann.line_where(|l| l == "[alice] before");
+
+    redis.kill();
+    wait_metric(&a, "loopchat_bridge_up", |v| v == 0);
+    alice.send("while down");
+    ann.line_where(|l| l == "[alice] while down");
+    wait_metric(&a, "loopchat_bridge_lost_total", |v| v >= 1);
+
+    redis.restart();
+    for s in [&a, &b] {
+        wait_metric(s, "loopchat_bridge_up", |v| v == 1);
+        wait_metric(s, "loopchat_bridge_reconnects_total", |v| v >= 2);
+    }
+    wait_channels(&a, 3);
+    wait_channels(&b, 2);
+    alice.send("after");
+    let seen = bob.line_where(|l| l.starts_with("[alice] "));
+    assert_eq!(
+        seen, "[alice] after",
+        "the line sent while down must not arrive"
+    );
+    bob.send("back too");
+    alice.line_where(|l| l == "[bob] back too");
+    assert!(
+        a.log()
+            .contains("could not be published while Redis was unreachable")
+    );
+    for s in [&a, &b] {
+        assert_eq!(s.threads(), 1);
+    }
+}
+
+/// `--reuse-port`: a second process binds the port the first listens on,
+/// and the kernel hands connections to both.
+#[test]
+fn reuse_port_lets_two_processes_share_a_port() {
+    let a = TestServer::start(&["--reuse-port"]);
+    let port = a.addr.port().to_string();
+    let listen = format!("127.0.0.1:{port}");
+    let log = std::env::temp_dir().join(format!("loopchat-reuse-{}.log", std::process::id()));
+    let mut b = Command::new(env!("CARGO_BIN_EXE_loopchat-server"))
+        .args(["--listen", &listen, "--reuse-port"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log).expect("log file"))
+        .spawn()
+        .expect("spawn the second server");
+    let mut first = String::new();
+    {
+        use std::io::BufRead;
+        let stdout = b.stdout.take().expect("piped");
+        std::io::BufReader::new(stdout)
+            .read_line(&mut first)
+            .expect("read its listening line");
+    }
+    assert_eq!(first.trim(), format!("listening on {listen}"));
+    let accepted = |text: &str| text.matches("accepted 127.0.0.1:").count();
+    let deadline = Instant::now() + BRIDGE_TIMEOUT;
+    let mut clients = Vec::new();
+    // New connections are spread by a hash of their addresses: with a
+    // few dozen, each process gets some (1 in 2^31 that one gets none).
+    while accepted(&a.log()) == 0
+        || accepted(&std::fs::read_to_string(&log).unwrap_or_default()) == 0
+    {
+        assert!(Instant::now() < deadline, "one process got no connection");
+        for _ in 0..32 {
+            let mut c = Client::connect(a.addr);
+            c.send("x");
+            clients.push(c);
+        }
+        for c in &mut clients {
+            c.line(); // greeted: accepted by one of them
+        }
+    }
+    let _ = b.kill();
+    let _ = b.wait();
+    let _ = std::fs::remove_file(&log);
+}
+
+/// The RESP codec (`loopchat::bridge::resp`) against the real thing:
+/// commands we encode are understood, and replies of every type decode
+/// whole, fed one byte at a time (every split point) or in one piece.
+#[test]
+fn resp_codec_speaks_with_a_real_redis() {
+    use loopchat::bridge::resp::{self, Value};
+    let Some(redis) = Redis::start() else { return };
+    let mut s = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect");
+    s.set_read_timeout(Some(common::LINE_TIMEOUT)).unwrap();
+    let binary: Vec<u8> = (0..=255u8).chain(b"\r\n$3\r\n*1".iter().copied()).collect();
+    let big = vec![b'x'; 20_000];
+    let mut out = Vec::new();
+    resp::command(&mut out, &[b"SET", b"k", &binary]);
+    resp::command(&mut out, &[b"GET", b"k"]);
+    resp::command(&mut out, &[b"GET", b"missing"]);
+    resp::command(&mut out, &[b"RPUSH", b"l", b"a", b"", &big]);
+    resp::command(&mut out, &[b"LRANGE", b"l", b"0", b"-1"]);
+    resp::command(
+        &mut out,
+        &[b"PUBLISH", b"{loopchat}:room:#x", b"nobody listens"],
+    );
+    resp::command(&mut out, &[b"NOSUCHCOMMAND"]);
+    resp::command(&mut out, &[b"COMMAND", b"INFO", b"GET"]); // nested arrays
+    s.write_all(&out).unwrap();
+    let mut buf = Vec::new();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while got.len() < 8 {
+        let n = s.read(&mut chunk).expect("a reply from Redis");
+        assert!(n > 0, "Redis closed the connection");
+        // Every prefix of what is buffered decodes to "incomplete" or to
+        // the same first value: try each byte boundary of this read.
+        for cut in buf.len()..buf.len() + n {
+            let mut probe = buf.clone();
+            probe.extend_from_slice(&chunk[..cut - buf.len()]);
+            if let Some((v, used)) = resp::decode(&probe).expect("valid RESP") {
+                assert!(used <= probe.len());
+                let whole = resp::decode(&probe[..used]).unwrap().unwrap();
+                assert_eq!(whole.0, v);
+            }
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        while let Some((v, used)) = resp::decode(&buf).expect("valid RESP") {
+            got.push(v);
+            buf.drain(..used);
+        }
+    }
+    assert_eq!(got[0], Value::Simple("OK".into()));
+    assert_eq!(got[1], Value::Bulk(binary));
+    assert_eq!(got[2], Value::Nil);
+    assert_eq!(got[3], Value::Int(3));
+    assert_eq!(
+        got[4],
+        Value::Array(vec![
+            Value::Bulk(b"a".to_vec()),
+            Value::Bulk(Vec::new()),
+            Value::Bulk(big)
+        ])
+    );
+    assert_eq!(got[5], Value::Int(0));
+    assert!(
+        matches!(&got[6], Value::Error(e) if e.starts_with("ERR")),
+        "{:?}",
+        got[6]
+    );
+    match &got[7] {
+        Value::Array(info) => assert!(matches!(info.first(), Some(Value::Array(_)))),
+        other => panic!("COMMAND INFO: {other:?}"),
+    }
+}
+
+/// A Redis that stops answering without closing anything (SIGSTOP: what a
+/// cut without FIN looks like from here) is noticed by the PING timeout,
+/// in about 3 s, and the bridge comes back once Redis answers again.
+#[test]
+fn a_silent_redis_is_noticed_by_the_ping_timeout() {
+    let Some(redis) = Redis::start() else { return };
+    let a = bridged(&redis, "A", &[]);
+    let _alice = a.join("alice");
+    wait_channels(&a, 2);
+    let pid = redis.child.id() as i32;
+    // SAFETY: kill(2) on our own child.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let stopped = Instant::now();
+    wait_metric(&a, "loopchat_bridge_up", |v| v == 0);
+    let took = stopped.elapsed();
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    assert!(
+        took >= Duration::from_secs(2),
+        "down after {took:?}: before any PING could time out?"
+    );
+    assert!(a.log().contains("no answer to PING"), "{}", a.log());
+    wait_metric(&a, "loopchat_bridge_up", |v| v == 1);
+    wait_metric(&a, "loopchat_bridge_reconnects_total", |v| v >= 1);
+    wait_channels(&a, 2);
+}
+
+/// Without `--redis` there is no bridge at all: no bridge metrics, no
+/// socket besides the listener, and a private line to an unknown nick is
+/// refused at once, as always.
+#[test]
+fn without_redis_nothing_of_the_bridge_exists() {
+    let s = TestServer::start(&[]);
+    let mut alice = s.join("alice");
+    alice.send("/msg nobody hi");
+    alice.expect("! No such user: nobody.");
+    let mut http = TcpStream::connect(s.addr).expect("connect");
+    http.set_read_timeout(Some(common::LINE_TIMEOUT)).unwrap();
+    http.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    let _ = http.read_to_string(&mut text);
+    assert!(text.contains("loopchat_users 1"), "{text}");
+    assert!(!text.contains("loopchat_bridge_"), "{text}");
+    let fds = std::fs::read_dir(format!("/proc/{}/fd", s.pid())).expect("fds");
+    let sockets = fds
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .filter(|t| t.to_string_lossy().starts_with("socket:"))
+        .count();
+    // The listener, alice, the signal pipe (signal-hook-mio: a UnixStream
+    // pair), and the /metrics request if it is not closed yet: 4 or 5.
+    // The bridge's two links would make it 6 or more.
+    assert!(sockets <= 5, "{sockets} sockets: a bridge link?");
+}
