@@ -283,7 +283,107 @@ pub fn decode(payload: &[u8]) -> Result<Envelope<'_>, BadEnvelope> {
     if !f.0.is_empty() {
         return Err(BadEnvelope);
     }
+    checked(&relay)?;
     Ok(Envelope { node, seq, relay })
+}
+
+/// Longest text or reason taken from another process (a line is at most
+/// `--max-line`, 64 KiB at the most).
+pub const MAX_TEXT: usize = 64 * 1024;
+
+/// Whatever wrote to the channel (a process of another version, a bug, or
+/// anyone with access to Redis), what reaches our users' screens obeys the
+/// same rules as their own input: names pass the nickname and room rules,
+/// and no field can end a line early (CR, LF or NUL would let it forge
+/// lines in a client's stream, an IRC client's especially).
+fn checked(relay: &Relay<'_>) -> Result<(), BadEnvelope> {
+    let nick = |n: &str| crate::protocol::validate_nick(n).map_err(|_| BadEnvelope);
+    let room = |r: &str| crate::chat::validate_room(r).map_err(|_| BadEnvelope);
+    let user = |u: &str| {
+        // A username is one IRC word: no spaces, no controls.
+        let ok = !u.is_empty()
+            && u.len() <= 512
+            && !u.chars().any(|c| c.is_whitespace() || c.is_control());
+        if ok { Ok(()) } else { Err(BadEnvelope) }
+    };
+    let text = |t: &str| {
+        let ok = t.len() <= MAX_TEXT && !t.bytes().any(|b| matches!(b, b'\r' | b'\n' | 0));
+        if ok { Ok(()) } else { Err(BadEnvelope) }
+    };
+    let reason = |r: &LeaveReason| match r {
+        LeaveReason::Quit(Some(why)) | LeaveReason::Part(Some(why)) => text(why),
+        LeaveReason::Moved(to) => room(to),
+        _ => Ok(()),
+    };
+    match relay {
+        Relay::Said {
+            room: r,
+            nick: n,
+            user: u,
+            text: t,
+            ..
+        } => {
+            room(r)?;
+            nick(n)?;
+            user(u)?;
+            text(t)
+        }
+        Relay::Entered {
+            room: r,
+            nick: n,
+            user: u,
+        }
+        | Relay::Here {
+            room: r,
+            nick: n,
+            user: u,
+        } => {
+            room(r)?;
+            nick(n)?;
+            user(u)
+        }
+        Relay::Left {
+            room: r,
+            nick: n,
+            user: u,
+            reason: why,
+        }
+        | Relay::Quit {
+            room: r,
+            nick: n,
+            user: u,
+            reason: why,
+        } => {
+            room(r)?;
+            nick(n)?;
+            user(u)?;
+            reason(why)
+        }
+        Relay::Renamed {
+            room: r,
+            old,
+            user: u,
+            new,
+        } => {
+            room(r)?;
+            nick(old)?;
+            nick(new)?;
+            user(u)
+        }
+        Relay::Private {
+            to,
+            from,
+            user: u,
+            text: t,
+            ..
+        } => {
+            nick(to)?;
+            nick(from)?;
+            user(u)?;
+            text(t)
+        }
+        Relay::Sync { room: r } => room(r),
+    }
 }
 
 #[cfg(test)]
@@ -299,9 +399,44 @@ mod tests {
         assert_eq!(got.relay, relay);
     }
 
+    /// Fields that could forge lines or break a dialect's grammar are
+    /// refused, whatever wrote them to the channel.
+    #[test]
+    fn fields_that_could_forge_lines_are_refused() {
+        let said = |room, nick, user, text| {
+            let mut out = Vec::new();
+            let relay = Relay::Said {
+                room,
+                nick,
+                user,
+                text,
+                kind: TextKind::Plain,
+            };
+            encode("n", 1, &relay, &mut out);
+            decode(&out).is_ok()
+        };
+        assert!(said("#a", "bob", "u", "fine"));
+        assert!(!said("#a", "bob", "u", "hi\r\n:evil PRIVMSG #a :x"));
+        assert!(!said("#a", "bob", "u", "nul\0"));
+        assert!(!said("#a", "b b", "u", "x"), "a nickname with a space");
+        assert!(!said("#a", "bob!x@y", "u", "x"));
+        assert!(!said("a", "bob", "u", "x"), "a room without #");
+        assert!(!said("#a", "bob", "u v", "x"), "a username with a space");
+        assert!(!said("#a", "bob", "", "x"));
+        let mut out = Vec::new();
+        let moved = Relay::Left {
+            room: "#a",
+            nick: "bob",
+            user: "u",
+            reason: LeaveReason::Moved("#b\r\nQUIT".into()),
+        };
+        encode("n", 1, &moved, &mut out);
+        assert!(decode(&out).is_err());
+    }
+
     #[test]
     fn every_kind_round_trips() {
-        let (room, nick, user) = ("#Rust", "al:ice", "a,1");
+        let (room, nick, user) = ("#Rust", "al[i]ce", "a:1,x");
         round_trip(Relay::Said {
             room,
             nick,
