@@ -377,6 +377,9 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     if den == 0.0 { 0.0 } else { num / den }
 }
 
+/// A series: its name and (seconds, value) points.
+type Series = (&'static str, Vec<(f64, f64)>);
+
 /// Two panels: RSS and descriptors; output bytes held and CPU %.
 fn chart(samples: &[Sample], warm_s: f64) -> String {
     let (w, h, pad) = (900.0, 260.0, 50.0);
@@ -390,34 +393,33 @@ fn chart(samples: &[Sample], warm_s: f64) -> String {
         .windows(2)
         .map(|p| 100.0 * (p[1].cpu_s - p[0].cpu_s) / (p[1].at_s - p[0].at_s).max(0.001))
         .collect();
-    let panels: [(&str, &str, Vec<(f64, f64)>, &str, Vec<(f64, f64)>); 2] = [
+    let series = |f: &dyn Fn(&Sample) -> f64| -> Vec<(f64, f64)> {
+        samples.iter().map(|s| (s.at_s, f(s))).collect()
+    };
+    let cpu_points: Vec<(f64, f64)> = samples
+        .iter()
+        .skip(1)
+        .zip(&cpu)
+        .map(|(s, c)| (s.at_s, *c))
+        .collect();
+    // Each panel: a series on the left scale (in its colour), one on the
+    // right (red).
+    let panels: [(Series, &str, Series); 2] = [
         (
-            "server RSS (MiB)",
+            ("server RSS (MiB)", series(&|s| s.rss_kib as f64 / 1024.0)),
             "#1f77b4",
-            samples
-                .iter()
-                .map(|s| (s.at_s, s.rss_kib as f64 / 1024.0))
-                .collect(),
-            "open descriptors",
-            samples.iter().map(|s| (s.at_s, s.fds as f64)).collect(),
+            ("open descriptors", series(&|s| s.fds as f64)),
         ),
         (
-            "output bytes held (KiB)",
+            (
+                "output bytes held (KiB)",
+                series(&|s| s.output_bytes as f64 / 1024.0),
+            ),
             "#2ca02c",
-            samples
-                .iter()
-                .map(|s| (s.at_s, s.output_bytes as f64 / 1024.0))
-                .collect(),
-            "server CPU (% of a core)",
-            samples
-                .iter()
-                .skip(1)
-                .zip(&cpu)
-                .map(|(s, c)| (s.at_s, *c))
-                .collect(),
+            ("server CPU (% of a core)", cpu_points),
         ),
     ];
-    for (i, (left, lcolor, lpts, right, rpts)) in panels.iter().enumerate() {
+    for (i, ((left, lpts), lcolor, (right, rpts))) in panels.iter().enumerate() {
         let top = i as f64 * h;
         let y0 = top + h - pad;
         let span = h - 2.0 * pad;
