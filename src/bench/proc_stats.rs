@@ -112,14 +112,40 @@ impl SyscallCounter {
     }
 
     /// Stops perf and returns the total, `None` if it counted nothing usable.
-    pub fn stop(self) -> Option<u64> {
+    ///
+    /// perf can miss a SIGINT that arrives while it is still setting up
+    /// (it then waits for a signal that already came), so the signal is
+    /// repeated every second, and after 5 s perf is killed (no figure).
+    pub fn stop(mut self) -> Option<u64> {
         let pid = libc::pid_t::try_from(self.child.id()).ok()?;
-        // SAFETY: signalling our own child process.
-        unsafe {
-            libc::kill(pid, libc::SIGINT);
+        let started = std::time::Instant::now();
+        let mut signalled = None;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) => {}
+                Err(_) => return None,
+            }
+            let waited = started.elapsed();
+            if waited > std::time::Duration::from_secs(5) {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return None;
+            }
+            if signalled.is_none_or(|at: std::time::Duration| {
+                waited - at >= std::time::Duration::from_secs(1)
+            }) {
+                // SAFETY: signalling our own child process.
+                unsafe {
+                    libc::kill(pid, libc::SIGINT);
+                }
+                signalled = Some(waited);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
         }
-        let out = self.child.wait_with_output().ok()?;
-        parse_perf_csv(&String::from_utf8_lossy(&out.stderr))
+        let mut err = String::new();
+        let _ = std::io::Read::read_to_string(self.child.stderr.as_mut()?, &mut err);
+        parse_perf_csv(&err)
     }
 }
 
