@@ -116,6 +116,11 @@ pub struct Config {
     /// `--rss-interval`: how often the server's RSS is sampled with
     /// `--server-pid`; zero: once a second.
     pub rss_interval: Duration,
+    /// `--irc-oper NAME:PASSWORD`: IRC clients become operators after
+    /// registering (before joining), and `--irc-umode` modes they then set
+    /// on themselves (ngIRCd's `+F`, relaxed flood protection).
+    pub irc_oper: Option<(String, String)>,
+    pub irc_umode: Option<String>,
     /// `--hist-out`: where to write the corrected latency histogram
     /// (HdrHistogram's `.hgrm` text, milliseconds).
     pub hist_out: Option<std::path::PathBuf>,
@@ -168,6 +173,8 @@ impl Config {
             lag_after_send: false,
             settle: Duration::from_millis(200),
             rss_interval: Duration::from_millis(10),
+            irc_oper: None,
+            irc_umode: None,
             hist_out: None,
             workers: 1,
             worker: None,
@@ -305,6 +312,18 @@ fn options() -> getopts::Options {
         "server-pid",
         "sample this process's RSS (peak, by phase, VmHWM), CPU and write syscalls from /proc",
         "PID",
+    );
+    o.optopt(
+        "",
+        "irc-oper",
+        "irc, ws-irc: after registering, every client sends OPER NAME PASSWORD (before joining)",
+        "NAME:PASSWORD",
+    );
+    o.optopt(
+        "",
+        "irc-umode",
+        "irc, ws-irc: after registering (and --irc-oper), every client sends MODE <nick> MODES, e.g. +F: ngIRCd's relaxed flood protection, for operators",
+        "MODES",
     );
     o.optopt(
         "",
@@ -544,6 +563,32 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
     c.allow_loss = m.opt_present("allow-loss");
     c.json = m.opt_present("json");
     c.quiet = m.opt_present("quiet");
+    if let Some(v) = m.opt_str("irc-oper") {
+        let ok = |t: &str| !t.is_empty() && t.bytes().all(|b| b > b' ' && b != 0x7F);
+        match v.split_once(':') {
+            Some((name, pass)) if ok(name) && ok(pass) => {
+                c.irc_oper = Some((name.to_string(), pass.to_string()));
+            }
+            _ => {
+                return Err(UsageError(format!(
+                    "--irc-oper: {v:?} is not NAME:PASSWORD (no spaces)"
+                )));
+            }
+        }
+    }
+    if let Some(v) = m.opt_str("irc-umode") {
+        if v.is_empty()
+            || v.len() > 32
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'+' || b == b'-')
+        {
+            return Err(UsageError(format!(
+                "--irc-umode: {v:?} is not a mode string like +F"
+            )));
+        }
+        c.irc_umode = Some(v);
+    }
     c.hist_out = m.opt_str("hist-out").map(std::path::PathBuf::from);
     if let Some(v) = num::<usize>(&m, "workers")? {
         if !(1..=super::workers::MAX_WORKERS).contains(&v) {

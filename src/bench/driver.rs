@@ -189,6 +189,9 @@ struct Acc {
     /// The fanout's schedule (start, end in ns), from which the other
     /// workers' senders' totals are known while draining.
     plan: Option<(u64, Option<u64>)>,
+    /// `--irc-oper`, `--irc-umode`: sent on `001`, before the JOIN.
+    irc_oper: Option<(String, String)>,
+    irc_umode: Option<String>,
 }
 
 impl Acc {
@@ -250,7 +253,7 @@ fn publishes(cfg: &Config, nick: u64) -> bool {
 /// Handles one unit read from `conn` (see `Dialect::feed`).
 fn on_input(conn: &mut Conn, input: Input<'_>, now_ns: u64, acc: &mut Acc, room: &str) {
     match input {
-        Input::Line(line) => on_line(conn, line, now_ns, acc),
+        Input::Line(line) => on_line(conn, line, now_ns, acc, room),
         Input::Upgraded => {
             if conn.state == State::Upgrading {
                 // Never a publisher: WebSocket dialects have none.
@@ -265,7 +268,7 @@ fn on_input(conn: &mut Conn, input: Input<'_>, now_ns: u64, acc: &mut Acc, room:
 }
 
 /// Handles one complete line (or RESP reply) from `conn`.
-fn on_line(conn: &mut Conn, parsed: Line<'_>, now_ns: u64, acc: &mut Acc) {
+fn on_line(conn: &mut Conn, parsed: Line<'_>, now_ns: u64, acc: &mut Acc, room: &str) {
     if let Line::Ping(token) = parsed {
         // IRC servers disconnect clients that do not answer.
         let dialect = conn.dialect;
@@ -274,6 +277,18 @@ fn on_line(conn: &mut Conn, parsed: Line<'_>, now_ns: u64, acc: &mut Acc) {
     }
     match conn.state {
         State::Joining => match parsed {
+            Line::Welcome => {
+                let dialect = conn.dialect;
+                if let Some((name, pass)) = &acc.irc_oper {
+                    let line = format!("OPER {name} {pass}");
+                    dialect.raw_line(line.as_bytes(), &mut acc.enc, &mut conn.out);
+                }
+                if let Some(modes) = &acc.irc_umode {
+                    let line = format!("MODE {} {modes}", nick(conn.nick));
+                    dialect.raw_line(line.as_bytes(), &mut acc.enc, &mut conn.out);
+                }
+                dialect.join_room(room, &mut acc.enc, &mut conn.out);
+            }
             Line::Joined => {
                 conn.state = State::Joined;
                 conn.joined = true;
@@ -475,6 +490,8 @@ impl<'c> Run<'c> {
                 sender_base: cfg.worker.map_or(0, |r| r.share.sender_base),
                 senders_total: cfg.worker.map(|r| r.share.senders_total),
                 plan: None,
+                irc_oper: cfg.irc_oper.clone(),
+                irc_umode: cfg.irc_umode.clone(),
             },
             next_nick: 0,
             launched: 0,
