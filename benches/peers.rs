@@ -15,9 +15,12 @@
 //! 1. fanout to 100 receivers, 4 senders, 64 B: the offered rate swept
 //!    upward until two points in a row break; capacity is the highest rate
 //!    with zero loss, p99 below 100 ms and the rate actually sent;
-//! 2. the same to 1,000 receivers, finely from 2,000 to 10,000 msg/s;
-//! 3. line and resp only: 10,000 receivers (the issue's third size);
-//! 4. idle: 5,000 joined clients, the server's RSS per connection.
+//! 2. the same to 1,000 receivers, finely from 2,000 to 6,000 msg/s;
+//! 3. idle: 2,000 joined clients, the server's RSS per connection.
+//!
+//! `Size::only` can restrict a size to some dialects (the issue's 10,000
+//! receivers for line and Redis would be one; left out to keep a run
+//! within about 15 minutes on a shared 2-core machine, `RUN_BUDGET`).
 //!
 //! "Receivers" is exact in every dialect: a message reaches every other
 //! client of the room, so line and IRC use receivers + 1 clients; Redis
@@ -49,7 +52,7 @@ const MAX_P99_US: u64 = 100_000;
 const REFERENCE_RATE: f64 = 1000.0;
 const SENDERS: usize = 4;
 /// The whole run stops starting new points after this long.
-const RUN_BUDGET: Duration = Duration::from_secs(25 * 60);
+const RUN_BUDGET: Duration = Duration::from_secs(15 * 60);
 
 /// One thing measured: a server started one way, spoken to in one dialect.
 struct Target {
@@ -88,27 +91,18 @@ impl Plan {
             sizes: vec![
                 Size {
                     receivers: 100,
-                    rates: vec![
-                        500.0, 1e3, 2e3, 5e3, 1e4, 1.4e4, 2e4, 3e4, 5e4, 7e4, 1e5, 1.4e5, 2e5,
-                    ],
+                    rates: vec![1e3, 2e3, 5e3, 1e4, 2e4, 3e4, 5e4, 1e5],
                     only: vec![],
                 },
                 Size {
                     receivers: 1000,
-                    rates: vec![
-                        200.0, 500.0, 1e3, 2e3, 3e3, 4e3, 5e3, 6e3, 7e3, 8e3, 9e3, 1e4,
-                    ],
+                    rates: vec![200.0, 500.0, 1e3, 2e3, 3e3, 4e3, 5e3, 6e3, 8e3, 1e4],
                     only: vec![],
                 },
-                Size {
-                    receivers: 10_000,
-                    rates: vec![50.0, 100.0, 200.0, 300.0, 500.0, 700.0, 1000.0],
-                    only: vec![Dialect::Line, Dialect::Resp],
-                },
             ],
-            warmup: Duration::from_millis(500),
-            duration: Duration::from_secs(2),
-            idle_clients: 5000,
+            warmup: Duration::from_secs(1),
+            duration: Duration::from_millis(1500),
+            idle_clients: 2000,
             idle_hold: Duration::from_secs(1),
         }
     }
@@ -255,8 +249,10 @@ fn sweep(t: &Target, plan: &Plan, size: &Size, deadline: Instant) -> Result<Swee
             capacity = Some(points.len() - 1);
             broken_in_a_row = 0;
         } else {
+            // Two broken points in a row end the sweep: one can be noise
+            // on a shared machine, two are the limit.
             broken_in_a_row += 1;
-            if broken_in_a_row >= 2 && rate >= REFERENCE_RATE {
+            if broken_in_a_row >= 2 {
                 break;
             }
         }
@@ -601,6 +597,11 @@ fn targets(manifest: &Path, quick: bool) -> Vec<Target> {
     if quick {
         return t;
     }
+    // Each peer right after its loopchat counterpart, so that a run cut
+    // short by the time budget still compares like with like.
+    let (ws, line_irc): (Vec<Target>, Vec<Target>) =
+        t.into_iter().partition(|x| x.dialect.websocket());
+    let mut t = line_irc;
     let confs = manifest.join("benches").join("peers");
     let root = unsafe_is_root();
     match find_program(&[
@@ -678,6 +679,12 @@ fn targets(manifest: &Path, quick: bool) -> Vec<Target> {
             eprintln!("peers: redis-server is not installed (apt install redis-server): skipped")
         }
     }
+    // line, Redis, irc, ngIRCd, InspIRCd, then the WebSocket dialects.
+    if let Some(redis) = t.iter().position(|x| x.dialect == Dialect::Resp) {
+        let r = t.remove(redis);
+        t.insert(1, r);
+    }
+    t.extend(ws);
     t
 }
 
@@ -715,13 +722,13 @@ alternating, with the same load generator (`loopchat::bench`, one thread, one `m
 - **Fan-out**: 4 senders and N receivers in one room (an IRC channel, a Redis channel), \
 64-byte payloads, open loop (every message has an intended send time fixed by the rate, \
 and latency is measured from it, so a stall shows instead of hiding: no coordinated \
-omission). A fresh server for every point; 0.5 s of warm-up, then 2 s measured, then a \
+omission). A fresh server for every point; 1 s of warm-up, then 1.5 s measured, then a \
 bounded drain. Every delivery is accounted for: loss, duplicates, reordering.
 - **Capacity**: the highest offered rate (messages/s into the room) with zero loss, p99 \
 below 100 ms and at least 95 % of the rate actually sent. The 100-receiver sweep goes \
-from 500 to 200,000 msg/s, the 1,000-receiver sweep from 200 to 10,000 in steps of \
-1,000 above 2,000, the 10,000-receiver sweep (line and Redis) from 50 to 1,000; a sweep \
-stops after two broken points in a row.
+from 1,000 to 100,000 msg/s, the 1,000-receiver sweep from 200 to 10,000 (steps of \
+1,000 from 2,000 to 6,000); a sweep stops after two broken points in a row. The \
+10,000-receiver size of the issue is not in this run (time).
 - **Receivers** are exact: line and IRC rooms hold N + 1 clients (a sender does not \
 receive its own message), Redis N subscribers plus 4 publishers.
 - **Idle**: {{idle}} clients joined and silent; RSS growth per connection.
