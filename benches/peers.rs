@@ -578,7 +578,7 @@ fn targets(manifest: &Path, quick: bool) -> Vec<Target> {
         conf: None,
     };
     let version = format!("loopchat {}", env!("CARGO_PKG_VERSION"));
-    let mut t: Vec<Target> = [
+    let t: Vec<Target> = [
         ("loopchat line", Dialect::Line),
         ("loopchat irc", Dialect::Irc),
         ("loopchat ws", Dialect::Ws),

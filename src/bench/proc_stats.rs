@@ -112,14 +112,37 @@ impl SyscallCounter {
     }
 
     /// Stops perf and returns the total, `None` if it counted nothing usable.
-    pub fn stop(self) -> Option<u64> {
+    ///
+    /// perf prints its counts when SIGINT stops it, but a SIGINT that comes
+    /// while it is still attaching (a window of a few milliseconds after
+    /// `start`) can be lost, and perf then runs on: waiting for it hung a
+    /// peers bench for minutes. So SIGINT is repeated for at most
+    /// `PERF_STOP`, then perf is killed and its figure is `None`.
+    pub fn stop(mut self) -> Option<u64> {
+        const PERF_STOP: std::time::Duration = std::time::Duration::from_secs(3);
+        const RETRY: std::time::Duration = std::time::Duration::from_millis(50);
         let pid = libc::pid_t::try_from(self.child.id()).ok()?;
-        // SAFETY: signalling our own child process.
-        unsafe {
-            libc::kill(pid, libc::SIGINT);
+        let give_up = std::time::Instant::now() + PERF_STOP;
+        loop {
+            // SAFETY: signalling our own child process, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGINT);
+            }
+            std::thread::sleep(RETRY);
+            match self.child.try_wait() {
+                Ok(Some(_)) => break,
+                Ok(None) if std::time::Instant::now() < give_up => {}
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return None;
+                }
+            }
         }
-        let out = self.child.wait_with_output().ok()?;
-        parse_perf_csv(&String::from_utf8_lossy(&out.stderr))
+        let mut err = String::new();
+        use std::io::Read as _;
+        self.child.stderr.take()?.read_to_string(&mut err).ok()?;
+        parse_perf_csv(&err)
     }
 }
 
