@@ -30,79 +30,16 @@
 //! `cargo bench --bench fanout -- --runs 3 --reduced --also-loopchat
 //! loopchat-e14533d=/path/to/old/target/release/loopchat-server`.
 
+mod shared;
+
 use loopchat::bench::{self, Config, Report, Workload};
 use serde_json::{Value, json};
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
+use shared::{Server, ServerKind, chart, fmt, machine, median};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// Capacity criteria.
 const MAX_P99_US: u64 = 50_000;
-
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-    pid: u32,
-    rss_empty_kib: u64,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-#[derive(Clone)]
-struct ServerKind {
-    name: &'static str,
-    program: PathBuf,
-    args: Vec<String>,
-}
-
-impl ServerKind {
-    fn start(&self) -> Result<Server, String> {
-        let mut child = Command::new(&self.program)
-            .args(&self.args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| {
-                format!(
-                    "{}: cannot start {}: {e}",
-                    self.name,
-                    self.program.display()
-                )
-            })?;
-        let stdout = child.stdout.take().ok_or("no stdout")?;
-        let mut first = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut first);
-        let addr = first
-            .trim()
-            .strip_prefix("listening on ")
-            .and_then(|a| a.parse().ok());
-        let Some(addr) = addr else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!(
-                "{}: expected `listening on ADDR:PORT`, got {:?}",
-                self.name,
-                first.trim()
-            ));
-        };
-        let pid = child.id();
-        let rss_empty_kib = bench::proc_stats::sample(pid).map_or(0, |s| s.rss_kib);
-        Ok(Server {
-            child,
-            addr,
-            pid,
-            rss_empty_kib,
-        })
-    }
-}
 
 struct Plan {
     quick: bool,
@@ -422,24 +359,6 @@ fn headline(r: &ServerResults, plan: &Plan) -> Headline {
     h
 }
 
-fn fmt(v: Option<f64>, digits: usize) -> String {
-    v.map_or("-".into(), |v| format!("{v:.digits$}"))
-}
-
-/// The median of the runs' values that exist.
-fn median(mut v: Vec<f64>) -> Option<f64> {
-    if v.is_empty() {
-        return None;
-    }
-    v.sort_by(|a, b| a.total_cmp(b));
-    let m = v.len() / 2;
-    Some(if v.len() % 2 == 1 {
-        v[m]
-    } else {
-        (v[m - 1] + v[m]) / 2.0
-    })
-}
-
 /// Each server's runs.
 struct Runs {
     name: &'static str,
@@ -591,75 +510,6 @@ fn sweep_json(s: &Sweep) -> Value {
     })
 }
 
-fn machine() -> Value {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map(|v| v.trim_start_matches([' ', '\t', ':']).to_string());
-    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
-        .map(|s| s.trim().to_string())
-        .ok();
-    json!({
-        "cpus": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0),
-        "cpu_model": model,
-        "kernel": kernel,
-    })
-}
-
-fn chart(
-    path: &Path,
-    title: &str,
-    y_label: &str,
-    series: &[(&str, Vec<(f64, f64)>)],
-) -> Result<(), String> {
-    use plotters::prelude::*;
-    let all: Vec<(f64, f64)> = series.iter().flat_map(|(_, p)| p.iter().copied()).collect();
-    if all.is_empty() {
-        return Ok(());
-    }
-    let (xmin, xmax) = all
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.0), b.max(p.0)));
-    let (ymin, ymax) = all
-        .iter()
-        .fold((f64::MAX, f64::MIN), |(a, b), p| (a.min(p.1), b.max(p.1)));
-    let root = SVGBackend::new(path, (800, 500)).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| e.to_string())?;
-    let mut ch = ChartBuilder::on(&root)
-        .caption(title, ("sans-serif", 20))
-        .margin(15)
-        .x_label_area_size(45)
-        .y_label_area_size(80)
-        .build_cartesian_2d(
-            (xmin.max(1.0) * 0.8..xmax.max(2.0) * 1.25).log_scale(),
-            (ymin.max(1.0) * 0.8..ymax.max(2.0) * 1.25).log_scale(),
-        )
-        .map_err(|e| e.to_string())?;
-    ch.configure_mesh()
-        .x_desc("offered rate (messages/s)")
-        .y_desc(y_label)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    let colors = [RED, BLUE, GREEN, MAGENTA];
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let color = colors[i % colors.len()];
-        ch.draw_series(LineSeries::new(
-            pts.iter().map(|&(x, y)| (x, y.max(1.0))),
-            color.stroke_width(2),
-        ))
-        .map_err(|e| e.to_string())?
-        .label(*name)
-        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
-    }
-    ch.configure_series_labels()
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK)
-        .draw()
-        .map_err(|e| e.to_string())?;
-    root.present().map_err(|e| e.to_string())
-}
-
 fn charts(results: &[&ServerResults], dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for large in [false, true] {
@@ -779,6 +629,7 @@ fn main() {
             .iter()
             .map(|s| s.to_string())
             .collect(),
+            conf: None,
         },
         ServerKind {
             name: "thread-per-client",
@@ -787,6 +638,7 @@ fn main() {
                 .iter()
                 .map(|s| s.to_string())
                 .collect(),
+            conf: None,
         },
     ];
     for (name, path) in also {

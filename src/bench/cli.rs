@@ -116,6 +116,21 @@ pub struct Config {
     /// `--rss-interval`: how often the server's RSS is sampled with
     /// `--server-pid`; zero: once a second.
     pub rss_interval: Duration,
+    /// `--irc-oper NAME:PASSWORD`: IRC clients become operators after
+    /// registering (before joining), and `--irc-umode` modes they then set
+    /// on themselves (ngIRCd's `+F`, relaxed flood protection).
+    pub irc_oper: Option<(String, String)>,
+    pub irc_umode: Option<String>,
+    /// `--hist-out`: where to write the corrected latency histogram
+    /// (HdrHistogram's `.hgrm` text, milliseconds).
+    pub hist_out: Option<std::path::PathBuf>,
+    /// `--workers`: bench processes sharing the clients and the senders (1:
+    /// this process alone).
+    pub workers: usize,
+    /// The hidden `--worker I,N,T0`: this process is worker I of N, its
+    /// clock's origin is T0 (the parent's CLOCK_MONOTONIC, ns), and
+    /// `clients` and `senders` are already its share.
+    pub worker: Option<super::workers::Role>,
 }
 
 impl Config {
@@ -158,6 +173,11 @@ impl Config {
             lag_after_send: false,
             settle: Duration::from_millis(200),
             rss_interval: Duration::from_millis(10),
+            irc_oper: None,
+            irc_umode: None,
+            hist_out: None,
+            workers: 1,
+            worker: None,
         }
     }
 }
@@ -293,6 +313,32 @@ fn options() -> getopts::Options {
         "sample this process's RSS (peak, by phase, VmHWM), CPU and write syscalls from /proc",
         "PID",
     );
+    o.optopt(
+        "",
+        "irc-oper",
+        "irc, ws-irc: after registering, every client sends OPER NAME PASSWORD (before joining)",
+        "NAME:PASSWORD",
+    );
+    o.optopt(
+        "",
+        "irc-umode",
+        "irc, ws-irc: after registering (and --irc-oper), every client sends MODE <nick> MODES, e.g. +F: ngIRCd's relaxed flood protection, for operators",
+        "MODES",
+    );
+    o.optopt(
+        "",
+        "hist-out",
+        "write the corrected latency histogram to FILE in HdrHistogram's percentile-distribution text (.hgrm, milliseconds, as wrk2 prints it)",
+        "FILE",
+    );
+    o.optopt(
+        "",
+        "workers",
+        "fanout, open loop: run N bench processes (each one thread, one poll) that share the clients and the senders, start sending at the same instant, and merge their histograms and loss accounting into one report (default 1)",
+        "N",
+    );
+    // Internal: a worker of `--workers` (see src/bench/workers.rs).
+    o.optopt("", "worker", "", "I,N,T0");
     o.optflag(
         "",
         "allow-loss",
@@ -517,7 +563,57 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
     c.allow_loss = m.opt_present("allow-loss");
     c.json = m.opt_present("json");
     c.quiet = m.opt_present("quiet");
+    if let Some(v) = m.opt_str("irc-oper") {
+        let ok = |t: &str| !t.is_empty() && t.bytes().all(|b| b > b' ' && b != 0x7F);
+        match v.split_once(':') {
+            Some((name, pass)) if ok(name) && ok(pass) => {
+                c.irc_oper = Some((name.to_string(), pass.to_string()));
+            }
+            _ => {
+                return Err(UsageError(format!(
+                    "--irc-oper: {v:?} is not NAME:PASSWORD (no spaces)"
+                )));
+            }
+        }
+    }
+    if let Some(v) = m.opt_str("irc-umode") {
+        if v.is_empty()
+            || v.len() > 32
+            || !v
+                .bytes()
+                .all(|b| b.is_ascii_alphabetic() || b == b'+' || b == b'-')
+        {
+            return Err(UsageError(format!(
+                "--irc-umode: {v:?} is not a mode string like +F"
+            )));
+        }
+        c.irc_umode = Some(v);
+    }
+    c.hist_out = m.opt_str("hist-out").map(std::path::PathBuf::from);
+    if let Some(v) = num::<usize>(&m, "workers")? {
+        if !(1..=super::workers::MAX_WORKERS).contains(&v) {
+            return Err(UsageError(format!(
+                "--workers: between 1 and {}: {v}",
+                super::workers::MAX_WORKERS
+            )));
+        }
+        c.workers = v;
+    }
     validate(&c)?;
+    if let Some(spec) = m.opt_str("worker") {
+        let mut role = super::workers::Role::parse(&spec)
+            .ok_or_else(|| UsageError(format!("--worker: bad spec {spec:?}")))?;
+        let share = role.share(c.clients, c.senders);
+        c.clients = share.clients;
+        c.senders = share.senders;
+        c.workers = 1;
+        c.quiet = true;
+        if share.index != 0 {
+            // The server's costs are sampled once, by worker 0.
+            c.server_pid = None;
+        }
+        c.worker = Some(role);
+    }
     Ok(Parsed::Run(Box::new(c)))
 }
 
@@ -570,6 +666,36 @@ pub fn validate(c: &Config) -> Result<(), UsageError> {
                     "--lag: {n} is more than the {receivers} receivers (--clients minus --senders)"
                 )));
             }
+        }
+    }
+    if c.workers > 1 {
+        let n = c.workers;
+        if c.workload != Workload::Fanout || c.rate == 0.0 {
+            return Err(UsageError(
+                "--workers: fanout with an open-loop --rate only".into(),
+            ));
+        }
+        if c.lag.is_some() || c.messages.is_some() {
+            return Err(UsageError(
+                "--workers: not with --lag or --messages (use --duration)".into(),
+            ));
+        }
+        if c.senders < n || c.clients < 2 * n {
+            return Err(UsageError(format!(
+                "--workers {n}: each worker needs a sender and two clients: --senders at least {n}, --clients at least {}",
+                2 * n
+            )));
+        }
+        let resp = c.dialect == super::dialect::Dialect::Resp;
+        if resp
+            && (0..n).any(|i| {
+                let s = super::workers::Share::of(c.clients, c.senders, n, i);
+                s.clients <= s.senders
+            })
+        {
+            return Err(UsageError(
+                "--workers: resp: each worker needs more clients than senders".into(),
+            ));
         }
     }
     if c.size > 1_000_000 {
@@ -685,6 +811,36 @@ mod tests {
     }
 
     #[test]
+    fn workers_and_hist_out() {
+        let Ok(Parsed::Run(c)) = p(&["--workers", "2", "--hist-out", "/tmp/x.hgrm"]) else {
+            panic!()
+        };
+        assert_eq!(c.workers, 2);
+        assert_eq!(
+            c.hist_out.as_deref(),
+            Some(std::path::Path::new("/tmp/x.hgrm"))
+        );
+        // Worker 1 of 2 out of 101 clients and 5 senders: 50 clients,
+        // senders 3 and 4.
+        let Ok(Parsed::Run(c)) = p(&[
+            "--clients",
+            "101",
+            "--senders",
+            "5",
+            "--workers",
+            "2",
+            "--worker",
+            "1,2,77",
+        ]) else {
+            panic!()
+        };
+        assert_eq!((c.clients, c.senders, c.workers), (50, 2, 1));
+        let role = c.worker.unwrap();
+        assert_eq!(role.t0_mono_ns, 77);
+        assert_eq!((role.share.sender_base, role.share.senders_total), (3, 5));
+    }
+
+    #[test]
     fn bad_usage() {
         for args in [
             &["--clients", "x"][..],
@@ -712,6 +868,13 @@ mod tests {
             &["--dialect", "resp", "--clients", "4", "--senders", "4"],
             &["--dialect", "resp", "--room", "two words"],
             &["--dialect", "ws", "--room", "lobby"],
+            &["--workers", "0"],
+            &["--workers", "2", "--rate", "0"],
+            &["idle", "--workers", "2"],
+            &["--workers", "2", "--messages", "10"],
+            &["--workers", "3", "--senders", "2"],
+            &["--workers", "2", "--clients", "3"],
+            &["--worker", "nonsense"],
         ] {
             assert!(p(args).is_err(), "{args:?}");
         }

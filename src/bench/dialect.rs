@@ -168,13 +168,26 @@ impl Dialect {
                 }
             }
             Dialect::Irc | Dialect::WsIrc => {
+                // JOIN waits for 001 (`Dialect::join_room`).
                 self.line(&[b"NICK ", nick], enc, out);
                 self.line(&[b"USER ", nick, b" 0 * :", nick], enc, out);
-                self.line(&[b"JOIN ", room.as_bytes()], enc, out);
             }
             Dialect::Resp if publisher => resp::command(&[b"PING"], out),
             Dialect::Resp => resp::command(&[b"SUBSCRIBE", room.as_bytes()], out),
         }
+    }
+
+    /// IRC, on `001`: appends the JOIN of `room` (other dialects joined
+    /// with their first line and append nothing).
+    pub fn join_room(self, room: &str, enc: &mut Encoder, out: &mut Vec<u8>) {
+        if self.irc() {
+            self.line(&[b"JOIN ", room.as_bytes()], enc, out);
+        }
+    }
+
+    /// Appends one protocol line (no terminator), framed for the dialect.
+    pub fn raw_line(self, line: &[u8], enc: &mut Encoder, out: &mut Vec<u8>) {
+        self.line(&[line], enc, out);
     }
 
     /// Appends a message carrying `payload` (no terminator) in `room`.
@@ -352,6 +365,10 @@ pub enum Line<'a> {
     Chat(&'a [u8]),
     /// IRC `PING :token`: answer `PONG :token` or be disconnected.
     Ping(&'a [u8]),
+    /// IRC `001`: registered; now the client may JOIN (a server that
+    /// registers asynchronously, as InspIRCd does, refuses an earlier JOIN
+    /// with 451).
+    Welcome,
     /// Anything else.
     Other,
 }
@@ -633,6 +650,7 @@ fn classify_irc(line: &[u8]) -> Line<'_> {
             None => Line::Other,
         },
         b"366" => Line::Joined,
+        b"001" => Line::Welcome,
         b"PING" => Line::Ping(params.strip_prefix(b":").unwrap_or(params)),
         // Registration and JOIN errors; other numerics (422: no MOTD) are
         // information.
@@ -872,7 +890,7 @@ mod tests {
             irc.classify(b":s 433 * me :Nickname is already in use"),
             Line::Refused(b":s 433 * me :Nickname is already in use")
         );
-        assert_eq!(irc.classify(b":s 001 me :Welcome"), Line::Other);
+        assert_eq!(irc.classify(b":s 001 me :Welcome"), Line::Welcome);
         assert_eq!(
             irc.classify(b":s 422 me :MOTD File is missing"),
             Line::Other
@@ -880,6 +898,7 @@ mod tests {
         assert_eq!(irc.classify(b":a!a@h JOIN #lobby"), Line::Other);
         let mut out = Vec::new();
         irc.join("n1", "#lobby", false, &mut Encoder::new(1), &mut out);
+        irc.join_room("#lobby", &mut Encoder::new(1), &mut out);
         assert_eq!(out, b"NICK n1\r\nUSER n1 0 * :n1\r\nJOIN #lobby\r\n");
         assert_eq!(Dialect::parse("irc"), Some(Dialect::Irc));
         assert_eq!(Dialect::parse("IRC"), None);

@@ -182,6 +182,16 @@ struct Acc {
     ws_seed: u64,
     /// Where the next payload is put together.
     payload: Vec<u8>,
+    /// `--workers`: the global number of this process's first sender, and
+    /// the senders of every worker (`None`: this process's are all).
+    sender_base: usize,
+    senders_total: Option<usize>,
+    /// The fanout's schedule (start, end in ns), from which the other
+    /// workers' senders' totals are known while draining.
+    plan: Option<(u64, Option<u64>)>,
+    /// `--irc-oper`, `--irc-umode`: sent on `001`, before the JOIN.
+    irc_oper: Option<(String, String)>,
+    irc_umode: Option<String>,
 }
 
 impl Acc {
@@ -191,6 +201,18 @@ impl Acc {
 
     fn failures_total(&self) -> u64 {
         self.failures.values().sum()
+    }
+
+    /// Senders across every worker (this process's alone without
+    /// `--workers`): the length of every receiver's trackers.
+    fn all_senders(&self) -> usize {
+        self.senders_total.unwrap_or(self.senders.len())
+    }
+
+    /// The sender of this process with global number `g`, if it is ours.
+    fn local_sender(&self, g: usize) -> Option<usize> {
+        g.checked_sub(self.sender_base)
+            .filter(|&i| i < self.senders.len())
     }
 }
 
@@ -231,7 +253,7 @@ fn publishes(cfg: &Config, nick: u64) -> bool {
 /// Handles one unit read from `conn` (see `Dialect::feed`).
 fn on_input(conn: &mut Conn, input: Input<'_>, now_ns: u64, acc: &mut Acc, room: &str) {
     match input {
-        Input::Line(line) => on_line(conn, line, now_ns, acc),
+        Input::Line(line) => on_line(conn, line, now_ns, acc, room),
         Input::Upgraded => {
             if conn.state == State::Upgrading {
                 // Never a publisher: WebSocket dialects have none.
@@ -246,7 +268,7 @@ fn on_input(conn: &mut Conn, input: Input<'_>, now_ns: u64, acc: &mut Acc, room:
 }
 
 /// Handles one complete line (or RESP reply) from `conn`.
-fn on_line(conn: &mut Conn, parsed: Line<'_>, now_ns: u64, acc: &mut Acc) {
+fn on_line(conn: &mut Conn, parsed: Line<'_>, now_ns: u64, acc: &mut Acc, room: &str) {
     if let Line::Ping(token) = parsed {
         // IRC servers disconnect clients that do not answer.
         let dialect = conn.dialect;
@@ -255,6 +277,18 @@ fn on_line(conn: &mut Conn, parsed: Line<'_>, now_ns: u64, acc: &mut Acc) {
     }
     match conn.state {
         State::Joining => match parsed {
+            Line::Welcome => {
+                let dialect = conn.dialect;
+                if let Some((name, pass)) = &acc.irc_oper {
+                    let line = format!("OPER {name} {pass}");
+                    dialect.raw_line(line.as_bytes(), &mut acc.enc, &mut conn.out);
+                }
+                if let Some(modes) = &acc.irc_umode {
+                    let line = format!("MODE {} {modes}", nick(conn.nick));
+                    dialect.raw_line(line.as_bytes(), &mut acc.enc, &mut conn.out);
+                }
+                dialect.join_room(room, &mut acc.enc, &mut conn.out);
+            }
             Line::Joined => {
                 conn.state = State::Joined;
                 conn.joined = true;
@@ -295,6 +329,9 @@ fn on_chat(conn: &mut Conn, text: &[u8], now_ns: u64, acc: &mut Acc) {
         acc.foreign += 1;
         return;
     };
+    // A global sender number (with `--workers`, the sender may be in
+    // another process: then there is no window to move and no actual send
+    // time here).
     let s = sender as usize;
     if conn.sender == Some(s) || s >= conn.trackers.len() {
         acc.foreign += 1;
@@ -306,14 +343,16 @@ fn on_chat(conn: &mut Conn, text: &[u8], now_ns: u64, acc: &mut Acc) {
     }
     acc.deliveries += 1;
     acc.second_deliveries += 1;
-    let snd = &mut acc.senders[s];
-    if conn.acks && seq >= snd.ack_base {
-        if let Some(n) = snd.acks.get_mut((seq - snd.ack_base) as usize) {
-            *n += 1;
-        }
-        while snd.acks.front() == Some(&acc.receivers_per_msg) {
-            snd.acks.pop_front();
-            snd.ack_base += 1;
+    let local = acc.local_sender(s);
+    if let Some(snd) = local.map(|i| &mut acc.senders[i]) {
+        if conn.acks && seq >= snd.ack_base {
+            if let Some(n) = snd.acks.get_mut((seq - snd.ack_base) as usize) {
+                *n += 1;
+            }
+            while snd.acks.front() == Some(&acc.receivers_per_msg) {
+                snd.acks.pop_front();
+                snd.ack_base += 1;
+            }
         }
     }
     let measured = intended_ns >= acc.measure_start_ns && intended_ns < acc.measure_end_ns;
@@ -329,7 +368,8 @@ fn on_chat(conn: &mut Conn, text: &[u8], now_ns: u64, acc: &mut Acc) {
     acc.lat_second.record_us(corrected);
     if measured {
         acc.lat.record_us(corrected);
-        if let Some(&actual) = snd.sent_ns.get(seq as usize) {
+        let actual = local.and_then(|i| acc.senders[i].sent_ns.get(seq as usize));
+        if let Some(&actual) = actual {
             acc.lat_uncorrected
                 .record_us(now_ns.saturating_sub(actual) / 1000);
         }
@@ -407,7 +447,11 @@ impl<'c> Run<'c> {
     fn new(cfg: &'c Config) -> io::Result<Run<'c>> {
         let poll = Poll::new()?;
         let timer = Timer::new(poll.registry(), TIMER)?;
-        let t0 = Instant::now();
+        // With `--workers`, every worker's clock starts at the parent's
+        // instant, so payload times mean the same in every process.
+        let t0 = cfg
+            .worker
+            .map_or_else(Instant::now, |r| super::workers::instant_at(r.t0_mono_ns));
         let seed = dialect::random_seed();
         Ok(Run {
             cfg,
@@ -443,6 +487,11 @@ impl<'c> Run<'c> {
                 enc: Encoder::new(seed),
                 ws_seed: seed.rotate_left(32),
                 payload: Vec::new(),
+                sender_base: cfg.worker.map_or(0, |r| r.share.sender_base),
+                senders_total: cfg.worker.map(|r| r.share.senders_total),
+                plan: None,
+                irc_oper: cfg.irc_oper.clone(),
+                irc_umode: cfg.irc_umode.clone(),
             },
             next_nick: 0,
             launched: 0,
@@ -906,9 +955,52 @@ impl<'c> Run<'c> {
         Ok(())
     }
 
-    /// Messages each sender sent so far.
+    /// Messages each sender sent so far, by global sender number: ours
+    /// as counted, another worker's as its schedule plans them (see
+    /// src/bench/workers.rs; the parent's accounting uses the real ones).
     fn sent_by(&self) -> Vec<u64> {
-        self.acc.senders.iter().map(|s| s.next_seq).collect()
+        let acc = &self.acc;
+        (0..acc.all_senders())
+            .map(|g| match acc.local_sender(g) {
+                Some(i) => acc.senders[i].next_seq,
+                None => acc.plan.map_or(0, |(start, end)| {
+                    planned_sends(start, end, self.cfg.rate, acc.all_senders(), g)
+                }),
+            })
+            .collect()
+    }
+
+    /// Per global sender, what this process's receivers owed and received
+    /// (alive and cut), and what its own senders sent: what `--workers`
+    /// adds up.
+    fn per_sender(&self) -> super::workers::PerSender {
+        let mut p = super::workers::PerSender::new(self.acc.all_senders());
+        for (i, snd) in self.acc.senders.iter().enumerate() {
+            if let Some(slot) = p.sent.get_mut(self.acc.sender_base + i) {
+                *slot = snd.next_seq;
+            }
+        }
+        let alive = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.joined && !c.trackers.is_empty())
+            .map(|(_, c)| (&c.trackers, c.sender, false));
+        let gone = self.departed.iter().map(|d| (&d.trackers, d.sender, true));
+        for (trackers, own, cut) in alive.chain(gone) {
+            for (g, tr) in trackers.iter().enumerate() {
+                if own == Some(g) || g >= p.owers.len() {
+                    continue;
+                }
+                let (owers, received) = if cut {
+                    (&mut p.cut_owers, &mut p.cut_received)
+                } else {
+                    (&mut p.owers, &mut p.received)
+                };
+                owers[g] += 1;
+                received[g] += tr.received;
+            }
+        }
+        p
     }
 
     /// Messages owed to receivers still connected and not yet received.
@@ -937,8 +1029,10 @@ impl<'c> Run<'c> {
             // Exact and cheap while every receiver owes from 0 and none
             // left; otherwise every receiver's trackers are checked now and
             // then.
-            let scan =
-                self.acc.late_trackers > 0 || !self.departed.is_empty() || self.lag.is_some();
+            let scan = self.acc.late_trackers > 0
+                || !self.departed.is_empty()
+                || self.lag.is_some()
+                || self.cfg.worker.is_some();
             if !scan && self.acc.deliveries >= expected {
                 break;
             }
@@ -1140,7 +1234,7 @@ fn setup_senders(run: &mut Run, keys: &[usize]) {
             ack_base: 0,
         });
         if let Some(c) = run.conns.get_mut(key) {
-            c.sender = Some(i);
+            c.sender = Some(run.acc.sender_base + i);
         }
     }
 }
@@ -1151,6 +1245,7 @@ fn send_due(run: &mut Run, now: Instant, sched: &Schedule) -> (bool, Instant) {
     let cfg = run.cfg;
     let now_ns = run.ns(now);
     let n_senders = run.acc.senders.len();
+    let (base, all) = (run.acc.sender_base, run.acc.all_senders());
     let mut next_due = sched.end.unwrap_or(now + Duration::from_secs(1));
     let mut all_done = true;
     for i in 0..n_senders {
@@ -1169,7 +1264,7 @@ fn send_due(run: &mut Run, now: Instant, sched: &Schedule) -> (bool, Instant) {
             }
             let seq = snd.next_seq;
             let t = if cfg.rate > 0.0 {
-                intended_ns(sched.start_ns, cfg.rate, n_senders, i, seq)
+                intended_ns(sched.start_ns, cfg.rate, all, base + i, seq)
             } else {
                 // Closed loop; with no receiver that acknowledges (all
                 // lagging) there is no window to wait for.
@@ -1193,7 +1288,7 @@ fn send_due(run: &mut Run, now: Instant, sched: &Schedule) -> (bool, Instant) {
             acc.payload.clear();
             payload::encode_text(
                 Stamp {
-                    sender: i as u32,
+                    sender: (base + i) as u32,
                     seq,
                     intended_ns: t,
                 },
@@ -1241,11 +1336,23 @@ fn fill_chat(run: &Run, report: &mut Report) {
     report.measured_deliveries = a.measured_deliveries;
     report.latency = Some(a.lat.summary());
     report.latency_uncorrected = Some(a.lat_uncorrected.summary());
+    report.hists = Some(super::stats::RunHists {
+        latency: a.lat.clone(),
+        latency_uncorrected: a.lat_uncorrected.clone(),
+        join: a.join_latency.clone(),
+    });
+    report.per_sender = Some(run.per_sender());
 }
 
 fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     let cfg = run.cfg;
     let join_time = run.join_all(cfg.clients as u64, events)?;
+    // `--workers`: everyone has joined in every worker; the parent says
+    // when sending starts, the same instant for all.
+    let go = match &cfg.worker {
+        Some(role) => Some(super::workers::ready_and_wait_go(role, run.acc.t0)?),
+        None => None,
+    };
     let mut report = base_report(run, join_time);
     let mut joined: Vec<usize> = run
         .conns
@@ -1279,8 +1386,10 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     } else {
         &joined[..]
     };
+    // Every receiver tracks every sender (of every worker).
+    let all_senders = run.acc.all_senders();
     for &key in tracked {
-        run.conns[key].trackers = vec![SeqTracker::default(); n_senders];
+        run.conns[key].trackers = vec![SeqTracker::default(); all_senders];
     }
     // `--lag`: the last receivers to join stop reading (never a sender).
     let n_lag = cfg.lag.map_or(0, |l| l.of(joined.len() - n_senders));
@@ -1306,7 +1415,7 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
     }
 
     run.set_phase("send");
-    let send_start = Instant::now();
+    let send_start = go.unwrap_or_else(Instant::now);
     run.pause_lagging(send_start);
     let measure_start = send_start + cfg.warmup;
     let send_end = cfg.messages.is_none().then(|| measure_start + cfg.duration);
@@ -1317,6 +1426,7 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         end: send_end,
         limit: cfg.messages,
     };
+    run.acc.plan = Some((sched.start_ns, send_end.map(|e| run.ns(e))));
     let mut cost: Option<CostWindow> = None;
     // Send and receive until the schedule (or the message count) is done.
     let send_stop = loop {
@@ -1470,6 +1580,35 @@ pub fn intended_ns(start_ns: u64, rate: f64, senders: usize, i: usize, seq: u64)
     start_ns.saturating_add((k as f64 * 1e9 / rate) as u64)
 }
 
+/// How many messages sender `g` of `senders` sends on the open-loop
+/// schedule from `start_ns` until `end_ns` (no end: none are planned).
+/// The same sum `send_due` makes, message by message.
+pub fn planned_sends(
+    start_ns: u64,
+    end_ns: Option<u64>,
+    rate: f64,
+    senders: usize,
+    g: usize,
+) -> u64 {
+    let Some(end) = end_ns else {
+        return 0;
+    };
+    if rate <= 0.0 || senders == 0 || end <= start_ns {
+        return 0;
+    }
+    let due = |seq: u64| intended_ns(start_ns, rate, senders, g, seq) < end;
+    // Close to the answer from the rate, then exact by the schedule itself.
+    let k = ((end - start_ns) as f64 * rate / 1e9) as u64;
+    let mut n = (k / senders as u64).saturating_add(1);
+    while n > 0 && !due(n - 1) {
+        n -= 1;
+    }
+    while due(n) {
+        n += 1;
+    }
+    n
+}
+
 fn run_ns(t0: Instant, t: Instant) -> u64 {
     t.saturating_duration_since(t0).as_nanos() as u64
 }
@@ -1571,6 +1710,23 @@ mod tests {
         assert_eq!(t(2, 10), 5_000 + 42_000_000);
         // Each sender alone runs at rate / senders.
         assert_eq!(t(1, 250) - t(1, 0), 1_000_000_000);
+    }
+
+    #[test]
+    fn planned_sends_match_the_schedule() {
+        for (rate, senders, start, end) in [
+            (1000.0, 4, 5_000, 1_000_005_000),
+            (333.0, 3, 0, 2_500_000_000),
+            (7.0, 5, 17, 999_999_999),
+        ] {
+            for g in 0..senders {
+                let naive = (0..)
+                    .take_while(|&seq| intended_ns(start, rate, senders, g, seq) < end)
+                    .count() as u64;
+                assert_eq!(planned_sends(start, Some(end), rate, senders, g), naive);
+            }
+        }
+        assert_eq!(planned_sends(0, None, 1000.0, 4, 0), 0);
     }
 
     #[test]

@@ -14,6 +14,8 @@
 //! - [`stats`]: latency histograms, [`proc_stats`]: /proc sampling (the
 //!   server's RSS, by phase),
 //! - [`report`]: the table and the JSON object,
+//! - [`workers`]: `--workers`, several bench processes merged into one
+//!   report,
 //! - [`baseline`]: the thread-per-client server the benches compare with.
 
 pub mod baseline;
@@ -26,6 +28,7 @@ pub mod proc_stats;
 pub mod report;
 pub mod stats;
 pub mod tracker;
+pub mod workers;
 
 pub use cli::{Config, Workload};
 pub use driver::run;
@@ -46,13 +49,35 @@ pub fn main_with_args(args: &[String]) -> i32 {
             return 2;
         }
     };
-    let report = match run(&cfg) {
+    let result = if cfg.workers > 1 {
+        workers::run_parent(&cfg, args)
+    } else {
+        run(&cfg)
+    };
+    let report = match result {
         Ok(r) => r,
         Err(e) => {
             eprintln!("loopchat-bench: {e}");
             return 1;
         }
     };
+    if cfg.worker.is_some() {
+        // A worker's one line for its parent (src/bench/workers.rs).
+        println!("{}", workers::result_line(&report));
+        return 0;
+    }
+    if let Some(path) = &cfg.hist_out {
+        let mut text = String::new();
+        if let Some(h) = &report.hists {
+            h.latency.write_hgrm(&mut text);
+        } else {
+            stats::LatencyHist::new().write_hgrm(&mut text);
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("loopchat-bench: --hist-out {}: {e}", path.display());
+            return 1;
+        }
+    }
     if cfg.json {
         println!("{}", report.to_json());
     } else {

@@ -113,38 +113,35 @@ impl SyscallCounter {
 
     /// Stops perf and returns the total, `None` if it counted nothing usable.
     ///
-    /// perf can miss a SIGINT that arrives while it is still setting up
-    /// (it then waits for a signal that already came), so the signal is
-    /// repeated every second, and after 5 s perf is killed (no figure).
+    /// perf prints its counts when SIGINT stops it, but a SIGINT that comes
+    /// while it is still attaching (a window of a few milliseconds after
+    /// `start`) can be lost, and perf then runs on: waiting for it hung a
+    /// peers bench for minutes. So SIGINT is repeated for at most
+    /// `PERF_STOP`, then perf is killed and its figure is `None`.
     pub fn stop(mut self) -> Option<u64> {
+        const PERF_STOP: std::time::Duration = std::time::Duration::from_secs(3);
+        const RETRY: std::time::Duration = std::time::Duration::from_millis(50);
         let pid = libc::pid_t::try_from(self.child.id()).ok()?;
-        let started = std::time::Instant::now();
-        let mut signalled = None;
+        let give_up = std::time::Instant::now() + PERF_STOP;
         loop {
+            // SAFETY: signalling our own child process, not yet reaped.
+            unsafe {
+                libc::kill(pid, libc::SIGINT);
+            }
+            std::thread::sleep(RETRY);
             match self.child.try_wait() {
                 Ok(Some(_)) => break,
-                Ok(None) => {}
-                Err(_) => return None,
-            }
-            let waited = started.elapsed();
-            if waited > std::time::Duration::from_secs(5) {
-                let _ = self.child.kill();
-                let _ = self.child.wait();
-                return None;
-            }
-            if signalled.is_none_or(|at: std::time::Duration| {
-                waited - at >= std::time::Duration::from_secs(1)
-            }) {
-                // SAFETY: signalling our own child process.
-                unsafe {
-                    libc::kill(pid, libc::SIGINT);
+                Ok(None) if std::time::Instant::now() < give_up => {}
+                _ => {
+                    let _ = self.child.kill();
+                    let _ = self.child.wait();
+                    return None;
                 }
-                signalled = Some(waited);
             }
-            std::thread::sleep(std::time::Duration::from_millis(5));
         }
         let mut err = String::new();
-        let _ = std::io::Read::read_to_string(self.child.stderr.as_mut()?, &mut err);
+        use std::io::Read as _;
+        self.child.stderr.take()?.read_to_string(&mut err).ok()?;
         parse_perf_csv(&err)
     }
 }

@@ -6,7 +6,8 @@
 
 use super::cli::{Config, Lag, Workload};
 use super::proc_stats::RssTrack;
-use super::stats::LatencySummary;
+use super::stats::{LatencySummary, RunHists};
+use super::workers::PerSender;
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -47,6 +48,16 @@ pub struct LagStats {
     pub receivers: u64,
     /// From the first send to the resume.
     pub paused_s: f64,
+}
+
+/// One process of `--workers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkerInfo {
+    pub pid: u32,
+    /// Its threads when it finished (`/proc/self/task`): 1.
+    pub threads: u64,
+    pub clients: u64,
+    pub senders: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -101,6 +112,12 @@ pub struct Report {
     /// With `--server-pid`: the server's RSS sampled every `--rss-interval`
     /// over the whole run.
     pub memory: Option<RssTrack>,
+    /// The whole histograms (fanout, storm): `--hist-out` and `--workers`.
+    pub hists: Option<RunHists>,
+    /// Loss by sender, which `--workers` adds up across processes.
+    pub per_sender: Option<PerSender>,
+    /// `--workers`: the processes that ran (empty: this one alone).
+    pub workers: Vec<WorkerInfo>,
 }
 
 fn per_s(n: u64, s: f64) -> f64 {
@@ -153,6 +170,9 @@ impl Report {
             cut: Cut::default(),
             lag: None,
             memory: None,
+            hists: None,
+            per_sender: None,
+            workers: Vec::new(),
         }
     }
 
@@ -306,6 +326,13 @@ impl Report {
                 "cpu_s": self.bench_cpu_s,
                 "rss_kib": self.bench_rss_kib,
                 "read_bytes": self.read_bytes,
+            },
+            "workers": {
+                "count": self.workers.len().max(1),
+                "parent_pid": std::process::id(),
+                "processes": self.workers.iter().map(|w| json!({
+                    "pid": w.pid, "threads": w.threads, "clients": w.clients, "senders": w.senders,
+                })).collect::<Vec<_>>(),
             },
             "clean": self.is_clean(),
         })
@@ -568,6 +595,23 @@ impl Report {
         }
         if let Some(cpu) = self.bench_cpu_s {
             row(&mut t, "bench CPU", format!("{cpu:.3} s"));
+        }
+        if !self.workers.is_empty() {
+            let list: Vec<String> = self
+                .workers
+                .iter()
+                .map(|w| {
+                    format!(
+                        "pid {} ({} clients, {} senders)",
+                        w.pid, w.clients, w.senders
+                    )
+                })
+                .collect();
+            row(
+                &mut t,
+                "bench processes",
+                format!("{}: {}", self.workers.len(), list.join(", ")),
+            );
         }
         row(
             &mut t,
