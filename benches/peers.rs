@@ -741,9 +741,9 @@ one too.
 ## Machine
 
 {machine}, load average {load_start} at the start and {load_end} at the end of the run \
-({elapsed:.0} s). This is a shared 2-core machine: other engineers were compiling and \
-fuzzing during the run, so absolute figures are low and noisy; compare columns, which \
-were measured under the same conditions.
+({elapsed:.0} s). The bench runs on the same machine as the server under test: on 2 \
+cores, the two compete, and other work on the machine (the load average above) makes \
+figures low and noisy; compare columns, which were measured under the same conditions.
 
 Versions: {versions}.
 
