@@ -29,7 +29,10 @@
 //! 30 clients, 100 msgs/s; checks the run is clean and the samples are
 //! there). Under `cargo test --all-targets` (no `--bench`) it exits at once.
 
+mod shared;
+
 use serde_json::{Value, json};
+use shared::{Server, ServerKind};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
@@ -85,54 +88,29 @@ fn plan(args: &[String]) -> Result<Plan, String> {
     })
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// The server: loopchat, started like the other benches start it.
 fn start_server() -> Result<Server, String> {
-    let mut child = Command::new(SERVER)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--max-clients",
-            "100000",
-            "--max-per-ip",
-            "0",
-            "--max-rate",
-            "100",
-            "--max-sendq",
-            "1m",
-            "--log-level",
-            "warn",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("cannot start {SERVER}: {e}"))?;
-    let stdout = child.stdout.take().ok_or("no stdout")?;
-    let mut first = String::new();
-    let _ = BufReader::new(stdout).read_line(&mut first);
-    let addr = first
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok());
-    match addr {
-        Some(addr) => Ok(Server { child, addr }),
-        None => {
-            let _ = child.kill();
-            let _ = child.wait();
-            Err(format!("expected `listening on ADDR:PORT`, got {first:?}"))
-        }
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--max-clients",
+        "100000",
+        "--max-per-ip",
+        "0",
+        "--max-rate",
+        "100",
+        "--max-sendq",
+        "1m",
+        "--log-level",
+        "warn",
+    ];
+    ServerKind {
+        name: "loopchat",
+        program: SERVER.into(),
+        args: args.map(String::from).to_vec(),
+        conf: None,
     }
+    .start()
 }
 
 fn start_bench(args: &[String]) -> Result<Child, String> {
@@ -159,23 +137,8 @@ struct Sample {
 }
 
 fn sample(pid: u32, addr: SocketAddr, at_s: f64) -> Sample {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let field = |name: &str| -> u64 {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
+    let proc = loopchat::bench::proc_stats::sample(pid).unwrap_or_default();
     let fds = std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count() as u64);
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let ticks = 100.0; // sysconf(_SC_CLK_TCK) on Linux
-    let cpu_s = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect::<Vec<_>>())
-        .and_then(|f| Some(f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?))
-        .map_or(0.0, |t| t / ticks);
     let metrics = http_get(addr, "/metrics").unwrap_or_default();
     let metric = |prefix: &str| -> u64 {
         metrics
@@ -186,10 +149,10 @@ fn sample(pid: u32, addr: SocketAddr, at_s: f64) -> Sample {
     };
     Sample {
         at_s,
-        rss_kib: field("VmRSS:"),
+        rss_kib: proc.rss_kib,
         fds,
-        threads: field("Threads:"),
-        cpu_s,
+        threads: proc.threads,
+        cpu_s: proc.cpu_s,
         output_bytes: metric("loopchat_output_bytes "),
         connections: metric("loopchat_connections{"),
         cut_sendq: metric("loopchat_disconnects_total{reason=\"sendq\"}"),
@@ -477,7 +440,7 @@ fn run(args: &[String]) -> Result<(), String> {
     let plan = plan(args)?;
     raise_nofile_limit();
     let server = start_server()?;
-    let pid = server.child.id();
+    let pid = server.pid;
     let addr = server.addr;
     let secs = plan.seconds.to_string();
     println!(

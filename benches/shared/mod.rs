@@ -1,4 +1,4 @@
-//! What the fanout and peers benches share (`mod shared;` in each): a
+//! What the fanout, peers and soak benches share (`mod shared;` in each): a
 //! server process started for one measurement and stopped when dropped,
 //! the machine's description, medians, and the SVG charts.
 //!
