@@ -6,6 +6,7 @@
 mod common;
 
 use common::TestServer;
+use common::bench::n;
 use serde_json::Value;
 use std::net::{SocketAddr, TcpListener};
 use std::process::{Command, Output};
@@ -17,34 +18,12 @@ fn bench(args: &[&str]) -> Output {
         .expect("run loopchat-bench")
 }
 
-/// Runs a workload with `--json --quiet` and returns (exit code, JSON).
+/// Runs a workload against `addr` (see [`common::bench::bench_json`]).
 fn bench_json(addr: SocketAddr, args: &[&str]) -> (i32, Value) {
     let addr = addr.to_string();
-    let mut all = vec![
-        addr.as_str(),
-        "--json",
-        "--quiet",
-        "--join-timeout",
-        "10",
-        "--drain-timeout",
-        "5",
-    ];
+    let mut all = vec![addr.as_str()];
     all.extend_from_slice(args);
-    let out = bench(&all);
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {text:?}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), json)
-}
-
-fn n(v: &Value, key: &str) -> u64 {
-    v.pointer(key)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+    common::bench::bench_json(&all)
 }
 
 fn server() -> TestServer {

@@ -5,39 +5,9 @@
 mod common;
 
 use common::TestServer;
-use serde_json::Value;
+use common::bench::{bench_json, n};
 use std::path::PathBuf;
 use std::process::Command;
-
-fn n(v: &Value, key: &str) -> u64 {
-    v.pointer(key)
-        .and_then(Value::as_u64)
-        .unwrap_or_else(|| panic!("{key} missing in {v}"))
-}
-
-/// Runs the bench with `--json --quiet` and returns (exit code, JSON).
-fn bench_json(args: &[&str]) -> (i32, Value) {
-    let out = Command::new(env!("CARGO_BIN_EXE_loopchat-bench"))
-        .args([
-            "--json",
-            "--quiet",
-            "--join-timeout",
-            "10",
-            "--drain-timeout",
-            "5",
-        ])
-        .args(args)
-        .output()
-        .expect("run loopchat-bench");
-    let text = String::from_utf8_lossy(&out.stdout);
-    let json: Value = serde_json::from_str(text.trim()).unwrap_or_else(|e| {
-        panic!(
-            "not JSON ({e}): {text:?}\nstderr: {}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    (out.status.code().unwrap_or(-1), json)
-}
 
 fn temp_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("loopchat-{}-{name}", std::process::id()))

@@ -365,6 +365,8 @@ impl Client {
 
 /// Helpers for servers with `--accounts FILE`.
 pub mod accounts;
+/// `loopchat-bench` as a child process.
+pub mod bench;
 
 /// A helper client driven through its stdin and stdout.
 pub mod child;
