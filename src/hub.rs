@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 
 use crate::accounts::{AuthJob, AuthOutcome};
 use crate::chat::{
-    Audience, ConnId, ConnTable, Core, Event, LeaveReason, Refusal, Relay, Request, Sink, Stage,
-    TextKind, Watch,
+    Audience, ClaimAnswer, ConnId, ConnTable, Core, Event, LeaveReason, Refusal, Relay, Request,
+    Sink, Stage, TextKind, Watch,
 };
 use crate::dialect::irc::{self, IrcConfig, IrcConn};
 use crate::dialect::{Dialect, line, sniff};
@@ -79,6 +79,12 @@ pub trait Outbox {
     /// Bridging: listen (`on`) or stop listening to `what`.
     fn watch(&mut self, what: Watch<'_>, on: bool) {
         let _ = (what, on);
+    }
+    /// Bridging: claim `nick` for `conn` in Redis and answer with
+    /// [`Hub::claim_done`] (see [`Sink::claim`]); `false`: cannot ask now.
+    fn claim(&mut self, conn: ConnId, nick: &str) -> bool {
+        let _ = (conn, nick);
+        false
     }
 }
 
@@ -207,7 +213,41 @@ impl Hub {
     pub fn forget_remote(&mut self, out: &mut impl Outbox) {
         let reason = LeaveReason::Quit(Some("lost the link to the other servers".into()));
         let (core, mut sink) = self.split(out);
-        core.forget_remote(&reason, &mut sink);
+        core.forget_remote(None, &reason, &mut sink);
+    }
+
+    /// A reaper found process `node`'s lease expired: its members are
+    /// forgotten, and local users see them quit.
+    pub fn node_down(&mut self, node: &str, out: &mut impl Outbox) {
+        let reason = LeaveReason::Quit(Some(format!("server {node} is gone")));
+        let (core, mut sink) = self.split(out);
+        core.forget_remote(Some(node), &reason, &mut sink);
+    }
+
+    /// The bridge's answer to the claim of a nickname for `conn` (see
+    /// [`Core::claim_done`]).
+    pub fn claim_done(&mut self, conn: ConnId, answer: ClaimAnswer, out: &mut impl Outbox) {
+        let (core, mut sink) = self.split(out);
+        core.claim_done(conn, answer, &mut sink);
+        self.sync_irc(conn);
+    }
+
+    /// A nickname collision after Redis came back (see
+    /// [`Core::collision`]).
+    pub fn collision(&mut self, old: &str, new: &str, out: &mut impl Outbox) {
+        let conn = self.core.find(old);
+        let (core, mut sink) = self.split(out);
+        core.collision(old, new, &mut sink);
+        if let Some(conn) = conn {
+            self.sync_irc(conn);
+        }
+    }
+
+    /// Our lease in Redis lapsed: tell the other processes who is here
+    /// again (see [`Core::announce_all`]).
+    pub fn announce_all(&mut self, out: &mut impl Outbox) {
+        let (core, mut sink) = self.split(out);
+        core.announce_all(&mut sink);
     }
 
     /// The loop's time for this turn.
@@ -520,7 +560,9 @@ impl Hub {
         let (core, mut sink) = self.split(out);
         core.auth_done(conn, outcome, &mut sink);
         if self.dialect(conn) == Dialect::Irc {
-            if !self.core.is_joined(conn) && self.core.stage(conn) != Stage::Gone {
+            // (A name being claimed in Redis is not a failed login.)
+            let stage = self.core.stage(conn);
+            if !self.core.is_joined(conn) && !matches!(stage, Stage::Gone | Stage::Claiming) {
                 let (core, mut sink) = self.split(out);
                 core.handle(conn, Request::Quit { reason: None }, &mut sink);
             }
@@ -679,6 +721,10 @@ impl<O: Outbox> Sink for Renderer<'_, O> {
 
     fn watch(&mut self, what: Watch<'_>, on: bool) {
         self.out.watch(what, on);
+    }
+
+    fn claim(&mut self, conn: ConnId, nick: &str) -> bool {
+        self.out.claim(conn, nick)
     }
 }
 
@@ -987,6 +1033,9 @@ pub(crate) mod tests {
         out: Recorder,
         relays: Vec<String>,
         watches: Vec<String>,
+        claims: Vec<String>,
+        /// Redis cannot be asked: claims are refused at once.
+        down: bool,
     }
 
     impl Outbox for Bridged {
@@ -1002,6 +1051,10 @@ pub(crate) mod tests {
         fn watch(&mut self, what: Watch<'_>, on: bool) {
             self.watches.push(format!("{what:?} {on}"));
         }
+        fn claim(&mut self, conn: ConnId, nick: &str) -> bool {
+            self.claims.push(format!("{conn} {nick}"));
+            !self.down
+        }
     }
 
     /// With bridging on, the core relays what others must hear and
@@ -1013,7 +1066,14 @@ pub(crate) mod tests {
         room.set_bridged(true);
         let mut out = Bridged::default();
         room.connected(0, &mut out);
+        out.out.sent.clear();
         room.handle_frame(0, Frame::Line(b"alice"), &mut out);
+        assert_eq!(out.claims, ["0 alice"]);
+        assert!(
+            out.watches.is_empty() && out.out.sent.is_empty(),
+            "claimed first"
+        );
+        room.claim_done(0, ClaimAnswer::Granted, &mut out);
         assert_eq!(
             out.watches,
             ["Nick(\"alice\") true", "Room(\"#lobby\") true"]
@@ -1096,6 +1156,96 @@ pub(crate) mod tests {
             out.watches,
             ["Nick(\"alice\") false", "Room(\"#lobby\") false"]
         );
+        room.check_consistency().unwrap();
+    }
+
+    /// Names are claimed across processes: taken elsewhere, unavailable
+    /// while Redis is away, reserved locally while a claim is out, lost
+    /// in a collision; a reaped process's members quit.
+    #[test]
+    fn bridged_names_are_claimed_and_settled() {
+        let mut room = Hub::new(4096);
+        room.set_bridged(true);
+        let mut out = Bridged::default();
+        for c in 0..3 {
+            room.connected(c, &mut out);
+        }
+        out.out.sent.clear();
+        room.handle_frame(0, Frame::Line(b"alice"), &mut out);
+        room.handle_frame(1, Frame::Line(b"ALICE"), &mut out);
+        assert_eq!(
+            out.out.take(1),
+            ["! Nickname ALICE is taken. Choose another."],
+            "a claim in flight holds the name here"
+        );
+        room.claim_done(0, ClaimAnswer::Taken, &mut out);
+        assert_eq!(
+            out.out.take(0),
+            ["! Nickname alice is taken. Choose another."]
+        );
+        out.down = true;
+        room.handle_frame(0, Frame::Line(b"al"), &mut out);
+        assert_eq!(
+            out.out.take(0),
+            [
+                "! al cannot be checked against the other servers now (they are unreachable). Try again in a moment."
+            ]
+        );
+        out.down = false;
+        room.handle_frame(0, Frame::Line(b"al"), &mut out);
+        room.claim_done(0, ClaimAnswer::Granted, &mut out);
+        room.handle_frame(1, Frame::Line(b"bo"), &mut out);
+        room.claim_done(1, ClaimAnswer::Granted, &mut out);
+        out.out.sent.clear();
+        // A rename is claimed too; a case change is not.
+        out.claims.clear();
+        room.handle_frame(1, Frame::Line(b"/nick BO"), &mut out);
+        assert!(out.claims.is_empty());
+        assert_eq!(out.out.take(0), ["* bo is now known as BO"]);
+        room.handle_frame(1, Frame::Line(b"/nick bob"), &mut out);
+        assert_eq!(out.claims, ["1 bob"]);
+        room.claim_done(1, ClaimAnswer::Unavailable, &mut out);
+        assert_eq!(
+            out.out.take(1),
+            [
+                "* bo is now known as BO",
+                "! bob cannot be checked against the other servers now (they are unreachable). Try again in a moment."
+            ]
+        );
+        assert_eq!(room.core.nick(1), Some("BO"));
+        // The one who left while claiming gives the name back.
+        room.handle_frame(2, Frame::Line(b"cy"), &mut out);
+        out.watches.clear();
+        room.disconnected(2, &LeaveReason::Closed, &mut out);
+        assert_eq!(out.watches, ["Nick(\"cy\") false"]);
+        room.claim_done(2, ClaimAnswer::Granted, &mut out);
+        // A collision after Redis came back: renamed, told, and seen.
+        out.out.sent.clear();
+        room.collision("al", "al1", &mut out);
+        assert_eq!(
+            out.out.take(0),
+            [
+                "* al was also taken on another server while the servers were out of touch; you are now al1.",
+                "* al is now known as al1"
+            ]
+        );
+        assert_eq!(out.out.take(1), ["* al is now known as al1"]);
+        // A reaped process: its members quit here; others stay.
+        for (node, nick) in [("B", "zed"), ("C", "yan")] {
+            let here = Relay::Here {
+                room: "#lobby",
+                nick,
+                user: nick,
+            };
+            room.remote(node, &here, &mut out);
+        }
+        room.node_down("B", &mut out);
+        assert_eq!(
+            out.out.take(0),
+            ["* zed has left the room (quit: server B is gone)"]
+        );
+        room.handle_frame(0, Frame::Line(b"/who"), &mut out);
+        assert_eq!(out.out.take(0), ["* 3 users online: al1, BO, yan"]);
         room.check_consistency().unwrap();
     }
 

@@ -147,9 +147,10 @@ struct Connection {
     last_input: Instant,
     /// An idle ping was sent and not answered yet.
     pinged: bool,
-    /// A password check for it is queued: stop reading until it is done,
-    /// so lines sent after the password wait for the answer.
-    auth_pending: bool,
+    /// A password check for it is queued, or (`--redis`) its nickname is
+    /// being claimed: stop reading until the answer, so lines sent after
+    /// the password or the name wait for it.
+    waiting: bool,
     /// What carries its lines: TCP, or on the main port possibly HTTP and
     /// then WebSocket frames.
     transport: Transport,
@@ -460,7 +461,7 @@ impl Outbox for Mailer<'_> {
         let Some(c) = self.conns.get_mut(conn) else {
             return;
         };
-        c.auth_pending = true;
+        c.waiting = true;
         self.auth_queue.push_back(QueuedAuth {
             key: conn,
             serial: c.serial,
@@ -483,6 +484,15 @@ impl Outbox for Mailer<'_> {
         if let Some(bridge) = self.bridge.as_deref_mut() {
             bridge.watch(what, on);
         }
+    }
+
+    fn claim(&mut self, conn: ConnId, nick: &str) -> bool {
+        let (Some(bridge), Some(c)) = (self.bridge.as_deref_mut(), self.conns.get_mut(conn)) else {
+            return false;
+        };
+        let asked = bridge.claim(conn, c.serial, nick);
+        c.waiting |= asked;
+        asked
     }
 
     /// Only to telnet clients (see [`LineFramer::set_echo`]).
@@ -1131,7 +1141,7 @@ impl Server {
             phase: Phase::Open,
             last_input: self.now,
             pinged: false,
-            auth_pending: false,
+            waiting: false,
             transport: if irc {
                 Transport::Lines
             } else {
@@ -1472,7 +1482,7 @@ impl Server {
             let Some(c) = self.conns.get_mut(k) else {
                 return false;
             };
-            if c.phase.closing() || c.throttled || c.auth_pending {
+            if c.phase.closing() || c.throttled || c.waiting {
                 return false;
             }
             if c.framer.buffered() == 0 {
@@ -2108,7 +2118,7 @@ impl Server {
             return;
         }
         if let Some(c) = self.conns.get_mut(key) {
-            c.auth_pending = false;
+            c.waiting = false;
         }
         let (hub, mut out) = self.split();
         hub.auth_done(key, outcome, &mut out);
@@ -2225,10 +2235,45 @@ impl Server {
         let inbound = b.take_inbound();
         let outcomes = b.take_outcomes();
         let to_sync = b.take_to_sync();
-        let any = lost || !inbound.is_empty() || !outcomes.is_empty() || !to_sync.is_empty();
+        let downs = b.take_downs();
+        let claims = b.take_claims_done();
+        let collisions = b.take_collisions();
+        let renewed = b.take_lease_renewed();
+        let any = lost
+            || !inbound.is_empty()
+            || !outcomes.is_empty()
+            || !to_sync.is_empty()
+            || !downs.is_empty()
+            || !claims.is_empty()
+            || !collisions.is_empty()
+            || renewed;
         if lost {
             let (hub, mut out) = self.split();
             hub.forget_remote(&mut out);
+        }
+        for node in &downs {
+            let (hub, mut out) = self.split();
+            hub.node_down(node, &mut out);
+        }
+        for (old, new) in &collisions {
+            let (hub, mut out) = self.split();
+            hub.collision(old, new, &mut out);
+        }
+        if renewed {
+            let (hub, mut out) = self.split();
+            hub.announce_all(&mut out);
+        }
+        for done in claims {
+            if !self.live(done.conn, done.serial) {
+                continue;
+            }
+            if let Some(c) = self.conns.get_mut(done.conn) {
+                c.waiting = false;
+            }
+            let (hub, mut out) = self.split();
+            hub.claim_done(done.conn, done.answer, &mut out);
+            // Lines that came after the name wait in the framer or socket.
+            self.read_from(done.conn);
         }
         for payload in &inbound {
             // Checked by the bridge already; read again here, borrowing.
@@ -2258,7 +2303,10 @@ impl Server {
     /// delivered and flushed at once, not left for a turn that may never
     /// come), and keep a `Timer::Bridge` for its next ping or reconnect.
     fn bridge_end_of_turn(&mut self) {
-        for _ in 0..2 {
+        // Delivering may publish more (a claim granted: the joins it
+        // causes), and a failed write may answer more: a few rounds, then
+        // one last write, so nothing waits for a turn that may not come.
+        for _ in 0..3 {
             if let Some(b) = self.bridge.as_mut() {
                 b.flush(self.poll.registry(), self.now);
             }
@@ -2267,6 +2315,9 @@ impl Server {
             }
             self.flush_pending();
             self.free_closed();
+        }
+        if let Some(b) = self.bridge.as_mut() {
+            b.flush(self.poll.registry(), self.now);
         }
         self.schedule_bridge_tick();
     }

@@ -23,6 +23,7 @@
 //! name was resolved once, before the loop started ([`Target::resolve`]).
 
 pub mod envelope;
+pub mod presence;
 pub mod resp;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -34,7 +35,8 @@ use log::{debug, info, warn};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use crate::chat::{ConnId, Relay, TextKind, Watch};
+use crate::chat::{ClaimAnswer, ConnId, Relay, TextKind, Watch};
+use presence::{ClaimReply, Scripts};
 use resp::Value;
 
 /// The command link's token: half way up the token space, where neither
@@ -147,6 +149,15 @@ pub struct Figures {
     pub up: bool,
     /// Channels subscribed (confirmed by Redis).
     pub subscribed: u64,
+    /// Times our lease was found lapsed (we had been reaped, or Redis
+    /// restarted) and our nicknames claimed again.
+    pub lease_renewals: u64,
+    /// Processes found dead by a reaper (ours or another's).
+    pub nodes_down: u64,
+    /// Nickname claims refused because another process holds the name.
+    pub claims_taken: u64,
+    /// Our users renamed after a collision.
+    pub collisions: u64,
 }
 
 /// What a reply on the command link answers.
@@ -162,6 +173,29 @@ enum Pending {
     /// waits for it to learn whether anyone had the nickname.
     Publish(Option<PrivateWait>),
     Ping,
+    /// `SCRIPT LOAD`: an error means the scripts cannot run here.
+    ScriptLoad,
+    /// `INFO cluster`: a Redis Cluster is refused (see `on_reply`).
+    ClusterCheck,
+    Heartbeat,
+    Reap,
+    /// A nickname claimed for a user: to register or rename (`again`:
+    /// false), or ours already, claimed again after our lease lapsed.
+    Claim {
+        conn: ConnId,
+        serial: u64,
+        key: String,
+        again: bool,
+    },
+    Release(String),
+}
+
+/// The answer to a claim, for the hub.
+#[derive(Debug)]
+pub struct ClaimDone {
+    pub conn: ConnId,
+    pub serial: u64,
+    pub answer: ClaimAnswer,
 }
 
 /// A private line relayed to another process, waiting for its PUBLISH's
@@ -418,6 +452,26 @@ pub struct Bridge {
     gap_logged: Option<Instant>,
     scratch: Vec<u8>,
     replies: Vec<Value>,
+    scripts: Scripts,
+    /// We have had a lease (so a lapsed one is news, not the start).
+    had_lease: bool,
+    /// Lowercased nicknames we hold in Redis or are claiming.
+    held: HashSet<String>,
+    /// Nicknames given up while the command link was down: released
+    /// when it is back (unless Redis lost them anyway).
+    release_later: Vec<String>,
+    /// When the next heartbeat and reap are due (command link up).
+    heartbeat_at: Instant,
+    reap_at: Instant,
+    claims_done: Vec<ClaimDone>,
+    /// (old, new): our users renamed after a collision.
+    collisions: Vec<(String, String)>,
+    /// Nodes a reaper found dead.
+    downs: Vec<String>,
+    /// Our lease had lapsed: the hub tells the others who is here again.
+    lease_renewed: bool,
+    /// Why the bridge gave up for good (a Redis Cluster): no reconnects.
+    refused: Option<String>,
 }
 
 impl Bridge {
@@ -431,7 +485,6 @@ impl Bridge {
             cmd: Link::new("command", CMD, now),
             sub: Link::new("subscriber", SUB, now),
             pending: VecDeque::new(),
-            watched: HashSet::new(),
             subscribed: HashSet::new(),
             seq_out: HashMap::new(),
             seq_in: HashMap::new(),
@@ -444,6 +497,19 @@ impl Bridge {
             gap_logged: None,
             scratch: Vec::new(),
             replies: Vec::new(),
+            scripts: Scripts::new(),
+            had_lease: false,
+            held: HashSet::new(),
+            release_later: Vec::new(),
+            heartbeat_at: now,
+            reap_at: now,
+            claims_done: Vec::new(),
+            collisions: Vec::new(),
+            downs: Vec::new(),
+            lease_renewed: false,
+            refused: None,
+            // Every process hears the reapers.
+            watched: HashSet::from([presence::CONTROL.to_string()]),
         }
     }
 
@@ -511,6 +577,13 @@ impl Bridge {
             Watch::Room(room) => envelope::room_channel(room),
             Watch::Nick(nick) => envelope::nick_channel(nick),
         };
+        if let Watch::Nick(nick) = what {
+            if on {
+                self.held.insert(nick.to_string());
+            } else if self.held.remove(nick) {
+                self.release(nick.to_string());
+            }
+        }
         if on {
             if self.watched.insert(channel.clone()) && self.sub.is_up() {
                 resp::command(&mut self.sub.out, &[b"SUBSCRIBE", channel.as_bytes()]);
@@ -522,6 +595,132 @@ impl Bridge {
             self.seq_out.remove(&channel);
             self.seq_in.retain(|(c, _), _| *c != channel);
         }
+    }
+
+    /// Claims `nick` for `conn` (whose serial is `serial`) on every
+    /// process; the answer comes back through
+    /// [`take_claims_done`](Self::take_claims_done). `false`: Redis cannot
+    /// be asked now (the command link is down), and the name must be
+    /// refused.
+    pub fn claim(&mut self, conn: ConnId, serial: u64, nick: &str) -> bool {
+        if !self.cmd.is_up() || self.refused.is_some() {
+            return false;
+        }
+        let key = nick.to_ascii_lowercase();
+        self.held.insert(key.clone());
+        self.send_claim(nick, &key, false);
+        self.pending.push_back(Pending::Claim {
+            conn,
+            serial,
+            key,
+            again: false,
+        });
+        true
+    }
+
+    /// `EVALSHA claim` for `nick` (`key` lowercased).
+    fn send_claim(&mut self, nick: &str, key: &str, again: bool) {
+        let held = presence::held_key(&self.node);
+        let max = crate::protocol::MAX_NICK_LEN.to_string();
+        let mode: &[u8] = if again { b"again" } else { b"new" };
+        resp::command(
+            &mut self.cmd.out,
+            &[
+                b"EVALSHA",
+                self.scripts.claim.sha.as_bytes(),
+                b"3",
+                presence::NODES.as_bytes(),
+                presence::NICKS.as_bytes(),
+                held.as_bytes(),
+                self.node.as_bytes(),
+                key.as_bytes(),
+                mode,
+                nick.as_bytes(),
+                max.as_bytes(),
+            ],
+        );
+    }
+
+    /// Gives `key` (a lowercased nickname) back in Redis, now or, with the
+    /// command link down, once it is back.
+    fn release(&mut self, key: String) {
+        if !self.cmd.is_up() {
+            self.release_later.push(key);
+            return;
+        }
+        let held = presence::held_key(&self.node);
+        resp::command(
+            &mut self.cmd.out,
+            &[
+                b"EVALSHA",
+                self.scripts.release.sha.as_bytes(),
+                b"2",
+                presence::NICKS.as_bytes(),
+                held.as_bytes(),
+                self.node.as_bytes(),
+                key.as_bytes(),
+            ],
+        );
+        self.pending.push_back(Pending::Release(key));
+    }
+
+    /// Renews our lease (`EVALSHA heartbeat`).
+    fn heartbeat(&mut self, now: Instant) {
+        let lease = presence::LEASE.as_millis().to_string();
+        resp::command(
+            &mut self.cmd.out,
+            &[
+                b"EVALSHA",
+                self.scripts.heartbeat.sha.as_bytes(),
+                b"1",
+                presence::NODES.as_bytes(),
+                self.node.as_bytes(),
+                lease.as_bytes(),
+            ],
+        );
+        self.pending.push_back(Pending::Heartbeat);
+        self.heartbeat_at = now + presence::HEARTBEAT_EVERY;
+    }
+
+    /// Runs the reaper (`EVALSHA reap`): any process may, any number of
+    /// times.
+    fn reap(&mut self, now: Instant) {
+        let prefix = presence::held_key("");
+        resp::command(
+            &mut self.cmd.out,
+            &[
+                b"EVALSHA",
+                self.scripts.reap.sha.as_bytes(),
+                b"2",
+                presence::NODES.as_bytes(),
+                presence::NICKS.as_bytes(),
+                prefix.as_bytes(),
+                presence::CONTROL.as_bytes(),
+            ],
+        );
+        self.pending.push_back(Pending::Reap);
+        self.reap_at = now + presence::REAP_EVERY;
+    }
+
+    /// Answers to [`claim`](Self::claim).
+    pub fn take_claims_done(&mut self) -> Vec<ClaimDone> {
+        std::mem::take(&mut self.claims_done)
+    }
+
+    /// (old, new) for each of our users renamed after a collision.
+    pub fn take_collisions(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.collisions)
+    }
+
+    /// Processes a reaper found dead: the hub forgets their users.
+    pub fn take_downs(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.downs)
+    }
+
+    /// Whether our lease had lapsed (since the last call): the hub tells
+    /// the other processes who is here again.
+    pub fn take_lease_renewed(&mut self) -> bool {
+        std::mem::take(&mut self.lease_renewed)
     }
 
     /// Payloads that arrived (not our own), for the hub; give the vector
@@ -565,12 +764,30 @@ impl Bridge {
 
     /// When [`tick`](Self::tick) must run next.
     pub fn wake_at(&self) -> Instant {
-        self.cmd.wake_at().min(self.sub.wake_at())
+        if self.refused.is_some() {
+            return self.cmd.last_rx + Duration::from_secs(24 * 3600);
+        }
+        let mut at = self.cmd.wake_at().min(self.sub.wake_at());
+        if self.cmd.is_up() {
+            at = at.min(self.heartbeat_at).min(self.reap_at);
+        }
+        at
     }
 
     /// Timers: connect links that are down when their backoff is over,
     /// PING idle links, drop links whose PING (or connect) timed out.
     pub fn tick(&mut self, registry: &Registry, now: Instant) {
+        if self.refused.is_some() {
+            return;
+        }
+        if self.cmd.is_up() {
+            if now >= self.heartbeat_at {
+                self.heartbeat(now);
+            }
+            if now >= self.reap_at {
+                self.reap(now);
+            }
+        }
         for which in [CMD, SUB] {
             let link = self.link(which);
             match link.state {
@@ -649,6 +866,13 @@ impl Bridge {
         if let Some(why) = broken {
             self.drop_link(token, registry, now, &why);
         }
+        if self.refused.is_some() {
+            for which in [CMD, SUB] {
+                if self.link(which).stream.is_some() {
+                    self.drop_link(which, registry, now, "bridging is off");
+                }
+            }
+        }
     }
 
     /// A link just connected: authenticate, select, resubscribe.
@@ -690,6 +914,22 @@ impl Bridge {
                 self.target.port,
                 if again { " again" } else { "" }
             );
+            for script in self.scripts.all() {
+                resp::command(
+                    &mut self.cmd.out,
+                    &[b"SCRIPT", b"LOAD", script.text.as_bytes()],
+                );
+                self.pending.push_back(Pending::ScriptLoad);
+            }
+            resp::command(&mut self.cmd.out, &[b"INFO", b"cluster"]);
+            self.pending.push_back(Pending::ClusterCheck);
+            self.heartbeat(now);
+            self.reap_at = now + presence::REAP_EVERY;
+            for key in std::mem::take(&mut self.release_later) {
+                if !self.held.contains(&key) {
+                    self.release(key);
+                }
+            }
             if self.lost_while_down > 0 {
                 warn!(
                     "bridge: {} lines and events could not be published while Redis was unreachable",
@@ -744,6 +984,124 @@ impl Bridge {
                 Ok(())
             }
             (Pending::Ping, _) => Ok(()),
+            (Pending::ScriptLoad, Value::Error(e)) => Err(format!("SCRIPT LOAD: {e}")),
+            (Pending::ScriptLoad, _) => Ok(()),
+            (Pending::ClusterCheck, Value::Bulk(info)) => {
+                let info = String::from_utf8_lossy(&info);
+                if info.lines().any(|l| l.trim() == "cluster_enabled:1") {
+                    let why = "Redis Cluster is not supported: point --redis at a single Redis (or a primary with replicas), not a cluster node".to_string();
+                    log::error!("bridge: {why}; bridging is off, local chat goes on");
+                    self.refused = Some(why.clone());
+                    return Err(why);
+                }
+                Ok(())
+            }
+            (Pending::ClusterCheck, _) => Ok(()), // a Redis-like server without INFO
+            (Pending::Heartbeat, Value::Int(live)) => {
+                if live == 0 {
+                    self.lease_lapsed();
+                }
+                self.had_lease = true;
+                Ok(())
+            }
+            (Pending::Reap, Value::Array(dead)) => {
+                if !dead.is_empty() {
+                    info!(
+                        "bridge: reaped {} process(es) whose lease expired",
+                        dead.len()
+                    );
+                }
+                Ok(())
+            }
+            (Pending::Release(_), _) => Ok(()),
+            (
+                Pending::Claim {
+                    conn,
+                    serial,
+                    key,
+                    again,
+                },
+                reply,
+            ) => self.on_claim(conn, serial, key, again, &reply),
+            (Pending::Heartbeat | Pending::Reap, reply) => {
+                Err(format!("unexpected reply to a script: {reply:?}"))
+            }
+        }
+    }
+
+    /// Our lease was not live when renewed: Redis restarted, or we were
+    /// silent longer than a lease (stopped, cut off) and may have been
+    /// reaped. Claims every nickname we hold again and asks the hub to
+    /// tell the others who is here.
+    fn lease_lapsed(&mut self) {
+        if self.had_lease {
+            self.figures.lease_renewals += 1;
+            warn!(
+                "bridge: our lease in Redis had lapsed (Redis restarted, or this process was silent too long); claiming {} nicknames again",
+                self.held.len()
+            );
+        }
+        let mut keys: Vec<String> = self.held.iter().cloned().collect();
+        keys.sort_unstable();
+        for key in keys {
+            self.send_claim(&key, &key, true);
+            self.pending.push_back(Pending::Claim {
+                conn: usize::MAX,
+                serial: 0,
+                key,
+                again: true,
+            });
+        }
+        self.lease_renewed = true;
+    }
+
+    /// A claim's reply.
+    fn on_claim(
+        &mut self,
+        conn: ConnId,
+        serial: u64,
+        key: String,
+        again: bool,
+        reply: &Value,
+    ) -> Result<(), String> {
+        let read = ClaimReply::read(reply);
+        if again {
+            match read {
+                Some(ClaimReply::Ok | ClaimReply::NoLease) => {}
+                Some(ClaimReply::Renamed(new)) => {
+                    self.held.remove(&key);
+                    self.held.insert(new.to_ascii_lowercase());
+                    self.figures.collisions += 1;
+                    self.collisions.push((key, new));
+                }
+                Some(ClaimReply::Taken) => {
+                    warn!("bridge: {key} is held elsewhere and no fallback name was free")
+                }
+                None => return Err(format!("claim: unexpected reply {reply:?}")),
+            }
+            return Ok(());
+        }
+        let answer = match read {
+            Some(ClaimReply::Ok) => ClaimAnswer::Granted,
+            Some(ClaimReply::Taken) => {
+                self.figures.claims_taken += 1;
+                ClaimAnswer::Taken
+            }
+            Some(ClaimReply::NoLease) | Some(ClaimReply::Renamed(_)) | None => {
+                ClaimAnswer::Unavailable
+            }
+        };
+        if answer != ClaimAnswer::Granted {
+            self.held.remove(&key);
+        }
+        self.claims_done.push(ClaimDone {
+            conn,
+            serial,
+            answer,
+        });
+        match read {
+            None => Err(format!("claim: unexpected reply {reply:?}")),
+            _ => Ok(()),
         }
     }
 
@@ -799,6 +1157,21 @@ impl Bridge {
     /// A published payload: ours (dropped), or another node's (checked
     /// for gaps, then queued for the hub).
     fn on_message(&mut self, channel: &str, payload: Vec<u8>, now: Instant) {
+        if channel == presence::CONTROL {
+            match presence::read_node(&payload) {
+                // Our own lease lapsed: the next heartbeat finds out and
+                // claims our names again.
+                Some(node) if node == self.node => {}
+                Some(node) => {
+                    self.figures.nodes_down += 1;
+                    warn!("bridge: process {node} is gone (its lease expired)");
+                    self.seq_in.retain(|(_, n), _| n != node);
+                    self.downs.push(node.to_string());
+                }
+                None => self.figures.unreadable += 1,
+            }
+            return;
+        }
         let (node, seq) = match envelope::decode(&payload) {
             Ok(env) => (env.node.to_string(), env.seq),
             Err(_) => {
@@ -848,11 +1221,29 @@ impl Bridge {
         self.link(which).down(registry, now, why);
         if which == CMD {
             for pending in std::mem::take(&mut self.pending) {
-                if let Pending::Publish(Some(wait)) = pending {
-                    self.outcomes.push(Outcome {
+                match pending {
+                    Pending::Publish(Some(wait)) => self.outcomes.push(Outcome {
                         wait,
                         delivered: false,
-                    });
+                    }),
+                    Pending::Claim {
+                        conn,
+                        serial,
+                        key,
+                        again: false,
+                    } => {
+                        // Redis may have granted it before the link went:
+                        // give it back once we can.
+                        self.held.remove(&key);
+                        self.release_later.push(key);
+                        self.claims_done.push(ClaimDone {
+                            conn,
+                            serial,
+                            answer: ClaimAnswer::Unavailable,
+                        });
+                    }
+                    Pending::Release(key) => self.release_later.push(key),
+                    _ => {}
                 }
             }
         } else {

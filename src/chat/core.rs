@@ -15,15 +15,18 @@
 //! The loop (through the hub) calls it for: a connection arriving
 //! ([`Core::connected`]), a request ([`Core::handle`]), a connection gone
 //! ([`Core::disconnected`]), a password checked ([`Core::auth_done`]), an
-//! invitation timer ([`Core::expire_invites`]), and shutdown.
+//! invitation timer ([`Core::expire_invites`]), and shutdown. With
+//! bridging on (`--redis`) also for what other processes say
+//! ([`Core::remote`]) and a nickname claimed in Redis ([`Core::claim_done`]):
+//! a name is then taken in two steps, checked here, claimed there.
 
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::{
-    Audience, ConnId, Event, LeaveReason, NameHolder, Relay, Request, RoomId, Sink, Stage,
-    TextKind, Watch,
+    Audience, ClaimAnswer, ConnId, Event, LeaveReason, NameHolder, Relay, Request, RoomId, Sink,
+    Stage, TextKind, Watch,
 };
 use super::{ConnTable, RoomError, validate_room};
 use crate::accounts::{AuthJob, AuthOutcome};
@@ -48,6 +51,9 @@ struct Member {
     /// The user name shown in `nick!user@host` prefixes: IRC's `USER`;
     /// `None` (a line user): its nickname.
     user: Option<Box<str>>,
+    /// Bridging: the nickname being claimed in Redis for it (to register,
+    /// or to be renamed to), until [`Core::claim_done`].
+    claiming: Option<Box<str>>,
 }
 
 /// The rooms a member is in. Most members (every line user) are in one:
@@ -262,6 +268,9 @@ pub struct Core {
     /// Bridging (`--redis`) is on: rooms and nicknames are watched, and
     /// what other processes must hear goes to [`Sink::relay`].
     bridged: bool,
+    /// Bridging: lowercased nicknames being claimed -> who for, so that
+    /// two local users cannot claim one name at once.
+    claims: HashMap<String, ConnId>,
 }
 
 impl Core {
@@ -345,6 +354,7 @@ impl Core {
         match self.members.get(conn) {
             None => Stage::Gone,
             Some(m) if m.nick.is_some() => Stage::Joined,
+            Some(m) if m.claiming.is_some() => Stage::Claiming,
             Some(m) if m.login.is_some() => Stage::Password,
             Some(_) => Stage::Naming,
         }
@@ -511,6 +521,7 @@ impl Core {
                 rooms: RoomList::default(),
                 many: false,
                 user: None,
+                claiming: None,
             },
         );
     }
@@ -583,6 +594,12 @@ impl Core {
         let Some(member) = self.members.remove(conn) else {
             return;
         };
+        if let Some(claimed) = &member.claiming {
+            // Whatever Redis answers, the name is not kept for nobody.
+            let key = claimed.to_ascii_lowercase();
+            self.claims.remove(&key);
+            out.watch(Watch::Nick(&key), false);
+        }
         let Some(nick) = member.nick else {
             return; // never joined: nobody knew it was here
         };
@@ -791,6 +808,99 @@ impl Core {
         if let Err(e) = self.check_nick(conn, nick) {
             return out.emit(Audience::One(conn), &e);
         }
+        if self.bridged {
+            return self.claim(conn, nick, out);
+        }
+        self.admit(conn, nick, out);
+    }
+
+    /// Bridging: asks the sink to claim `nick` for `conn` in Redis; the
+    /// answer comes to [`Core::claim_done`]. Refused at once if Redis
+    /// cannot be asked: a name that might be someone else's elsewhere is
+    /// never given out unchecked.
+    fn claim(&mut self, conn: ConnId, nick: &str, out: &mut impl Sink) {
+        if !out.claim(conn, nick) {
+            log::info!("#{conn}: {nick} refused: names cannot be checked now");
+            return out.emit(Audience::One(conn), &Event::NamesUnavailable { nick });
+        }
+        if let Some(m) = self.members.get_mut(conn) {
+            m.claiming = Some(nick.into());
+        }
+        self.claims.insert(nick.to_ascii_lowercase(), conn);
+    }
+
+    /// The bridge's answer to the claim for `conn` (see [`Sink::claim`]):
+    /// the registration or rename goes through, or is refused.
+    pub fn claim_done(&mut self, conn: ConnId, answer: ClaimAnswer, out: &mut impl Sink) {
+        let Some(m) = self.members.get_mut(conn) else {
+            return;
+        };
+        let Some(nick) = m.claiming.take() else {
+            return;
+        };
+        let renaming = m.nick.is_some();
+        self.claims.remove(&nick.to_ascii_lowercase());
+        let to = Audience::One(conn);
+        match answer {
+            ClaimAnswer::Granted if renaming => self.apply_rename(conn, &nick, out),
+            ClaimAnswer::Granted => self.admit(conn, &nick, out),
+            ClaimAnswer::Taken => {
+                log::info!("#{conn}: {nick} is taken on another process");
+                let holder = NameHolder::Nickname;
+                out.emit(
+                    to,
+                    &Event::NameInUse {
+                        nick: &nick,
+                        holder,
+                    },
+                );
+            }
+            ClaimAnswer::Unavailable => {
+                out.emit(to, &Event::NamesUnavailable { nick: &nick });
+            }
+        }
+    }
+
+    /// Bridging: the user called `old` here was found, on re-claiming its
+    /// name after Redis came back, to share it with a user of another
+    /// process who took it while Redis was away; the bridge claimed `new`
+    /// for it instead. Like IRC's nick collisions, the later claim yields.
+    pub fn collision(&mut self, old: &str, new: &str, out: &mut impl Sink) {
+        let Some(conn) = self.find(old) else {
+            return;
+        };
+        let old = self.nick(conn).unwrap_or(old).to_string();
+        log::warn!("#{conn}: {old} was taken on another process meanwhile; renamed to {new}");
+        out.emit(
+            Audience::One(conn),
+            &Event::NickCollision { old: &old, new },
+        );
+        self.apply_rename(conn, new, out);
+    }
+
+    /// Bridging: tells the other processes again who is in each room here
+    /// (one [`Relay::Here`] per local member), after they may have
+    /// forgotten us (our lease in Redis lapsed and a reaper said we were
+    /// gone).
+    pub fn announce_all(&self, out: &mut impl Sink) {
+        for channel in self.rooms.values() {
+            for &conn in &channel.members {
+                if let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) {
+                    let here = Relay::Here {
+                        room: &channel.name,
+                        nick,
+                        user,
+                    };
+                    out.relay(conn, &here);
+                }
+            }
+        }
+    }
+
+    /// Gives `conn` the nickname `nick` (checked, and claimed when
+    /// bridging): a line user enters the default room; an IRC user is
+    /// registered and joins rooms itself.
+    fn admit(&mut self, conn: ConnId, nick: &str, out: &mut impl Sink) {
         self.by_nick.insert(nick.to_ascii_lowercase(), conn);
         if let Some(member) = self.members.get_mut(conn) {
             member.nick = Some(nick.to_string());
@@ -1213,7 +1323,9 @@ impl Core {
     /// Checks a wanted nickname; the event explaining why it cannot be had.
     fn check_nick<'a>(&self, conn: ConnId, nick: &'a str) -> Result<(), Event<'a>> {
         protocol::validate_nick(nick).map_err(Event::NickInvalid)?;
-        match self.by_nick.get(&nick.to_ascii_lowercase()) {
+        let key = nick.to_ascii_lowercase();
+        let claimed = self.claims.get(&key).filter(|&&c| c != conn);
+        match self.by_nick.get(&key).or(claimed) {
             Some(&owner) if owner != conn => Err(Event::NameInUse {
                 nick,
                 holder: if self.accounts {
@@ -1525,15 +1637,31 @@ impl Core {
         if let Err(e) = self.check_nick(conn, new) {
             return out.emit(Audience::One(conn), &e);
         }
-        // The prefix the others know it by is the one before the change.
-        let user = self.user(conn).unwrap_or_default().to_string();
-        let Some(member) = self.members.get_mut(conn) else {
+        let Some(member) = self.members.get(conn) else {
             return;
         };
         if member.nick.as_deref() == Some(new) {
             // Nothing changes, so nobody else needs to hear of it.
             return out.emit(Audience::One(conn), &Event::NickUnchanged { nick: new });
         }
+        let case_only = member
+            .nick
+            .as_deref()
+            .is_some_and(|old| old.eq_ignore_ascii_case(new));
+        if self.bridged && !case_only {
+            return self.claim(conn, new, out);
+        }
+        self.apply_rename(conn, new, out);
+    }
+
+    /// Renames `conn` to `new` (checked, and claimed when bridging): the
+    /// indexes, the bridge's watches, and everyone who knows it.
+    fn apply_rename(&mut self, conn: ConnId, new: &str, out: &mut impl Sink) {
+        // The prefix the others know it by is the one before the change.
+        let user = self.user(conn).unwrap_or_default().to_string();
+        let Some(member) = self.members.get_mut(conn) else {
+            return;
+        };
         let old = member.nick.replace(new.to_string()).unwrap_or_default();
         self.by_nick.remove(&old.to_ascii_lowercase());
         self.by_nick.insert(new.to_ascii_lowercase(), conn);
@@ -1768,10 +1896,17 @@ impl Core {
     /// other processes until it is back, so their members are forgotten,
     /// and local users see them leave (IRC's netsplit). Resubscribing asks
     /// each room again ([`Relay::Sync`]).
-    pub fn forget_remote(&mut self, reason: &LeaveReason, out: &mut impl Sink) {
+    /// With `node`, only that process's members are forgotten: a reaper
+    /// found its lease expired in Redis (killed, stopped, cut off).
+    pub fn forget_remote(&mut self, node: Option<&str>, reason: &LeaveReason, out: &mut impl Sink) {
         let mut gone: Vec<(RemoteMember, Vec<ConnId>)> = Vec::new();
         for channel in self.rooms.values_mut() {
-            for r in std::mem::take(&mut channel.remote) {
+            let all = std::mem::take(&mut channel.remote);
+            let (leaving, staying): (Vec<_>, Vec<_>) = all
+                .into_iter()
+                .partition(|r| node.is_none_or(|n| *r.node == *n));
+            channel.remote = staying;
+            for r in leaving {
                 let known = gone
                     .iter_mut()
                     .find(|(g, _)| g.node == r.node && g.nick == r.nick);

@@ -109,6 +109,9 @@ pub enum Stage {
     Naming,
     /// Accounts: the name is chosen and its password is asked.
     Password,
+    /// Bridging: the name is being claimed in Redis (see [`Sink::claim`]);
+    /// the loop reads nothing more from it until the answer.
+    Claiming,
     /// In the room.
     Joined,
     /// Unknown to the core (left already).
@@ -207,6 +210,13 @@ pub enum Event<'a> {
     NickInvalid(NickError),
     /// The wanted name is held by someone else.
     NameInUse { nick: &'a str, holder: NameHolder },
+    /// Bridging: names cannot be checked against the other processes now
+    /// (Redis is unreachable); try again later.
+    NamesUnavailable { nick: &'a str },
+    /// Bridging: `old` was also taken on another process while Redis was
+    /// unreachable, and kept there; this user is renamed to `new`. The
+    /// rename itself follows as [`Event::Renamed`].
+    NickCollision { old: &'a str, new: &'a str },
     /// Accounts: the name is chosen; its password is asked.
     PasswordAsked { name: &'a str, min: usize },
     /// A password line arrived while the previous one is being checked.
@@ -462,6 +472,17 @@ pub enum Relay<'a> {
     },
 }
 
+/// The bridge's answer to a [`Sink::claim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClaimAnswer {
+    /// The nickname is ours on every process.
+    Granted,
+    /// A user on another live process has it.
+    Taken,
+    /// Redis could not be asked (the link went down meanwhile).
+    Unavailable,
+}
+
 /// What this process must listen to on the bridge: a room while it has
 /// local members, a nickname while a local user has it. Lowercased.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -504,8 +525,17 @@ pub trait Sink {
         let _ = (conn, relay);
     }
     /// Bridging is on: start (`on`) or stop listening to `what`. The
-    /// default ignores it.
+    /// default ignores it. Stopping to watch a nickname also gives up its
+    /// claim.
     fn watch(&mut self, what: Watch<'_>, on: bool) {
         let _ = (what, on);
+    }
+    /// Bridging is on: claim `nick` for `conn` on every process, and answer
+    /// later with [`Core::claim_done`]. `false`: it cannot be asked now
+    /// (Redis is unreachable), and the core refuses the name at once. The
+    /// default cannot ask.
+    fn claim(&mut self, conn: ConnId, nick: &str) -> bool {
+        let _ = (conn, nick);
+        false
     }
 }

@@ -71,7 +71,9 @@ pub fn decode<'a>(
         Stage::Naming => naming_line(line, reply),
         Stage::Password => Some(password_line(line)),
         Stage::Joined => joined_line(line, reply),
-        Stage::Gone => None,
+        // The loop stops reading while a name is claimed; other callers
+        // get nothing for a line sent then.
+        Stage::Claiming | Stage::Gone => None,
     }
 }
 
@@ -228,6 +230,14 @@ pub fn render(event: &Event<'_>, clock: Option<&str>, out: &mut Vec<u8>) {
                 "! {nick} is already logged in (one session per account). Choose another name."
             ),
         },
+        Event::NamesUnavailable { nick } => writeln!(
+            out,
+            "! {nick} cannot be checked against the other servers now (they are unreachable). Try again in a moment."
+        ),
+        Event::NickCollision { old, new } => writeln!(
+            out,
+            "* {old} was also taken on another server while the servers were out of touch; you are now {new}."
+        ),
         Event::PasswordAsked { name, min } => writeln!(
             out,
             "* Password for {name}? (A new name is registered with the password you send now: at least {min} characters.)"

@@ -31,6 +31,24 @@ pub fn render(event: &Event<'_>, me: &str, negotiating: bool, cfg: &IrcConfig, o
             };
             num(out, "433", &[nick, why]);
         }
+        // ERR_UNAVAILRESOURCE: what IRC servers answer for a nickname
+        // they cannot give out for now.
+        Event::NamesUnavailable { nick } => num(
+            out,
+            "437",
+            &[
+                nick,
+                "Nick is temporarily unavailable (the other servers are unreachable)",
+            ],
+        ),
+        Event::NickCollision { old, new } => notice(
+            out,
+            server,
+            me,
+            &format!(
+                "Nick collision: {old} was also taken on another server while the servers were out of touch; you are now {new}"
+            ),
+        ),
         Event::PasswordAsked { .. } | Event::StillChecking => {}
         Event::AccountRegistered { name } => {
             notice(out, server, me, &format!("Account {name} registered."));
