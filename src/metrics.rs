@@ -272,7 +272,7 @@ pub fn render(s: &Snapshot) -> String {
 
 /// The `loopchat_bridge_*` metrics (`--redis`).
 fn bridge(out: &mut String, b: &crate::bridge::Figures) {
-    let rows: [(&str, &str, &str, u64); 8] = [
+    let rows: [(&str, &str, &str, u64); 12] = [
         (
             "loopchat_bridge_up",
             "gauge",
@@ -320,6 +320,30 @@ fn bridge(out: &mut String, b: &crate::bridge::Figures) {
             "gauge",
             "Redis channels subscribed (rooms with local members, local nicknames).",
             b.subscribed,
+        ),
+        (
+            "loopchat_bridge_lease_renewals_total",
+            "counter",
+            "Times this process found its lease in Redis lapsed (Redis restarted, or it was silent too long) and claimed its nicknames again.",
+            b.lease_renewals,
+        ),
+        (
+            "loopchat_bridge_nodes_down_total",
+            "counter",
+            "Other processes found dead (lease expired) and their users forgotten.",
+            b.nodes_down,
+        ),
+        (
+            "loopchat_bridge_claims_taken_total",
+            "counter",
+            "Nicknames refused because a user of another process has them.",
+            b.claims_taken,
+        ),
+        (
+            "loopchat_bridge_collisions_total",
+            "counter",
+            "Users renamed because their nickname was taken elsewhere while Redis was unreachable.",
+            b.collisions,
         ),
     ];
     for (name, kind, help, value) in rows {

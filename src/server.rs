@@ -2221,6 +2221,12 @@ impl Server {
             b.on_event(token, self.poll.registry(), self.now);
         }
         self.bridge_deliver();
+        if self.bridge.as_ref().is_some_and(|b| b.refused().is_some()) {
+            // A Redis we cannot work with (a cluster): bridging is off for
+            // good, and names are this process's alone again.
+            self.bridge = None;
+            self.hub.set_bridged(false);
+        }
     }
 
     /// Hands the hub what the bridge has for it: other processes' events,

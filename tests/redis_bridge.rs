@@ -24,12 +24,19 @@ const BRIDGE_TIMEOUT: Duration = Duration::from_secs(20);
 struct Redis {
     child: Child,
     port: u16,
+    /// Extra configuration, kept for restarts.
+    args: Vec<String>,
 }
 
 impl Redis {
     /// Starts one, or `None` (after saying why) if redis-server is missing
     /// and `CI` is not set.
     fn start() -> Option<Redis> {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with extra configuration (`["--client-output-buffer-limit", ...]`).
+    fn start_with(args: &[&str]) -> Option<Redis> {
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -46,16 +53,19 @@ impl Redis {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         Some(Redis {
-            child: Self::spawn(port),
+            child: Self::spawn(port, &args),
             port,
+            args,
         })
     }
 
-    fn spawn(port: u16) -> Child {
+    fn spawn(port: u16, args: &[String]) -> Child {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -85,7 +95,7 @@ impl Redis {
     /// Starts it again on the same port (empty: nothing is saved).
     fn restart(&mut self) {
         self.kill();
-        self.child = Self::spawn(self.port);
+        self.child = Self::spawn(self.port, &self.args);
     }
 }
 
@@ -495,4 +505,406 @@ fn without_redis_nothing_of_the_bridge_exists() {
     // pair), and the /metrics request if it is not closed yet: 4 or 5.
     // The bridge's two links would make it 6 or more.
     assert!(sockets <= 5, "{sockets} sockets: a bridge link?");
+}
+
+/// `--redis` pointed at `url` (a proxy, say) rather than at `redis`.
+fn bridged_at(url: &str, node: &str) -> TestServer {
+    let s = TestServer::start(&["--redis", url, "--node-id", node]);
+    wait_metric(&s, "loopchat_bridge_up", |v| v == 1);
+    s
+}
+
+/// Sends a nickname on a fresh connection and returns the greeting's next
+/// line: the answer to the name.
+fn try_name(server: &TestServer, nick: &str) -> (Client, String) {
+    let mut c = server.connect();
+    c.send(nick);
+    c.expect("* Welcome to loopchat! What shall I call you?");
+    let answer = c.line();
+    (c, answer)
+}
+
+/// A nickname is one user's on every process: a second process refuses
+/// it (line and IRC, at login and on rename), and frees it when its
+/// holder leaves.
+#[test]
+fn a_nickname_taken_on_one_process_is_refused_on_another() {
+    let Some(redis) = Redis::start() else { return };
+    let a = bridged(&redis, "A", &[]);
+    let b = bridged(&redis, "B", &[]);
+    let mut alice = a.join("alice");
+    let (mut second, answer) = try_name(&b, "Alice");
+    assert_eq!(answer, "! Nickname Alice is taken. Choose another.");
+    second.send("alicia");
+    assert!(second.line().starts_with("* The room contains: "));
+
+    let mut irc = Irc::connect(b.addr);
+    irc.send("NICK ALICE");
+    irc.send("USER x 0 * :x");
+    irc.until(" 433 ");
+    irc.send("NICK carol");
+    irc.until(" 001 ");
+    irc.send("NICK alice");
+    irc.until(" 433 ");
+    second.send("/nick alice");
+    second.line_where(|l| l == "! Nickname alice is taken. Choose another.");
+    assert!(metric(b.addr, "loopchat_bridge_claims_taken_total") >= 3);
+
+    // A rename on A gives the old name up. (A private line to nobody goes
+    // through Redis after the release: once its answer is back, the
+    // release is done.)
+    alice.send("/nick alix");
+    alice.line_where(|l| l == "* alice is now known as alix");
+    alice.send("/msg nobody-here hi");
+    alice.line_where(|l| l == "! No such user: nobody-here.");
+    second.send("/nick alice");
+    second.line_where(|l| l == "* alicia is now known as alice");
+    alice.send("/quit");
+    alice.expect_closed();
+    // (A's release went out before anything A does next.)
+    let mut ann = a.join("ann");
+    ann.send("/msg nobody-here hi");
+    ann.line_where(|l| l == "! No such user: nobody-here.");
+    irc.send("NICK alix");
+    irc.until(" NICK ");
+    for s in [&a, &b] {
+        assert_eq!(s.threads(), 1);
+    }
+}
+
+/// A process killed with SIGKILL says nothing: its lease runs out, a
+/// reaper (any process) removes it, and its users vanish from the others
+/// within the lease plus a second; their nicknames are free again.
+#[test]
+fn a_killed_process_vanishes_within_the_lease_and_frees_its_nicknames() {
+    let Some(redis) = Redis::start() else { return };
+    let a = bridged(&redis, "A", &[]);
+    let b = bridged(&redis, "B", &[]);
+    let _alice = a.join("alice");
+    wait_channels(&a, 3); // control, #lobby, alice
+    let mut carol = Irc::register(b.addr, "carol");
+    carol.join("#lobby");
+    // B asks who is in #lobby as it subscribes: alice comes as a JOIN.
+    carol.until(":alice!alice@loopchat JOIN #lobby");
+    let mut bob = b.join("bob");
+
+    a.signal(libc::SIGKILL);
+    let killed = Instant::now();
+    bob.line_where(|l| l == "* alice has left the room (quit: server A is gone)");
+    let took = killed.elapsed();
+    carol.until(":alice!alice@loopchat QUIT :Quit: server A is gone");
+    eprintln!("alice vanished {took:?} after the kill");
+    // Lease 6 s + reaper period 1 s, with half a second for a busy machine.
+    assert!(took <= Duration::from_millis(7500), "took {took:?}");
+    bob.send("/who");
+    bob.line_where(|l| l == "* 2 users online: carol, bob");
+    let (_c, answer) = try_name(&b, "alice");
+    assert!(answer.starts_with("* The room contains: "), "{answer}");
+    assert!(metric(b.addr, "loopchat_bridge_nodes_down_total") >= 1);
+    assert_eq!(b.threads(), 1);
+}
+
+/// Redis restarted (nothing saved): while it is away, a login that would
+/// need the others' word is refused with a clear message (IRC: 437); once
+/// it is back, each process claims its users' names again, and a name a
+/// user of another process took meanwhile stays with that user: ours,
+/// the later claim, is renamed and told.
+#[test]
+fn redis_restart_settles_a_nickname_collision() {
+    let Some(mut redis) = Redis::start() else {
+        return;
+    };
+    let a = bridged(&redis, "A", &[]);
+    let b = bridged(&redis, "B", &[]);
+    let mut bob = a.join("bob");
+    let mut ann = a.join("ann");
+    wait_channels(&a, 4);
+
+    redis.kill();
+    wait_metric(&b, "loopchat_bridge_up", |v| v == 0);
+    let (_c, answer) = try_name(&b, "carl");
+    assert_eq!(
+        answer,
+        "! carl cannot be checked against the other servers now (they are unreachable). Try again in a moment."
+    );
+    let mut irc = Irc::connect(b.addr);
+    irc.send("NICK dora");
+    irc.send("USER x 0 * :x");
+    let refused = irc.until(" 437 ");
+    assert!(
+        refused.last().is_some_and(|l| l.contains(" dora ")),
+        "{refused:?}"
+    );
+    // Local chat goes on meanwhile.
+    ann.send("still here");
+    bob.line_where(|l| l == "[ann] still here");
+
+    // A is stopped while Redis comes back, so that a user of B takes
+    // `bob` before A can claim it again.
+    a.signal(libc::SIGSTOP);
+    redis.restart();
+    wait_metric(&b, "loopchat_bridge_up", |v| v == 1);
+    let mut other_bob = b.join("bob");
+    a.signal(libc::SIGCONT);
+    bob.line_where(|l| {
+        l == "* bob was also taken on another server while the servers were out of touch; you are now bob1."
+    });
+    bob.expect("* bob is now known as bob1");
+    ann.line_where(|l| l == "* bob is now known as bob1");
+    wait_metric(&a, "loopchat_bridge_collisions_total", |v| v == 1);
+    wait_metric(&a, "loopchat_bridge_lease_renewals_total", |v| v >= 1);
+    // Both are in #lobby again, under different names.
+    bob.send("I am bob1 now");
+    other_bob.line_where(|l| l == "[bob1] I am bob1 now");
+    other_bob.send("and I am bob");
+    bob.line_where(|l| l == "[bob] and I am bob");
+    for s in [&a, &b] {
+        assert_eq!(s.threads(), 1);
+    }
+}
+
+/// A process stopped (SIGSTOP) long enough for its lease to run out and
+/// for Redis to drop its subscriber link (client-output-buffer-limit, here
+/// made small): the others see its users quit; when it resumes it
+/// reconnects, claims its names again and tells the others who is here,
+/// and what it missed is counted as a gap, never silently lost.
+#[test]
+fn a_stopped_process_is_reaped_then_resyncs() {
+    let Some(redis) = Redis::start_with(&["--client-output-buffer-limit", "pubsub 256kb 0 0"])
+    else {
+        return;
+    };
+    let a = bridged(&redis, "A", &[]);
+    let b = bridged(&redis, "B", &[]);
+    let mut alice = a.join("alice");
+    wait_channels(&a, 3);
+    let mut carol = Irc::register(b.addr, "carol");
+    carol.join("#lobby");
+    // B asks who is in #lobby as it subscribes: alice comes as a JOIN.
+    carol.until(":alice!alice@loopchat JOIN #lobby");
+    let mut bob = b.join("bob");
+    alice.line_where(|l| l == "* carol has entered the room");
+    bob.send("first");
+    alice.line_where(|l| l == "[bob] first");
+
+    a.signal(libc::SIGSTOP);
+    // Fill what A cannot read (the kernel's buffers, then Redis's 256 KB)
+    // until Redis drops A's subscriber link: then #lobby has one
+    // listener left, B (which reads, and counts the junk as unreadable).
+    let channel = "{loopchat}:room:#lobby";
+    let junk = vec![b'j'; 8 * 1024];
+    let mut publisher = TcpStream::connect(("127.0.0.1", redis.port)).expect("connect to redis");
+    publisher
+        .set_read_timeout(Some(BRIDGE_TIMEOUT))
+        .expect("timeout");
+    let mut listeners = 2;
+    for _ in 0..20_000 {
+        listeners = publish(&mut publisher, channel, &junk);
+        if listeners < 2 {
+            break;
+        }
+    }
+    assert_eq!(listeners, 1, "Redis never dropped A's subscriber link");
+    // Lines A misses now: counted as a gap when it hears B again.
+    for i in 0..5 {
+        bob.send(&format!("missed {i}"));
+    }
+    carol.until(":alice!alice@loopchat QUIT :Quit: server A is gone");
+    a.signal(libc::SIGCONT);
+
+    // Back: A's users come back to the others (IRC sees the JOIN).
+    carol.until(":alice!alice@loopchat JOIN #lobby");
+    wait_metric(&a, "loopchat_bridge_lease_renewals_total", |v| v >= 1);
+    wait_metric(&a, "loopchat_bridge_reconnects_total", |v| v >= 1);
+    alice.send("back");
+    carol.until(":alice!alice@loopchat PRIVMSG #lobby :back");
+    bob.send("welcome back");
+    alice.line_where(|l| l == "[bob] welcome back");
+    assert!(
+        metric(a.addr, "loopchat_bridge_gaps_total") >= 1,
+        "what A missed must be counted; log:\n{}",
+        a.log()
+    );
+    // The name is still alice's: nobody else can take it.
+    let (_c, answer) = try_name(&b, "alice");
+    assert_eq!(answer, "! Nickname alice is taken. Choose another.");
+    for s in [&a, &b] {
+        assert_eq!(s.threads(), 1);
+    }
+}
+
+/// PUBLISHes `payload` on `channel` through `s`, a plain connection to
+/// Redis; returns the
+/// number of listeners.
+fn publish(s: &mut TcpStream, channel: &str, payload: &[u8]) -> i64 {
+    let mut cmd = format!(
+        "*3\r\n$7\r\nPUBLISH\r\n${}\r\n{channel}\r\n${}\r\n",
+        channel.len(),
+        payload.len()
+    )
+    .into_bytes();
+    cmd.extend_from_slice(payload);
+    cmd.extend_from_slice(b"\r\n");
+    s.write_all(&cmd).expect("publish");
+    let mut reply = Vec::new();
+    let mut byte = [0u8; 1];
+    while !reply.ends_with(b"\r\n") {
+        s.read_exact(&mut byte).expect("publish reply");
+        reply.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&reply);
+    text.trim()
+        .strip_prefix(':')
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("PUBLISH answered {text:?}"))
+}
+
+/// A TCP proxy that forwards until it is cut; then it forwards nothing
+/// and closes nothing, like a network that went away without a FIN.
+/// Connections accepted while cut are never forwarded. (The proxy's
+/// threads are the test's; the servers stay single-threaded.)
+struct Proxy {
+    addr: SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Proxy {
+    fn start(upstream: SocketAddr) -> Proxy {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind proxy");
+        let addr = listener.local_addr().expect("proxy addr");
+        let cut = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&cut);
+        std::thread::spawn(move || {
+            for down in listener.incoming() {
+                let Ok(down) = down else { return };
+                if flag.load(Ordering::SeqCst) {
+                    std::mem::forget(down); // a black hole, never closed
+                    continue;
+                }
+                let Ok(up) = TcpStream::connect(upstream) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (
+                        down.try_clone().expect("clone"),
+                        up.try_clone().expect("clone"),
+                    ),
+                    (up, down),
+                ] {
+                    let flag = Arc::clone(&flag);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 16384];
+                        loop {
+                            match from.read(&mut buf) {
+                                Ok(0) | Err(_) => {
+                                    if !flag.load(Ordering::SeqCst) {
+                                        let _ = to.shutdown(std::net::Shutdown::Write);
+                                    }
+                                    return;
+                                }
+                                Ok(n) => {
+                                    if flag.load(Ordering::SeqCst) {
+                                        // Cut: swallow, and keep both ends
+                                        // open for ever (no FIN either way).
+                                        std::mem::forget(to.try_clone());
+                                        std::mem::forget(from.try_clone());
+                                        continue;
+                                    }
+                                    if to.write_all(&buf[..n]).is_err() {
+                                        return;
+                                    }
+                                }
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        Proxy { addr, cut }
+    }
+
+    fn set_cut(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// A network cut between a process and Redis, without FIN: the process
+/// notices by its PING timeout (about 3 s) and refuses logins that need
+/// Redis; the others reap it when its lease runs out; when the network is
+/// back it reconnects and its users are back everywhere.
+#[test]
+fn a_network_cut_is_noticed_and_healed() {
+    let Some(redis) = Redis::start() else { return };
+    let upstream: SocketAddr = redis.url().parse().expect("redis addr");
+    let proxy = Proxy::start(upstream);
+    let a = bridged_at(&proxy.addr.to_string(), "A");
+    let b = bridged(&redis, "B", &[]);
+    let mut alice = a.join("alice");
+    wait_channels(&a, 3);
+    let mut carol = Irc::register(b.addr, "carol");
+    carol.join("#lobby");
+    // B asks who is in #lobby as it subscribes: alice comes as a JOIN.
+    carol.until(":alice!alice@loopchat JOIN #lobby");
+
+    proxy.set_cut(true);
+    let cut_at = Instant::now();
+    wait_metric(&a, "loopchat_bridge_up", |v| v == 0);
+    let noticed = cut_at.elapsed();
+    eprintln!("A noticed the cut after {noticed:?}");
+    assert!(noticed <= Duration::from_secs(6), "{noticed:?}");
+    let (_c, answer) = try_name(&a, "dave");
+    assert!(answer.starts_with("! dave cannot be checked"), "{answer}");
+    alice.line_where(|l| l.starts_with("* carol has left the room"));
+    carol.until(":alice!alice@loopchat QUIT :Quit: server A is gone");
+    let reaped = cut_at.elapsed();
+    eprintln!("B reaped A {reaped:?} after the cut");
+    assert!(reaped <= Duration::from_millis(7500), "{reaped:?}");
+
+    proxy.set_cut(false);
+    carol.until(":alice!alice@loopchat JOIN #lobby");
+    // (A line user is not told of members heard of again: it sees them
+    // in `/who` and when they speak.)
+    wait_metric(&a, "loopchat_bridge_up", |v| v == 1);
+    alice.send("/who");
+    alice.line_where(|l| l == "* 2 users online: alice, carol");
+    carol.send("PRIVMSG #lobby :you are back");
+    alice.line_where(|l| l == "[carol] you are back");
+    for s in [&a, &b] {
+        assert_eq!(s.threads(), 1);
+    }
+}
+
+/// A Redis Cluster node is refused with a clear message, and local chat
+/// goes on without the bridge.
+#[test]
+fn a_redis_cluster_is_refused_clearly() {
+    let nodes_conf =
+        std::env::temp_dir().join(format!("loopchat-cluster-{}.conf", std::process::id()));
+    let nodes_conf = nodes_conf.to_string_lossy().into_owned();
+    let Some(redis) = Redis::start_with(&[
+        "--cluster-enabled",
+        "yes",
+        "--cluster-config-file",
+        &nodes_conf,
+    ]) else {
+        return;
+    };
+    let a = TestServer::start(&["--redis", &redis.url(), "--node-id", "A"]);
+    assert!(
+        a.wait_until(BRIDGE_TIMEOUT, |s| s
+            .log()
+            .contains("Redis Cluster is not supported")),
+        "log:\n{}",
+        a.log()
+    );
+    let mut alice = a.join("alice");
+    let mut bob = a.join("bob");
+    alice.line_where(|l| l == "* bob has entered the room");
+    bob.send("local chat works");
+    alice.line_where(|l| l == "[bob] local chat works");
+    assert_eq!(metric(a.addr, "loopchat_bridge_up"), 0);
+    drop(redis);
+    let _ = std::fs::remove_file(&nodes_conf);
 }

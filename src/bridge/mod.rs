@@ -513,6 +513,11 @@ impl Bridge {
         }
     }
 
+    /// Why the bridge gave up for good (a Redis Cluster), if it did.
+    pub fn refused(&self) -> Option<&str> {
+        self.refused.as_deref()
+    }
+
     /// This process's node id.
     pub fn node(&self) -> &str {
         &self.node
@@ -1247,8 +1252,9 @@ impl Bridge {
                 }
             }
         } else {
+            // `seq_in` is kept: what the other processes published while
+            // we were away shows as a gap in their next numbers, counted.
             self.subscribed.clear();
-            self.seq_in.clear();
             self.lost_remote = true;
         }
     }
