@@ -1972,6 +1972,9 @@ impl Server {
             .schedule(self.now + config::SHUTDOWN_GRACE, Timer::ShutdownDeadline);
         let (hub, mut out) = self.split();
         hub.shutdown(&mut out);
+        if let Some(b) = self.bridge.as_mut() {
+            b.retire();
+        }
     }
 
     /// SIGHUP: re-reads `--motd FILE` (IRC clients get the new one from
@@ -2257,10 +2260,6 @@ impl Server {
             let (hub, mut out) = self.split();
             hub.forget_remote(&mut out);
         }
-        for node in &downs {
-            let (hub, mut out) = self.split();
-            hub.node_down(node, &mut out);
-        }
         for (old, new) in &collisions {
             let (hub, mut out) = self.split();
             hub.collision(old, new, &mut out);
@@ -2287,6 +2286,12 @@ impl Server {
                 let (hub, mut out) = self.split();
                 hub.remote(env.node, &env.relay, &mut out);
             }
+        }
+        // After what those nodes said before going (a clean stop publishes
+        // its users' quits, then retires).
+        for node in &downs {
+            let (hub, mut out) = self.split();
+            hub.node_down(node, &mut out);
         }
         for o in outcomes {
             let w = o.wait;

@@ -155,8 +155,9 @@ fn wait_metric(server: &TestServer, name: &str, ok: impl Fn(u64) -> bool) {
     }
 }
 
-/// Waits until `server` has subscribed at least `n` channels (its rooms
-/// with local members, its local nicks).
+/// Waits until `server` has subscribed at least `n` channels (the
+/// reapers' control channel, its rooms with local members, its local
+/// nicks).
 #[track_caller]
 fn wait_channels(server: &TestServer, n: u64) {
     wait_metric(server, "loopchat_bridge_channels", |v| v >= n);
@@ -172,10 +173,10 @@ fn line_and_irc_users_on_two_processes_share_a_room() {
     let a = bridged(&redis, "A", &[]);
     let b = bridged(&redis, "B", &[]);
     let mut alice = a.join("alice");
-    wait_channels(&a, 2); // #lobby, alice
+    wait_channels(&a, 3); // control, #lobby, alice
     let mut carol = Irc::register(b.addr, "carol");
     carol.join("#lobby");
-    wait_channels(&b, 2);
+    wait_channels(&b, 3);
     alice.expect("* carol has entered the room");
     // B asked who is in #lobby when it subscribed: carol's client is told
     // of alice with a JOIN.
@@ -228,8 +229,8 @@ fn private_lines_cross_processes() {
     let mut alice = a.join("alice");
     let mut bob = b.join("bob");
     let mut dave = Irc::register(b.addr, "dave");
-    wait_channels(&a, 2);
-    wait_channels(&b, 3); // #lobby, bob, dave
+    wait_channels(&a, 3);
+    wait_channels(&b, 4); // control, #lobby, bob, dave
     alice.send("/msg bob psst");
     bob.line_where(|l| l == "(alice) psst");
     alice.line_where(|l| l == "(-> bob) psst");
@@ -299,8 +300,8 @@ fn redis_restart_keeps_local_chat_and_the_bridge_comes_back() {
     let mut alice = a.join("alice");
     let mut ann = a.join("ann");
     let mut bob = b.join("bob");
-    wait_channels(&a, 3);
-    wait_channels(&b, 2);
+    wait_channels(&a, 4);
+    wait_channels(&b, 3);
     alice.send("before");
     bob.line_where(|l| l == "[alice] before");
     ann.line_where(|l| l == "[alice] before");
@@ -316,8 +317,8 @@ fn redis_restart_keeps_local_chat_and_the_bridge_comes_back() {
         wait_metric(s, "loopchat_bridge_up", |v| v == 1);
         wait_metric(s, "loopchat_bridge_reconnects_total", |v| v >= 2);
     }
-    wait_channels(&a, 3);
-    wait_channels(&b, 2);
+    wait_channels(&a, 4);
+    wait_channels(&b, 3);
     alice.send("after");
     let seen = bob.line_where(|l| l.starts_with("[alice] "));
     assert_eq!(
@@ -461,7 +462,7 @@ fn a_silent_redis_is_noticed_by_the_ping_timeout() {
     let Some(redis) = Redis::start() else { return };
     let a = bridged(&redis, "A", &[]);
     let _alice = a.join("alice");
-    wait_channels(&a, 2);
+    wait_channels(&a, 3);
     let pid = redis.child.id() as i32;
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
@@ -477,7 +478,7 @@ fn a_silent_redis_is_noticed_by_the_ping_timeout() {
     assert!(a.log().contains("no answer to PING"), "{}", a.log());
     wait_metric(&a, "loopchat_bridge_up", |v| v == 1);
     wait_metric(&a, "loopchat_bridge_reconnects_total", |v| v >= 1);
-    wait_channels(&a, 2);
+    wait_channels(&a, 3);
 }
 
 /// Without `--redis` there is no bridge at all: no bridge metrics, no
@@ -864,13 +865,15 @@ fn a_network_cut_is_noticed_and_healed() {
 
     proxy.set_cut(false);
     carol.until(":alice!alice@loopchat JOIN #lobby");
-    // (A line user is not told of members heard of again: it sees them
-    // in `/who` and when they speak.)
+    // Once A listens again (control, #lobby, alice), what B says reaches
+    // it. (A line user is not told of members heard of again: it sees
+    // them in `/who` and when they speak.)
     wait_metric(&a, "loopchat_bridge_up", |v| v == 1);
-    alice.send("/who");
-    alice.line_where(|l| l == "* 2 users online: alice, carol");
+    wait_channels(&a, 3);
     carol.send("PRIVMSG #lobby :you are back");
     alice.line_where(|l| l == "[carol] you are back");
+    alice.send("/who");
+    alice.line_where(|l| l == "* 2 users online: alice, carol");
     for s in [&a, &b] {
         assert_eq!(s.threads(), 1);
     }
@@ -907,4 +910,50 @@ fn a_redis_cluster_is_refused_clearly() {
     assert_eq!(metric(a.addr, "loopchat_bridge_up"), 0);
     drop(redis);
     let _ = std::fs::remove_file(&nodes_conf);
+}
+
+/// A process stopped cleanly (SIGTERM) gives its lease and names back at
+/// once: its users, reconnecting elsewhere, need not wait for the lease to
+/// run out. WHOIS, USERHOST and ISON on another process know a remote
+/// user that shares a room.
+#[test]
+fn a_clean_stop_frees_names_at_once_and_whois_knows_remote_users() {
+    let Some(redis) = Redis::start() else { return };
+    let mut a = bridged(&redis, "A", &[]);
+    let b = bridged(&redis, "B", &[]);
+    let _alice = a.join("alice");
+    wait_channels(&a, 3);
+    let mut carol = Irc::register(b.addr, "carol");
+    carol.join("#lobby");
+    carol.until(":alice!alice@loopchat JOIN #lobby");
+    carol.send("WHOIS alice");
+    let whois = carol.until(" 318 ");
+    assert!(
+        whois.iter().any(|l| l.contains(" 312 carol alice A :")),
+        "{whois:?}"
+    );
+    assert!(
+        whois.iter().any(|l| l.contains(" 319 carol alice :#lobby")),
+        "{whois:?}"
+    );
+    carol.send("ISON alice nobody");
+    carol.until(" 303 carol :alice");
+    carol.send("USERHOST alice");
+    carol.until(" 302 carol :alice=+alice@loopchat");
+
+    a.signal(libc::SIGTERM);
+    let stopped = Instant::now();
+    assert!(a.wait_exit(BRIDGE_TIMEOUT).is_some(), "A did not stop");
+    carol.until(":alice!alice@loopchat QUIT :Quit: server shutting down");
+    // Redis has A's last words before B's claim in all but a rare race;
+    // a few tries at most, all well inside the 6 s lease.
+    let mut answer = String::new();
+    for _ in 0..5 {
+        answer = try_name(&b, "alice").1;
+        if answer.starts_with("* The room contains: ") {
+            break;
+        }
+    }
+    assert!(answer.starts_with("* The room contains: "), "{answer}");
+    assert!(stopped.elapsed() < Duration::from_secs(3));
 }

@@ -188,6 +188,7 @@ enum Pending {
         again: bool,
     },
     Release(String),
+    Retire,
 }
 
 /// The answer to a claim, for the hub.
@@ -472,6 +473,9 @@ pub struct Bridge {
     lease_renewed: bool,
     /// Why the bridge gave up for good (a Redis Cluster): no reconnects.
     refused: Option<String>,
+    /// The process is stopping and gave its lease back: no heartbeats,
+    /// no claims.
+    retired: bool,
 }
 
 impl Bridge {
@@ -508,6 +512,7 @@ impl Bridge {
             downs: Vec::new(),
             lease_renewed: false,
             refused: None,
+            retired: false,
             // Every process hears the reapers.
             watched: HashSet::from([presence::CONTROL.to_string()]),
         }
@@ -608,7 +613,7 @@ impl Bridge {
     /// be asked now (the command link is down), and the name must be
     /// refused.
     pub fn claim(&mut self, conn: ConnId, serial: u64, nick: &str) -> bool {
-        if !self.cmd.is_up() || self.refused.is_some() {
+        if !self.cmd.is_up() || self.refused.is_some() || self.retired {
             return false;
         }
         let key = nick.to_ascii_lowercase();
@@ -707,6 +712,32 @@ impl Bridge {
         self.reap_at = now + presence::REAP_EVERY;
     }
 
+    /// The process is stopping: gives our lease and nicknames back now
+    /// (`EVALSHA retire`), so that our users, reconnecting to another
+    /// process, find their names free at once. Call after the hub's
+    /// shutdown, whose quits are published first.
+    pub fn retire(&mut self) {
+        if self.retired || !self.cmd.is_up() {
+            return;
+        }
+        self.retired = true;
+        let prefix = presence::held_key("");
+        resp::command(
+            &mut self.cmd.out,
+            &[
+                b"EVALSHA",
+                self.scripts.retire.sha.as_bytes(),
+                b"2",
+                presence::NODES.as_bytes(),
+                presence::NICKS.as_bytes(),
+                prefix.as_bytes(),
+                presence::CONTROL.as_bytes(),
+                self.node.as_bytes(),
+            ],
+        );
+        self.pending.push_back(Pending::Retire);
+    }
+
     /// Answers to [`claim`](Self::claim).
     pub fn take_claims_done(&mut self) -> Vec<ClaimDone> {
         std::mem::take(&mut self.claims_done)
@@ -773,7 +804,7 @@ impl Bridge {
             return self.cmd.last_rx + Duration::from_secs(24 * 3600);
         }
         let mut at = self.cmd.wake_at().min(self.sub.wake_at());
-        if self.cmd.is_up() {
+        if self.cmd.is_up() && !self.retired {
             at = at.min(self.heartbeat_at).min(self.reap_at);
         }
         at
@@ -785,7 +816,7 @@ impl Bridge {
         if self.refused.is_some() {
             return;
         }
-        if self.cmd.is_up() {
+        if self.cmd.is_up() && !self.retired {
             if now >= self.heartbeat_at {
                 self.heartbeat(now);
             }
@@ -1018,7 +1049,7 @@ impl Bridge {
                 }
                 Ok(())
             }
-            (Pending::Release(_), _) => Ok(()),
+            (Pending::Release(_) | Pending::Retire, _) => Ok(()),
             (
                 Pending::Claim {
                     conn,

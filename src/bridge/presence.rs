@@ -115,6 +115,21 @@ end
 return dead
 ";
 
+/// KEYS: nodes, nicks. ARGV: the held-set prefix, the control channel,
+/// node. A process stopping cleanly gives its lease and nicknames back at
+/// once and announces itself gone, rather than leaving its names taken
+/// until its lease runs out.
+pub const RETIRE: &str = "
+local held = ARGV[1] .. ARGV[3]
+for _, k in ipairs(redis.call('SMEMBERS', held)) do
+  if redis.call('HGET', KEYS[2], k) == ARGV[3] then redis.call('HDEL', KEYS[2], k) end
+end
+redis.call('DEL', held)
+redis.call('ZREM', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[2], ARGV[3])
+return 1
+";
+
 /// One of the scripts, with its full text (the clock first) and the SHA-1
 /// that `EVALSHA` names it by.
 #[derive(Debug, Clone)]
@@ -136,7 +151,7 @@ impl Script {
     }
 }
 
-/// The four scripts, loaded (`SCRIPT LOAD`) each time the command link
+/// The scripts, loaded (`SCRIPT LOAD`) each time the command link
 /// comes up, so `EVALSHA` finds them even in a Redis that just restarted.
 #[derive(Debug, Clone)]
 pub struct Scripts {
@@ -144,6 +159,7 @@ pub struct Scripts {
     pub claim: Script,
     pub release: Script,
     pub reap: Script,
+    pub retire: Script,
 }
 
 impl Scripts {
@@ -153,11 +169,18 @@ impl Scripts {
             claim: Script::new("claim", CLAIM, true),
             release: Script::new("release", RELEASE, false),
             reap: Script::new("reap", REAP, true),
+            retire: Script::new("retire", RETIRE, false),
         }
     }
 
-    pub fn all(&self) -> [&Script; 4] {
-        [&self.heartbeat, &self.claim, &self.release, &self.reap]
+    pub fn all(&self) -> [&Script; 5] {
+        [
+            &self.heartbeat,
+            &self.claim,
+            &self.release,
+            &self.reap,
+            &self.retire,
+        ]
     }
 }
 

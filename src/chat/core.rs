@@ -397,6 +397,30 @@ impl Core {
         self.by_nick.get(&nick.to_ascii_lowercase()).copied()
     }
 
+    /// Bridging: a user of another process that we know of (it shares a
+    /// room with a local user): its nickname as written, its user name,
+    /// its node, and the rooms we know it in. Answers WHOIS and friends
+    /// without a round trip to Redis.
+    pub fn remote_user(&self, nick: &str) -> Option<(&str, &str, &str, Vec<&str>)> {
+        let mut found: Option<(&str, &str, &str, Vec<&str>)> = None;
+        let mut rooms: Vec<&Channel> = self.rooms.values().collect();
+        rooms.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        for channel in rooms {
+            let Some(r) = channel
+                .remote
+                .iter()
+                .find(|r| r.nick.eq_ignore_ascii_case(nick))
+            else {
+                continue;
+            };
+            found
+                .get_or_insert_with(|| (&*r.nick, &*r.user, &*r.node, Vec::new()))
+                .3
+                .push(&channel.name);
+        }
+        found
+    }
+
     /// Whether `conn` may have `nick`: no one else has it.
     pub fn nick_free_for(&self, conn: ConnId, nick: &str) -> bool {
         self.find(nick).is_none_or(|owner| owner == conn)

@@ -565,10 +565,20 @@ fn whois(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
             list_numeric(ctx.reply, &server, "319", &target, &[nick], &rooms);
             ctx.numeric("318", &[nick, "End of /WHOIS list"]);
         }
-        None => {
-            ctx.numeric("401", &[wanted, "No such nick/channel"]);
-            ctx.numeric("318", &[wanted, "End of /WHOIS list"]);
-        }
+        None => match ctx.core.remote_user(wanted) {
+            // A user of another process (bridging): what our copy knows.
+            Some((nick, user, node, rooms)) => {
+                ctx.numeric("311", &[nick, user, &server, "*", nick]);
+                ctx.numeric("312", &[nick, node, "loopchat (another process)"]);
+                let target = ctx.st.target().to_string();
+                list_numeric(ctx.reply, &server, "319", &target, &[nick], &rooms);
+                ctx.numeric("318", &[nick, "End of /WHOIS list"]);
+            }
+            None => {
+                ctx.numeric("401", &[wanted, "No such nick/channel"]);
+                ctx.numeric("318", &[wanted, "End of /WHOIS list"]);
+            }
+        },
     }
 }
 
@@ -598,14 +608,15 @@ fn mode(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
 fn userhost(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
     let mut answer = String::new();
     for wanted in msg.params().iter().take(5) {
-        if let Some(conn) = ctx.core.find(wanted) {
-            let (nick, user) = (ctx.core.nick(conn), ctx.core.user(conn));
-            if let (Some(nick), Some(user)) = (nick, user) {
-                if !answer.is_empty() {
-                    answer.push(' ');
-                }
-                let _ = write!(answer, "{nick}=+{user}@{}", ctx.cfg.server);
+        let found = match ctx.core.find(wanted) {
+            Some(conn) => ctx.core.nick(conn).zip(ctx.core.user(conn)),
+            None => ctx.core.remote_user(wanted).map(|(n, u, ..)| (n, u)),
+        };
+        if let Some((nick, user)) = found {
+            if !answer.is_empty() {
+                answer.push(' ');
             }
+            let _ = write!(answer, "{nick}=+{user}@{}", ctx.cfg.server);
         }
     }
     ctx.numeric("302", &[&answer]);
@@ -616,7 +627,10 @@ fn ison(ctx: &mut Ctx<'_, '_>, msg: &Message<'_>) {
         .params()
         .iter()
         .flat_map(|p| p.split(' '))
-        .filter_map(|n| ctx.core.find(n).and_then(|c| ctx.core.nick(c)))
+        .filter_map(|n| match ctx.core.find(n) {
+            Some(c) => ctx.core.nick(c),
+            None => ctx.core.remote_user(n).map(|(nick, ..)| nick),
+        })
         .collect();
     let here = here.join(" ");
     ctx.numeric("303", &[&here]);
