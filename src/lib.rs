@@ -21,7 +21,7 @@
 //! | [`turn_stats`] | what one turn of the loop did, for `--trace-turns` | no |
 //! | [`config`] | every limit's default and the command line | no |
 //! | [`activation`] | systemd socket activation: listening sockets passed as `LISTEN_FDS` | adopts them |
-//! | [`bridge`] | `--redis`: other processes' rooms through Redis pub/sub; [`bridge::resp`] (the RESP2 codec) and [`bridge::envelope`] (what is published, on which channel) are pure, [`bridge::Bridge`] holds the two links in the loop's Poll | yes (two links to Redis) |
+//! | [`bridge`] | `--redis`: other processes' rooms through Redis pub/sub; [`bridge::resp`] (the RESP2 codec), [`bridge::envelope`] (what is published, on which channel) and [`bridge::presence`] (leases, nickname claims, the reaper: Lua scripts) are pure, [`bridge::Bridge`] holds the two links in the loop's Poll | yes (two links to Redis) |
 //! | [`logging`] | the server's log: dated lines, never blocking on stderr, storms summed up | no (stderr, a file) |
 //! | [`server`] | **the event loop**: accept, read, hand lines to the hub, flush, close | yes |
 //! | [`client`] | the `loopchat` terminal client | yes |
