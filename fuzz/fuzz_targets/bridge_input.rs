@@ -9,12 +9,17 @@
 //!   read must never drop the link); `encode` writes it back to something
 //!   that decodes to the same value; nesting, arrays and bulks stay within
 //!   the caps.
+//!   A reply read as a nickname claim's answer (`presence::ClaimReply`)
+//!   never yields a fallback name that breaks the nickname rules.
 //! - odd: the rest is a published payload. If it decodes, encoding the
-//!   envelope again and decoding that gives the same envelope.
+//!   envelope again and decoding that gives the same envelope. Read as a
+//!   node id from the reapers' control channel, it is printable ASCII
+//!   without spaces, or refused.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use loopchat::bridge::envelope;
+use loopchat::bridge::presence::{self, ClaimReply};
 use loopchat::bridge::resp::{self, MAX_ARRAY, MAX_BULK, MAX_DEPTH, Value};
 
 /// `depth`: arrays around `v` (the top value is at 0; an array may be at
@@ -39,6 +44,12 @@ fn stream(data: &[u8]) {
     };
     assert!(n > 0 && n <= data.len(), "claimed {n} of {}", data.len());
     within_caps(&value, 0);
+    if let Some(ClaimReply::Renamed(name)) = ClaimReply::read(&value) {
+        assert!(
+            loopchat::protocol::validate_nick(&name).is_ok(),
+            "a fallback {name:?} that is no nickname"
+        );
+    }
     match resp::decode(&data[..n]) {
         Ok(Some((again, m))) => assert_eq!((&again, m), (&value, n), "the same on its own bytes"),
         other => panic!("a whole reply is not whole on its own bytes: {other:?}"),
@@ -66,6 +77,12 @@ fn stream(data: &[u8]) {
 }
 
 fn payload(data: &[u8]) {
+    if let Some(id) = presence::read_node(data) {
+        assert!(
+            !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic()),
+            "node id {id:?}"
+        );
+    }
     let Ok(env) = envelope::decode(data) else {
         return;
     };
