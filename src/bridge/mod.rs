@@ -633,15 +633,15 @@ impl Bridge {
         let held = presence::held_key(&self.node);
         let max = crate::protocol::MAX_NICK_LEN.to_string();
         let mode: &[u8] = if again { b"again" } else { b"new" };
-        resp::command(
+        presence::evalsha(
             &mut self.cmd.out,
+            &self.scripts.claim,
             &[
-                b"EVALSHA",
-                self.scripts.claim.sha.as_bytes(),
-                b"3",
                 presence::NODES.as_bytes(),
                 presence::NICKS.as_bytes(),
                 held.as_bytes(),
+            ],
+            &[
                 self.node.as_bytes(),
                 key.as_bytes(),
                 mode,
@@ -659,17 +659,11 @@ impl Bridge {
             return;
         }
         let held = presence::held_key(&self.node);
-        resp::command(
+        presence::evalsha(
             &mut self.cmd.out,
-            &[
-                b"EVALSHA",
-                self.scripts.release.sha.as_bytes(),
-                b"2",
-                presence::NICKS.as_bytes(),
-                held.as_bytes(),
-                self.node.as_bytes(),
-                key.as_bytes(),
-            ],
+            &self.scripts.release,
+            &[presence::NICKS.as_bytes(), held.as_bytes()],
+            &[self.node.as_bytes(), key.as_bytes()],
         );
         self.pending.push_back(Pending::Release(key));
     }
@@ -677,16 +671,11 @@ impl Bridge {
     /// Renews our lease (`EVALSHA heartbeat`).
     fn heartbeat(&mut self, now: Instant) {
         let lease = presence::LEASE.as_millis().to_string();
-        resp::command(
+        presence::evalsha(
             &mut self.cmd.out,
-            &[
-                b"EVALSHA",
-                self.scripts.heartbeat.sha.as_bytes(),
-                b"1",
-                presence::NODES.as_bytes(),
-                self.node.as_bytes(),
-                lease.as_bytes(),
-            ],
+            &self.scripts.heartbeat,
+            &[presence::NODES.as_bytes()],
+            &[self.node.as_bytes(), lease.as_bytes()],
         );
         self.pending.push_back(Pending::Heartbeat);
         self.heartbeat_at = now + presence::HEARTBEAT_EVERY;
@@ -696,17 +685,11 @@ impl Bridge {
     /// times.
     fn reap(&mut self, now: Instant) {
         let prefix = presence::held_key("");
-        resp::command(
+        presence::evalsha(
             &mut self.cmd.out,
-            &[
-                b"EVALSHA",
-                self.scripts.reap.sha.as_bytes(),
-                b"2",
-                presence::NODES.as_bytes(),
-                presence::NICKS.as_bytes(),
-                prefix.as_bytes(),
-                presence::CONTROL.as_bytes(),
-            ],
+            &self.scripts.reap,
+            &[presence::NODES.as_bytes(), presence::NICKS.as_bytes()],
+            &[prefix.as_bytes(), presence::CONTROL.as_bytes()],
         );
         self.pending.push_back(Pending::Reap);
         self.reap_at = now + presence::REAP_EVERY;
@@ -722,14 +705,11 @@ impl Bridge {
         }
         self.retired = true;
         let prefix = presence::held_key("");
-        resp::command(
+        presence::evalsha(
             &mut self.cmd.out,
+            &self.scripts.retire,
+            &[presence::NODES.as_bytes(), presence::NICKS.as_bytes()],
             &[
-                b"EVALSHA",
-                self.scripts.retire.sha.as_bytes(),
-                b"2",
-                presence::NODES.as_bytes(),
-                presence::NICKS.as_bytes(),
                 prefix.as_bytes(),
                 presence::CONTROL.as_bytes(),
                 self.node.as_bytes(),

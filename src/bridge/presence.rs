@@ -190,6 +190,15 @@ impl Default for Scripts {
     }
 }
 
+/// Appends `EVALSHA <script> <number of keys> KEYS... ARGV...` to `out`.
+pub fn evalsha(out: &mut Vec<u8>, script: &Script, keys: &[&[u8]], args: &[&[u8]]) {
+    let n = keys.len().to_string();
+    let mut all: Vec<&[u8]> = vec![b"EVALSHA", script.sha.as_bytes(), n.as_bytes()];
+    all.extend_from_slice(keys);
+    all.extend_from_slice(args);
+    super::resp::command(out, &all);
+}
+
 /// What a claim's reply says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClaimReply {

@@ -908,15 +908,20 @@ impl Core {
     /// gone).
     pub fn announce_all(&self, out: &mut impl Sink) {
         for channel in self.rooms.values() {
-            for &conn in &channel.members {
-                if let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) {
-                    let here = Relay::Here {
-                        room: &channel.name,
-                        nick,
-                        user,
-                    };
-                    out.relay(conn, &here);
-                }
+            self.announce(channel, out);
+        }
+    }
+
+    /// One [`Relay::Here`] per local member of `channel`.
+    fn announce(&self, channel: &Channel, out: &mut impl Sink) {
+        for &conn in &channel.members {
+            if let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) {
+                let here = Relay::Here {
+                    room: &channel.name,
+                    nick,
+                    user,
+                };
+                out.relay(conn, &here);
             }
         }
     }
@@ -1828,18 +1833,8 @@ impl Core {
             }
             Relay::Sync { room } => {
                 let key = room.to_ascii_lowercase();
-                let Some(channel) = self.local_room(&key) else {
-                    return;
-                };
-                for &conn in &channel.members {
-                    if let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) {
-                        let here = Relay::Here {
-                            room: &channel.name,
-                            nick,
-                            user,
-                        };
-                        out.relay(conn, &here);
-                    }
+                if let Some(channel) = self.local_room(&key) {
+                    self.announce(channel, out);
                 }
             }
         }
