@@ -1,4 +1,4 @@
-//! The command line: `loopchat-bench [WORKLOAD] [ADDR:PORT] [options]`.
+//! The command line: `loopchat-bench [WORKLOAD] [ADDR:PORT[,ADDR:PORT...]] [options]`.
 //!
 //! Parsing is separate from running so the benches can build a [`Config`]
 //! directly and tests can check usage errors without a server.
@@ -69,7 +69,12 @@ impl Lag {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub workload: Workload,
+    /// The first (or only) server.
     pub addr: SocketAddr,
+    /// More servers (`ADDR:PORT,ADDR:PORT`, e.g. processes bridged through
+    /// Redis): the clients spread over `addr` and these (see
+    /// [`super::targets`]).
+    pub more_addrs: Vec<SocketAddr>,
     /// Clients to join (fanout, idle); connections in flight at once (churn).
     pub clients: usize,
     pub senders: usize,
@@ -138,6 +143,20 @@ impl Config {
     pub fn connect_unpaced(&self) -> bool {
         self.connect_rate.is_infinite()
     }
+
+    /// Every server the clients connect to, `addr` first.
+    pub fn targets(&self) -> Vec<SocketAddr> {
+        std::iter::once(self.addr)
+            .chain(self.more_addrs.iter().copied())
+            .collect()
+    }
+
+    /// Server `i` of [`Config::targets`].
+    pub fn target(&self, i: usize) -> SocketAddr {
+        i.checked_sub(1)
+            .and_then(|j| self.more_addrs.get(j).copied())
+            .unwrap_or(self.addr)
+    }
 }
 
 impl Config {
@@ -145,6 +164,7 @@ impl Config {
         Config {
             workload,
             addr,
+            more_addrs: Vec::new(),
             clients: 100,
             senders: 4,
             rate: 1000.0,
@@ -352,10 +372,15 @@ fn options() -> getopts::Options {
 
 pub fn usage() -> String {
     options().usage(
-        "Usage: loopchat-bench [fanout|idle|churn|storm] [ADDR:PORT] [options]\n\n\
+        "Usage: loopchat-bench [fanout|idle|churn|storm] [ADDR:PORT[,ADDR:PORT...]] [options]\n\n\
          Load generator for loopchat and any Budget Chat, IRC or Redis server\n\
          (default: fanout against 127.0.0.1:7878). Exit status: 0 clean, 1 loss/\n\
          duplicates/reordering/failed joins, 2 bad usage.\n\n\
+         Several servers (loopchat processes bridged with --redis): give a\n\
+         comma-separated list, 127.0.0.1:7001,127.0.0.1:7002. Senders and\n\
+         receivers are each spread round-robin over the list (sender k on\n\
+         server k mod N), loss is counted over all of them, and the report adds\n\
+         the latency of same-server and cross-server deliveries.\n\n\
          Dialects (--dialect): line, irc, ws and ws-irc (the same over WebSocket,\n\
          GET /ws), resp (Redis pub/sub). In resp the first --senders clients only\n\
          PUBLISH and the others SUBSCRIBE, so each message is owed to --clients\n\
@@ -444,22 +469,44 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
             (None, _) => {
                 if let Some(first) = &addr_text {
                     return Err(UsageError(format!(
-                        "two addresses given: {first} and {arg}; choose one"
+                        "two addresses given: {first} and {arg}; for several servers give one comma-separated list ({first},{arg})"
                     )));
                 }
-                addr_text = Some(free_address(arg)?);
+                addr_text = Some(arg.clone());
+                for one in arg.split(',') {
+                    if one.trim().is_empty() {
+                        return Err(UsageError(format!(
+                            "{arg:?}: an empty address in the list (ADDR:PORT,ADDR:PORT)"
+                        )));
+                    }
+                    free_address(one.trim())?;
+                }
             }
         }
     }
     let workload = workload.unwrap_or(Workload::Fanout);
     let addr_text = addr_text.unwrap_or_else(|| "127.0.0.1:7878".to_string());
-    let addr = addr_text
-        .to_socket_addrs()
-        .map_err(|e| UsageError(format!("bad address {addr_text:?}: {e}")))?
-        .next()
-        .ok_or_else(|| UsageError(format!("bad address {addr_text:?}")))?;
+    let mut addrs = Vec::new();
+    for one in addr_text.split(',') {
+        let one = one.trim();
+        let addr = one
+            .to_socket_addrs()
+            .map_err(|e| UsageError(format!("bad address {one:?}: {e}")))?
+            .next()
+            .ok_or_else(|| UsageError(format!("bad address {one:?}")))?;
+        if addrs.contains(&addr) {
+            return Err(UsageError(format!(
+                "{one} is listed twice: each server once"
+            )));
+        }
+        addrs.push(addr);
+    }
+    let (addr, more) = addrs
+        .split_first()
+        .ok_or_else(|| UsageError("no address given".into()))?;
 
-    let mut c = Config::new(workload, addr);
+    let mut c = Config::new(workload, *addr);
+    c.more_addrs = more.to_vec();
     if let Some(v) = num(&m, "clients")? {
         c.clients = v;
     }
@@ -838,6 +885,46 @@ mod tests {
         let role = c.worker.unwrap();
         assert_eq!(role.t0_mono_ns, 77);
         assert_eq!((role.share.sender_base, role.share.senders_total), (3, 5));
+    }
+
+    /// Several servers: one comma-separated list, spaces allowed after the
+    /// commas; each is resolved; the first is `addr`.
+    #[test]
+    fn several_targets() {
+        let Ok(Parsed::Run(c)) = p(&["fanout", "127.0.0.1:7001,127.0.0.1:7002,[::1]:7003"]) else {
+            panic!()
+        };
+        assert_eq!(c.addr, "127.0.0.1:7001".parse().unwrap());
+        assert_eq!(
+            c.targets(),
+            ["127.0.0.1:7001", "127.0.0.1:7002", "[::1]:7003"]
+                .map(|a| a.parse::<SocketAddr>().unwrap())
+        );
+        assert_eq!(c.target(2), "[::1]:7003".parse().unwrap());
+        let Ok(Parsed::Run(c)) = p(&["127.0.0.1:1, 127.0.0.1:2", "--workers", "2"]) else {
+            panic!("workers take several servers too")
+        };
+        assert_eq!(c.targets().len(), 2);
+        let err = |args: &[&str]| match p(args) {
+            Err(e) => e.0,
+            Ok(other) => panic!("{args:?} parsed as {other:?}"),
+        };
+        assert_eq!(
+            err(&["127.0.0.1:1", "127.0.0.1:2"]),
+            "two addresses given: 127.0.0.1:1 and 127.0.0.1:2; for several servers give one comma-separated list (127.0.0.1:1,127.0.0.1:2)"
+        );
+        assert_eq!(
+            err(&["127.0.0.1:1,127.0.0.1:1"]),
+            "127.0.0.1:1 is listed twice: each server once"
+        );
+        assert_eq!(
+            err(&["127.0.0.1:1,"]),
+            "\"127.0.0.1:1,\": an empty address in the list (ADDR:PORT,ADDR:PORT)"
+        );
+        assert_eq!(
+            err(&["127.0.0.1:1,7002"]),
+            "\"7002\" is a port without an address: give ADDR:PORT (e.g. 127.0.0.1:7002)"
+        );
     }
 
     #[test]

@@ -29,6 +29,7 @@ use super::payload::{self, Stamp};
 use super::proc_stats::{self, ProcSample, RssTrack};
 use super::report::{Cut, LagStats, Report, ServerCost};
 use super::stats::LatencyHist;
+use super::targets::Spread;
 use super::tracker::SeqTracker;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
@@ -91,10 +92,12 @@ struct Conn {
     error_line: bool,
     /// Its receipts move the closed-loop window (not a lagging receiver).
     acks: bool,
+    /// Which server of `Config::targets` it is connected to.
+    target: usize,
 }
 
 impl Conn {
-    fn new(stream: TcpStream, nick: u64, dialect: Dialect) -> Conn {
+    fn new(stream: TcpStream, nick: u64, dialect: Dialect, target: usize) -> Conn {
         Conn {
             stream,
             state: State::Connecting,
@@ -111,6 +114,7 @@ impl Conn {
             paused: false,
             error_line: false,
             acks: true,
+            target,
         }
     }
 
@@ -192,6 +196,12 @@ struct Acc {
     /// `--irc-oper`, `--irc-umode`: sent on `001`, before the JOIN.
     irc_oper: Option<(String, String)>,
     irc_umode: Option<String>,
+    /// Several servers: each global sender's server, and the measured
+    /// latency of deliveries on the sender's own server and across servers
+    /// (empty with one server).
+    sender_target: Vec<usize>,
+    lat_same: LatencyHist,
+    lat_cross: LatencyHist,
 }
 
 impl Acc {
@@ -368,6 +378,13 @@ fn on_chat(conn: &mut Conn, text: &[u8], now_ns: u64, acc: &mut Acc) {
     acc.lat_second.record_us(corrected);
     if measured {
         acc.lat.record_us(corrected);
+        if let Some(&t) = acc.sender_target.get(s) {
+            if t == conn.target {
+                acc.lat_same.record_us(corrected);
+            } else {
+                acc.lat_cross.record_us(corrected);
+            }
+        }
         let actual = local.and_then(|i| acc.senders[i].sent_ns.get(seq as usize));
         if let Some(&actual) = actual {
             acc.lat_uncorrected
@@ -441,6 +458,8 @@ struct Run<'c> {
     rss: Option<RssTrack>,
     rss_next: Instant,
     lag: Option<LagState>,
+    /// Which server each client goes to.
+    spread: Spread,
 }
 
 impl<'c> Run<'c> {
@@ -492,7 +511,11 @@ impl<'c> Run<'c> {
                 plan: None,
                 irc_oper: cfg.irc_oper.clone(),
                 irc_umode: cfg.irc_umode.clone(),
+                sender_target: Vec::new(),
+                lat_same: LatencyHist::new(),
+                lat_cross: LatencyHist::new(),
             },
+            spread: Spread::of(cfg),
             next_nick: 0,
             launched: 0,
             connect_origin: t0,
@@ -541,7 +564,10 @@ impl<'c> Run<'c> {
             Some(self.cfg.source_addrs[self.launched as usize % self.cfg.source_addrs.len()])
         };
         self.launched += 1;
-        let mut stream = match net::connect(self.cfg.addr, source) {
+        // By the number the client will get: a failed connect is retried
+        // on the same server, so the spread holds.
+        let target = self.spread.of_client(self.next_nick + 1);
+        let mut stream = match net::connect(self.cfg.target(target), source) {
             Ok(s) => s,
             Err(e) => {
                 self.acc.fail(io_kind("connect", &e));
@@ -560,7 +586,7 @@ impl<'c> Run<'c> {
         }
         self.next_nick += 1;
         self.acc.joining += 1;
-        entry.insert(Conn::new(stream, self.next_nick, self.cfg.dialect));
+        entry.insert(Conn::new(stream, self.next_nick, self.cfg.dialect, target));
     }
 
     /// When the next connection is due under `--connect-rate`.
@@ -671,7 +697,7 @@ impl<'c> Run<'c> {
                     let dialect = conn.dialect;
                     if dialect.websocket() {
                         let key = dialect::ws_key(acc.ws_seed, conn.nick);
-                        dialect.upgrade_request(cfg.addr, &key, &mut conn.out);
+                        dialect.upgrade_request(cfg.target(conn.target), &key, &mut conn.out);
                         conn.state = State::Upgrading;
                     } else {
                         let publisher = publishes(cfg, conn.nick);
@@ -1225,6 +1251,14 @@ struct Schedule {
 
 /// Makes the clients at `keys` the senders, in order.
 fn setup_senders(run: &mut Run, keys: &[usize]) {
+    if run.spread.targets > 1 {
+        // Other workers' senders are where the spread puts them; ours are
+        // where they are (another client takes a sender's place if one
+        // failed to join).
+        run.acc.sender_target = (0..run.acc.all_senders())
+            .map(|g| run.spread.of_sender(g))
+            .collect();
+    }
     for (i, &key) in keys.iter().enumerate() {
         run.acc.senders.push(Sender {
             key,
@@ -1235,6 +1269,9 @@ fn setup_senders(run: &mut Run, keys: &[usize]) {
         });
         if let Some(c) = run.conns.get_mut(key) {
             c.sender = Some(run.acc.sender_base + i);
+            if let Some(t) = run.acc.sender_target.get_mut(run.acc.sender_base + i) {
+                *t = c.target;
+            }
         }
     }
 }
@@ -1340,7 +1377,13 @@ fn fill_chat(run: &Run, report: &mut Report) {
         latency: a.lat.clone(),
         latency_uncorrected: a.lat_uncorrected.clone(),
         join: a.join_latency.clone(),
+        same_target: a.lat_same.clone(),
+        cross_target: a.lat_cross.clone(),
     });
+    if !a.sender_target.is_empty() {
+        report.latency_same_target = Some(a.lat_same.summary());
+        report.latency_cross_target = Some(a.lat_cross.summary());
+    }
     report.per_sender = Some(run.per_sender());
 }
 
@@ -1360,8 +1403,10 @@ fn fanout(run: &mut Run, events: &mut Events) -> io::Result<Report> {
         .filter(|(_, c)| c.state == State::Joined)
         .map(|(k, _)| k)
         .collect();
-    // The senders are the first joined; `resp`: the publishers, who
-    // receive nothing (their messages reach every subscriber).
+    // The senders are the first joined (by client number, which decided
+    // their server); `resp`: the publishers, who receive nothing (their
+    // messages reach every subscriber).
+    joined.sort_by_key(|&k| run.conns[k].nick);
     let resp = cfg.dialect == Dialect::Resp;
     let (n_senders, receivers) = if resp {
         joined.sort_by_key(|&k| !publishes(cfg, run.conns[k].nick));
@@ -1737,7 +1782,7 @@ mod tests {
             let s = std::net::TcpStream::connect(l.local_addr().unwrap()).unwrap();
             TcpStream::from_std(s)
         };
-        let mut conn = Conn::new(stream, 1, Dialect::Line);
+        let mut conn = Conn::new(stream, 1, Dialect::Line, 0);
         conn.state = State::Joining;
         conn.trackers = vec![SeqTracker::default()];
         let mut acc = Run::new(&Config::new(

@@ -16,6 +16,8 @@
 //! - [`report`]: the table and the JSON object,
 //! - [`workers`]: `--workers`, several bench processes merged into one
 //!   report,
+//! - [`targets`]: several servers at once (`ADDR,ADDR`), which client goes
+//!   where,
 //! - [`baseline`]: the thread-per-client server the benches compare with.
 
 pub mod baseline;
@@ -27,6 +29,7 @@ pub mod payload;
 pub mod proc_stats;
 pub mod report;
 pub mod stats;
+pub mod targets;
 pub mod tracker;
 pub mod workers;
 

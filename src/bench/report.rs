@@ -90,6 +90,10 @@ pub struct Report {
     pub measured_deliveries: u64,
     pub latency: Option<LatencySummary>,
     pub latency_uncorrected: Option<LatencySummary>,
+    /// Several servers: the corrected latency split by path (the sender
+    /// on the receiver's server, or on another; `None` with one server).
+    pub latency_same_target: Option<LatencySummary>,
+    pub latency_cross_target: Option<LatencySummary>,
     pub drain_s: f64,
     /// Reading until nothing came for a while: before the first send with
     /// `--lag` (the join notices), after the storm (the last joins' notices).
@@ -157,6 +161,8 @@ impl Report {
             measured_deliveries: 0,
             latency: None,
             latency_uncorrected: None,
+            latency_same_target: None,
+            latency_cross_target: None,
             drain_s: 0.0,
             settle_s: 0.0,
             cost_window_deliveries: 0,
@@ -222,6 +228,7 @@ impl Report {
         let c = &self.config;
         let params = json!({
             "addr": c.addr.to_string(),
+            "targets": c.targets().iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "dialect": c.dialect.name(),
             "room": c.room,
             "clients": c.clients,
@@ -307,6 +314,14 @@ impl Report {
             "cost_window_deliveries": self.cost_window_deliveries,
             "latency_us": lat_json(&self.latency),
             "latency_uncorrected_us": lat_json(&self.latency_uncorrected),
+            "latency_by_path_us": if self.latency_same_target.is_some() || self.latency_cross_target.is_some() {
+                json!({
+                    "same_server": lat_json(&self.latency_same_target),
+                    "cross_server": lat_json(&self.latency_cross_target),
+                })
+            } else {
+                Value::Null
+            },
             "joins": self.joins,
             "joins_per_s": self.joins_per_s(),
             "in_flight_at_end": self.in_flight_at_end,
@@ -343,6 +358,8 @@ impl Report {
         for (name, l) in [
             ("latency us (corrected)", &self.latency),
             ("latency us (uncorrected)", &self.latency_uncorrected),
+            ("  same server", &self.latency_same_target),
+            ("  across servers", &self.latency_cross_target),
         ] {
             if let Some(l) = l.filter(|l| l.count > 0) {
                 let oor = if l.out_of_range > 0 {
@@ -367,7 +384,11 @@ impl Report {
             t,
             "loopchat-bench {} against {} ({})",
             c.workload.name(),
-            c.addr,
+            c.targets()
+                .iter()
+                .map(|a| a.to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
             c.dialect.name()
         );
         let row = |t: &mut String, k: &str, v: String| {

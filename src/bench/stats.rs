@@ -33,6 +33,10 @@ pub struct RunHists {
     pub latency_uncorrected: LatencyHist,
     /// Connect to joined.
     pub join: LatencyHist,
+    /// Several servers: the corrected latency of deliveries from a sender
+    /// on the receiver's own server, and from a sender on another one.
+    pub same_target: LatencyHist,
+    pub cross_target: LatencyHist,
 }
 
 /// The summary a report prints, in microseconds.

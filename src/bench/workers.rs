@@ -67,6 +67,9 @@ pub struct Share {
     pub sender_base: usize,
     /// Senders across all the workers.
     pub senders_total: usize,
+    /// The global number of this worker's first client (its senders come
+    /// first among its clients).
+    pub client_base: usize,
 }
 
 impl Share {
@@ -80,6 +83,7 @@ impl Share {
             senders: part(senders, index),
             sender_base: (0..index).map(|i| part(senders, i)).sum(),
             senders_total: senders,
+            client_base: (0..index).map(|i| part(clients, i)).sum(),
         }
     }
 }
@@ -280,6 +284,8 @@ pub fn result_line(report: &Report) -> String {
         "latency": hists.map(|h| hist_json(&h.latency)),
         "latency_uncorrected": hists.map(|h| hist_json(&h.latency_uncorrected)),
         "join_latency": hists.map(|h| hist_json(&h.join)),
+        "latency_same_target": hists.map(|h| hist_json(&h.same_target)),
+        "latency_cross_target": hists.map(|h| hist_json(&h.cross_target)),
         "per_sender": report.per_sender.as_ref().map(PerSender::to_json),
     })
     .to_string()
@@ -429,6 +435,8 @@ fn merge(cfg: &Config, results: &[Value]) -> Report {
             ("latency", &mut hists.latency),
             ("latency_uncorrected", &mut hists.latency_uncorrected),
             ("join_latency", &mut hists.join),
+            ("latency_same_target", &mut hists.same_target),
+            ("latency_cross_target", &mut hists.cross_target),
         ] {
             // None when the worker stopped before sending (its failures
             // say why).
@@ -454,6 +462,10 @@ fn merge(cfg: &Config, results: &[Value]) -> Report {
     r.join_latency = hists.join.summary();
     r.latency = Some(hists.latency.summary());
     r.latency_uncorrected = Some(hists.latency_uncorrected.summary());
+    if !cfg.more_addrs.is_empty() {
+        r.latency_same_target = Some(hists.same_target.summary());
+        r.latency_cross_target = Some(hists.cross_target.summary());
+    }
     if let Some(s) = r.server.as_mut() {
         // Worker 0 sampled the server over the common window; its
         // per-delivery figures are over every worker's deliveries.
@@ -496,10 +508,13 @@ mod tests {
             assert_eq!(shares.iter().map(|s| s.clients).sum::<usize>(), clients);
             assert_eq!(shares.iter().map(|s| s.senders).sum::<usize>(), senders);
             let mut next = 0;
+            let mut next_client = 0;
             for s in &shares {
                 assert_eq!(s.sender_base, next, "senders numbered without gaps");
                 assert_eq!(s.senders_total, senders);
+                assert_eq!(s.client_base, next_client, "clients too");
                 next += s.senders;
+                next_client += s.clients;
             }
         }
         assert_eq!(
