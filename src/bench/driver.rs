@@ -1255,9 +1255,8 @@ fn setup_senders(run: &mut Run, keys: &[usize]) {
         // Other workers' senders are where the spread puts them; ours are
         // where they are (another client takes a sender's place if one
         // failed to join).
-        run.acc.sender_target = (0..run.acc.all_senders())
-            .map(|g| run.spread.of_sender(g))
-            .collect();
+        let all = run.acc.senders_total.unwrap_or(keys.len());
+        run.acc.sender_target = (0..all).map(|g| run.spread.of_sender(g)).collect();
     }
     for (i, &key) in keys.iter().enumerate() {
         run.acc.senders.push(Sender {

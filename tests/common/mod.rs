@@ -374,5 +374,8 @@ pub mod child;
 /// A raw IRC client.
 pub mod irc;
 
+/// A `redis-server` per test, and servers bridged through it.
+pub mod redis;
+
 /// A private tmux server for terminal tests.
 pub mod tmux;

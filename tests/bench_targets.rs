@@ -1,0 +1,119 @@
+//! `loopchat-bench` against two `loopchat-server --redis` processes
+//! bridged through a real `redis-server` (docs/scale-out.md): the clients
+//! spread over both, every message reaches every other client once and in
+//! order wherever it was sent, and the report's same-server and
+//! cross-server latency counts are exactly what the round-robin spread
+//! implies. Skipped without redis-server, unless `CI` is set.
+
+mod common;
+
+use common::TestServer;
+use common::bench::{bench_json, n};
+use common::irc::Irc;
+use common::redis::{Redis, wait_metric};
+
+const ROOM: &str = "#bench";
+
+/// Two bridged servers, each with an IRC user in `ROOM` and the room's
+/// channel subscribed (confirmed by Redis): from then on a line said on
+/// one reaches the other. The users stay joined (and silent) so that the
+/// subscriptions outlive the bench's first and last clients.
+fn two_bridged(redis: &Redis) -> (TestServer, TestServer, Vec<Irc>) {
+    let mut holders = Vec::new();
+    let mut servers = Vec::new();
+    for node in ["A", "B"] {
+        let s = redis.bridged(node, &["--max-rate", "0", "--log-level", "warn"]);
+        // An IRC user is in no room until it joins: its nick's channel,
+        // then ROOM's, two in all.
+        let mut holder = Irc::register(s.addr, &format!("hold{node}"));
+        holder.join(ROOM);
+        wait_metric(&s, "loopchat_bridge_channels", |v| v >= 2);
+        holders.push(holder);
+        servers.push(s);
+    }
+    let b = servers.pop().expect("B");
+    let a = servers.pop().expect("A");
+    (a, b, holders)
+}
+
+/// 20 clients, 4 senders, 200 messages over servers A and B: senders 0
+/// and 2 on A, 1 and 3 on B, 8 receivers on each. Each message is owed
+/// to the 19 other clients: the 9 on its sender's server and the 10 on
+/// the other.
+#[test]
+fn fanout_over_two_bridged_servers_is_exact() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b, _holders) = two_bridged(&redis);
+    let targets = format!("{},{}", a.addr, b.addr);
+    let (code, j) = bench_json(&[
+        "fanout",
+        &targets,
+        "--room",
+        ROOM,
+        "--clients",
+        "20",
+        "--senders",
+        "4",
+        "--messages",
+        "200",
+        "--rate",
+        "500",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{j:#}\nA: {}\nB: {}", a.log(), b.log());
+    assert_eq!(n(&j, "/connections/joined"), 20, "{j}");
+    assert_eq!(n(&j, "/sent"), 200, "{j}");
+    assert_eq!(n(&j, "/expected_deliveries"), 200 * 19, "{j}");
+    assert_eq!(n(&j, "/deliveries"), 200 * 19, "{j}");
+    for key in ["/lost", "/duplicates", "/reordered", "/foreign_lines"] {
+        assert_eq!(n(&j, key), 0, "{key}: {j}");
+    }
+    assert_eq!(
+        j["params"]["targets"],
+        serde_json::json!([a.addr.to_string(), b.addr.to_string()])
+    );
+    assert_eq!(n(&j, "/latency_by_path_us/same_server/count"), 200 * 9);
+    assert_eq!(n(&j, "/latency_by_path_us/cross_server/count"), 200 * 10);
+    assert_eq!(n(&j, "/latency_us/count"), 200 * 19);
+}
+
+/// The same through two bench processes (`--workers 2`, open loop): the
+/// spread is global (each worker's sender on a different server), and the
+/// merged report is as exact.
+#[test]
+fn workers_spread_over_two_bridged_servers() {
+    let Some(redis) = Redis::start() else { return };
+    let (a, b, _holders) = two_bridged(&redis);
+    let targets = format!("{},{}", a.addr, b.addr);
+    let (code, j) = bench_json(&[
+        "fanout",
+        &targets,
+        "--room",
+        ROOM,
+        "--clients",
+        "20",
+        "--senders",
+        "2",
+        "--workers",
+        "2",
+        "--rate",
+        "200",
+        "--duration",
+        "1",
+        "--warmup",
+        "0",
+    ]);
+    assert_eq!(code, 0, "{j:#}\nA: {}\nB: {}", a.log(), b.log());
+    let sent = n(&j, "/sent");
+    assert!(sent >= 150, "{j}");
+    assert_eq!(n(&j, "/expected_deliveries"), sent * 19, "{j}");
+    assert_eq!(n(&j, "/deliveries"), sent * 19, "{j}");
+    for key in ["/lost", "/duplicates", "/reordered"] {
+        assert_eq!(n(&j, key), 0, "{key}: {j}");
+    }
+    // One sender per server; 9 receivers on each: 9 others on the
+    // sender's server, 10 on the other.
+    assert_eq!(n(&j, "/latency_by_path_us/same_server/count"), sent * 9);
+    assert_eq!(n(&j, "/latency_by_path_us/cross_server/count"), sent * 10);
+}
