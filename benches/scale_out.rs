@@ -23,7 +23,7 @@
 //! 2. `few`: 10 clients, 4 senders, 4,000 lines/s open loop: fewer
 //!    deliveries per line, so the per-line cost of the bridge shows;
 //! 3. `max100`, `max10`: the same sizes closed loop (`--rate 0`, a window
-//!    of 64 lines per sender): the highest rate the setup sustains here.
+//!    of 256 lines per sender): the highest rate the setup sustains here.
 //!
 //! Each process's CPU (loopchat from /proc, Redis from `INFO cpu`:
 //! used_cpu_sys + used_cpu_user, PUBLISH calls from `INFO commandstats`)
@@ -66,10 +66,10 @@ use std::time::{Duration, Instant};
 /// How long Redis may take to answer, and the bridge to come up.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 const SENDERS: usize = 4;
-/// Closed loop: lines per sender not yet delivered everywhere. Larger
-/// than the bench's default 16 so that the round trip through Redis does
+/// Closed loop: lines per sender not yet delivered everywhere. Far larger
+/// than the bench's default 16, so that the round trip through Redis does
 /// not cap the rate before the CPU does.
-const WINDOW: usize = 64;
+const WINDOW: usize = 256;
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Setup {
@@ -411,6 +411,18 @@ impl Point {
         cpu_s / self.wall_s.max(1e-3)
     }
 
+    /// loopchat's and Redis's CPU per line together.
+    fn chat_us_per_line(&self) -> f64 {
+        self.server_us_per_line() + self.redis_us_per_line().unwrap_or(0.0)
+    }
+
+    /// The machine's busy cores that were not ours (loopchat, Redis, this
+    /// process): the other tenants of a shared machine.
+    fn other_cores(&self) -> Option<f64> {
+        let ours = self.server_cpu() + self.redis_cpu_s.unwrap_or(0.0) + self.bench_cpu_s;
+        self.busy_cores.map(|b| (b - self.cores(ours)).max(0.0))
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "setup": self.setup.name(),
@@ -574,6 +586,12 @@ fn figures() -> Vec<Figure> {
         ),
         (
             "ref",
+            "other processes' cores (busy - ours)",
+            Box::new(|p: &Point| p.other_cores()),
+            2,
+        ),
+        (
+            "ref",
             "p50 (ms)",
             Box::new(move |p: &Point| us(p.report.latency)),
             2,
@@ -618,6 +636,12 @@ fn figures() -> Vec<Figure> {
             "few",
             "Redis CPU per line (us)",
             Box::new(|p: &Point| p.redis_us_per_line()),
+            1,
+        ),
+        (
+            "few",
+            "loopchat + Redis CPU per line (us)",
+            Box::new(|p: &Point| Some(p.chat_us_per_line())),
             1,
         ),
         (
@@ -675,6 +699,12 @@ fn figures() -> Vec<Figure> {
             2,
         ),
         (
+            "max100",
+            "other processes' cores (busy - ours)",
+            Box::new(|p: &Point| p.other_cores()),
+            2,
+        ),
+        (
             "max10",
             "lines/s sustained",
             Box::new(|p: &Point| Some(p.report.sent_per_s())),
@@ -690,6 +720,12 @@ fn figures() -> Vec<Figure> {
             "max10",
             "Redis CPU per line (us)",
             Box::new(|p: &Point| p.redis_us_per_line()),
+            1,
+        ),
+        (
+            "max10",
+            "loopchat + Redis CPU per line (us)",
+            Box::new(|p: &Point| Some(p.chat_us_per_line())),
             1,
         ),
         (
@@ -714,6 +750,12 @@ fn figures() -> Vec<Figure> {
             "max10",
             "machine busy cores",
             Box::new(|p: &Point| p.busy_cores),
+            2,
+        ),
+        (
+            "max10",
+            "other processes' cores (busy - ours)",
+            Box::new(|p: &Point| p.other_cores()),
             2,
         ),
     ]
@@ -770,6 +812,21 @@ fn table(runs: &[Run], specs: &[PointSpec]) -> String {
         );
     }
     t
+}
+
+/// The lowest and highest value of a figure over the runs, `LO-HI`.
+fn spread(runs: &[Run], setup: Setup, point: &str, f: &dyn Fn(&Point) -> Option<f64>) -> String {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| find(r, setup, point).and_then(f))
+        .collect();
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    if v.is_empty() {
+        "-".into()
+    } else {
+        format!("{lo:.0}-{hi:.0}")
+    }
 }
 
 /// Cross-process latency against same-process latency, within each run of
@@ -840,8 +897,18 @@ fn figures_doc(
     let redis_a = redis1.zip(redis_b).map(|(x, b)| (x - b).max(0.0));
     let max_one = g(Setup::One, "max10", &lines_s);
     let max_two = g(Setup::TwoRedis, "max10", &lines_s);
+    let chat_line = |p: &Point| Some(p.chat_us_per_line());
+    let chat_one = g(Setup::One, "max10", &chat_line);
+    let chat_two = g(Setup::TwoRedis, "max10", &chat_line);
+    let ours =
+        |p: &Point| Some(p.cores(p.server_cpu() + p.redis_cpu_s.unwrap_or(0.0) + p.bench_cpu_s));
+    let ours_one = g(Setup::One, "max10", &ours);
+    let ours_two = g(Setup::TwoRedis, "max10", &ours);
+    let others = g(Setup::TwoRedis, "max10", &|p: &Point| p.other_cores());
+    let bench_two = g(Setup::TwoRedis, "max10", &|p: &Point| {
+        Some(p.cores(p.bench_cpu_s))
+    });
     let f1 = |v: Option<f64>| fmt(v, 1);
-    let f0 = |v: Option<f64>| fmt(v, 0);
     let mut d = String::new();
     let _ = writeln!(
         d,
@@ -886,24 +953,37 @@ Points: {}.
 
 - **The bridge's cost per line.** One process pays {} us more CPU per line
   with `--redis` at the `few` point (10 clients, 4,000 lines/s), {} us at
-  the `ref` point (100 clients) and {} us at full speed (`max10`, where
+  the `ref` point (100 clients; lost in the noise there: `one` alone
+  ranged over {} us per line across the runs) and {} us at full speed
+  (`max10`, where
   every cost per line is lowest: more lines per loop turn): one PUBLISH
   encoded and written, the line read back from Redis, decoded and dropped
   as an echo. It is per line, not per delivery: at 100 receivers it is
   spread over 100 deliveries.
+  The spread between the points is batching: at 4,000 lines/s a line
+  mostly comes alone, and its PUBLISH costs a `write()` to Redis and its
+  echo a wake-up and a `read()`; at full speed one of each carries many
+  lines.
 - **Redis per line** at full speed (`max10`): {} us with one subscribing
   process and {} us with two, i.e. about {} us for the PUBLISH itself and
   {} us per subscribing process it delivers to. At the open-loop points the
-  figure per line is higher: Redis's own timers (10 Hz) and loopchat's
-  PINGs are spread over fewer lines. PUBLISH per line is a little above 1:
+  figure per line is 10 to 30 times higher for the same reason as above
+  (a read and a write per line; Redis idle costs about 1.4 ms of CPU per
+  second here, which is not it). PUBLISH per line is a little above 1:
   joins, leaves and the `sync`/`here` exchange are published too.
 - **Two processes against one, here.** The highest rate at 10 clients
-  (`max10`) is {} lines/s for one process and {} for two through Redis. It
-  is not twice: this machine has {} cores, and the bench (one loop, its
-  cores in the table), Redis and both servers share them; the machine's
-  busy cores at the closed-loop points show it was full. Each process also
-  still handles every line of the room (it hears all of them from Redis):
-  only the deliveries are split between the processes.
+  (`max10`) is {} lines/s for one process and {} for two through Redis: not
+  twice, and here not even more. The CPU figures say why. Two processes
+  and Redis spend {} us of CPU per line in all (loopchat and Redis, `max10`)
+  against {} us for one process alone: each process still handles every
+  line of the room (it hears all of them from Redis; only the deliveries
+  are split), and each line crosses three more sockets. And there is no
+  idle core for the second process: this machine has {} cores, our
+  processes together used {} cores with one process and {} with two (the
+  bench alone {}), and the other tenants of the machine took {} more. A
+  second process pays off only with a core of its own and a room whose
+  deliveries, not its lines, are the work (many receivers per process;
+  see the projection).
 - **Cross-process latency**, in the same run and under the same load
   (`two+redis`, `ref`): p50 {} ms across processes against {} ms on the
   sender's own process ({}x), p99 {} against {} ms ({}x): one more hop
@@ -951,14 +1031,21 @@ would have to give way to one per room).
             .join("; "),
         f1(bridge_few),
         f1(bridge_ref),
+        spread(runs, Setup::One, "ref", &per_line),
         f1(bridge_max),
         f1(redis1),
         f1(redis2),
         f1(redis_a),
         f1(redis_b),
-        f0(max_one),
-        f0(max_two),
+        sig(max_one),
+        sig(max_two),
+        f1(chat_two),
+        f1(chat_one),
         m["cpus"],
+        fmt(ours_one, 2),
+        fmt(ours_two, 2),
+        fmt(bench_two, 2),
+        fmt(others, 2),
         fmt(
             g(Setup::TwoRedis, "ref", &|p: &Point| p
                 .report
@@ -995,11 +1082,30 @@ would have to give way to one per room).
         fmt(cross_over_same(runs, "ref", true), 2),
         f1(redis_a),
         f1(redis_b),
-        f0(redis_a.zip(redis_b).map(|(a, b)| 1e6 / (a + 2.0 * b))),
-        f0(redis_a.zip(redis_b).map(|(a, b)| 1e6 / (a + 8.0 * b))),
-        f0(redis_a.zip(redis_b).map(|(a, b)| 1e6 / (a + 32.0 * b))),
+        sig(redis_a.zip(redis_b).map(|(a, b)| 1e6 / (a + 2.0 * b))),
+        sig(redis_a.zip(redis_b).map(|(a, b)| 1e6 / (a + 8.0 * b))),
+        sig(redis_a.zip(redis_b).map(|(a, b)| 1e6 / (a + 32.0 * b))),
     );
     d
+}
+
+/// A rate to two significant figures, with thousands separated
+/// (`150,000`): a projection is no more precise than that.
+fn sig(v: Option<f64>) -> String {
+    let Some(v) = v.filter(|v| v.is_finite() && *v >= 1.0) else {
+        return "-".into();
+    };
+    let scale = 10f64.powi(v.log10().floor() as i32 - 1);
+    let n = ((v / scale).round() * scale) as u64;
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// Replaces (or appends) the `## Figures` section, the last of the file.
