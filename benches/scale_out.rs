@@ -951,19 +951,18 @@ Points: {}.
 
 ### What it says
 
-- **The bridge's cost per line.** One process pays {} us more CPU per line
-  with `--redis` at the `few` point (10 clients, 4,000 lines/s), {} us at
-  the `ref` point (100 clients; lost in the noise there: `one` alone
-  ranged over {} us per line across the runs) and {} us at full speed
-  (`max10`, where
-  every cost per line is lowest: more lines per loop turn): one PUBLISH
-  encoded and written, the line read back from Redis, decoded and dropped
-  as an echo. It is per line, not per delivery: at 100 receivers it is
-  spread over 100 deliveries.
-  The spread between the points is batching: at 4,000 lines/s a line
-  mostly comes alone, and its PUBLISH costs a `write()` to Redis and its
-  echo a wake-up and a `read()`; at full speed one of each carries many
-  lines.
+- **The bridge's cost per line.** One process with `--redis` spends {} us
+  more CPU per line than without at the `few` point (10 clients, 4,000
+  lines/s) and {} us more at full speed (`max10`, where every cost per
+  line is lowest: more lines per loop turn): one PUBLISH encoded and
+  written, the line read back from Redis, decoded and dropped as an echo.
+  At the `ref` point (100 clients) the difference, {} us, is lost in the
+  noise: `one` alone ranged over {} us per line across the runs. The cost
+  is per line, not per delivery: at 100 receivers it is spread over 100
+  deliveries. The spread between `few` and `max10` is batching: at 4,000
+  lines/s a line mostly comes alone, and its PUBLISH costs a `write()` to
+  Redis and its echo a wake-up and a `read()`; at full speed one of each
+  carries many lines.
 - **Redis per line** at full speed (`max10`): {} us with one subscribing
   process and {} us with two, i.e. about {} us for the PUBLISH itself and
   {} us per subscribing process it delivers to. At the open-loop points the
@@ -977,13 +976,16 @@ Points: {}.
   and Redis spend {} us of CPU per line in all (loopchat and Redis, `max10`)
   against {} us for one process alone: each process still handles every
   line of the room (it hears all of them from Redis; only the deliveries
-  are split), and each line crosses three more sockets. And there is no
-  idle core for the second process: this machine has {} cores, our
-  processes together used {} cores with one process and {} with two (the
-  bench alone {}), and the other tenants of the machine took {} more. A
-  second process pays off only with a core of its own and a room whose
-  deliveries, not its lines, are the work (many receivers per process;
-  see the projection).
+  are split), and each line crosses three more sockets. And the cores
+  were not ours to fill: this machine has {} and they were busy
+  throughout (the table's busy cores); our processes together used {}
+  cores with one process and {} with two (the bench alone {}), other
+  processes {}. In a closed loop a line waits for the bench, its sender's
+  process, Redis and the receivers' process to run in turn; with no idle
+  core each of those wake-ups waits for one, and two processes add two
+  hops per line. A second process pays off only with a core of its own
+  and a room whose deliveries, not its lines, are the work (many
+  receivers per process; see the projection).
 - **Cross-process latency**, in the same run and under the same load
   (`two+redis`, `ref`): p50 {} ms across processes against {} ms on the
   sender's own process ({}x), p99 {} against {} ms ({}x): one more hop
@@ -1030,9 +1032,9 @@ would have to give way to one per room).
             .collect::<Vec<_>>()
             .join("; "),
         f1(bridge_few),
+        f1(bridge_max),
         f1(bridge_ref),
         spread(runs, Setup::One, "ref", &per_line),
-        f1(bridge_max),
         f1(redis1),
         f1(redis2),
         f1(redis_a),
