@@ -330,7 +330,7 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "server-pid",
-        "sample this process's RSS (peak, by phase, VmHWM), CPU and write syscalls from /proc",
+        "sample this process's RSS (peak, by phase, VmHWM), CPU and write syscalls from /proc (one process: with several servers, one of them)",
         "PID",
     );
     o.optopt(
@@ -379,8 +379,9 @@ pub fn usage() -> String {
          Several servers (loopchat processes bridged with --redis): give a\n\
          comma-separated list, 127.0.0.1:7001,127.0.0.1:7002. Senders and\n\
          receivers are each spread round-robin over the list (sender k on\n\
-         server k mod N), loss is counted over all of them, and the report adds\n\
-         the latency of same-server and cross-server deliveries.\n\n\
+         server k mod N; numbered across --workers too), loss is counted over\n\
+         all of them, and the report adds the latency of same-server and\n\
+         cross-server deliveries.\n\n\
          Dialects (--dialect): line, irc, ws and ws-irc (the same over WebSocket,\n\
          GET /ws), resp (Redis pub/sub). In resp the first --senders clients only\n\
          PUBLISH and the others SUBSCRIBE, so each message is owed to --clients\n\
