@@ -29,11 +29,12 @@
 //! used_cpu_sys + used_cpu_user, PUBLISH calls from `INFO commandstats`)
 //! is read before and after the bench's whole run (join, warm-up,
 //! measured window, drain) and divided by every line sent and every
-//! delivery made in it. Each process also has one silent line user that
-//! joined before the bench (a reader thread here discards what it gets):
-//! it keeps the room subscribed on the bridge from before the first
-//! client joins to after the last one leaves, so no line is sent before
-//! the other process listens. It is one more receiver per process in
+//! delivery made in it. Each process also has one line user that joined
+//! before the bench: with two processes each says `probe K` until the
+//! other hears one (a line each way proves both listen to the room on the
+//! bridge); then it is silent, a reader thread here discarding what it
+//! gets. It keeps the room subscribed from before the first client joins
+//! to after the last one leaves, and is one more receiver per process in
 //! every setup.
 //!
 //! The bench runs in this process (`loopchat::bench`, one thread, one
@@ -247,12 +248,18 @@ impl Redis {
     }
 }
 
-/// One silent line user in the default room, whose reads a thread
-/// discards until the connection closes.
+/// A line user in the default room: it probes the bridge, then a thread
+/// discards what it reads until the connection closes.
 struct Holder {
     stream: TcpStream,
+    nick: String,
+    /// Unread bytes of a line cut by a read timeout (while probing).
+    partial: Vec<u8>,
     reader: Option<JoinHandle<()>>,
 }
+
+/// How long a probe line may take before the next one is sent.
+const PROBE_WAIT: Duration = Duration::from_millis(200);
 
 impl Holder {
     fn join(addr: SocketAddr, nick: &str) -> Result<Holder, String> {
@@ -260,15 +267,75 @@ impl Holder {
         stream
             .write_all(format!("{nick}\n").as_bytes())
             .map_err(|e| format!("holder: {e}"))?;
-        let mut read = stream.try_clone().map_err(|e| e.to_string())?;
-        let reader = std::thread::spawn(move || {
-            let mut buf = [0u8; 64 * 1024];
-            while matches!(read.read(&mut buf), Ok(n) if n > 0) {}
-        });
+        stream
+            .set_read_timeout(Some(PROBE_WAIT))
+            .map_err(|e| format!("holder: {e}"))?;
         Ok(Holder {
             stream,
-            reader: Some(reader),
+            nick: nick.to_string(),
+            partial: Vec::new(),
+            reader: None,
         })
+    }
+
+    /// Says `probe K` until one reaches `to` (on another bridged process):
+    /// then `to`'s process listens to the room and ours publishes to it.
+    /// A line said before Redis confirmed the subscription is lost, hence
+    /// the repeats; each waits at most `PROBE_WAIT` on `to`'s reads.
+    fn probe(&mut self, to: &mut Holder) -> Result<(), String> {
+        let want = format!("[{}] probe ", self.nick);
+        let deadline = Instant::now() + START_TIMEOUT;
+        for k in 0u64.. {
+            if Instant::now() >= deadline {
+                return Err(format!("no probe from {} reached {}", self.nick, to.nick));
+            }
+            self.stream
+                .write_all(format!("probe {k}\n").as_bytes())
+                .map_err(|e| format!("holder: {e}"))?;
+            if to.read_until(&want)? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads lines until one starts with `prefix` (true) or nothing comes
+    /// for `PROBE_WAIT` (false).
+    fn read_until(&mut self, prefix: &str) -> Result<bool, String> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => return Err(format!("{}: closed by the server", self.nick)),
+                Ok(n) => {
+                    self.partial.extend_from_slice(&buf[..n]);
+                    while let Some(end) = self.partial.iter().position(|&b| b == b'\n') {
+                        let line: Vec<u8> = self.partial.drain(..=end).collect();
+                        if line.starts_with(prefix.as_bytes()) {
+                            return Ok(true);
+                        }
+                    }
+                }
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    return Ok(false);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(format!("{}: {e}", self.nick)),
+            }
+        }
+    }
+
+    /// From now on a thread reads and drops whatever comes.
+    fn discard(&mut self) -> Result<(), String> {
+        let mut read = self.stream.try_clone().map_err(|e| e.to_string())?;
+        read.set_read_timeout(None).map_err(|e| e.to_string())?;
+        self.reader = Some(std::thread::spawn(move || {
+            let mut buf = [0u8; 64 * 1024];
+            while matches!(read.read(&mut buf), Ok(n) if n > 0) {}
+        }));
+        Ok(())
     }
 }
 
@@ -338,22 +405,28 @@ impl Cluster {
                 conf: None,
             };
             let server = kind.start()?;
-            holders.push(Holder::join(server.addr, &format!("holder{i}"))?);
-            servers.push(server);
-        }
-        if redis.is_some() {
-            // Bridged: wait until Redis confirmed the room's channel and
-            // the holder's nick on every process (a metric changes
-            // silently, so it is polled).
-            let deadline = Instant::now() + START_TIMEOUT;
-            for s in &servers {
-                while metric(s.addr, "loopchat_bridge_channels").unwrap_or(0) < 2 {
+            if redis.is_some() {
+                // A bridged process refuses logins until it can claim
+                // names in Redis: wait for its links (a metric changes
+                // silently, so it is polled).
+                let deadline = Instant::now() + START_TIMEOUT;
+                while metric(server.addr, "loopchat_bridge_up") != Some(1) {
                     if Instant::now() >= deadline {
-                        return Err(format!("{}: the bridge did not subscribe", s.addr));
+                        return Err(format!("{}: the bridge did not come up", server.addr));
                     }
                     std::thread::sleep(Duration::from_millis(20));
                 }
             }
+            holders.push(Holder::join(server.addr, &format!("holder{i}"))?);
+            servers.push(server);
+        }
+        // Two processes: a line each way proves both listen to the room.
+        if let [a, b] = holders.as_mut_slice() {
+            a.probe(b)?;
+            b.probe(a)?;
+        }
+        for h in &mut holders {
+            h.discard()?;
         }
         Ok(Cluster {
             _holders: holders,
@@ -928,8 +1001,9 @@ and hears it back, dropping its own echo: the bridge's whole cost with
 nobody to deliver to), **two+redis** (two processes, the bench's senders
 and receivers alternating over both, `loopchat-bench A,B`, so every line
 is delivered on its sender's process and across the bridge). Each process
-also has one silent line user, joined before the bench, that keeps the
-room subscribed. CPU is each process's over the bench's whole run (join,
+also has one line user, joined before the bench, that keeps the room
+subscribed (with two processes, a line each way proved the bridge carried
+the room before the bench started; then it is silent). CPU is each process's over the bench's whole run (join,
 warm-up, measured window, drain; loopchat from /proc, Redis from `INFO
 cpu`), divided by every line sent and every delivery made in it. Lines
 are 64 bytes; the bench runs in the same process as the harness, one

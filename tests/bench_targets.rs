@@ -10,30 +10,24 @@ mod common;
 use common::TestServer;
 use common::bench::{bench_json, n};
 use common::irc::Irc;
-use common::redis::{Redis, wait_metric};
+use common::redis::{Redis, probe};
 
 const ROOM: &str = "#bench";
 
-/// Two bridged servers, each with an IRC user in `ROOM` and the room's
-/// channel subscribed (confirmed by Redis): from then on a line said on
-/// one reaches the other. The users stay joined (and silent) so that the
-/// subscriptions outlive the bench's first and last clients.
+/// Two bridged servers, each with an IRC user in `ROOM`, and a line from
+/// each side seen on the other: both processes listen to the room on the
+/// bridge. The users stay joined (and silent) so that the subscriptions
+/// outlive the bench's first and last clients.
 fn two_bridged(redis: &Redis) -> (TestServer, TestServer, Vec<Irc>) {
-    let mut holders = Vec::new();
-    let mut servers = Vec::new();
-    for node in ["A", "B"] {
-        let s = redis.bridged(node, &["--max-rate", "0", "--log-level", "warn"]);
-        // An IRC user is in no room until it joins: its nick's channel,
-        // then ROOM's, two in all.
-        let mut holder = Irc::register(s.addr, &format!("hold{node}"));
-        holder.join(ROOM);
-        wait_metric(&s, "loopchat_bridge_channels", |v| v >= 2);
-        holders.push(holder);
-        servers.push(s);
-    }
-    let b = servers.pop().expect("B");
-    let a = servers.pop().expect("A");
-    (a, b, holders)
+    let a = redis.bridged("A", &["--max-rate", "0", "--log-level", "warn"]);
+    let b = redis.bridged("B", &["--max-rate", "0", "--log-level", "warn"]);
+    let mut hold_a = Irc::register(a.addr, "holdA");
+    hold_a.join(ROOM);
+    let mut hold_b = Irc::register(b.addr, "holdB");
+    hold_b.join(ROOM);
+    probe(&mut hold_a, &mut hold_b, ROOM);
+    probe(&mut hold_b, &mut hold_a, ROOM);
+    (a, b, vec![hold_a, hold_b])
 }
 
 /// 20 clients, 4 senders, 200 messages over servers A and B: senders 0

@@ -10,9 +10,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::TestServer;
+use super::irc::Irc;
 
 /// How long Redis may take to start, and the bridge to connect.
 pub const BRIDGE_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a probe line may take before the next one is sent.
+const PROBE_WAIT: Duration = Duration::from_millis(200);
 
 /// A `redis-server` on a free loopback port, killed when dropped.
 pub struct Redis {
@@ -125,5 +128,56 @@ pub fn wait_metric(server: &TestServer, name: &str, ok: impl Fn(u64) -> bool) {
             server.log()
         );
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Returns once a line `from` says in `room` reaches `to` (both joined to
+/// it, on two bridged processes): then `to`'s process listens to the room
+/// and `from`'s publishes to it. A line said before the subscription is
+/// confirmed is lost, so probes are sent again until one arrives; `to`'s
+/// reads wait at most [`PROBE_WAIT`] for each.
+#[track_caller]
+pub fn probe(from: &mut Irc, to: &mut Irc, room: &str) {
+    let stream = to.reader.get_ref();
+    stream
+        .set_read_timeout(Some(PROBE_WAIT))
+        .expect("set a read timeout");
+    let want = format!(":{}!", from.nick);
+    let said = format!(" PRIVMSG {room} :probe ");
+    let deadline = Instant::now() + BRIDGE_TIMEOUT;
+    let mut line = Vec::new();
+    for k in 0u64.. {
+        assert!(
+            Instant::now() < deadline,
+            "no probe from {} reached {} in {BRIDGE_TIMEOUT:?}",
+            from.nick,
+            to.nick
+        );
+        from.send(&format!("PRIVMSG {room} :probe {k}"));
+        loop {
+            match std::io::BufRead::read_until(&mut to.reader, b'\n', &mut line) {
+                Ok(0) => panic!("{}: connection closed", to.nick),
+                Ok(_) if line.ends_with(b"\n") => {
+                    let text = String::from_utf8_lossy(&line).into_owned();
+                    line.clear();
+                    if text.starts_with(&want) && text.contains(&said) {
+                        to.reader
+                            .get_ref()
+                            .set_read_timeout(Some(super::LINE_TIMEOUT))
+                            .expect("set a read timeout");
+                        return;
+                    }
+                }
+                // A partial line stays in `line` for the next read.
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    break;
+                }
+                Err(e) => panic!("{}: {e}", to.nick),
+            }
+        }
     }
 }
