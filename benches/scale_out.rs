@@ -887,19 +887,42 @@ fn table(runs: &[Run], specs: &[PointSpec]) -> String {
     t
 }
 
-/// The lowest and highest value of a figure over the runs, `LO-HI`.
-fn spread(runs: &[Run], setup: Setup, point: &str, f: &dyn Fn(&Point) -> Option<f64>) -> String {
+/// The lowest and highest of some values (NaN for none).
+fn min_max(v: &[f64]) -> (f64, f64) {
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
+/// The lowest and highest value of a figure over the runs.
+fn range(runs: &[Run], setup: Setup, point: &str, f: &dyn Fn(&Point) -> Option<f64>) -> (f64, f64) {
     let v: Vec<f64> = runs
         .iter()
         .filter_map(|r| find(r, setup, point).and_then(f))
         .collect();
-    let lo = v.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = v.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-    if v.is_empty() {
-        "-".into()
-    } else {
-        format!("{lo:.0}-{hi:.0}")
-    }
+    min_max(&v)
+}
+
+/// The lowest and highest within-run ratio of `setup`'s figure to `base`'s.
+fn ratio_range(
+    runs: &[Run],
+    setup: Setup,
+    base: Setup,
+    point: &str,
+    f: &dyn Fn(&Point) -> Option<f64>,
+) -> (f64, f64) {
+    let v: Vec<f64> = runs
+        .iter()
+        .filter_map(|r| {
+            let a = find(r, setup, point).and_then(f)?;
+            let b = find(r, base, point).and_then(f)?;
+            (b > 0.0).then(|| a / b)
+        })
+        .collect();
+    min_max(&v)
 }
 
 /// Cross-process latency against same-process latency, within each run of
@@ -957,6 +980,19 @@ fn figures_doc(
     let bridge_ref = g(Setup::OneRedis, "ref", &per_line)
         .zip(g(Setup::One, "ref", &per_line))
         .map(|(a, b)| a - b);
+    // Whether the `ref` difference stands out of that point's own noise
+    // (how far `one` alone moved between runs).
+    let (lo, hi) = range(runs, Setup::One, "ref", &per_line);
+    let (rlo, rhi) = ratio_range(runs, Setup::OneRedis, Setup::One, "ref", &per_line);
+    let ref_note = match bridge_ref {
+        Some(d) if d.abs() <= hi - lo => format!(
+            ", lost in the noise: `one` alone ranged over {lo:.0}-{hi:.0} us per line across the runs"
+        ),
+        Some(_) => format!(
+            " (`one` alone ranged over {lo:.0}-{hi:.0} us across the runs, and within each run the bridged process used {rlo:.2}x to {rhi:.2}x the CPU per line): more than at `few`, which these figures do not explain (a guess: the echo's extra loop turn per line, on a machine where every wake-up waits for a core)"
+        ),
+        None => String::new(),
+    };
     let bridge_max = g(Setup::OneRedis, "max10", &per_line)
         .zip(g(Setup::One, "max10", &per_line))
         .map(|(a, b)| a - b);
@@ -1030,17 +1066,17 @@ Points: {}.
   lines/s) and {} us more at full speed (`max10`, where every cost per
   line is lowest: more lines per loop turn): one PUBLISH encoded and
   written, the line read back from Redis, decoded and dropped as an echo.
-  At the `ref` point (100 clients) the difference, {} us, is lost in the
-  noise: `one` alone ranged over {} us per line across the runs. The cost
-  is per line, not per delivery: at 100 receivers it is spread over 100
-  deliveries. The spread between `few` and `max10` is batching: at 4,000
+  At the `ref` point (100 clients) the difference is {} us per line{}.
+  The cost is per line, not per delivery: at 100 receivers it is spread
+  over 100 deliveries. The spread between `few` and `max10` is batching: at 4,000
   lines/s a line mostly comes alone, and its PUBLISH costs a `write()` to
   Redis and its echo a wake-up and a `read()`; at full speed one of each
   carries many lines.
 - **Redis per line** at full speed (`max10`): {} us with one subscribing
   process and {} us with two, i.e. about {} us for the PUBLISH itself and
   {} us per subscribing process it delivers to. At the open-loop points the
-  figure per line is 10 to 30 times higher for the same reason as above
+  figure per line (one subscribing process) is {}x that at `few` and {}x
+  at `ref`, for the same reason as above
   (a read and a write per line; Redis idle costs about 1.4 ms of CPU per
   second here, which is not it). PUBLISH per line is a little above 1:
   joins, leaves and the `sync`/`here` exchange are published too.
@@ -1108,11 +1144,23 @@ would have to give way to one per room).
         f1(bridge_few),
         f1(bridge_max),
         f1(bridge_ref),
-        spread(runs, Setup::One, "ref", &per_line),
+        ref_note,
         f1(redis1),
         f1(redis2),
         f1(redis_a),
         f1(redis_b),
+        fmt(
+            g(Setup::OneRedis, "few", &redis_line)
+                .zip(redis1)
+                .map(|(x, y)| x / y),
+            0
+        ),
+        fmt(
+            g(Setup::OneRedis, "ref", &redis_line)
+                .zip(redis1)
+                .map(|(x, y)| x / y),
+            0
+        ),
         sig(max_one),
         sig(max_two),
         f1(chat_two),
