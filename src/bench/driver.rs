@@ -564,8 +564,8 @@ impl<'c> Run<'c> {
             Some(self.cfg.source_addrs[self.launched as usize % self.cfg.source_addrs.len()])
         };
         self.launched += 1;
-        // By the number the client will get: a failed connect is retried
-        // on the same server, so the spread holds.
+        // By the number the client will get: a connect that fails at once
+        // takes no number, so the next client goes where it would have.
         let target = self.spread.of_client(self.next_nick + 1);
         let mut stream = match net::connect(self.cfg.target(target), source) {
             Ok(s) => s,
