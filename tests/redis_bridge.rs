@@ -11,149 +11,12 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::irc::Irc;
+use common::redis::{BRIDGE_TIMEOUT, Redis, metric, wait_metric};
 use common::{Client, TestServer};
-
-/// How long the bridge may take to (re)connect, subscribe, or deliver.
-const BRIDGE_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// A `redis-server` on a free loopback port, killed when dropped.
-struct Redis {
-    child: Child,
-    port: u16,
-    /// Extra configuration, kept for restarts.
-    args: Vec<String>,
-}
-
-impl Redis {
-    /// Starts one, or `None` (after saying why) if redis-server is missing
-    /// and `CI` is not set.
-    fn start() -> Option<Redis> {
-        Self::start_with(&[])
-    }
-
-    /// Starts one with extra configuration (`["--client-output-buffer-limit", ...]`).
-    fn start_with(args: &[&str]) -> Option<Redis> {
-        if Command::new("redis-server")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .status()
-            .is_err()
-        {
-            if std::env::var_os("CI").is_some() {
-                panic!("redis-server is not installed (CI is set: this is a failure)");
-            }
-            eprintln!("SKIPPED: redis-server is not installed (apt-get install redis-server)");
-            return None;
-        }
-        let port = TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        Some(Redis {
-            child: Self::spawn(port, &args),
-            port,
-            args,
-        })
-    }
-
-    fn spawn(port: u16, args: &[String]) -> Child {
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn redis-server");
-        let deadline = Instant::now() + BRIDGE_TIMEOUT;
-        while !ping(port) {
-            if Instant::now() >= deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                panic!("redis-server never answered on port {port}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        child
-    }
-
-    /// `--redis` for the servers.
-    fn url(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    /// Starts it again on the same port (empty: nothing is saved).
-    fn restart(&mut self) {
-        self.kill();
-        self.child = Self::spawn(self.port, &self.args);
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Whether a Redis answers PING on `port`.
-fn ping(port: u16) -> bool {
-    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    let mut buf = [0u8; 7];
-    s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
-}
-
-/// A server bridged through `redis` as `node`.
-fn bridged(redis: &Redis, node: &str, extra: &[&str]) -> TestServer {
-    let url = redis.url();
-    let mut args = vec!["--redis", &url, "--node-id", node];
-    args.extend_from_slice(extra);
-    let s = TestServer::start(&args);
-    wait_metric(&s, "loopchat_bridge_up", |v| v == 1);
-    s
-}
-
-/// One metric's value from `/metrics` (0 if absent).
-fn metric(addr: SocketAddr, name: &str) -> u64 {
-    let mut s = TcpStream::connect(addr).expect("connect for /metrics");
-    s.set_read_timeout(Some(common::LINE_TIMEOUT)).unwrap();
-    s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
-    let mut text = String::new();
-    let _ = s.read_to_string(&mut text);
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or(0)
-}
-
-/// Polls `name` on `server` until `ok` holds.
-#[track_caller]
-fn wait_metric(server: &TestServer, name: &str, ok: impl Fn(u64) -> bool) {
-    let deadline = Instant::now() + BRIDGE_TIMEOUT;
-    loop {
-        let v = metric(server.addr, name);
-        if ok(v) {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{name} is {v} after {BRIDGE_TIMEOUT:?}; log:\n{}",
-            server.log()
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
 
 /// Waits until `server` has subscribed at least `n` channels (the
 /// reapers' control channel, its rooms with local members, its local
@@ -170,8 +33,8 @@ fn wait_channels(server: &TestServer, n: u64) {
 #[test]
 fn line_and_irc_users_on_two_processes_share_a_room() {
     let Some(redis) = Redis::start() else { return };
-    let a = bridged(&redis, "A", &[]);
-    let b = bridged(&redis, "B", &[]);
+    let a = redis.bridged("A", &[]);
+    let b = redis.bridged("B", &[]);
     let mut alice = a.join("alice");
     wait_channels(&a, 3); // control, #lobby, alice
     let mut carol = Irc::register(b.addr, "carol");
@@ -224,8 +87,8 @@ fn line_and_irc_users_on_two_processes_share_a_room() {
 #[test]
 fn private_lines_cross_processes() {
     let Some(redis) = Redis::start() else { return };
-    let a = bridged(&redis, "A", &[]);
-    let b = bridged(&redis, "B", &[]);
+    let a = redis.bridged("A", &[]);
+    let b = redis.bridged("B", &[]);
     let mut alice = a.join("alice");
     let mut bob = b.join("bob");
     let mut dave = Irc::register(b.addr, "dave");
@@ -250,9 +113,9 @@ fn private_lines_cross_processes() {
 #[test]
 fn three_processes_deliver_in_order_without_loss_or_echo() {
     let Some(redis) = Redis::start() else { return };
-    let a = bridged(&redis, "A", &["--max-rate", "0"]);
-    let b = bridged(&redis, "B", &[]);
-    let c = bridged(&redis, "C", &[]);
+    let a = redis.bridged("A", &["--max-rate", "0"]);
+    let b = redis.bridged("B", &[]);
+    let c = redis.bridged("C", &[]);
     let mut ua = a.join("ua");
     let mut ub = b.join("ub");
     let mut uc = c.join("uc");
@@ -295,8 +158,8 @@ fn redis_restart_keeps_local_chat_and_the_bridge_comes_back() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let a = bridged(&redis, "A", &[]);
-    let b = bridged(&redis, "B", &[]);
+    let a = redis.bridged("A", &[]);
+    let b = redis.bridged("B", &[]);
     let mut alice = a.join("alice");
     let mut ann = a.join("ann");
     let mut bob = b.join("bob");
@@ -460,10 +323,10 @@ fn resp_codec_speaks_with_a_real_redis() {
 #[test]
 fn a_silent_redis_is_noticed_by_the_ping_timeout() {
     let Some(redis) = Redis::start() else { return };
-    let a = bridged(&redis, "A", &[]);
+    let a = redis.bridged("A", &[]);
     let _alice = a.join("alice");
     wait_channels(&a, 3);
-    let pid = redis.child.id() as i32;
+    let pid = redis.pid() as i32;
     // SAFETY: kill(2) on our own child.
     unsafe { libc::kill(pid, libc::SIGSTOP) };
     let stopped = Instant::now();
@@ -531,8 +394,8 @@ fn try_name(server: &TestServer, nick: &str) -> (Client, String) {
 #[test]
 fn a_nickname_taken_on_one_process_is_refused_on_another() {
     let Some(redis) = Redis::start() else { return };
-    let a = bridged(&redis, "A", &[]);
-    let b = bridged(&redis, "B", &[]);
+    let a = redis.bridged("A", &[]);
+    let b = redis.bridged("B", &[]);
     let mut alice = a.join("alice");
     let (mut second, answer) = try_name(&b, "Alice");
     assert_eq!(answer, "! Nickname Alice is taken. Choose another.");
@@ -579,8 +442,8 @@ fn a_nickname_taken_on_one_process_is_refused_on_another() {
 #[test]
 fn a_killed_process_vanishes_within_the_lease_and_frees_its_nicknames() {
     let Some(redis) = Redis::start() else { return };
-    let a = bridged(&redis, "A", &[]);
-    let b = bridged(&redis, "B", &[]);
+    let a = redis.bridged("A", &[]);
+    let b = redis.bridged("B", &[]);
     let _alice = a.join("alice");
     wait_channels(&a, 3); // control, #lobby, alice
     let mut carol = Irc::register(b.addr, "carol");
@@ -615,8 +478,8 @@ fn redis_restart_settles_a_nickname_collision() {
     let Some(mut redis) = Redis::start() else {
         return;
     };
-    let a = bridged(&redis, "A", &[]);
-    let b = bridged(&redis, "B", &[]);
+    let a = redis.bridged("A", &[]);
+    let b = redis.bridged("B", &[]);
     let mut bob = a.join("bob");
     let mut ann = a.join("ann");
     wait_channels(&a, 4);
@@ -675,8 +538,8 @@ fn a_stopped_process_is_reaped_then_resyncs() {
     else {
         return;
     };
-    let a = bridged(&redis, "A", &[]);
-    let b = bridged(&redis, "B", &[]);
+    let a = redis.bridged("A", &[]);
+    let b = redis.bridged("B", &[]);
     let mut alice = a.join("alice");
     wait_channels(&a, 3);
     let mut carol = Irc::register(b.addr, "carol");
@@ -841,7 +704,7 @@ fn a_network_cut_is_noticed_and_healed() {
     let upstream: SocketAddr = redis.url().parse().expect("redis addr");
     let proxy = Proxy::start(upstream);
     let a = bridged_at(&proxy.addr.to_string(), "A");
-    let b = bridged(&redis, "B", &[]);
+    let b = redis.bridged("B", &[]);
     let mut alice = a.join("alice");
     wait_channels(&a, 3);
     let mut carol = Irc::register(b.addr, "carol");
@@ -919,8 +782,8 @@ fn a_redis_cluster_is_refused_clearly() {
 #[test]
 fn a_clean_stop_frees_names_at_once_and_whois_knows_remote_users() {
     let Some(redis) = Redis::start() else { return };
-    let mut a = bridged(&redis, "A", &[]);
-    let b = bridged(&redis, "B", &[]);
+    let mut a = redis.bridged("A", &[]);
+    let b = redis.bridged("B", &[]);
     let _alice = a.join("alice");
     wait_channels(&a, 3);
     let mut carol = Irc::register(b.addr, "carol");

@@ -1,8 +1,8 @@
 //! A real `redis-server` on a free loopback port for one test, and
-//! `loopchat-server --redis` processes bridged through it (a minimal copy
-//! of what tests/redis_bridge.rs has, for the tests that only need a
-//! working bridge). Skipped with a message when redis-server is missing,
-//! unless `CI` is set: then the test fails.
+//! `loopchat-server --redis` processes bridged through it (for
+//! tests/redis_bridge.rs and tests/bench_targets.rs). Skipped with a
+//! message when redis-server is missing, unless `CI` is set: then the
+//! test fails.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -21,12 +21,19 @@ const PROBE_WAIT: Duration = Duration::from_millis(200);
 pub struct Redis {
     child: Child,
     pub port: u16,
+    /// Extra configuration, kept for restarts.
+    args: Vec<String>,
 }
 
 impl Redis {
     /// Starts one, or `None` (after saying why) if redis-server is missing
     /// and `CI` is not set.
     pub fn start() -> Option<Redis> {
+        Self::start_with(&[])
+    }
+
+    /// Starts one with extra configuration (`["--client-output-buffer-limit", ...]`).
+    pub fn start_with(args: &[&str]) -> Option<Redis> {
         if Command::new("redis-server")
             .arg("--version")
             .stdout(Stdio::null())
@@ -43,9 +50,19 @@ impl Redis {
             .and_then(|l| l.local_addr())
             .expect("a free port")
             .port();
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        Some(Redis {
+            child: Self::spawn(port, &args),
+            port,
+            args,
+        })
+    }
+
+    fn spawn(port: u16, args: &[String]) -> Child {
         let mut child = Command::new("redis-server")
             .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .args(["--save", "", "--appendonly", "no"])
+            .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -61,7 +78,23 @@ impl Redis {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(Redis { child, port })
+        child
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts it again on the same port (empty: nothing is saved).
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.port, &self.args);
+    }
+
+    /// Its process id (to stop it with a signal).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// `--redis` for the servers.
@@ -83,13 +116,12 @@ impl Redis {
 
 impl Drop for Redis {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.kill();
     }
 }
 
 /// Whether a Redis answers PING on `port`.
-fn ping(port: u16) -> bool {
+pub fn ping(port: u16) -> bool {
     let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
         return false;
     };
