@@ -576,15 +576,11 @@ fn main() {
     }
     // `cargo bench` passes `--bench`; `cargo test --all-targets` runs this
     // binary without it, and must not start a 15-minute matrix.
-    if !args.iter().any(|a| a == "--bench") {
-        eprintln!(
-            "fanout: run with `cargo bench --bench fanout [-- --quick]`; nothing to do under `cargo test`"
-        );
+    let Some(cli) = shared::Args::from_env("fanout") else {
         return;
-    }
-    let quick = args.iter().any(|a| a == "--quick");
-    let update_docs = args.iter().any(|a| a == "--update-docs");
-    let reduced = args.iter().any(|a| a == "--reduced");
+    };
+    let (quick, update_docs) = (cli.quick, cli.update_docs);
+    let reduced = cli.has("--reduced");
     let plan = if quick {
         Plan::quick()
     } else if reduced {
@@ -616,19 +612,7 @@ fn main() {
         ServerKind {
             name: "loopchat",
             program: PathBuf::from(env!("CARGO_BIN_EXE_loopchat-server")),
-            args: [
-                "--listen",
-                "127.0.0.1:0",
-                "--max-rate",
-                "0",
-                "--max-clients",
-                "100000",
-                "--log-level",
-                "warn",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
+            args: shared::loopchat_args(),
             conf: None,
         },
         ServerKind {

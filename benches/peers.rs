@@ -565,16 +565,7 @@ fn targets(manifest: &Path, quick: bool) -> Vec<Target> {
     let loopchat = ServerKind {
         name: "loopchat",
         program: PathBuf::from(env!("CARGO_BIN_EXE_loopchat-server")),
-        args: strings(&[
-            "--listen",
-            "127.0.0.1:0",
-            "--max-rate",
-            "0",
-            "--max-clients",
-            "100000",
-            "--log-level",
-            "warn",
-        ]),
+        args: shared::loopchat_args(),
         conf: None,
     };
     let version = format!("loopchat {}", env!("CARGO_PKG_VERSION"));
@@ -817,22 +808,11 @@ fn machine_text(m: &Value) -> String {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
-        eprintln!(
-            "peers: run with `cargo bench --bench peers [-- --quick]`; nothing to do under `cargo test`"
-        );
+    let Some(cli) = shared::Args::from_env("peers") else {
         return;
-    }
-    let quick = args.iter().any(|a| a == "--quick");
-    let update_docs = args.iter().any(|a| a == "--update-docs");
-    let runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1)
-        .clamp(1, 5);
+    };
+    let (quick, update_docs) = (cli.quick, cli.update_docs);
+    let runs = cli.runs(1, 5);
     let plan = if quick { Plan::quick() } else { Plan::full() };
     bench::proc_stats::raise_nofile_limit();
     let started = Instant::now();

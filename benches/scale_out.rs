@@ -377,19 +377,7 @@ impl Cluster {
         let mut servers = Vec::new();
         let mut holders = Vec::new();
         for i in 0..setup.processes() {
-            let mut args: Vec<String> = [
-                "--listen",
-                "127.0.0.1:0",
-                "--max-rate",
-                "0",
-                "--max-clients",
-                "100000",
-                "--log-level",
-                "warn",
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            let mut args = shared::loopchat_args();
             if let Some(r) = &redis {
                 args.extend([
                     "--redis".to_string(),
@@ -1247,22 +1235,11 @@ fn update_doc(path: &std::path::Path, section: &str) -> Result<(), String> {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    if !args.iter().any(|a| a == "--bench") {
-        eprintln!(
-            "scale_out: run with `cargo bench --bench scale_out [-- --quick]`; nothing to do under `cargo test`"
-        );
+    let Some(cli) = shared::Args::from_env("scale_out") else {
         return;
-    }
-    let quick = args.iter().any(|a| a == "--quick");
-    let update_docs = args.iter().any(|a| a == "--update-docs");
-    let n_runs: usize = args
-        .iter()
-        .position(|a| a == "--runs")
-        .and_then(|i| args.get(i + 1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(if quick { 1 } else { 3 })
-        .clamp(1, 9);
+    };
+    let (quick, update_docs) = (cli.quick, cli.update_docs);
+    let n_runs = cli.runs(if quick { 1 } else { 3 }, 9);
     if Command::new("redis-server")
         .arg("--version")
         .stdout(Stdio::null())

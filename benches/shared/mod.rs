@@ -1,6 +1,7 @@
-//! What the fanout, peers and soak benches share (`mod shared;` in each): a
-//! server process started for one measurement and stopped when dropped,
-//! the machine's description, medians, and the SVG charts.
+//! What the fanout, peers, scale_out and soak benches share (`mod
+//! shared;` in each): their command line, a server process started for one
+//! measurement and stopped when dropped, the machine's description,
+//! medians, and the SVG charts.
 //!
 //! A server is either loopchat (it prints `listening on ADDR:PORT` on its
 //! first line, so it can bind port 0) or a peer started from a
@@ -47,6 +48,68 @@ impl Drop for Server {
 pub struct PeerConf {
     pub template: PathBuf,
     pub file: &'static str,
+}
+
+/// A `harness = false` bench's command line.
+pub struct Args {
+    pub all: Vec<String>,
+    /// `--quick`: the short run of `.ci/run`.
+    pub quick: bool,
+    /// `--update-docs`: rewrite the bench's section of the docs.
+    pub update_docs: bool,
+}
+
+impl Args {
+    /// The arguments, or `None` (after saying so) under `cargo test
+    /// --all-targets`, which runs benches without `--bench`.
+    pub fn from_env(name: &str) -> Option<Args> {
+        let all: Vec<String> = std::env::args().skip(1).collect();
+        if !all.iter().any(|a| a == "--bench") {
+            eprintln!(
+                "{name}: run with `cargo bench --bench {name} [-- --quick]`; nothing to do under `cargo test`"
+            );
+            return None;
+        }
+        Some(Args {
+            quick: all.iter().any(|a| a == "--quick"),
+            update_docs: all.iter().any(|a| a == "--update-docs"),
+            all,
+        })
+    }
+
+    /// Whether `flag` was given.
+    pub fn has(&self, flag: &str) -> bool {
+        self.all.iter().any(|a| a == flag)
+    }
+
+    /// `--runs N` (default `default`), kept within 1..=`max`.
+    pub fn runs(&self, default: usize, max: usize) -> usize {
+        self.all
+            .iter()
+            .position(|a| a == "--runs")
+            .and_then(|i| self.all.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+            .clamp(1, max)
+    }
+}
+
+/// The arguments every bench gives loopchat: any port, no flood control,
+/// room for every client, quiet.
+pub fn loopchat_args() -> Vec<String> {
+    [
+        "--listen",
+        "127.0.0.1:0",
+        "--max-rate",
+        "0",
+        "--max-clients",
+        "100000",
+        "--log-level",
+        "warn",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
 }
 
 #[derive(Clone)]
