@@ -483,6 +483,10 @@ fn redis_restart_settles_a_nickname_collision() {
     let mut bob = a.join("bob");
     let mut ann = a.join("ann");
     wait_channels(&a, 4);
+    // A change of case only: no new claim, but the new spelling is kept
+    // for the fallback below.
+    bob.send("/nick Bob");
+    ann.line_where(|l| l == "* bob is now known as Bob");
 
     redis.kill();
     wait_metric(&b, "loopchat_bridge_up", |v| v == 0);
@@ -511,15 +515,15 @@ fn redis_restart_settles_a_nickname_collision() {
     let mut other_bob = b.join("bob");
     a.signal(libc::SIGCONT);
     bob.line_where(|l| {
-        l == "* bob was also taken on another server while the servers were out of touch; you are now bob1."
+        l == "* Bob was also taken on another server while the servers were out of touch; you are now Bob1."
     });
-    bob.expect("* bob is now known as bob1");
-    ann.line_where(|l| l == "* bob is now known as bob1");
+    bob.expect("* Bob is now known as Bob1");
+    ann.line_where(|l| l == "* Bob is now known as Bob1");
     wait_metric(&a, "loopchat_bridge_collisions_total", |v| v == 1);
     wait_metric(&a, "loopchat_bridge_lease_renewals_total", |v| v >= 1);
     // Both are in #lobby again, under different names.
-    bob.send("I am bob1 now");
-    other_bob.line_where(|l| l == "[bob1] I am bob1 now");
+    bob.send("I am Bob1 now");
+    other_bob.line_where(|l| l == "[Bob1] I am Bob1 now");
     other_bob.send("and I am bob");
     bob.line_where(|l| l == "[bob] and I am bob");
     for s in [&a, &b] {

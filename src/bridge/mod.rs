@@ -456,8 +456,9 @@ pub struct Bridge {
     scripts: Scripts,
     /// We have had a lease (so a lapsed one is news, not the start).
     had_lease: bool,
-    /// Lowercased nicknames we hold in Redis or are claiming.
-    held: HashSet<String>,
+    /// The nicknames we hold in Redis or are claiming: lowercased ->
+    /// as written (a fallback after a collision keeps the spelling).
+    held: HashMap<String, String>,
     /// Nicknames given up while the command link was down: released
     /// when it is back (unless Redis lost them anyway).
     release_later: Vec<String>,
@@ -503,7 +504,7 @@ impl Bridge {
             replies: Vec::new(),
             scripts: Scripts::new(),
             had_lease: false,
-            held: HashSet::new(),
+            held: HashMap::new(),
             release_later: Vec::new(),
             heartbeat_at: now,
             reap_at: now,
@@ -588,10 +589,11 @@ impl Bridge {
             Watch::Nick(nick) => envelope::nick_channel(nick),
         };
         if let Watch::Nick(nick) = what {
+            let key = nick.to_ascii_lowercase();
             if on {
-                self.held.insert(nick.to_string());
-            } else if self.held.remove(nick) {
-                self.release(nick.to_string());
+                self.held.insert(key, nick.to_string());
+            } else if self.held.remove(&key).is_some() {
+                self.release(key);
             }
         }
         if on {
@@ -617,7 +619,7 @@ impl Bridge {
             return false;
         }
         let key = nick.to_ascii_lowercase();
-        self.held.insert(key.clone());
+        self.held.insert(key.clone(), nick.to_string());
         self.send_claim(nick, &key, false);
         self.pending.push_back(Pending::Claim {
             conn,
@@ -942,7 +944,7 @@ impl Bridge {
             self.heartbeat(now);
             self.reap_at = now + presence::REAP_EVERY;
             for key in std::mem::take(&mut self.release_later) {
-                if !self.held.contains(&key) {
+                if !self.held.contains_key(&key) {
                     self.release(key);
                 }
             }
@@ -1057,10 +1059,14 @@ impl Bridge {
                 self.held.len()
             );
         }
-        let mut keys: Vec<String> = self.held.iter().cloned().collect();
-        keys.sort_unstable();
-        for key in keys {
-            self.send_claim(&key, &key, true);
+        let mut names: Vec<(String, String)> = self
+            .held
+            .iter()
+            .map(|(key, nick)| (key.clone(), nick.clone()))
+            .collect();
+        names.sort_unstable();
+        for (key, nick) in names {
+            self.send_claim(&nick, &key, true);
             self.pending.push_back(Pending::Claim {
                 conn: usize::MAX,
                 serial: 0,
@@ -1086,7 +1092,7 @@ impl Bridge {
                 Some(ClaimReply::Ok | ClaimReply::NoLease) => {}
                 Some(ClaimReply::Renamed(new)) => {
                     self.held.remove(&key);
-                    self.held.insert(new.to_ascii_lowercase());
+                    self.held.insert(new.to_ascii_lowercase(), new.clone());
                     self.figures.collisions += 1;
                     self.collisions.push((key, new));
                 }

@@ -620,9 +620,8 @@ impl Core {
         };
         if let Some(claimed) = &member.claiming {
             // Whatever Redis answers, the name is not kept for nobody.
-            let key = claimed.to_ascii_lowercase();
-            self.claims.remove(&key);
-            out.watch(Watch::Nick(&key), false);
+            self.claims.remove(&claimed.to_ascii_lowercase());
+            out.watch(Watch::Nick(claimed), false);
         }
         let Some(nick) = member.nick else {
             return; // never joined: nobody knew it was here
@@ -646,7 +645,7 @@ impl Core {
         };
         self.to_knowers(conn, &member.rooms, false, &event(false), &event(true), out);
         if self.bridged {
-            out.watch(Watch::Nick(&nick.to_ascii_lowercase()), false);
+            out.watch(Watch::Nick(&nick), false);
             let user = member.user.as_deref().unwrap_or(&nick);
             for key in member.rooms.iter() {
                 if let Some(room) = self.rooms.get(key) {
@@ -937,7 +936,7 @@ impl Core {
         log::info!("#{conn} joined as {nick}");
         self.registered.push(conn);
         if self.bridged {
-            out.watch(Watch::Nick(&nick.to_ascii_lowercase()), true);
+            out.watch(Watch::Nick(nick), true);
         }
         let Some(many) = self.members.get(conn).map(|m| m.many) else {
             return;
@@ -1696,9 +1695,10 @@ impl Core {
         self.by_nick.insert(new.to_ascii_lowercase(), conn);
         if self.bridged {
             if !old.eq_ignore_ascii_case(new) {
-                out.watch(Watch::Nick(&old.to_ascii_lowercase()), false);
-                out.watch(Watch::Nick(&new.to_ascii_lowercase()), true);
+                out.watch(Watch::Nick(&old), false);
             }
+            // A change of case too: the bridge keeps the name as written.
+            out.watch(Watch::Nick(new), true);
             let rooms: Vec<&str> = self.rooms_of(conn).collect();
             for room in rooms {
                 let relay = Relay::Renamed {

@@ -484,10 +484,13 @@ pub enum ClaimAnswer {
 }
 
 /// What this process must listen to on the bridge: a room while it has
-/// local members, a nickname while a local user has it. Lowercased.
+/// local members, a nickname while a local user has it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Watch<'a> {
+    /// A room, by its lowercased key.
     Room(&'a str),
+    /// A nickname as written: the bridge folds it, and keeps the spelling
+    /// to build a fallback after a collision (`Bob` -> `Bob1`).
     Nick(&'a str),
 }
 
