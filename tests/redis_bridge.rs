@@ -171,6 +171,19 @@ fn redis_restart_keeps_local_chat_and_the_bridge_comes_back() {
 
     redis.kill();
     wait_metric(&a, "loopchat_bridge_up", |v| v == 0);
+    // Each side sees the other's users leave (IRC's netsplit)...
+    alice.line_where(|l| l == "* bob has left the room (quit: lost the link to the other servers)");
+    let gone =
+        |l: &str| l.ends_with(" has left the room (quit: lost the link to the other servers)");
+    let mut left = [bob.line_where(gone), bob.line_where(gone)];
+    left.sort();
+    assert_eq!(
+        left,
+        [
+            "* alice has left the room (quit: lost the link to the other servers)",
+            "* ann has left the room (quit: lost the link to the other servers)"
+        ]
+    );
     alice.send("while down");
     ann.line_where(|l| l == "[alice] while down");
     wait_metric(&a, "loopchat_bridge_lost_total", |v| v >= 1);
@@ -182,6 +195,16 @@ fn redis_restart_keeps_local_chat_and_the_bridge_comes_back() {
     }
     wait_channels(&a, 4);
     wait_channels(&b, 3);
+    // ...and come back, whichever of the resync's answers and the
+    // re-announcement after the lapsed lease comes first.
+    alice.line_where(|l| l == "* bob has entered the room");
+    let back = |l: &str| l.ends_with(" has entered the room");
+    let mut entered = [bob.line_where(back), bob.line_where(back)];
+    entered.sort();
+    assert_eq!(
+        entered,
+        ["* alice has entered the room", "* ann has entered the room"]
+    );
     alice.send("after");
     let seen = bob.line_where(|l| l.starts_with("[alice] "));
     assert_eq!(
@@ -578,10 +601,12 @@ fn a_stopped_process_is_reaped_then_resyncs() {
         bob.send(&format!("missed {i}"));
     }
     carol.until(":alice!alice@loopchat QUIT :Quit: server A is gone");
+    bob.line_where(|l| l == "* alice has left the room (quit: server A is gone)");
     a.signal(libc::SIGCONT);
 
-    // Back: A's users come back to the others (IRC sees the JOIN).
+    // Back: A's users come back to the others, in both dialects.
     carol.until(":alice!alice@loopchat JOIN #lobby");
+    bob.line_where(|l| l == "* alice has entered the room");
     wait_metric(&a, "loopchat_bridge_lease_renewals_total", |v| v >= 1);
     wait_metric(&a, "loopchat_bridge_reconnects_total", |v| v >= 1);
     alice.send("back");

@@ -140,6 +140,10 @@ struct Channel {
     /// With bridging on: the members on other processes that we know of,
     /// in the order we heard of them. Empty (no allocation) otherwise.
     remote: Vec<RemoteMember>,
+    /// The local members were told its remote members quit when the link
+    /// to the others went down: the answers to the resync (`here`) are
+    /// news to them, shown as entries. Until the last local member leaves.
+    told_gone: bool,
 }
 
 /// A member of a room on another process (see [`Core::remote`]).
@@ -168,6 +172,7 @@ impl Channel {
             topic: None,
             hidden: Vec::new(),
             remote: Vec::new(),
+            told_gone: false,
         }
     }
 
@@ -901,26 +906,32 @@ impl Core {
         self.apply_rename(conn, new, out);
     }
 
-    /// Bridging: tells the other processes again who is in each room here
-    /// (one [`Relay::Here`] per local member), after they may have
-    /// forgotten us (our lease in Redis lapsed and a reaper said we were
-    /// gone).
+    /// Bridging: tells the other processes again who is in each room here,
+    /// after they may have forgotten us (our lease in Redis lapsed and a
+    /// reaper said we were gone). One [`Relay::Entered`] per local member:
+    /// where its quit was shown, its return is shown too; where it was not
+    /// forgotten (Redis only restarted), an entry of someone present is
+    /// nothing.
     pub fn announce_all(&self, out: &mut impl Sink) {
         for channel in self.rooms.values() {
-            self.announce(channel, out);
+            self.announce(channel, true, out);
         }
     }
 
-    /// One [`Relay::Here`] per local member of `channel`.
-    fn announce(&self, channel: &Channel, out: &mut impl Sink) {
+    /// One relay per local member of `channel`: [`Relay::Entered`] if it
+    /// comes `back`, else [`Relay::Here`] (the answer to a
+    /// [`Relay::Sync`]: members who were there all along, shown only where
+    /// there is a member list).
+    fn announce(&self, channel: &Channel, back: bool, out: &mut impl Sink) {
         for &conn in &channel.members {
             if let (Some(nick), Some(user)) = (self.nick(conn), self.user(conn)) {
-                let here = Relay::Here {
-                    room: &channel.name,
-                    nick,
-                    user,
+                let room = &channel.name;
+                let relay = if back {
+                    Relay::Entered { room, nick, user }
+                } else {
+                    Relay::Here { room, nick, user }
                 };
-                out.relay(conn, &here);
+                out.relay(conn, &relay);
             }
         }
     }
@@ -1026,6 +1037,7 @@ impl Core {
             if room.members.is_empty() && self.bridged {
                 out.watch(Watch::Room(key), false);
                 room.remote = Vec::new();
+                room.told_gone = false;
             }
             if room.members.is_empty() && key != self.default_room {
                 self.rooms.remove(key);
@@ -1766,7 +1778,8 @@ impl Core {
             }
             Relay::Here { room, nick, user } => {
                 let key = room.to_ascii_lowercase();
-                self.remote_enter(node, &key, nick, user, true, out);
+                let news = self.rooms.get(&*key).is_some_and(|r| r.told_gone);
+                self.remote_enter(node, &key, nick, user, !news, out);
             }
             Relay::Left {
                 room,
@@ -1834,7 +1847,7 @@ impl Core {
             Relay::Sync { room } => {
                 let key = room.to_ascii_lowercase();
                 if let Some(channel) = self.local_room(&key) {
-                    self.announce(channel, out);
+                    self.announce(channel, false, out);
                 }
             }
         }
@@ -1920,6 +1933,9 @@ impl Core {
     pub fn forget_remote(&mut self, node: Option<&str>, reason: &LeaveReason, out: &mut impl Sink) {
         let mut gone: Vec<(RemoteMember, Vec<ConnId>)> = Vec::new();
         for channel in self.rooms.values_mut() {
+            if node.is_none() && !channel.members.is_empty() {
+                channel.told_gone = true;
+            }
             let all = std::mem::take(&mut channel.remote);
             let (leaving, staying): (Vec<_>, Vec<_>) = all
                 .into_iter()
