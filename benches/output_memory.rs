@@ -195,7 +195,7 @@ impl Plan {
     fn base(&self, workload: Workload, server: &Server) -> Config {
         let mut c = Config::new(workload, server.addr);
         c.quiet = true;
-        c.server_pid = Some(server.pid);
+        c.server_pids = vec![server.pid];
         c.dialect = self.dialect;
         c.join_timeout = Duration::from_secs(if self.quick { 30 } else { 180 });
         c.drain_timeout = Duration::from_secs(if self.quick { 10 } else { 120 });

@@ -174,7 +174,7 @@ impl Sweep {
 fn config(t: &Target, workload: Workload, server: &Server) -> Config {
     let mut c = Config::new(workload, server.addr);
     c.quiet = true;
-    c.server_pid = Some(server.pid);
+    c.server_pids = vec![server.pid];
     c.connect_rate = 5000.0;
     c.join_timeout = Duration::from_secs(60);
     c.dialect = t.dialect;

@@ -513,7 +513,7 @@ fn measure(setup: Setup, spec: PointSpec, program: &Path) -> Result<Point, Strin
     cfg.warmup = spec.warmup;
     cfg.duration = spec.duration;
     cfg.quiet = true;
-    cfg.server_pid = Some(cluster.servers[0].pid);
+    cfg.server_pids = cluster.servers.iter().map(|s| s.pid).collect();
     let own = std::process::id();
     let (srv0, redis0) = cluster.cpu();
     let bench0 = bench::proc_stats::sample(own).map_or(0.0, |s| s.cpu_s);

@@ -39,6 +39,9 @@ fn fanout_over_two_bridged_servers_is_exact() {
     let Some(redis) = Redis::start() else { return };
     let (a, b, _holders) = two_bridged(&redis);
     let targets = format!("{},{}", a.addr, b.addr);
+    let pids = format!("{},{}", a.pid(), b.pid());
+    // Idle now, as the bench starts: the sum it samples first.
+    let idle_kib = rss_kib(a.pid()) + rss_kib(b.pid());
     let (code, j) = bench_json(&[
         "fanout",
         &targets,
@@ -54,8 +57,21 @@ fn fanout_over_two_bridged_servers_is_exact() {
         "500",
         "--warmup",
         "0",
+        "--server-pid",
+        &pids,
     ]);
     assert_eq!(code, 0, "{j:#}\nA: {}\nB: {}", a.log(), b.log());
+    // Both servers sampled, summed; each still has one thread.
+    assert_eq!(
+        j["params"]["server_pids"],
+        serde_json::json!([a.pid(), b.pid()])
+    );
+    assert_eq!(n(&j, "/server/threads"), 1, "{j}");
+    let start = n(&j, "/server_memory/rss_start_kib");
+    assert!(
+        start * 10 >= idle_kib * 9 && start * 10 <= idle_kib * 11,
+        "sampled {start} KiB, the two servers had {idle_kib} KiB: {j}"
+    );
     assert_eq!(n(&j, "/connections/joined"), 20, "{j}");
     assert_eq!(n(&j, "/sent"), 200, "{j}");
     assert_eq!(n(&j, "/expected_deliveries"), 200 * 19, "{j}");
@@ -110,4 +126,14 @@ fn workers_spread_over_two_bridged_servers() {
     // sender's server, 10 on the other.
     assert_eq!(n(&j, "/latency_by_path_us/same_server/count"), sent * 9);
     assert_eq!(n(&j, "/latency_by_path_us/cross_server/count"), sent * 10);
+}
+
+/// VmRSS of `pid`, KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .expect("VmRSS")
 }

@@ -103,7 +103,8 @@ pub struct Config {
     pub json: bool,
     /// No progress lines on stderr.
     pub quiet: bool,
-    pub server_pid: Option<u32>,
+    /// `--server-pid`: the server processes sampled (summed over them).
+    pub server_pids: Vec<u32>,
     /// `--dialect`: the grammar the clients speak.
     pub dialect: super::dialect::Dialect,
     /// `--room`: the IRC channel to join and talk in, the Redis channel.
@@ -185,7 +186,7 @@ impl Config {
             allow_loss: false,
             json: false,
             quiet: false,
-            server_pid: None,
+            server_pids: Vec::new(),
             dialect: super::dialect::Dialect::Line,
             room: crate::config::DEFAULT_ROOM.to_string(),
             lag: None,
@@ -330,8 +331,8 @@ fn options() -> getopts::Options {
     o.optopt(
         "",
         "server-pid",
-        "sample this process's RSS (peak, by phase, VmHWM), CPU and write syscalls from /proc (one process: with several servers, one of them)",
-        "PID",
+        "sample the server's RSS (peak, by phase, VmHWM), CPU and write syscalls from /proc; several servers: their PIDs, comma-separated, summed (threads: the most of any)",
+        "PID[,PID...]",
     );
     o.optopt(
         "",
@@ -583,7 +584,17 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
     if let Some(v) = secs(&m, "drain-timeout")? {
         c.drain_timeout = v;
     }
-    c.server_pid = num(&m, "server-pid")?;
+    if let Some(v) = m.opt_str("server-pid") {
+        c.server_pids = v
+            .split(',')
+            .map(|p| p.trim().parse().ok().filter(|&p: &u32| p > 0))
+            .collect::<Option<Vec<u32>>>()
+            .ok_or_else(|| {
+                UsageError(format!(
+                    "--server-pid: {v:?} is not a process id or a comma-separated list of them"
+                ))
+            })?;
+    }
     if let Some(v) = m.opt_str("dialect") {
         c.dialect = super::dialect::Dialect::parse(&v).ok_or_else(|| {
             UsageError(format!(
@@ -658,7 +669,7 @@ pub fn parse(args: &[String]) -> Result<Parsed, UsageError> {
         c.quiet = true;
         if share.index != 0 {
             // The server's costs are sampled once, by worker 0.
-            c.server_pid = None;
+            c.server_pids.clear();
         }
         c.worker = Some(role);
     }
@@ -758,6 +769,18 @@ mod tests {
 
     fn p(args: &[&str]) -> Result<Parsed, UsageError> {
         parse(&args.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn server_pids() {
+        let Ok(Parsed::Run(c)) = p(&["--server-pid", "12"]) else {
+            panic!()
+        };
+        assert_eq!(c.server_pids, [12]);
+        let Ok(Parsed::Run(c)) = p(&["--server-pid", "12, 34"]) else {
+            panic!()
+        };
+        assert_eq!(c.server_pids, [12, 34]);
     }
 
     #[test]
@@ -963,6 +986,9 @@ mod tests {
             &["--workers", "3", "--senders", "2"],
             &["--workers", "2", "--clients", "3"],
             &["--worker", "nonsense"],
+            &["--server-pid", "12,x"],
+            &["--server-pid", "0"],
+            &["--server-pid", ""],
         ] {
             assert!(p(args).is_err(), "{args:?}");
         }

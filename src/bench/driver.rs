@@ -547,7 +547,7 @@ impl<'c> Run<'c> {
             connect_base: 0,
             next_progress: t0 + Duration::from_secs(1),
             departed: Vec::new(),
-            rss: cfg.server_pid.map(|_| RssTrack::new("join")),
+            rss: (!cfg.server_pids.is_empty()).then(|| RssTrack::new("join")),
             rss_next: t0,
             lag: None,
         })
@@ -567,10 +567,10 @@ impl<'c> Run<'c> {
     }
 
     fn sample_rss(&mut self, now: Instant) {
-        let (Some(r), Some(pid)) = (self.rss.as_mut(), self.cfg.server_pid) else {
+        let Some(r) = self.rss.as_mut() else {
             return;
         };
-        if let Ok(s) = proc_stats::sample_rss(pid) {
+        if let Ok(s) = proc_stats::sample_all(&self.cfg.server_pids, proc_stats::sample_rss) {
             r.record(s, now.duration_since(self.acc.t0).as_secs_f64());
         }
         let every = if self.cfg.rss_interval.is_zero() {
@@ -1145,7 +1145,10 @@ impl<'c> Run<'c> {
     }
 
     fn sample_server(&self) -> Option<ProcSample> {
-        self.cfg.server_pid.and_then(|p| proc_stats::sample(p).ok())
+        if self.cfg.server_pids.is_empty() {
+            return None;
+        }
+        proc_stats::sample_all(&self.cfg.server_pids, proc_stats::sample).ok()
     }
 }
 
@@ -1203,10 +1206,7 @@ impl CostWindow {
     fn start(run: &Run) -> CostWindow {
         let server_start = run.sample_server();
         CostWindow {
-            perf: run
-                .cfg
-                .server_pid
-                .and_then(proc_stats::SyscallCounter::start),
+            perf: proc_stats::SyscallCounter::start(&run.cfg.server_pids),
             server_peak_rss: server_start.map_or(0, |s| s.rss_kib),
             server_start,
             bench_start: proc_stats::sample(std::process::id()).ok(),

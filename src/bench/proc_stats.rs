@@ -22,6 +22,28 @@ pub struct ProcSample {
     pub syscw: Option<u64>,
 }
 
+/// `read` for each of `pids`, summed: memory, CPU and syscalls add up;
+/// `threads` is the most any one has (several single-threaded servers
+/// show 1). Fails if any of them cannot be read.
+pub fn sample_all(
+    pids: &[u32],
+    read: impl Fn(u32) -> io::Result<ProcSample>,
+) -> io::Result<ProcSample> {
+    let mut all = ProcSample {
+        syscw: Some(0),
+        ..ProcSample::default()
+    };
+    for &pid in pids {
+        let s = read(pid)?;
+        all.rss_kib += s.rss_kib;
+        all.hwm_kib += s.hwm_kib;
+        all.threads = all.threads.max(s.threads);
+        all.cpu_s += s.cpu_s;
+        all.syscw = all.syscw.zip(s.syscw).map(|(a, b)| a + b);
+    }
+    Ok(all)
+}
+
 /// Reads /proc/PID/{status,stat,io}.
 pub fn sample(pid: u32) -> io::Result<ProcSample> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -91,8 +113,13 @@ pub struct SyscallCounter {
 }
 
 impl SyscallCounter {
-    /// Attaches to `pid` (all its threads). `None` if perf cannot run.
-    pub fn start(pid: u32) -> Option<SyscallCounter> {
+    /// Attaches to `pids` (all their threads). `None` if there are none
+    /// or perf cannot run.
+    pub fn start(pids: &[u32]) -> Option<SyscallCounter> {
+        if pids.is_empty() {
+            return None;
+        }
+        let pids: Vec<String> = pids.iter().map(u32::to_string).collect();
         let child = std::process::Command::new("perf")
             .args([
                 "stat",
@@ -101,7 +128,7 @@ impl SyscallCounter {
                 "-e",
                 WRITE_SYSCALLS,
                 "-p",
-                &pid.to_string(),
+                &pids.join(","),
             ])
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
@@ -283,6 +310,26 @@ pub fn raise_nofile_limit() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn samples_of_several_processes_add_up() {
+        let one = |pid: u32| -> io::Result<ProcSample> {
+            Ok(ProcSample {
+                rss_kib: 1000 * u64::from(pid),
+                hwm_kib: 2000 * u64::from(pid),
+                threads: u64::from(pid),
+                cpu_s: 0.5,
+                syscw: (pid != 3).then_some(7),
+            })
+        };
+        let s = sample_all(&[1, 2], one).unwrap();
+        assert_eq!((s.rss_kib, s.hwm_kib, s.threads), (3000, 6000, 2));
+        assert_eq!((s.cpu_s, s.syscw), (1.0, Some(14)));
+        // One without syscw (another user's): no total.
+        assert_eq!(sample_all(&[1, 3], one).unwrap().syscw, None);
+        let gone = |_| Err(io::Error::from(io::ErrorKind::NotFound));
+        assert!(sample_all(&[1], gone).is_err());
+    }
 
     #[test]
     fn parses_proc_files() {

@@ -254,7 +254,8 @@ impl Report {
             "source_addrs": c.source_addrs.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
             "join_timeout_s": c.join_timeout.as_secs_f64(),
             "drain_timeout_s": c.drain_timeout.as_secs_f64(),
-            "server_pid": c.server_pid,
+            "server_pid": c.server_pids.first(),
+            "server_pids": c.server_pids,
         });
         let server = self.server.map_or(Value::Null, |s| {
             json!({
