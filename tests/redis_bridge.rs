@@ -733,21 +733,64 @@ fn a_network_cut_is_noticed_and_healed() {
     let upstream: SocketAddr = redis.url().parse().expect("redis addr");
     let proxy = Proxy::start(upstream);
     let a = bridged_at(&proxy.addr.to_string(), "A");
+    cut_and_heal(&redis, &a, |cut| proxy.set_cut(cut));
+}
+
+/// The same cut made by the network itself: A runs in a network namespace
+/// and the link it reaches Redis by is set down (packets stop; nothing
+/// sends a FIN or a RST). Needs root and `ip netns`; where the machine
+/// does not allow them, the proxy test above stands for it.
+#[test]
+fn a_network_cut_in_a_namespace_is_noticed_and_healed() {
+    let Some(ns) = Netns::create() else { return };
+    let Some(redis) = Redis::start_with(&[
+        "--bind",
+        "127.0.0.1",
+        &ns.redis_host_ip,
+        "--protected-mode",
+        "no",
+    ]) else {
+        return;
+    };
+    let url = format!("{}:{}", ns.redis_host_ip, redis.port);
+    let listen = format!("{}:0", ns.client_ip);
+    let a = TestServer::start_in_netns(
+        &ns.name,
+        &listen,
+        &[
+            "--redis",
+            &url,
+            "--node-id",
+            "A",
+            "--metrics-from",
+            &ns.block,
+        ],
+    );
+    wait_metric(&a, "loopchat_bridge_up", |v| v == 1);
+    cut_and_heal(&redis, &a, |cut| ns.set_redis_link(!cut));
+}
+
+/// A (bridged, its link to Redis cuttable by `set_cut`) and B (on
+/// `redis` directly): A's line user and B's IRC user share #lobby. Cut:
+/// A notices by its PING timeout and refuses logins it cannot check; B
+/// reaps A. Healed: each side sees the other come back, and they chat.
+fn cut_and_heal(redis: &Redis, a: &TestServer, set_cut: impl Fn(bool)) {
     let b = redis.bridged("B", &[]);
     let mut alice = a.join("alice");
-    wait_channels(&a, 3);
+    wait_channels(a, 3);
     let mut carol = Irc::register(b.addr, "carol");
     carol.join("#lobby");
     // B asks who is in #lobby as it subscribes: alice comes as a JOIN.
     carol.until(":alice!alice@loopchat JOIN #lobby");
+    alice.line_where(|l| l == "* carol has entered the room");
 
-    proxy.set_cut(true);
+    set_cut(true);
     let cut_at = Instant::now();
-    wait_metric(&a, "loopchat_bridge_up", |v| v == 0);
+    wait_metric(a, "loopchat_bridge_up", |v| v == 0);
     let noticed = cut_at.elapsed();
     eprintln!("A noticed the cut after {noticed:?}");
     assert!(noticed <= Duration::from_secs(6), "{noticed:?}");
-    let (_c, answer) = try_name(&a, "dave");
+    let (_c, answer) = try_name(a, "dave");
     assert!(answer.starts_with("! dave cannot be checked"), "{answer}");
     alice.line_where(|l| l.starts_with("* carol has left the room"));
     carol.until(":alice!alice@loopchat QUIT :Quit: server A is gone");
@@ -755,19 +798,152 @@ fn a_network_cut_is_noticed_and_healed() {
     eprintln!("B reaped A {reaped:?} after the cut");
     assert!(reaped <= Duration::from_millis(7500), "{reaped:?}");
 
-    proxy.set_cut(false);
+    set_cut(false);
     carol.until(":alice!alice@loopchat JOIN #lobby");
+    // A's line user, told carol left, is told she is back.
+    alice.line_where(|l| l == "* carol has entered the room");
     // Once A listens again (control, #lobby, alice), what B says reaches
-    // it. (A line user is not told of members heard of again: it sees
-    // them in `/who` and when they speak.)
-    wait_metric(&a, "loopchat_bridge_up", |v| v == 1);
-    wait_channels(&a, 3);
+    // it.
+    wait_metric(a, "loopchat_bridge_up", |v| v == 1);
+    wait_channels(a, 3);
     carol.send("PRIVMSG #lobby :you are back");
     alice.line_where(|l| l == "[carol] you are back");
     alice.send("/who");
     alice.line_where(|l| l == "* 2 users online: alice, carol");
-    for s in [&a, &b] {
+    for s in [a, &b] {
         assert_eq!(s.threads(), 1);
+    }
+}
+
+/// A network namespace for server A with two veth pairs to ours: one
+/// for its clients (and `/metrics`), one by which it reaches Redis, so
+/// that cutting the second leaves A reachable. Removed on drop.
+struct Netns {
+    name: String,
+    /// Our end of the Redis link (what is set down).
+    redis_link: String,
+    /// A's address on the client link.
+    client_ip: String,
+    /// Our address on the Redis link: Redis listens there too.
+    redis_host_ip: String,
+    /// The block both links are in (for `--metrics-from`).
+    block: String,
+}
+
+impl Netns {
+    /// `None` (after saying why) if this machine does not let us: not
+    /// root, no `ip`, or no network namespaces in this container.
+    fn create() -> Option<Netns> {
+        let pid = std::process::id();
+        // A /29 per test process: two /30 links.
+        let (x, y) = ((pid >> 5) & 0xff, (pid & 0x1f) * 8);
+        let ip = |k: u32| format!("10.213.{x}.{}", y + k);
+        let name = format!("lc{pid}");
+        let ns = Netns {
+            redis_link: format!("lc{pid}r"),
+            client_ip: ip(2),
+            redis_host_ip: ip(5),
+            block: format!("{}/29", ip(0)),
+            name: name.clone(),
+        };
+        let (client_host, client_ns, redis_ns) = (
+            format!("lc{pid}c"),
+            format!("lc{pid}d"),
+            format!("lc{pid}s"),
+        );
+        let host = |args: &[&str]| Self::ip(args);
+        let inside = |args: &[&str]| {
+            let mut all = vec!["netns", "exec", name.as_str(), "ip"];
+            all.extend_from_slice(args);
+            Self::ip(&all)
+        };
+        let client_host_ip = format!("{}/30", ip(1));
+        let client_ns_ip = format!("{}/30", ip(2));
+        let redis_host_ip = format!("{}/30", ip(5));
+        let redis_ns_ip = format!("{}/30", ip(6));
+        if let Err(e) = host(&["netns", "add", &name]) {
+            eprintln!("SKIPPED: no network namespace here ({e}); the proxy test covers the cut");
+            return None;
+        }
+        let made = host(&[
+            "link",
+            "add",
+            &client_host,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &client_ns,
+        ])
+        .and_then(|()| {
+            host(&[
+                "link",
+                "add",
+                &ns.redis_link,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &redis_ns,
+            ])
+        })
+        .and_then(|()| host(&["link", "set", &client_ns, "netns", &name]))
+        .and_then(|()| host(&["link", "set", &redis_ns, "netns", &name]))
+        .and_then(|()| host(&["addr", "add", &client_host_ip, "dev", &client_host]))
+        .and_then(|()| host(&["addr", "add", &redis_host_ip, "dev", &ns.redis_link]))
+        .and_then(|()| host(&["link", "set", &client_host, "up"]))
+        .and_then(|()| host(&["link", "set", &ns.redis_link, "up"]))
+        .and_then(|()| inside(&["addr", "add", &client_ns_ip, "dev", &client_ns]))
+        .and_then(|()| inside(&["addr", "add", &redis_ns_ip, "dev", &redis_ns]))
+        .and_then(|()| inside(&["link", "set", &client_ns, "up"]))
+        .and_then(|()| inside(&["link", "set", &redis_ns, "up"]))
+        .and_then(|()| inside(&["link", "set", "lo", "up"]));
+        match made {
+            Ok(()) => Some(ns),
+            Err(e) => {
+                eprintln!(
+                    "SKIPPED: could not wire a network namespace ({e}); the proxy test covers the cut"
+                );
+                None // dropped: removed
+            }
+        }
+    }
+
+    /// Runs `ip args`; the error says what failed.
+    fn ip(args: &[&str]) -> Result<(), String> {
+        let out = Command::new("ip")
+            .args(args)
+            .output()
+            .map_err(|e| format!("ip: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "ip {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+
+    /// Sets our end of the Redis link up or down.
+    fn set_redis_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        if let Err(e) = Self::ip(&["link", "set", &self.redis_link, state]) {
+            panic!("{e}");
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        // The veth pairs go with the namespace their peers are in; ours
+        // are removed too in case a peer never moved there.
+        let _ = Self::ip(&["netns", "del", &self.name]);
+        let pid = std::process::id();
+        for link in [format!("lc{pid}c"), format!("lc{pid}r")] {
+            let _ = Self::ip(&["link", "del", &link]);
+        }
     }
 }
 

@@ -308,10 +308,21 @@ impl Link {
     }
 
     /// Drops the socket and schedules the next try (exponential backoff).
+    ///
+    /// The socket is reset, not closed: what the kernel still holds for it
+    /// (a heartbeat, a claim, lines) must never reach Redis. After a cut
+    /// without FIN, a closed socket keeps retransmitting, and when the
+    /// network heals its stale heartbeat could land after the reaper
+    /// removed our lease, renewing it: our new link would then find the
+    /// lease live and not claim our names again, and the others would
+    /// never hear of our users.
     fn down(&mut self, registry: &Registry, now: Instant, why: &str) {
         if let Some(mut s) = self.stream.take() {
             if let Err(e) = registry.deregister(&mut s) {
                 debug!("bridge {}: deregister: {e}", self.name);
+            }
+            if let Err(e) = socket2::SockRef::from(&s).set_linger(Some(Duration::ZERO)) {
+                debug!("bridge {}: SO_LINGER: {e}", self.name);
             }
         }
         if self.state == State::Up {

@@ -42,13 +42,30 @@ impl TestServer {
     /// Like [`start`](Self::start), letting the caller adjust the command
     /// (for instance to lower its descriptor limit).
     pub fn start_with(args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_loopchat-server"));
+        cmd.args(["--listen", "127.0.0.1:0"]);
+        Self::spawn(cmd, args, adjust)
+    }
+
+    /// Starts the server inside network namespace `netns` (`ip netns
+    /// exec`, which becomes the server: the child is the server itself),
+    /// listening on `listen`.
+    pub fn start_in_netns(netns: &str, listen: &str, args: &[&str]) -> TestServer {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", netns])
+            .arg(env!("CARGO_BIN_EXE_loopchat-server"))
+            .args(["--listen", listen]);
+        Self::spawn(cmd, args, |_| {})
+    }
+
+    /// Runs `cmd` (the server and its `--listen`) with `args`; reads the
+    /// addresses it prints.
+    fn spawn(mut cmd: Command, args: &[&str], adjust: impl FnOnce(&mut Command)) -> TestServer {
         let n = SERVERS.fetch_add(1, Ordering::SeqCst);
         let log =
             std::env::temp_dir().join(format!("loopchat-test-{}-{n}.log", std::process::id()));
         let log_file = std::fs::File::create(&log).expect("create log file");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_loopchat-server"));
-        cmd.args(["--listen", "127.0.0.1:0"])
-            .args(args)
+        cmd.args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file);
