@@ -467,6 +467,9 @@ pub struct Bridge {
     scripts: Scripts,
     /// We have had a lease (so a lapsed one is news, not the start).
     had_lease: bool,
+    /// The command link just came up: its first heartbeat's answer makes
+    /// us claim our names again whatever it says (see `claim_again`).
+    new_link: bool,
     /// The nicknames we hold in Redis or are claiming: lowercased ->
     /// as written (a fallback after a collision keeps the spelling).
     held: HashMap<String, String>,
@@ -515,6 +518,7 @@ impl Bridge {
             replies: Vec::new(),
             scripts: Scripts::new(),
             had_lease: false,
+            new_link: false,
             held: HashMap::new(),
             release_later: Vec::new(),
             heartbeat_at: now,
@@ -952,6 +956,7 @@ impl Bridge {
             }
             resp::command(&mut self.cmd.out, &[b"INFO", b"cluster"]);
             self.pending.push_back(Pending::ClusterCheck);
+            self.new_link = true;
             self.heartbeat(now);
             self.reap_at = now + presence::REAP_EVERY;
             for key in std::mem::take(&mut self.release_later) {
@@ -1027,8 +1032,9 @@ impl Bridge {
             }
             (Pending::ClusterCheck, _) => Ok(()), // a Redis-like server without INFO
             (Pending::Heartbeat, Value::Int(live)) => {
-                if live == 0 {
-                    self.lease_lapsed();
+                let first = std::mem::take(&mut self.new_link);
+                if live == 0 || first {
+                    self.claim_again(live == 0);
                 }
                 self.had_lease = true;
                 Ok(())
@@ -1058,12 +1064,16 @@ impl Bridge {
         }
     }
 
-    /// Our lease was not live when renewed: Redis restarted, or we were
-    /// silent longer than a lease (stopped, cut off) and may have been
-    /// reaped. Claims every nickname we hold again and asks the hub to
-    /// tell the others who is here.
-    fn lease_lapsed(&mut self) {
-        if self.had_lease {
+    /// Claims every nickname we hold again and asks the hub to tell the
+    /// others who is here. When our lease was not live (`lapsed`): Redis
+    /// restarted, or we were silent longer than a lease (stopped, cut off)
+    /// and may have been reaped. Also after every new command link, lapsed
+    /// or not: a heartbeat of the old link, delayed in the network, may
+    /// have renewed the lease after a reaper removed it (and our names),
+    /// so "live" is not proof. Claiming a name we still hold, and telling
+    /// the others of users they know, change nothing.
+    fn claim_again(&mut self, lapsed: bool) {
+        if lapsed && self.had_lease {
             self.figures.lease_renewals += 1;
             warn!(
                 "bridge: our lease in Redis had lapsed (Redis restarted, or this process was silent too long); claiming {} nicknames again",
