@@ -20,7 +20,8 @@
 //!
 //! `Size::only` can restrict a size to some dialects (the issue's 10,000
 //! receivers for line and Redis would be one; left out to keep a run
-//! within about 15 minutes on a shared 2-core machine, `RUN_BUDGET`).
+//! within about 15 minutes on a shared 2-core machine, `RUN_BUDGET` per
+//! `--runs`).
 //!
 //! "Receivers" is exact in every dialect: a message reaches every other
 //! client of the room, so line and IRC use receivers + 1 clients; Redis
@@ -51,7 +52,8 @@ const MAX_P99_US: u64 = 100_000;
 /// The rate the latency figures are quoted at.
 const REFERENCE_RATE: f64 = 1000.0;
 const SENDERS: usize = 4;
-/// The whole run stops starting new points after this long.
+/// The whole run stops starting new points after this long, per run
+/// asked for (`--runs 3`: three times this).
 const RUN_BUDGET: Duration = Duration::from_secs(15 * 60);
 
 /// One thing measured: a server started one way, spoken to in one dialect.
@@ -705,7 +707,7 @@ fn doc(
         "# loopchat beside its peers
 
 Written by `cargo bench --bench peers -- --runs {runs} --update-docs` (benches/peers.rs); \
-every figure below is from that one run, the peers measured in the same run as loopchat, \
+every figure below is from that command, the peers measured in the same run as loopchat, \
 alternating, with the same load generator (`loopchat::bench`, one thread, one `mio::Poll`).
 
 ## Method
@@ -816,7 +818,7 @@ fn main() {
     let plan = if quick { Plan::quick() } else { Plan::full() };
     bench::proc_stats::raise_nofile_limit();
     let started = Instant::now();
-    let deadline = started + RUN_BUDGET;
+    let deadline = started + RUN_BUDGET * runs as u32;
     let load_start = loadavg();
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
     let targets = targets(&manifest, quick);
