@@ -977,7 +977,7 @@ fn figures_doc(
             ", lost in the noise: `one` alone ranged over {lo:.0}-{hi:.0} us per line across the runs"
         ),
         Some(_) => format!(
-            " (`one` alone ranged over {lo:.0}-{hi:.0} us across the runs, and within each run the bridged process used {rlo:.2}x to {rhi:.2}x the CPU per line): more than at `few`, which these figures do not explain (a guess: the echo's extra loop turn per line, on a machine where every wake-up waits for a core)"
+            " (`one` alone ranged over {lo:.0}-{hi:.0} us across the runs, and within each run the bridged process used {rlo:.2}x to {rhi:.2}x the CPU per line): more than at `few`: a few syscalls per line, counted in docs/scale-out.md, \"Where the bridge's cost per line goes\""
         ),
         None => String::new(),
     };

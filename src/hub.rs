@@ -243,8 +243,9 @@ impl Hub {
         }
     }
 
-    /// Our lease in Redis lapsed: tell the other processes who is here
-    /// again (see [`Core::announce_all`]).
+    /// Our names were claimed again in Redis (our lease lapsed, or the
+    /// command link is new): tell the other processes who is here again
+    /// (see [`Core::announce_all`]).
     pub fn announce_all(&mut self, out: &mut impl Outbox) {
         let (core, mut sink) = self.split(out);
         core.announce_all(&mut sink);

@@ -2247,7 +2247,7 @@ impl Server {
         let downs = b.take_downs();
         let claims = b.take_claims_done();
         let collisions = b.take_collisions();
-        let renewed = b.take_lease_renewed();
+        let reannounce = b.take_reannounce();
         let any = lost
             || !inbound.is_empty()
             || !outcomes.is_empty()
@@ -2255,7 +2255,7 @@ impl Server {
             || !downs.is_empty()
             || !claims.is_empty()
             || !collisions.is_empty()
-            || renewed;
+            || reannounce;
         if lost {
             let (hub, mut out) = self.split();
             hub.forget_remote(&mut out);
@@ -2264,7 +2264,7 @@ impl Server {
             let (hub, mut out) = self.split();
             hub.collision(old, new, &mut out);
         }
-        if renewed {
+        if reannounce {
             let (hub, mut out) = self.split();
             hub.announce_all(&mut out);
         }

@@ -820,6 +820,8 @@ fn cut_and_heal(redis: &Redis, a: &TestServer, set_cut: impl Fn(bool)) {
 /// that cutting the second leaves A reachable. Removed on drop.
 struct Netns {
     name: String,
+    /// Our end of the client link.
+    client_link: String,
     /// Our end of the Redis link (what is set down).
     redis_link: String,
     /// A's address on the client link.
@@ -840,17 +842,15 @@ impl Netns {
         let ip = |k: u32| format!("10.213.{x}.{}", y + k);
         let name = format!("lc{pid}");
         let ns = Netns {
+            client_link: format!("lc{pid}c"),
             redis_link: format!("lc{pid}r"),
             client_ip: ip(2),
             redis_host_ip: ip(5),
             block: format!("{}/29", ip(0)),
             name: name.clone(),
         };
-        let (client_host, client_ns, redis_ns) = (
-            format!("lc{pid}c"),
-            format!("lc{pid}d"),
-            format!("lc{pid}s"),
-        );
+        let (client_ns, redis_ns) = (format!("lc{pid}d"), format!("lc{pid}s"));
+        let client_host = &ns.client_link;
         let host = |args: &[&str]| Self::ip(args);
         let inside = |args: &[&str]| {
             let mut all = vec!["netns", "exec", name.as_str(), "ip"];
@@ -868,7 +868,7 @@ impl Netns {
         let made = host(&[
             "link",
             "add",
-            &client_host,
+            client_host,
             "type",
             "veth",
             "peer",
@@ -889,9 +889,9 @@ impl Netns {
         })
         .and_then(|()| host(&["link", "set", &client_ns, "netns", &name]))
         .and_then(|()| host(&["link", "set", &redis_ns, "netns", &name]))
-        .and_then(|()| host(&["addr", "add", &client_host_ip, "dev", &client_host]))
+        .and_then(|()| host(&["addr", "add", &client_host_ip, "dev", client_host]))
         .and_then(|()| host(&["addr", "add", &redis_host_ip, "dev", &ns.redis_link]))
-        .and_then(|()| host(&["link", "set", &client_host, "up"]))
+        .and_then(|()| host(&["link", "set", client_host, "up"]))
         .and_then(|()| host(&["link", "set", &ns.redis_link, "up"]))
         .and_then(|()| inside(&["addr", "add", &client_ns_ip, "dev", &client_ns]))
         .and_then(|()| inside(&["addr", "add", &redis_ns_ip, "dev", &redis_ns]))
@@ -940,9 +940,8 @@ impl Drop for Netns {
         // The veth pairs go with the namespace their peers are in; ours
         // are removed too in case a peer never moved there.
         let _ = Self::ip(&["netns", "del", &self.name]);
-        let pid = std::process::id();
-        for link in [format!("lc{pid}c"), format!("lc{pid}r")] {
-            let _ = Self::ip(&["link", "del", &link]);
+        for link in [&self.client_link, &self.redis_link] {
+            let _ = Self::ip(&["link", "del", link]);
         }
     }
 }

@@ -680,7 +680,7 @@ impl<'c> Run<'c> {
             let closed = ev.is_read_closed() || ev.is_error();
             self.on_event(
                 ev.token().0,
-                Reading::from_event(ev.is_readable() || closed, closed),
+                Reading::from_event(ev.is_readable(), closed),
                 ev.is_writable() || ev.is_error(),
             );
         }

@@ -484,8 +484,9 @@ pub struct Bridge {
     collisions: Vec<(String, String)>,
     /// Nodes a reaper found dead.
     downs: Vec<String>,
-    /// Our lease had lapsed: the hub tells the others who is here again.
-    lease_renewed: bool,
+    /// Our names were claimed again (our lease had lapsed, or the command
+    /// link is new): the hub tells the others who is here again.
+    reannounce: bool,
     /// Why the bridge gave up for good (a Redis Cluster): no reconnects.
     refused: Option<String>,
     /// The process is stopping and gave its lease back: no heartbeats,
@@ -526,7 +527,7 @@ impl Bridge {
             claims_done: Vec::new(),
             collisions: Vec::new(),
             downs: Vec::new(),
-            lease_renewed: false,
+            reannounce: false,
             refused: None,
             retired: false,
             // Every process hears the reapers.
@@ -750,10 +751,10 @@ impl Bridge {
         std::mem::take(&mut self.downs)
     }
 
-    /// Whether our lease had lapsed (since the last call): the hub tells
-    /// the other processes who is here again.
-    pub fn take_lease_renewed(&mut self) -> bool {
-        std::mem::take(&mut self.lease_renewed)
+    /// Whether our names were claimed again since the last call (see
+    /// `claim_again`): the hub tells the other processes who is here again.
+    pub fn take_reannounce(&mut self) -> bool {
+        std::mem::take(&mut self.reannounce)
     }
 
     /// Payloads that arrived (not our own), for the hub; give the vector
@@ -1095,7 +1096,7 @@ impl Bridge {
                 again: true,
             });
         }
-        self.lease_renewed = true;
+        self.reannounce = true;
     }
 
     /// A claim's reply.

@@ -907,8 +907,9 @@ impl Core {
     }
 
     /// Bridging: tells the other processes again who is in each room here,
-    /// after they may have forgotten us (our lease in Redis lapsed and a
-    /// reaper said we were gone). One [`Relay::Entered`] per local member:
+    /// after they may have forgotten us (a reaper may have said we were
+    /// gone: our lease lapsed, or our command link was down). One
+    /// [`Relay::Entered`] per local member:
     /// where its quit was shown, its return is shown too; where it was not
     /// forgotten (Redis only restarted), an entry of someone present is
     /// nothing.
